@@ -1,0 +1,52 @@
+"""The API process: a Flask app speaking the Pasqal Cloud REST API (see create_app)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from api import batches, devices, health, jobs, projects, results
+from api.auth import require_token
+from api.context import Services
+from api.errors import register_error_handlers
+from api.submission import Submission
+from core.accounts import Accounts
+from core.devices import device_registry
+from core.errors import ConfigurationError
+from core.redis_client import connect
+from core.settings import Settings
+from core.store import Store
+
+#: Where the SDK's `Endpoints(core=..., account=...)` point, under the server's base URL.
+CORE_PREFIX = "/core-fast"
+ACCOUNT_PREFIX = "/account"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Builds the API for one cluster; `settings` default to the environment (TWEEZER_*)."""
+    settings = settings or Settings.from_env()
+    if not settings.results_secret:
+        raise ConfigurationError("results_secret is required by the API (TWEEZER_RESULTS_SECRET)")
+    app = Flask(__name__, static_folder=None)
+    # Bytes on the wire; the inflated size of gzip bodies is bounded in api/body.py.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    client = connect(settings)
+    registry = device_registry(settings)
+    app.extensions["tweezer"] = Services(
+        settings=settings,
+        store=Store(client, settings.namespace),
+        accounts=Accounts(client, settings.namespace),
+        registry=registry,
+        submission=Submission(settings, registry),
+    )
+
+    for blueprint in (batches.bp, jobs.bp, devices.bp):
+        require_token(blueprint, public_endpoints=frozenset({"devices.public_specs"}))
+        app.register_blueprint(blueprint, url_prefix=CORE_PREFIX)
+    app.register_blueprint(results.bp, url_prefix=CORE_PREFIX)  # public: the link is the key
+    require_token(projects.bp)
+    app.register_blueprint(projects.bp, url_prefix=ACCOUNT_PREFIX)
+    app.register_blueprint(health.bp)
+    register_error_handlers(app)
+    return app

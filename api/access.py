@@ -1,0 +1,62 @@
+"""Finding records on behalf of the caller: a batch or job outside the caller's projects answers
+404 exactly like one that does not exist, so ids leak nothing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+
+from api.context import principal, services
+from core.errors import NotFound
+from core.records import Batch, Job
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def canonical_id(raw: str) -> str | None:
+    """Ids may arrive un-hyphenated or uppercase; None if it is not a UUID at all."""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        return None
+
+
+def visible_batch(raw_id: str) -> Batch:
+    batch_id = canonical_id(raw_id)
+    batch = services().store.get_batch(batch_id) if batch_id else None
+    if batch is None or batch.project_id not in principal().project_ids:
+        raise NotFound(f"Batch {raw_id} not found")
+    return batch
+
+
+def visible_job(raw_id: str) -> Job:
+    job_id = canonical_id(raw_id)
+    job = services().store.get_job(job_id) if job_id else None
+    if job is None or job.project_id not in principal().project_ids:
+        raise NotFound(f"Job {raw_id} not found")
+    return job
+
+
+def scoped_projects(requested: list[str]) -> list[str]:
+    """Restricts a list's project filter to the caller's projects (all of them if none is
+    asked for). "-" matches no project: a caller in no project, or asking only for others'
+    projects, sees an empty list rather than an error that would confirm they exist."""
+    mine = principal().project_ids
+    if not requested:
+        return sorted(mine) or ["-"]
+    return [p for p in requested if p in mine] or ["-"]
+
+
+def after_commit(read: Callable[[], T], fallback: T) -> T:
+    """Runs a read that follows a commit; if Redis fails now, answers with `fallback` instead of
+    an error, because the SDK would retry the POST and duplicate what was committed."""
+    try:
+        return read()
+    except redis.exceptions.RedisError as exc:
+        log.warning("read after commit failed, answering without it: %s", exc)
+        return fallback

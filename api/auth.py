@@ -1,0 +1,26 @@
+"""Bearer-token authentication, checked before every route except the public ones."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request
+
+from api.context import services
+from core.errors import Unauthorized
+
+
+def require_token(blueprint: Blueprint, public_endpoints: frozenset[str] = frozenset()) -> None:
+    """Every route of `blueprint` needs `Authorization: Bearer <token>`, except the endpoints
+    named in `public_endpoints` (public specs, results downloads)."""
+
+    @blueprint.before_request
+    def authenticate() -> None:
+        if request.endpoint in public_endpoints:
+            return
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Missing bearer token: send 'Authorization: Bearer <token>'")
+        caller = services().accounts.authenticate(token.strip())
+        if caller is None:
+            raise Unauthorized("Invalid or expired token")
+        g.principal = caller

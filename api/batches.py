@@ -1,0 +1,163 @@
+"""Batch routes of the core API (contract §3, #1-#11)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, request
+
+from api import filters, jsend
+from api.access import after_commit, canonical_id, scoped_projects, visible_batch
+from api.body import read_json
+from api.context import principal, services
+from api.render import batch_json, batch_status_json, job_json
+from api.schemas import CancelBatchesIn, CreateBatchIn, TagsIn, parse_model
+from core.accounts import DEFAULT_QUEUE_PRIORITY
+from core.errors import Conflict, Forbidden, InvalidRequest, InvalidTransition, NotFound
+from core.records import Batch, Job
+from core.store import Page
+from core.timefmt import now_us
+
+bp = Blueprint("batches", __name__)
+
+
+@bp.post("/api/v1/batches")
+def create_batch() -> jsend.Reply:
+    svc = services()
+    body = parse_model(CreateBatchIn, read_json(svc.settings.max_inflated_bytes))
+    caller = principal()
+    project_id = str(body.project_id)
+    if project_id not in caller.project_ids:
+        raise Forbidden(f"You are not a member of project {project_id}")
+    project = svc.accounts.get_project(project_id)
+    priority = project.queue_priority if project else DEFAULT_QUEUE_PRIORITY
+    batch, jobs = svc.submission.new_batch(body, caller, priority)
+    svc.store.create_batch(batch, jobs, now_us())
+    return jsend.success(batch_json(batch, jobs), 201)
+
+
+@bp.get("/api/v2/batches/<batch_id>")
+def get_batch(batch_id: str) -> jsend.Reply:
+    # No embedded jobs: the SDK pages them through GET /api/v2/jobs when it needs them.
+    return jsend.success(batch_json(visible_batch(batch_id)))
+
+
+@bp.get("/api/v1/batches/<batch_id>")
+def get_batch_with_jobs(batch_id: str) -> jsend.Reply:
+    """The pre-0.24 route, still used by older SDKs: the batch with all its jobs."""
+    batch = visible_batch(batch_id)
+    return jsend.success(batch_json(batch, services().store.batch_jobs(batch.id)))
+
+
+@bp.get("/api/v1/batches/<batch_id>/status")
+def get_batch_status(batch_id: str) -> jsend.Reply:
+    return jsend.success(batch_status_json(visible_batch(batch_id)))
+
+
+@bp.patch("/api/v2/batches/<batch_id>/complete")
+def close_batch(batch_id: str) -> jsend.Reply:
+    batch = visible_batch(batch_id)
+    services().store.close_batch(batch.id, now_us())
+    return _batch_after_commit(batch)
+
+
+@bp.patch("/api/v2/batches/<batch_id>/cancel")
+def cancel_batch(batch_id: str) -> jsend.Reply:
+    batch = visible_batch(batch_id)
+    services().store.cancel_batch(batch.id, now_us())
+    return _batch_after_commit(batch)
+
+
+@bp.patch("/api/v1/batches/cancel")
+@bp.patch("/api/v2/batches/cancel")  # the route the SDK's own mock server uses
+def cancel_batches() -> jsend.Reply:
+    svc = services()
+    body = parse_model(CancelBatchesIn, read_json(svc.settings.max_inflated_bytes))
+    canceled: list[dict[str, Any]] = []
+    errors: dict[str, str] = {}
+    for raw_id in body.batch_ids:
+        # errors keys must be UUIDs for the SDK; a non-UUID id is refused before anything.
+        if canonical_id(raw_id) is None:
+            raise InvalidRequest(f"batch_ids: {raw_id!r} is not a UUID")
+    for raw_id in body.batch_ids:
+        try:
+            batch = visible_batch(raw_id)
+            svc.store.cancel_batch(batch.id, now_us())
+        except (NotFound, InvalidTransition) as exc:
+            errors[raw_id] = exc.message
+            continue
+        canceled.append(_batch_json_after_commit(batch))
+    return jsend.success({"batches": canceled, "errors": errors})
+
+
+@bp.post("/api/v1/batches/<batch_id>/rebatch")
+def rebatch(batch_id: str) -> jsend.Reply:
+    svc = services()
+    original = visible_batch(batch_id)
+    query = filters.rebatch_query(request.args)
+    if original.open:
+        raise Conflict(f"Batch {original.id} is open; only closed batches can be rebatched")
+    query.batch_id = [original.id]
+    _, job_ids = svc.store.query_job_ids(query, Page(offset=0, limit=1_000_000, desc=False))
+    if not job_ids:
+        raise InvalidRequest(f"No job of batch {original.id} matches the rebatch filters")
+    batch, jobs = svc.submission.rebatch(original, svc.store.get_jobs(job_ids), principal())
+    svc.store.create_batch(batch, jobs, now_us())
+    return jsend.success(batch_json(batch, jobs), 201)
+
+
+@bp.get("/api/v1/batches")
+def list_batches() -> jsend.Reply:
+    query, page = filters.batch_query(request.args)
+    query.project_id = scoped_projects(query.project_id)
+    total, batches = services().store.query_batches(query, page)
+    return jsend.page([batch_json(b, with_sequence=False) for b in batches], total, page.offset)
+
+
+@bp.post("/api/v2/batches/<batch_id>/jobs")
+def add_jobs(batch_id: str) -> jsend.Reply:
+    svc = services()
+    data = read_json(svc.settings.max_inflated_bytes)
+    batch = visible_batch(batch_id)
+    if not batch.open:
+        raise Conflict(f"Batch {batch.id} is closed: it does not accept new jobs")
+    jobs = svc.submission.new_jobs(batch, data)
+    svc.store.add_jobs(batch.id, jobs, now_us())
+    return _batch_after_commit(batch, status=201)
+
+
+@bp.patch("/api/v1/batches/<batch_id>/tags")
+def set_tags(batch_id: str) -> jsend.Reply:
+    svc = services()
+    tags = parse_model(TagsIn, {"tags": read_json(svc.settings.max_inflated_bytes)}).tags
+    batch = visible_batch(batch_id)
+    svc.store.set_tags(batch.id, tags, now_us())
+    return _batch_after_commit(batch)
+
+
+@bp.patch("/api/v2/batches/<batch_id>/cancel/jobs")
+def cancel_jobs(batch_id: str) -> jsend.Reply:
+    svc = services()
+    batch = visible_batch(batch_id)
+    query = filters.cancel_jobs_query(request.args)
+    query.batch_id = [batch.id]
+    _, job_ids = svc.store.query_job_ids(query, Page(offset=0, limit=1_000_000, desc=False))
+    errors = svc.store.cancel_jobs(batch.id, job_ids, now_us())
+    canceled = [job_id for job_id in job_ids if job_id not in errors]
+    none: list[Job] = []
+    jobs = after_commit(lambda: svc.store.get_jobs(canceled), none)
+    return jsend.success({"jobs": [job_json(job) for job in jobs], "errors": errors})
+
+
+def _batch_json_after_commit(batch: Batch) -> dict[str, Any]:
+    store = services().store
+
+    def read() -> dict[str, Any]:
+        fresh = store.get_batch(batch.id) or batch
+        return batch_json(fresh, store.batch_jobs(batch.id))
+
+    return after_commit(read, batch_json(batch))
+
+
+def _batch_after_commit(batch: Batch, status: int = 200) -> jsend.Reply:
+    return jsend.success(_batch_json_after_commit(batch), status)

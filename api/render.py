@@ -1,0 +1,83 @@
+"""Records as the SDK's Batch and Job models read them (contract §3.6).
+
+Lists leave out the big fields (`sequence_builder`, `sequence`); single-record responses carry
+them, as the SDK's lazy attributes expect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.records import Batch, Job
+from core.timefmt import to_iso
+
+#: Above this many jobs a batch response embeds none, and the SDK pages through GET /jobs
+#: instead (it must embed all jobs or none).
+EMBED_JOBS_MAX = 1000
+
+#: Shown on batches until device status exists (UP is the status of a working device).
+DEVICE_STATUS_UP = "UP"
+
+
+def batch_json(
+    batch: Batch, jobs: list[Job] | None = None, with_sequence: bool = True
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": batch.id,
+        "open": batch.open,
+        "complete": not batch.open,
+        "created_at": to_iso(batch.created_us),
+        "updated_at": to_iso(batch.updated_us),
+        "device_type": batch.device_type,
+        "project_id": batch.project_id,
+        "user_id": batch.user_id,
+        "status": batch.status.value,
+        "queue_priority": batch.queue_priority,
+        "jobs_count": batch.jobs_count,
+        "jobs_count_per_status": batch.counts,
+        "webhook": batch.webhook,
+        "start_datetime": to_iso(batch.start_us),
+        "end_datetime": to_iso(batch.end_us),
+        "device_status": DEVICE_STATUS_UP,
+        "parent_id": batch.parent_id,
+        "configuration": batch.configuration,
+        "backend_configuration": batch.backend_configuration,
+        "tags": batch.tags,
+    }
+    if with_sequence:
+        data["sequence_builder"] = batch.sequence_builder
+    if jobs is not None:
+        data["jobs"] = [job_json(job) for job in jobs] if len(jobs) <= EMBED_JOBS_MAX else []
+    return data
+
+
+def job_json(job: Job, with_sequence: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": job.id,
+        "batch_id": job.batch_id,
+        "project_id": job.project_id,
+        "user_id": job.user_id,
+        "status": job.status.value,
+        "created_at": to_iso(job.created_us),
+        "updated_at": to_iso(job.updated_us),
+        "runs": job.runs,
+        "variables": job.variables,
+        "errors": job.errors,
+        "start_timestamp": to_iso(job.start_us),
+        "end_timestamp": to_iso(job.end_us),
+        "parent_id": job.parent_id,
+    }
+    if with_sequence:
+        # The job's own sequence, or null when it uses the batch's (so `batch.retry` sends
+        # `sequence: null` with the variables rather than both).
+        data["sequence"] = job.sequence
+    return data
+
+
+def batch_status_json(batch: Batch) -> dict[str, Any]:
+    return {
+        "id": batch.id,
+        "status": batch.status.value,
+        "jobs_count": batch.jobs_count,
+        "jobs_count_per_status": batch.counts,
+    }

@@ -1,0 +1,83 @@
+"""The shapes of request bodies, checked strictly: no extra keys, no bools or floats for ints.
+
+Pydantic's errors are turned into one 400 message naming each bad field (`jobs[2].runs: ...`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+from core.errors import InvalidRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+Tag = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+Tags = Annotated[list[Tag], Field(max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class JobIn(_Strict):
+    """One job as the SDK sends it (`serialized_sequence` travels as `sequence`)."""
+
+    #: Shots. May be absent for emulators: the backend configuration or a default decides.
+    runs: Annotated[StrictInt, Field(gt=0)] | None = None
+    variables: dict[str, Any] | None = None
+    #: The job's own sequence; null means "use the batch's sequence_builder".
+    sequence: StrictStr | None = None
+
+
+class CreateBatchIn(_Strict):
+    sequence_builder: StrictStr | None = None
+    webhook: StrictStr | None = None
+    jobs: list[JobIn]
+    open: StrictBool = False
+    device_type: StrictStr | None = None
+    configuration: dict[str, Any] | None = None
+    backend_configuration: StrictStr | None = None
+    tags: Tags | None = None
+    project_id: uuid.UUID
+
+
+class CancelBatchesIn(_Strict):
+    batch_ids: Annotated[list[StrictStr], Field(max_length=1000)]
+
+
+class TagsIn(_Strict):
+    """PATCH .../tags sends a bare JSON array; it is wrapped as {"tags": [...]} to check it."""
+
+    tags: Tags
+
+
+class EmuFreeConfigurationIn(BaseModel):
+    """The SDK's `EmuFreeConfig` dict (BaseConfig fields plus `with_noise`); `extra_config`
+    keys arrive flattened beside them and are kept as they are."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    strict_validation: StrictBool = False
+    result_types: list[StrictStr] | None = None
+    with_noise: StrictBool = False
+
+
+def parse_model(model: type[M], data: Any, what: str = "body") -> M:
+    """`model.model_validate(data)`, with failures as one InvalidRequest naming every field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(f"Invalid {what}: {describe(exc)}") from None
+
+
+def describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = "".join(
+            f"[{item}]" if isinstance(item, int) else f".{item}" for item in error["loc"]
+        ).lstrip(".")
+        parts.append(f"{location or 'body'}: {error['msg']}")
+    return "; ".join(parts)

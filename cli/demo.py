@@ -1,0 +1,59 @@
+"""`tweezer demo`: the guide's first example, through the real pasqal-cloud SDK, against a
+running cluster (connection details from its cluster.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+DEMO_OMEGAS = (1.0, 1.5)
+
+
+def connect_sdk(info: dict[str, Any]) -> Any:
+    """An SDK client for the cluster described by a cluster.json document."""
+    from pasqal_cloud import SDK, Endpoints
+    from pasqal_cloud.authentication import TokenProvider
+
+    token = info["token"]
+
+    class ClusterToken(TokenProvider):
+        def get_token(self) -> str:
+            return str(token)
+
+    return SDK(
+        project_id=info["project_id"],
+        token_provider=ClusterToken(),
+        endpoints=Endpoints(core=info["core_url"], account=info["account_url"]),
+    )
+
+
+def demo_sequence() -> str:
+    """Two atoms under a Blackman pulse whose amplitude is the variable `omega_max`."""
+    from pulser import Pulse, Register, Sequence
+    from pulser.devices import AnalogDevice
+    from pulser.waveforms import BlackmanWaveform
+
+    register = Register.from_coordinates([(0, 0), (6, 0)], prefix="q")
+    sequence = Sequence(register, AnalogDevice)
+    sequence.declare_channel("rydberg", "rydberg_global")
+    omega_max = sequence.declare_variable("omega_max")
+    sequence.add(Pulse.ConstantDetuning(BlackmanWaveform(400, omega_max), 0.0, 0.0), "rydberg")
+    sequence.measure("ground-rydberg")
+    return str(sequence.to_abstract_repr())
+
+
+def run(data_dir: Path) -> None:
+    from pasqal_cloud.device import DeviceTypeName
+
+    info = json.loads((data_dir / "cluster.json").read_text())
+    sdk = connect_sdk(info)
+    jobs = [
+        {"runs": 20, "variables": {"omega_max": DEMO_OMEGAS[0]}},
+        {"runs": 50, "variables": {"omega_max": DEMO_OMEGAS[1]}},
+    ]
+    print(f"Submitting a closed batch of {len(jobs)} jobs to EMU_FREE at {info['core_url']} ...")
+    batch = sdk.create_batch(demo_sequence(), jobs, device_type=DeviceTypeName.EMU_FREE, wait=True)
+    print(f"batch {batch.id}: {batch.status}")
+    for job in batch.ordered_jobs:
+        print(f"job-id: {job.id}, status: {job.status}, result: {job.result}")

@@ -1,0 +1,150 @@
+"""The `tweezer` command: `up` (the whole cluster), `api`, `scheduler`, `worker`, `demo`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigurationError
+from core.settings import Settings, parse_qpus
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tweezer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run the whole cluster on this machine (foreground)")
+    up.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".tweezer"),
+        help="Redis data, keys and cluster.json (default .tweezer/)",
+    )
+    up.add_argument("--redis-url", help="use this Redis instead of starting one")
+    up.add_argument("--redis-port", type=int, help="port of the Redis it starts (default: free)")
+    up.add_argument(
+        "--open-batch-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="idle time after which an open batch ends TIMED_OUT (default 300)",
+    )
+    up.add_argument(
+        "--qpus", metavar="TYPE=N[,TYPE=N]", help="QPUs per device type (default EMU_FREE=1)"
+    )
+
+    api = commands.add_parser("api", help="run the API server (gunicorn)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=2)
+    api.add_argument("--threads", type=int, default=8)
+
+    commands.add_parser("scheduler", help="run a scheduler (several may run at once)")
+
+    worker = commands.add_parser("worker", help="run the worker pool of one QPU")
+    worker.add_argument("--qpu", required=True, help="QPU name, e.g. EMU_FREE-0")
+
+    demo = commands.add_parser("demo", help="submit the guide's example batch to a running cluster")
+    demo.add_argument("--data-dir", type=Path, default=Path(".tweezer"))
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return _dispatch(args)
+    except ConfigurationError as exc:
+        print(f"tweezer: {exc.message}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "up":
+        return _up(args)
+    if args.command == "demo":
+        from cli import demo
+
+        demo.run(args.data_dir)
+        return 0
+    settings = Settings.from_env()
+    if args.command == "api":
+        from cli.api_server import serve
+
+        serve(settings, args.host, args.port, args.workers, args.threads)
+    elif args.command == "scheduler":
+        from scheduler.loop import main as scheduler_main
+
+        scheduler_main(settings)
+    elif args.command == "worker":
+        return _worker(settings, args.qpu)
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from cli.cluster import Cluster, bootstrap, results_secret
+    from cli.redis_server import RedisServer
+
+    data_dir = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, Any] = {"results_secret": results_secret(data_dir)}
+    if args.open_batch_timeout is not None:
+        overrides["open_batch_timeout_s"] = args.open_batch_timeout
+    if args.qpus:
+        overrides["qpus"] = parse_qpus(args.qpus)
+    redis_server = None
+    if args.redis_url:
+        overrides["redis_url"] = args.redis_url
+    else:
+        redis_server = RedisServer(data_dir / "redis", port=args.redis_port).start()
+        overrides["redis_url"] = redis_server.url
+    try:
+        settings = Settings.from_env(**overrides)
+        base = f"http://{args.host}:{args.port}"
+        from api import ACCOUNT_PREFIX, CORE_PREFIX
+
+        bootstrap(settings, data_dir, base + CORE_PREFIX, base + ACCOUNT_PREFIX)
+    except BaseException:
+        if redis_server is not None:
+            redis_server.stop()
+        raise
+    Cluster(settings, data_dir, args.host, args.port, redis_server).run()
+    return 0
+
+
+def _worker(settings: Settings, qpu: str) -> int:
+    from core.devices import all_qpus
+    from core.keys import Keys
+
+    if qpu not in all_qpus(settings):
+        raise ConfigurationError(
+            f"unknown QPU {qpu!r}; this cluster has: {', '.join(all_qpus(settings))}"
+        )
+    # workers.celery_app builds its app from the environment: hand it these exact settings.
+    os.environ.update(settings.to_env())
+    from workers.celery_app import app
+
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            Keys.celery_queue(qpu),
+            "--concurrency",
+            str(settings.worker_concurrency),
+            "--pool",
+            "prefork",
+            "--hostname",
+            f"{qpu}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "INFO",
+        ]
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

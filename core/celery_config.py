@@ -1,0 +1,51 @@
+"""Celery settings shared by the producer (scheduler) and the consumers (workers).
+
+The profile of reliability.md §1.4: JSON only (a pickled message is refused, never run), late
+acks with requeue when a pool child dies, one message per process, time limits below the
+visibility timeout. Celery is only the delivery hint: results and states live in our own keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.keys import Keys
+from core.settings import Settings
+
+#: The one task name the scheduler sends and the workers run.
+RUN_JOB_TASK = "tweezer.run_job"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    transport = {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "global_keyprefix": Keys(settings.namespace).celery_prefix(),
+        "socket_connect_timeout": 2,
+        "socket_timeout": 10,
+        "health_check_interval": 10,
+    }
+    return {
+        "broker_url": settings.redis_url,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "worker_prefetch_multiplier": 1,
+        "worker_max_tasks_per_child": 200,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_hijack_root_logger": False,
+        "task_soft_time_limit": settings.job_soft_time_limit_s,
+        "task_time_limit": settings.job_hard_time_limit_s,
+        "task_create_missing_queues": True,
+        "task_default_queue": "unrouted",
+        "worker_enable_remote_control": False,
+        "worker_send_task_events": False,
+    }

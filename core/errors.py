@@ -1,0 +1,114 @@
+"""The one error hierarchy of the platform.
+
+Every error the API can answer with is a `TweezerError` carrying a stable `code`, an HTTP status
+and a human message; api/errors.py renders them all to JSend in one place. The scheduler and the
+workers raise the same classes, so a message written in a worker reads the same in the API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TweezerError(Exception):
+    """Base class: `code` is stable for clients and tests, `message` is for people."""
+
+    code = "internal_error"
+    http_status = 500
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ConfigurationError(TweezerError):
+    """A setting is missing or out of range (raised at start-up, never per request)."""
+
+    code = "configuration_error"
+
+
+class InvalidRequest(TweezerError):
+    """The request is malformed: bad JSON, a missing or mistyped field, a bad query value."""
+
+    code = "invalid_request"
+    http_status = 400
+
+
+class InvalidSequence(TweezerError):
+    """The Pulser sequence does not deserialize, build, or fit the device's limits."""
+
+    code = "invalid_sequence"
+    http_status = 422
+
+
+class UnknownDeviceType(TweezerError):
+    """The batch asks for a device type this cluster does not serve."""
+
+    code = "unknown_device_type"
+    http_status = 422
+
+
+class Unauthorized(TweezerError):
+    """No bearer token, or one that is not valid."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(TweezerError):
+    """Authenticated, but not allowed (e.g. a project the caller is not a member of)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class NotFound(TweezerError):
+    """No such batch, job or route visible to the caller."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(TweezerError):
+    """The request is well formed but the record's state forbids it (add jobs to a closed batch,
+    cancel a finished job, rebatch an open batch)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class InvalidTransition(Conflict):
+    """A status change the transition table does not allow."""
+
+    code = "invalid_transition"
+
+    def __init__(self, entity: str, entity_id: str, current: str, requested: str) -> None:
+        super().__init__(
+            f"{entity} {entity_id} is {current} and cannot become {requested}",
+            entity=entity,
+            id=entity_id,
+            current=current,
+            requested=requested,
+        )
+
+
+class PayloadTooLarge(TweezerError):
+    """The body, on the wire or once decompressed, is above the configured cap."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class UnsupportedEncoding(TweezerError):
+    """A Content-Encoding other than gzip or identity."""
+
+    code = "unsupported_encoding"
+    http_status = 415
+
+
+class ServiceUnavailable(TweezerError):
+    """Redis cannot be reached. 503 is not retried by the SDK, and nothing was written."""
+
+    code = "service_unavailable"
+    http_status = 503

@@ -1,0 +1,67 @@
+"""A worker's side of a job: claim a delivery, heartbeat while running, commit the outcome.
+
+Each call is a compare-and-set on the job's (status, delivery id): a redelivered message, a
+superseded dispatch or a job cancelled meanwhile claims and commits nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from core.keys import Keys
+from core.scripts import Scripts
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What emulating a job needs, read once the job is claimed."""
+
+    sequence: str
+    variables: dict[str, Any] | None
+    runs: int
+    configuration: dict[str, Any] | None
+    backend_configuration: str | None
+
+
+class Execution:
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.redis = client
+        self.keys = Keys(namespace)
+        self.scripts = Scripts(client, namespace)
+
+    def claim(self, job_id: str, delivery: str, heartbeat_ttl_s: float, now: int) -> int | None:
+        """The attempt number if this delivery now runs the job, else None."""
+        reply = self.scripts.call("claim_job", now, job_id, delivery, int(heartbeat_ttl_s * 1000))
+        return int(reply[1]) if reply[0] == "claimed" else None
+
+    def heartbeat(self, job_id: str, delivery: str, heartbeat_ttl_s: float, now: int) -> bool:
+        """False once the job is no longer ours to run (cancelled, or given to another worker)."""
+        alive = self.scripts.call("heartbeat", now, job_id, delivery, int(heartbeat_ttl_s * 1000))
+        return bool(alive)
+
+    def commit_done(self, job_id: str, delivery: str, document: dict[str, Any], now: int) -> bool:
+        return self._commit(job_id, delivery, "DONE", json.dumps(document), now)
+
+    def commit_error(self, job_id: str, delivery: str, message: str, now: int) -> bool:
+        return self._commit(job_id, delivery, "ERROR", json.dumps([message]), now)
+
+    def _commit(self, job_id: str, delivery: str, outcome: str, payload: str, now: int) -> bool:
+        reply = self.scripts.call("commit_job", now, job_id, delivery, outcome, payload)
+        return bool(reply[0] == "committed")
+
+    def inputs(self, job_id: str) -> JobInputs:
+        job = self.redis.hmget(self.keys.job(job_id), "sequence", "variables", "runs", "batch_id")
+        batch = self.redis.hmget(
+            self.keys.batch(job[3]), "sequence_builder", "configuration", "backend_configuration"
+        )
+        return JobInputs(
+            sequence=job[0] or batch[0],
+            variables=json.loads(job[1]) if job[1] else None,
+            runs=int(job[2]),
+            configuration=json.loads(batch[1]) if batch[1] else None,
+            backend_configuration=batch[2],
+        )

@@ -1,0 +1,189 @@
+"""Every Redis key the platform writes, under one namespace (`Settings.namespace`).
+
+No other module spells a key. Lua scripts get the same names from `lua_functions()`, rendered from
+the table below, so Python and Lua cannot drift apart.
+
+Records
+  clock                           string  last creation timestamp handed out, in µs; makes
+                                          created_at unique and increasing (creation order)
+  batch:{id}                      hash    one batch (fields: core/records.py)
+  batch:{id}:jobs                 zset    its job ids, scored by creation time (creation order)
+  batch:{id}:pending              list    its job ids waiting for dispatch, head first
+  batch:{id}:counts               hash    its job count per JobStatus
+  job:{id}                        hash    one job (fields: core/records.py)
+  job:{id}:result                 string  the job's results document (JSON), once DONE
+
+Indexes (zsets of ids scored by creation time; filters intersect them, never scan records)
+  idx:batches                     every batch
+  idx:batches:{field}:{value}     batches by project_id, user_id, device_type, status, open,
+                                  queue_priority, tag
+  idx:jobs                        every job
+  idx:jobs:{field}:{value}        jobs by project_id, user_id, status, errors
+  idx:jobs:runs                   zset  job ids scored by runs (min_runs / max_runs)
+
+Scheduling
+  queue:{device_type}:{priority}  zset    PENDING batches waiting for a QPU, by creation time
+  qpu:{name}:lease                string  lease token of the batch holding the QPU (PX = TTL)
+  qpu:{name}:epoch                string  fencing epoch, INCR on every lease grant
+  qpu:{name}:batch                string  batch the QPU serves; outlives the lease so a new
+                                          scheduler resumes it
+  qpu:{name}:inflight             zset    job ids dispatched on the QPU, scored by the deadline
+                                          (ms) of their claim or heartbeat
+  deliveries                      string  counter giving each dispatch a unique delivery id
+  wakeup                          list    pokes that wake the scheduler before its tick
+
+Accounts
+  token:{sha256 of token}         hash    user_id, token_id of an API token (never stored clear)
+  user:{id}                       hash    a user
+  user:{id}:projects              set     ids of the user's projects
+  project:{id}                    hash    a project (id, name, status, queue_priority)
+  projects                        set     every project id
+
+Temporary
+  tmp:{random}                    zset    intermediate filter results (expire in seconds)
+  celery:*                        (kombu) Celery's broker keys, under our prefix
+"""
+
+from __future__ import annotations
+
+import re
+
+# name -> key pattern under the namespace; {0}, {1} are the arguments, in order.
+_PATTERNS: dict[str, str] = {
+    "clock": "clock",
+    "batch": "batch:{0}",
+    "batch_jobs": "batch:{0}:jobs",
+    "batch_pending": "batch:{0}:pending",
+    "batch_counts": "batch:{0}:counts",
+    "job": "job:{0}",
+    "job_result": "job:{0}:result",
+    "all_batches": "idx:batches",
+    "batch_index": "idx:batches:{0}:{1}",
+    "all_jobs": "idx:jobs",
+    "job_index": "idx:jobs:{0}:{1}",
+    "jobs_by_runs": "idx:jobs:runs",
+    "queue": "queue:{0}:{1}",
+    "qpu_lease": "qpu:{0}:lease",
+    "qpu_epoch": "qpu:{0}:epoch",
+    "qpu_batch": "qpu:{0}:batch",
+    "qpu_inflight": "qpu:{0}:inflight",
+    "deliveries": "deliveries",
+    "wakeup": "wakeup",
+    "token": "token:{0}",
+    "user": "user:{0}",
+    "user_projects": "user:{0}:projects",
+    "project": "project:{0}",
+    "projects": "projects",
+    "tmp": "tmp:{0}",
+}
+
+
+class Keys:
+    """Key names of one cluster: `Keys("tweezer").batch(id) == "tweezer:batch:<id>"`."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def _key(self, name: str, *args: object) -> str:
+        return f"{self.namespace}:{_PATTERNS[name].format(*args)}"
+
+    def clock(self) -> str:
+        return self._key("clock")
+
+    def batch(self, batch_id: str) -> str:
+        return self._key("batch", batch_id)
+
+    def batch_jobs(self, batch_id: str) -> str:
+        return self._key("batch_jobs", batch_id)
+
+    def batch_pending(self, batch_id: str) -> str:
+        return self._key("batch_pending", batch_id)
+
+    def batch_counts(self, batch_id: str) -> str:
+        return self._key("batch_counts", batch_id)
+
+    def job(self, job_id: str) -> str:
+        return self._key("job", job_id)
+
+    def job_result(self, job_id: str) -> str:
+        return self._key("job_result", job_id)
+
+    def all_batches(self) -> str:
+        return self._key("all_batches")
+
+    def batch_index(self, field: str, value: str) -> str:
+        return self._key("batch_index", field, value)
+
+    def all_jobs(self) -> str:
+        return self._key("all_jobs")
+
+    def job_index(self, field: str, value: str) -> str:
+        return self._key("job_index", field, value)
+
+    def jobs_by_runs(self) -> str:
+        return self._key("jobs_by_runs")
+
+    def queue(self, device_type: str, priority: str) -> str:
+        return self._key("queue", device_type, priority)
+
+    def qpu_lease(self, qpu: str) -> str:
+        return self._key("qpu_lease", qpu)
+
+    def qpu_epoch(self, qpu: str) -> str:
+        return self._key("qpu_epoch", qpu)
+
+    def qpu_batch(self, qpu: str) -> str:
+        return self._key("qpu_batch", qpu)
+
+    def qpu_inflight(self, qpu: str) -> str:
+        return self._key("qpu_inflight", qpu)
+
+    def deliveries(self) -> str:
+        return self._key("deliveries")
+
+    def wakeup(self) -> str:
+        return self._key("wakeup")
+
+    def token(self, token_hash: str) -> str:
+        return self._key("token", token_hash)
+
+    def user(self, user_id: str) -> str:
+        return self._key("user", user_id)
+
+    def user_projects(self, user_id: str) -> str:
+        return self._key("user_projects", user_id)
+
+    def project(self, project_id: str) -> str:
+        return self._key("project", project_id)
+
+    def projects(self) -> str:
+        return self._key("projects")
+
+    def tmp(self, token: str) -> str:
+        return self._key("tmp", token)
+
+    def celery_prefix(self) -> str:
+        """kombu's `global_keyprefix`: Celery's own keys live under our namespace too."""
+        return f"{self.namespace}:celery:"
+
+    @staticmethod
+    def celery_queue(qpu: str) -> str:
+        """The Celery queue (and routing key) of a QPU's worker pool."""
+        return f"qpu.{qpu}"
+
+
+def lua_functions() -> str:
+    """`K.<name>(...)` Lua functions for every key above; scripts receive the namespace as NS."""
+    lines = ["local K = {}"]
+    for name, pattern in _PATTERNS.items():
+        parts = re.split(r"(\{\d\})", pattern)
+        nargs = sum(1 for p in parts if re.fullmatch(r"\{\d\}", p))
+        params = ", ".join(f"a{i}" for i in range(nargs))
+        pieces = ["NS", "':'"]
+        for part in parts:
+            if not part:
+                continue
+            match = re.fullmatch(r"\{(\d)\}", part)
+            pieces.append(f"a{match.group(1)}" if match else repr(part))
+        lines.append(f"K.{name} = function({params}) return {' .. '.join(pieces)} end")
+    return "\n".join(lines) + "\n"

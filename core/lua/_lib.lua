@@ -1,0 +1,127 @@
+-- Shared by every script (core/scripts.py prepends it, after NS, K.* and the transition tables).
+-- The only code that changes a batch's or a job's status: it checks the move against the
+-- transition table and keeps the status indexes, the batch counters and the queues in step.
+
+local TERMINAL_JOB = {DONE = true, ERROR = true, CANCELED = true}
+local TERMINAL_BATCH = {DONE = true, ERROR = true, CANCELED = true, TIMED_OUT = true}
+
+local function hash_to_table(flat)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+local function wake_scheduler()
+  redis.call('LPUSH', K.wakeup(), '1')
+  redis.call('LTRIM', K.wakeup(), 0, 0)
+end
+
+-- Next creation timestamp (µs): never below `now`, always above the last one handed out, so
+-- timestamps are unique and their order is creation order across the whole cluster.
+local function next_created(now)
+  local last = tonumber(redis.call('GET', K.clock()) or '0')
+  local ts = math.max(tonumber(now), last + 1)
+  redis.call('SET', K.clock(), ts)
+  return ts
+end
+
+local function set_job_status(job_id, batch_id, from, to, now)
+  if not JOB_TRANSITIONS[from][to] then
+    return error('invalid job transition ' .. from .. ' -> ' .. to .. ' for ' .. job_id)
+  end
+  local job = K.job(job_id)
+  redis.call('HSET', job, 'status', to, 'updated_us', now)
+  local created = redis.call('HGET', job, 'created_us')
+  redis.call('ZREM', K.job_index('status', from), job_id)
+  redis.call('ZADD', K.job_index('status', to), created, job_id)
+  redis.call('HINCRBY', K.batch_counts(batch_id), from, -1)
+  redis.call('HINCRBY', K.batch_counts(batch_id), to, 1)
+  if TERMINAL_JOB[to] then
+    redis.call('HSET', job, 'end_us', now)
+    -- A finished job restarts the idle clock of an open batch.
+    redis.call('HSET', K.batch(batch_id), 'activity_us', now)
+  end
+end
+
+local function set_batch_status(batch_id, from, to, now)
+  if not BATCH_TRANSITIONS[from][to] then
+    return error('invalid batch transition ' .. from .. ' -> ' .. to .. ' for ' .. batch_id)
+  end
+  local batch = K.batch(batch_id)
+  local b = redis.call('HMGET', batch, 'created_us', 'device_type', 'queue_priority')
+  redis.call('HSET', batch, 'status', to, 'updated_us', now)
+  redis.call('ZREM', K.batch_index('status', from), batch_id)
+  redis.call('ZADD', K.batch_index('status', to), b[1], batch_id)
+  if from == 'PENDING' then
+    redis.call('ZREM', K.queue(b[2], b[3]), batch_id)
+  end
+  if to == 'RUNNING' then
+    redis.call('HSET', batch, 'start_us', now, 'activity_us', now)
+  end
+  if TERMINAL_BATCH[to] then
+    redis.call('HSET', batch, 'end_us', now)
+    redis.call('DEL', K.batch_pending(batch_id))
+    wake_scheduler()
+  end
+end
+
+local function set_batch_open(batch_id, is_open, now)
+  local batch = K.batch(batch_id)
+  local h = redis.call('HMGET', batch, 'open', 'created_us')
+  local new = is_open and '1' or '0'
+  if h[1] ~= new then
+    redis.call('HSET', batch, 'open', new, 'updated_us', now)
+    redis.call('ZREM', K.batch_index('open', h[1]), batch_id)
+    redis.call('ZADD', K.batch_index('open', new), h[2], batch_id)
+  end
+end
+
+local function active_jobs(batch_id)
+  local c = redis.call('HMGET', K.batch_counts(batch_id), 'PENDING', 'RUNNING')
+  return tonumber(c[1] or '0') + tonumber(c[2] or '0')
+end
+
+-- A closed batch whose jobs are all terminal is DONE, even if some jobs ended ERROR.
+local function finish_batch_if_complete(batch_id, now)
+  local b = redis.call('HMGET', K.batch(batch_id), 'status', 'open')
+  if (b[1] == 'PENDING' or b[1] == 'RUNNING') and b[2] == '0' and active_jobs(batch_id) == 0 then
+    set_batch_status(batch_id, b[1], 'DONE', now)
+  end
+end
+
+-- Writes one new job of `batch_id` (fields from core/records.py Job.creation_fields).
+local function create_job(fields, batch_id, ts)
+  local job_id = fields['id']
+  local job = K.job(job_id)
+  for name, value in pairs(fields) do
+    redis.call('HSET', job, name, value)
+  end
+  redis.call('HSET', job, 'created_us', ts, 'updated_us', ts)
+  redis.call('ZADD', K.batch_jobs(batch_id), ts, job_id)
+  redis.call('RPUSH', K.batch_pending(batch_id), job_id)
+  redis.call('ZADD', K.all_jobs(), ts, job_id)
+  redis.call('ZADD', K.job_index('project_id', fields['project_id']), ts, job_id)
+  redis.call('ZADD', K.job_index('user_id', fields['user_id']), ts, job_id)
+  redis.call('ZADD', K.job_index('status', fields['status']), ts, job_id)
+  redis.call('ZADD', K.job_index('errors', '0'), ts, job_id)
+  redis.call('ZADD', K.jobs_by_runs(), fields['runs'], job_id)
+  redis.call('HINCRBY', K.batch_counts(batch_id), fields['status'], 1)
+end
+
+-- Creates `jobs` (a list of field tables) in `batch_id`; returns their creation timestamps.
+local function create_jobs(jobs, batch_id, now)
+  local stamps = {}
+  for i, fields in ipairs(jobs) do
+    local ts = next_created(now)
+    create_job(fields, batch_id, ts)
+    stamps[i] = tostring(ts)
+  end
+  return stamps
+end
+
+-- True when `token` holds the lease of `qpu` at fencing `epoch`: the guard of every scheduler
+-- write, so a scheduler that was paused past its lease writes nothing.
+local function holds_lease(qpu, token, epoch)
+  return redis.call('GET', K.qpu_lease(qpu)) == token
+    and redis.call('GET', K.qpu_epoch(qpu)) == tostring(epoch)
+end

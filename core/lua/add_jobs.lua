@@ -1,0 +1,16 @@
+-- Adds jobs to an open batch that is still PENDING or RUNNING.
+-- ARGV[2] now (µs)
+-- ARGV[3] batch id
+-- ARGV[4] jobs (JSON array of Job.creation_fields objects)
+-- Returns {'ok', job created_us...} | {'not_found'} | {'conflict', status, open}.
+local now, batch_id = ARGV[2], ARGV[3]
+local b = redis.call('HMGET', K.batch(batch_id), 'status', 'open')
+if not b[1] then return {'not_found'} end
+if b[2] ~= '1' or not (b[1] == 'PENDING' or b[1] == 'RUNNING') then
+  return {'conflict', b[1], b[2]}
+end
+local stamps = create_jobs(cjson.decode(ARGV[4]), batch_id, now)
+redis.call('HSET', K.batch(batch_id), 'updated_us', now, 'activity_us', now)
+wake_scheduler()
+table.insert(stamps, 1, 'ok')
+return stamps

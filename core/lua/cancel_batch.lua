@@ -1,0 +1,18 @@
+-- Cancels a batch and every job of it that is not terminal yet (RUNNING ones too: their result
+-- will be refused at commit). The QPU is released once no job of the batch is in flight.
+-- ARGV[2] now (µs)
+-- ARGV[3] batch id
+-- Returns {'ok'} | {'not_found'} | {'conflict', status}.
+local now, batch_id = ARGV[2], ARGV[3]
+local status = redis.call('HGET', K.batch(batch_id), 'status')
+if not status then return {'not_found'} end
+if TERMINAL_BATCH[status] then return {'conflict', status} end
+for _, job_id in ipairs(redis.call('ZRANGE', K.batch_jobs(batch_id), 0, -1)) do
+  local job_status = redis.call('HGET', K.job(job_id), 'status')
+  if not TERMINAL_JOB[job_status] then
+    set_job_status(job_id, batch_id, job_status, 'CANCELED', now)
+  end
+end
+set_batch_open(batch_id, false, now)
+set_batch_status(batch_id, status, 'CANCELED', now)
+return {'ok'}

@@ -1,0 +1,33 @@
+-- Creates a batch, its jobs and every index entry in one step; queues it for a QPU.
+-- ARGV[2] now (µs)
+-- ARGV[3] batch fields (JSON object, core/records.py Batch.creation_fields)
+-- ARGV[4] jobs (JSON array of Job.creation_fields objects)
+-- Returns {batch created_us, job created_us...}.
+local now = ARGV[2]
+local fields = cjson.decode(ARGV[3])
+local jobs = cjson.decode(ARGV[4])
+local batch_id = fields['id']
+local batch = K.batch(batch_id)
+
+local ts = next_created(now)
+for name, value in pairs(fields) do
+  redis.call('HSET', batch, name, value)
+end
+redis.call('HSET', batch, 'created_us', ts, 'updated_us', ts, 'activity_us', ts)
+for _, status in ipairs({'PENDING', 'RUNNING', 'DONE', 'ERROR', 'CANCELED'}) do
+  redis.call('HSET', K.batch_counts(batch_id), status, 0)
+end
+
+redis.call('ZADD', K.all_batches(), ts, batch_id)
+for _, field in ipairs({'project_id', 'user_id', 'device_type', 'status', 'open', 'queue_priority'}) do
+  redis.call('ZADD', K.batch_index(field, fields[field]), ts, batch_id)
+end
+for _, tag in ipairs(cjson.decode(fields['tags'])) do
+  redis.call('ZADD', K.batch_index('tag', tag), ts, batch_id)
+end
+redis.call('ZADD', K.queue(fields['device_type'], fields['queue_priority']), ts, batch_id)
+
+local stamps = create_jobs(jobs, batch_id, now)
+wake_scheduler()
+table.insert(stamps, 1, tostring(ts))
+return stamps

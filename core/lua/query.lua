@@ -1,0 +1,68 @@
+-- Filters and pages a set of ids through the indexes, never reading the records themselves.
+-- ARGV[2] query (JSON object):
+--   base    key of the zset holding every candidate (scored by creation time)
+--   groups  list of lists of index keys: a record must be in one key of every group
+--   ids     optional list of ids the record must be one of
+--   runs    optional [min, max] bounds on runs (jobs only), with runs_key its index
+--   min, max  creation-time bounds (µs, inclusive; '-inf'/'+inf' for none)
+--   offset, limit, desc  the page
+--   tmp     prefix for temporary keys (deleted before returning)
+-- Returns {total, id...}.
+local q = cjson.decode(ARGV[2])
+local temps = {}
+local function temp()
+  local key = q.tmp .. ':' .. (#temps + 1)
+  table.insert(temps, key)
+  return key
+end
+
+local sets, weights = {q.base}, {1}
+for _, group in ipairs(q.groups) do
+  if #group == 1 then
+    table.insert(sets, group[1])
+  else
+    local key = temp()
+    redis.call('ZUNIONSTORE', key, #group, unpack(group))
+    table.insert(sets, key)
+  end
+  table.insert(weights, 1)
+end
+if q.ids then
+  local key = temp()
+  for _, id in ipairs(q.ids) do
+    local score = redis.call('ZSCORE', q.base, id)
+    if score then redis.call('ZADD', key, score, id) end
+  end
+  table.insert(sets, key)
+  table.insert(weights, 1)
+end
+if q.runs then
+  local key = temp()
+  redis.call('ZRANGESTORE', key, q.runs_key, q.runs[1], q.runs[2], 'BYSCORE')
+  table.insert(sets, key)
+  -- runs are scores of that set: weight 0 and MAX keep the creation time as the score.
+  table.insert(weights, 0)
+end
+
+local result = q.base
+if #sets > 1 then
+  result = temp()
+  local args = {'ZINTERSTORE', result, #sets}
+  for _, key in ipairs(sets) do table.insert(args, key) end
+  table.insert(args, 'WEIGHTS')
+  for _, w in ipairs(weights) do table.insert(args, w) end
+  table.insert(args, 'AGGREGATE')
+  table.insert(args, 'MAX')
+  redis.call(unpack(args))
+end
+
+local total = redis.call('ZCOUNT', result, q.min, q.max)
+local page
+if q.desc then
+  page = redis.call('ZRANGE', result, q.max, q.min, 'BYSCORE', 'REV', 'LIMIT', q.offset, q.limit)
+else
+  page = redis.call('ZRANGE', result, q.min, q.max, 'BYSCORE', 'LIMIT', q.offset, q.limit)
+end
+if #temps > 0 then redis.call('DEL', unpack(temps)) end
+table.insert(page, 1, total)
+return page

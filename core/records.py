@@ -1,0 +1,164 @@
+"""Batch and job records, and how they sit in Redis hashes.
+
+A hash holds only present fields: a missing field is None. Times are integer microseconds (see
+core/timefmt.py); JSON-valued fields (variables, errors, tags, configuration) are JSON strings.
+Every record carries `user_id` and `project_id`, the two things access control is decided on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.status import BatchStatus, JobStatus
+
+
+def _int(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _json(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+@dataclass
+class Batch:
+    id: str
+    project_id: str
+    user_id: str
+    device_type: str
+    status: BatchStatus
+    open: bool
+    queue_priority: str
+    created_us: int
+    updated_us: int
+    sequence_builder: str | None = None
+    configuration: dict[str, Any] | None = None
+    backend_configuration: str | None = None
+    tags: list[str] = field(default_factory=list)
+    webhook: str | None = None
+    parent_id: str | None = None
+    start_us: int | None = None
+    end_us: int | None = None
+    #: The QPU serving the batch, once it started.
+    qpu: str | None = None
+    #: Job count per status (all five keys), from `batch:{id}:counts`.
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str], counts: dict[str, str] | None = None) -> Batch:
+        return cls(
+            id=h["id"],
+            project_id=h["project_id"],
+            user_id=h["user_id"],
+            device_type=h["device_type"],
+            status=BatchStatus(h["status"]),
+            open=h["open"] == "1",
+            queue_priority=h["queue_priority"],
+            created_us=int(h["created_us"]),
+            updated_us=int(h["updated_us"]),
+            sequence_builder=h.get("sequence_builder"),
+            configuration=_json(h.get("configuration")),
+            backend_configuration=h.get("backend_configuration"),
+            tags=_json(h.get("tags")) or [],
+            webhook=h.get("webhook"),
+            parent_id=h.get("parent_id"),
+            start_us=_int(h.get("start_us")),
+            end_us=_int(h.get("end_us")),
+            qpu=h.get("qpu"),
+            counts={s.value: int((counts or {}).get(s.value, 0)) for s in JobStatus},
+        )
+
+    def creation_fields(self) -> dict[str, str]:
+        """Fields written at creation; the script adds created_us/updated_us itself."""
+        fields = {
+            "id": self.id,
+            "project_id": self.project_id,
+            "user_id": self.user_id,
+            "device_type": self.device_type,
+            "status": self.status.value,
+            "open": "1" if self.open else "0",
+            "queue_priority": self.queue_priority,
+            "tags": json.dumps(self.tags),
+        }
+        optional = {
+            "sequence_builder": self.sequence_builder,
+            "configuration": None if self.configuration is None else json.dumps(self.configuration),
+            "backend_configuration": self.backend_configuration,
+            "webhook": self.webhook,
+            "parent_id": self.parent_id,
+        }
+        fields.update({k: v for k, v in optional.items() if v is not None})
+        return fields
+
+    @property
+    def jobs_count(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass
+class Job:
+    id: str
+    batch_id: str
+    project_id: str
+    user_id: str
+    status: JobStatus
+    runs: int
+    created_us: int
+    updated_us: int
+    variables: dict[str, Any] | None = None
+    #: The job's own sequence; None means it uses its batch's `sequence_builder`.
+    sequence: str | None = None
+    errors: list[str] = field(default_factory=list)
+    parent_id: str | None = None
+    start_us: int | None = None
+    end_us: int | None = None
+    #: How many times a worker started it (bounded by Settings.max_attempts).
+    attempts: int = 0
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> Job:
+        return cls(
+            id=h["id"],
+            batch_id=h["batch_id"],
+            project_id=h["project_id"],
+            user_id=h["user_id"],
+            status=JobStatus(h["status"]),
+            runs=int(h["runs"]),
+            created_us=int(h["created_us"]),
+            updated_us=int(h["updated_us"]),
+            variables=_json(h.get("variables")),
+            sequence=h.get("sequence"),
+            errors=_json(h.get("errors")) or [],
+            parent_id=h.get("parent_id"),
+            start_us=_int(h.get("start_us")),
+            end_us=_int(h.get("end_us")),
+            attempts=int(h.get("attempts", 0)),
+        )
+
+    def creation_fields(self) -> dict[str, str]:
+        fields = {
+            "id": self.id,
+            "batch_id": self.batch_id,
+            "project_id": self.project_id,
+            "user_id": self.user_id,
+            "status": self.status.value,
+            "runs": str(self.runs),
+            "attempts": "0",
+        }
+        optional = {
+            "variables": None if self.variables is None else json.dumps(self.variables),
+            "sequence": self.sequence,
+            "parent_id": self.parent_id,
+        }
+        fields.update({k: v for k, v in optional.items() if v is not None})
+        return fields
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user and the projects they belong to."""
+
+    user_id: str
+    project_ids: frozenset[str]

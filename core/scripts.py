@@ -1,0 +1,58 @@
+"""Loads the Lua scripts of core/lua/ once and calls them by SHA (EVALSHA, reloaded on NOSCRIPT).
+
+Each script is prefixed with a prelude: `NS` (the namespace, always ARGV[1]), the `K.*` key
+functions rendered from core/keys.py, the transition tables rendered from core/status.py, and the
+shared helpers of `_lib.lua`. A script's own arguments therefore start at ARGV[2].
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+
+from core.keys import lua_functions
+from core.status import lua_tables
+
+SCRIPT_NAMES = (
+    "create_batch",
+    "add_jobs",
+    "close_batch",
+    "cancel_batch",
+    "cancel_jobs",
+    "set_tags",
+    "query",
+    "acquire_qpu",
+    "renew_lease",
+    "release_qpu",
+    "dispatch",
+    "claim_job",
+    "heartbeat",
+    "commit_job",
+    "reconcile",
+    "expire_open_batch",
+)
+
+
+def _read(name: str) -> str:
+    return resources.files("core").joinpath("lua", f"{name}.lua").read_text()
+
+
+@cache
+def script_source(name: str) -> str:
+    """The full text sent to Redis for script `name`."""
+    prelude = "local NS = ARGV[1]\n" + lua_functions() + lua_tables() + _read("_lib")
+    return prelude + "\n-- " + name + ".lua\n" + _read(name)
+
+
+class Scripts:
+    """The scripts registered on one Redis client, called as `scripts.call("dispatch", ...)`."""
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.namespace = namespace
+        self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
+
+    def call(self, name: str, *args: Any) -> Any:
+        return self._scripts[name](keys=[], args=[self.namespace, *args])

@@ -1,0 +1,185 @@
+"""Typed settings shared by the API, the scheduler and the workers.
+
+Every process reads the same `TWEEZER_*` environment variables, so `tweezer up` starts its children
+by handing them `Settings.to_env()`. Names carry their unit (`_s` seconds, `_ns` nanoseconds,
+`_bytes`). Values are validated once, at start-up, with messages that say what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from core.errors import ConfigurationError
+
+ENV_PREFIX = "TWEEZER_"
+
+#: Device types this platform can serve, and which of them an EMU_FREE-style emulator pool runs.
+EMULATOR_DEVICE_TYPES = ("EMU_FREE",)
+
+
+def _default_qpus() -> dict[str, int]:
+    return {"EMU_FREE": 1}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one Tweezer cluster; identical in every process of the cluster."""
+
+    #: Redis holding the record, the Celery broker and the wake-ups.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Prefix of every key this cluster writes (see core/keys.py), so clusters can share a Redis.
+    namespace: str = "tweezer"
+    #: QPUs per device type: `EMU_FREE=2` gives two lockable EMU_FREE units, each a Celery queue.
+    qpus: dict[str, int] = field(default_factory=_default_qpus)
+    #: Pool processes per QPU worker. A QPU runs one batch at a time; these run its jobs.
+    worker_concurrency: int = 1
+
+    #: An open batch whose jobs are all terminal and that receives nothing for this long ends
+    #: TIMED_OUT and frees its QPU.
+    open_batch_timeout_s: float = 300.0
+    #: Lifetime of a QPU lease; the scheduler renews it every third of it.
+    lease_ttl_s: float = 10.0
+    #: A dispatched job no worker has claimed after this long is dispatched again.
+    dispatch_timeout_s: float = 60.0
+    #: A running job whose worker sent no heartbeat for this long is presumed lost.
+    job_heartbeat_ttl_s: float = 15.0
+    #: How many times a job may start before a lost worker makes it ERROR instead of retrying.
+    max_attempts: int = 3
+    #: Soft limit raises inside the job (it ends ERROR); the hard limit kills the pool child.
+    job_soft_time_limit_s: float = 600.0
+    job_hard_time_limit_s: float = 660.0
+    #: Longest the scheduler sleeps between passes when nothing wakes it.
+    scheduler_tick_s: float = 1.0
+
+    #: Key signing result download links (HMAC-SHA256). Required by the API.
+    results_secret: str = ""
+    #: How long a results link stays valid.
+    results_link_ttl_s: int = 3600
+    #: Base URL put in results links; empty means "the host the client called".
+    public_url: str = ""
+
+    #: Largest request body accepted on the wire (compressed size for gzip bodies).
+    max_body_bytes: int = 16 * 1024 * 1024
+    #: Largest request body once decompressed; bigger gzip bodies are refused with 413.
+    max_inflated_bytes: int = 64 * 1024 * 1024
+    #: Most jobs one create/add request may carry.
+    max_jobs_per_request: int = 1000
+    #: Shots for an emulator job sent without `runs` and without a BitStrings observable.
+    default_runs: int = 100
+    #: Limits of the EMU_FREE (QuTiP) emulator; its cost grows as 2**atoms and with duration.
+    emu_free_max_atoms: int = 12
+    emu_free_max_runs: int = 100_000
+    emu_free_max_duration_ns: int = 20_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
+        """Reads `TWEEZER_<FIELD>` variables (e.g. `TWEEZER_LEASE_TTL_S=5`), then `overrides`."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f.name, f.type, raw)
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes`, validated."""
+        settings = dataclasses.replace(self, **changes)
+        settings.validate()
+        return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes `Settings.from_env()` rebuild these settings exactly."""
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dict):
+                value = ",".join(f"{k}={v}" for k, v in value.items())
+            env[ENV_PREFIX + f.name.upper()] = str(value)
+        return env
+
+    def validate(self) -> None:
+        """Raises ConfigurationError naming the first setting that is out of range."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.namespace):
+            raise ConfigurationError("namespace must be 1-64 characters of [A-Za-z0-9_.-]")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError("redis_url must start with redis://, rediss:// or unix://")
+        if not self.qpus:
+            raise ConfigurationError("qpus must name at least one device type, e.g. EMU_FREE=1")
+        for device_type, count in self.qpus.items():
+            if device_type not in EMULATOR_DEVICE_TYPES:
+                raise ConfigurationError(
+                    f"qpus: unknown device type {device_type!r}; "
+                    f"allowed: {', '.join(EMULATOR_DEVICE_TYPES)}"
+                )
+            if not 1 <= count <= 64:
+                raise ConfigurationError(f"qpus: {device_type} needs 1 to 64 QPUs, got {count}")
+        positive = (
+            "worker_concurrency",
+            "open_batch_timeout_s",
+            "lease_ttl_s",
+            "dispatch_timeout_s",
+            "job_heartbeat_ttl_s",
+            "max_attempts",
+            "job_soft_time_limit_s",
+            "job_hard_time_limit_s",
+            "scheduler_tick_s",
+            "results_link_ttl_s",
+            "max_body_bytes",
+            "max_inflated_bytes",
+            "max_jobs_per_request",
+            "default_runs",
+            "emu_free_max_atoms",
+            "emu_free_max_runs",
+            "emu_free_max_duration_ns",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.job_hard_time_limit_s <= self.job_soft_time_limit_s:
+            raise ConfigurationError("job_hard_time_limit_s must be above job_soft_time_limit_s")
+        if self.scheduler_tick_s > min(self.lease_ttl_s / 3, 5.0):
+            # Leases are renewed once per pass; the wake-up wait must fit the socket timeout.
+            raise ConfigurationError("scheduler_tick_s must be at most lease_ttl_s / 3 and 5 s")
+        if self.default_runs > self.emu_free_max_runs:
+            raise ConfigurationError("default_runs must not exceed emu_free_max_runs")
+        if self.public_url.endswith("/"):
+            raise ConfigurationError("public_url must not end with '/'")
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """Celery/kombu redelivery delay: above the hard limit (reliability.md §1.4)."""
+        return int(2 * self.job_hard_time_limit_s + 60)
+
+
+def _parse(name: str, annotation: Any, raw: str) -> Any:
+    kind = str(annotation)
+    try:
+        if kind.startswith("dict"):
+            return parse_qpus(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return raw
+    except (ValueError, ConfigurationError) as exc:
+        raise ConfigurationError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+
+
+def parse_qpus(raw: str) -> dict[str, int]:
+    """Parses `EMU_FREE=2,FRESNEL=1` (the `--qpus` option and TWEEZER_QPUS)."""
+    qpus: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        device_type, sep, count = part.partition("=")
+        if not sep or not count.strip().isdigit():
+            raise ConfigurationError(f"expected DEVICE_TYPE=COUNT, got {part!r}")
+        qpus[device_type.strip()] = int(count)
+    return qpus

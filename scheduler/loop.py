@@ -1,0 +1,108 @@
+"""The scheduler: leases QPUs to batches, dispatches their jobs, and recovers what was lost.
+
+One pass over every QPU of the cluster: renew the leases it holds (a lost lease is dropped at
+once, before anything else), recover jobs whose worker vanished, time out idle open batches,
+release QPUs whose batch is finished, grant free QPUs to the next batch (HIGH before MEDIUM before
+LOW, oldest first), and dispatch jobs in creation order. Every write is fenced by the lease, so
+several schedulers may run at once: at most one holds a given QPU, and a paused one that lost its
+lease writes nothing when it wakes. Between passes it sleeps on the wake-up list, which the API
+and the workers poke when there is something to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+from celery import Celery
+
+from core.celery_config import RUN_JOB_TASK, celery_config
+from core.devices import all_qpus
+from core.keys import Keys
+from core.qpu import Lease, QpuControl
+from core.settings import Settings
+from core.timefmt import now_us
+
+log = logging.getLogger("tweezer.scheduler")
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, client: redis.Redis, producer: Celery) -> None:
+        self.settings = settings
+        self.redis = client
+        self.producer = producer
+        self.control = QpuControl(client, settings.namespace)
+        self.keys = Keys(settings.namespace)
+        self.qpus = all_qpus(settings)
+        self.leases: dict[str, Lease] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        """Passes until `stop` is set; Redis outages are waited out, never fatal."""
+        log.info("scheduler serving QPUs %s", ", ".join(self.qpus))
+        while not stop.is_set():
+            try:
+                self.run_once()
+                self.redis.blpop([self.keys.wakeup()], timeout=self.settings.scheduler_tick_s)
+            except redis.exceptions.ConnectionError as exc:
+                log.warning("redis unavailable (%s); retrying", exc)
+                stop.wait(1.0)
+
+    def run_once(self, now: int | None = None) -> None:
+        for qpu in self.qpus:
+            self.serve(qpu, now_us() if now is None else now)
+
+    def serve(self, qpu: str, now: int) -> None:
+        s = self.settings
+        lease = self.leases.get(qpu)
+        if lease is not None and not self.control.renew(lease, s.lease_ttl_s):
+            log.warning("lost the lease of %s (epoch %s)", qpu, lease.epoch)
+            del self.leases[qpu]
+            lease = None
+        if lease is not None:
+            requeued, failed = self.control.reconcile(lease, s.max_attempts, now)
+            if requeued or failed:
+                log.warning(
+                    "%s: %d job(s) requeued, %d failed after lost workers", qpu, requeued, failed
+                )
+            if self.control.expire_open_batch(lease, s.open_batch_timeout_s, now):
+                log.info("%s: open batch %s timed out", qpu, lease.batch_id)
+            if self.control.release(lease):
+                log.info("%s: released by batch %s", qpu, lease.batch_id)
+                del self.leases[qpu]
+                lease = None
+        if lease is None:
+            lease = self.control.acquire(qpu, s.lease_ttl_s, now)
+            if lease is None:
+                return
+            log.info("%s: leased to batch %s (epoch %s)", qpu, lease.batch_id, lease.epoch)
+            self.leases[qpu] = lease
+        for delivery in self.control.dispatch(
+            lease, s.worker_concurrency, s.dispatch_timeout_s, now
+        ):
+            # If this send is lost, the dispatch deadline makes the reconciler send it again.
+            self.producer.send_task(
+                RUN_JOB_TASK,
+                args=[delivery.job_id, delivery.delivery],
+                queue=Keys.celery_queue(qpu),
+            )
+
+
+def make_producer(settings: Settings) -> Celery:
+    producer = Celery("tweezer-scheduler")
+    producer.conf.update(celery_config(settings))
+    return producer
+
+
+def main(settings: Settings) -> None:
+    """`tweezer scheduler`: runs until SIGTERM/SIGINT."""
+    import signal
+
+    from core.redis_client import connect
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    client = connect(settings)
+    Scheduler(settings, client, make_producer(settings)).run(stop)
+    log.info("scheduler stopped")

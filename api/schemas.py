@@ -41,7 +41,8 @@ class CreateBatchIn(_Strict):
     configuration: dict[str, Any] | None = None
     backend_configuration: StrictStr | None = None
     tags: Tags | None = None
-    project_id: uuid.UUID
+    #: Parsed from its JSON string (strict mode would want a UUID object).
+    project_id: Annotated[uuid.UUID, Field(strict=False)]
 
 
 class CancelBatchesIn(_Strict):

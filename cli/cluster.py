@@ -89,8 +89,11 @@ class Cluster:
         host: str,
         port: int,
         redis_server: RedisServer | None,
+        log_dir: Path | None = None,
     ) -> None:
         self.settings = settings
+        #: Where each child's output goes (one file each); None: this terminal.
+        self.log_dir = log_dir
         self.data_dir = data_dir
         self.host = host
         self.port = port
@@ -111,12 +114,11 @@ class Cluster:
         return f"http://{self.host}:{self.port}"
 
     def run(self) -> None:
+        """Starts everything and supervises it until SIGINT/SIGTERM."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stop.set())
         try:
-            for child in self.children:
-                self._start(child)
-            self._wait_for_api()
+            self.start()
             if not self.stop.is_set():
                 self._print_ready()
             while not self.stop.wait(0.5):
@@ -124,11 +126,29 @@ class Cluster:
         finally:
             self.shutdown()
 
+    def start(self) -> Cluster:
+        """Starts every child and waits for the API (without supervising: see run)."""
+        for child in self.children:
+            self._start(child)
+        self._wait_for_api()
+        return self
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
     def _env(self) -> dict[str, str]:
         return {**os.environ, **self.settings.to_env()}
 
     def _start(self, child: Child) -> None:
-        child.process = subprocess.Popen(child.argv, env=self._env())
+        output = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            output = open(self.log_dir / f"{child.name.replace(' ', '-')}.log", "ab")  # noqa: SIM115
+        child.process = subprocess.Popen(
+            child.argv, env=self._env(), stdout=output, stderr=subprocess.STDOUT if output else None
+        )
+        if output is not None:
+            output.close()  # the child holds its own descriptor
         child.started_at = time.monotonic()
 
     def _supervise(self) -> None:
@@ -201,3 +221,9 @@ Try `tweezer demo --data-dir {self.data_dir}`. Ctrl-C stops the cluster.
                 child.process.wait()
         if self.redis_server is not None:
             self.redis_server.stop()
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

@@ -7,13 +7,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-DEMO_OMEGAS = (1.0, 1.5)
+#: The guide's values of `omega_max` (rad/µs).
+DEMO_OMEGAS = (6, 10.5)
 
 
 def connect_sdk(info: dict[str, Any]) -> Any:
     """An SDK client for the cluster described by a cluster.json document."""
-    from pasqal_cloud import SDK, Endpoints
+    import warnings
+
     from pasqal_cloud.authentication import TokenProvider
+    from pasqal_cloud.endpoints import Endpoints
+
+    with warnings.catch_warnings():
+        # The guide's `SDK` name is a deprecated alias; the demo uses it as the guide does.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from pasqal_cloud import SDK
 
     token = info["token"]
 
@@ -21,24 +29,26 @@ def connect_sdk(info: dict[str, Any]) -> Any:
         def get_token(self) -> str:
             return str(token)
 
-    return SDK(
-        project_id=info["project_id"],
-        token_provider=ClusterToken(),
-        endpoints=Endpoints(core=info["core_url"], account=info["account_url"]),
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return SDK(
+            project_id=info["project_id"],
+            token_provider=ClusterToken(),
+            endpoints=Endpoints(core=info["core_url"], account=info["account_url"]),
+        )
 
 
 def demo_sequence() -> str:
-    """Two atoms under a Blackman pulse whose amplitude is the variable `omega_max`."""
+    """Two atoms under a 200 ns pulse whose amplitude is the variable `omega_max`."""
     from pulser import Pulse, Register, Sequence
     from pulser.devices import AnalogDevice
-    from pulser.waveforms import BlackmanWaveform
+    from pulser.waveforms import ConstantWaveform
 
     register = Register.from_coordinates([(0, 0), (6, 0)], prefix="q")
     sequence = Sequence(register, AnalogDevice)
     sequence.declare_channel("rydberg", "rydberg_global")
     omega_max = sequence.declare_variable("omega_max")
-    sequence.add(Pulse.ConstantDetuning(BlackmanWaveform(400, omega_max), 0.0, 0.0), "rydberg")
+    sequence.add(Pulse.ConstantDetuning(ConstantWaveform(200, omega_max), 0.0, 0.0), "rydberg")
     sequence.measure("ground-rydberg")
     return str(sequence.to_abstract_repr())
 

@@ -5,10 +5,15 @@
 local TERMINAL_JOB = {DONE = true, ERROR = true, CANCELED = true}
 local TERMINAL_BATCH = {DONE = true, ERROR = true, CANCELED = true, TIMED_OUT = true}
 
-local function hash_to_table(flat)
-  local t = {}
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-  return t
+-- Integers as decimal text. Lua numbers are doubles and tostring() writes 16-digit
+-- microsecond timestamps in scientific notation, which nothing downstream can parse.
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- A deadline in ms from `now` in µs (as received in ARGV) plus `ms`.
+local function deadline_ms(now, ms)
+  return int(math.floor(tonumber(now) / 1000) + ms)
 end
 
 local function wake_scheduler()
@@ -20,7 +25,7 @@ end
 -- timestamps are unique and their order is creation order across the whole cluster.
 local function next_created(now)
   local last = tonumber(redis.call('GET', K.clock()) or '0')
-  local ts = math.max(tonumber(now), last + 1)
+  local ts = int(math.max(tonumber(now), last + 1))
   redis.call('SET', K.clock(), ts)
   return ts
 end
@@ -114,7 +119,7 @@ local function create_jobs(jobs, batch_id, now)
   for i, fields in ipairs(jobs) do
     local ts = next_created(now)
     create_job(fields, batch_id, ts)
-    stamps[i] = tostring(ts)
+    stamps[i] = ts
   end
   return stamps
 end

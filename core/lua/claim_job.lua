@@ -14,5 +14,5 @@ end
 set_job_status(job_id, h[3], 'PENDING', 'RUNNING', now)
 local attempts = redis.call('HINCRBY', job, 'attempts', 1)
 if not h[5] then redis.call('HSET', job, 'start_us', now) end
-redis.call('ZADD', K.qpu_inflight(h[4]), 'XX', math.floor(tonumber(now) / 1000) + ttl_ms, job_id)
+redis.call('ZADD', K.qpu_inflight(h[4]), 'XX', deadline_ms(now, ttl_ms), job_id)
 return {'claimed', tostring(attempts)}

@@ -29,5 +29,5 @@ redis.call('ZADD', K.queue(fields['device_type'], fields['queue_priority']), ts,
 
 local stamps = create_jobs(jobs, batch_id, now)
 wake_scheduler()
-table.insert(stamps, 1, tostring(ts))
+table.insert(stamps, 1, ts)
 return stamps

@@ -17,7 +17,7 @@ if not batch_id or redis.call('HGET', K.batch(batch_id), 'status') ~= 'RUNNING' 
 end
 local out = {'ok', batch_id}
 local inflight = K.qpu_inflight(qpu)
-local deadline = math.floor(tonumber(now) / 1000) + timeout_ms
+local deadline = deadline_ms(now, timeout_ms)
 while redis.call('ZCARD', inflight) < capacity do
   local job_id = redis.call('LPOP', K.batch_pending(batch_id))
   if not job_id then break end

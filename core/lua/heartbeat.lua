@@ -7,5 +7,5 @@
 local now, job_id, delivery, ttl_ms = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local h = redis.call('HMGET', K.job(job_id), 'status', 'delivery', 'qpu')
 if h[1] ~= 'RUNNING' or h[2] ~= delivery then return 0 end
-redis.call('ZADD', K.qpu_inflight(h[3]), 'XX', math.floor(tonumber(now) / 1000) + ttl_ms, job_id)
+redis.call('ZADD', K.qpu_inflight(h[3]), 'XX', deadline_ms(now, ttl_ms), job_id)
 return 1

@@ -11,7 +11,7 @@ local now, qpu, token, epoch = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local max_attempts = tonumber(ARGV[6])
 if not holds_lease(qpu, token, epoch) then return {'fenced'} end
 local inflight = K.qpu_inflight(qpu)
-local expired = redis.call('ZRANGEBYSCORE', inflight, '-inf', math.floor(tonumber(now) / 1000))
+local expired = redis.call('ZRANGEBYSCORE', inflight, '-inf', deadline_ms(now, 0))
 local requeue = {}
 local failed = 0
 for _, job_id in ipairs(expired) do

@@ -1,0 +1,168 @@
+"""Layered fixtures: settings -> redis-server -> cluster processes -> account -> SDK.
+
+Everything is real: a redis-server on a free port with its own temp dir (never the machine's
+6379), the API under gunicorn over HTTP, the scheduler and Celery worker processes, exactly as
+`tweezer up` starts them, and the unmodified pasqal-cloud SDK as the client.
+"""
+
+from __future__ import annotations
+
+import secrets
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from cli.cluster import Cluster
+from cli.redis_server import RedisServer, free_port
+from core.accounts import Accounts
+from core.settings import Settings
+from core.store import Store
+
+
+def make_settings(redis_url: str, **overrides: Any) -> Settings:
+    """Settings for tests: short timers so recovery is observable in seconds."""
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "namespace": "tz",
+        "results_secret": secrets.token_hex(16),
+        "lease_ttl_s": 3.0,
+        "scheduler_tick_s": 0.2,
+        "dispatch_timeout_s": 5.0,
+        "job_heartbeat_ttl_s": 3.0,
+        "open_batch_timeout_s": 60.0,
+        "job_soft_time_limit_s": 60.0,
+        "job_hard_time_limit_s": 70.0,
+    }
+    values.update(overrides)
+    return Settings(**values).replace()
+
+
+@dataclass
+class Account:
+    """A user with a token in one fresh project (so list filters see only this test's data)."""
+
+    user_id: str
+    project_id: str
+    token: str
+
+
+@dataclass
+class RunningCluster:
+    settings: Settings
+    cluster: Cluster
+    redis_server: RedisServer
+    client: redis.Redis
+
+    @property
+    def base_url(self) -> str:
+        return self.cluster.base_url
+
+    @property
+    def core_url(self) -> str:
+        return self.base_url + "/core-fast"
+
+    @property
+    def account_url(self) -> str:
+        return self.base_url + "/account"
+
+    @property
+    def store(self) -> Store:
+        return Store(self.client, self.settings.namespace)
+
+    def new_account(self, queue_priority: str = "MEDIUM") -> Account:
+        accounts = Accounts(self.client, self.settings.namespace)
+        user = accounts.create_user(f"user-{secrets.token_hex(4)}")
+        project = accounts.create_project(f"project-{secrets.token_hex(4)}", queue_priority)
+        accounts.add_member(project.id, user)
+        return Account(user, project.id, accounts.issue_token(user))
+
+    def sdk(self, account: Account) -> Any:
+        return make_sdk(self.core_url, self.account_url, account)
+
+
+def make_sdk(core_url: str, account_url: str, account: Account) -> Any:
+    """The guide's client: `SDK(project_id=..., endpoints=..., token_provider=...)`."""
+    from pasqal_cloud.authentication import TokenProvider
+    from pasqal_cloud.endpoints import Endpoints
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from pasqal_cloud import SDK
+
+    token = account.token
+
+    class StaticToken(TokenProvider):
+        def get_token(self) -> str:
+            return token
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return SDK(
+            project_id=account.project_id,
+            token_provider=StaticToken(),
+            endpoints=Endpoints(core=core_url, account=account_url),
+        )
+
+
+@pytest.fixture(scope="session")
+def start_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., RunningCluster]]:
+    """Factory: a whole cluster (own redis-server, API, scheduler, workers) per call."""
+    started: list[RunningCluster] = []
+
+    def start(**overrides: Any) -> RunningCluster:
+        root = tmp_path_factory.mktemp("cluster")
+        redis_server = RedisServer(root / "redis").start()
+        settings = make_settings(redis_server.url, **overrides)
+        cluster = Cluster(
+            settings, root, "127.0.0.1", free_port(), redis_server, log_dir=Path(root / "logs")
+        )
+        try:
+            cluster.start()
+        except BaseException:
+            cluster.shutdown()
+            raise
+        running = RunningCluster(
+            settings,
+            cluster,
+            redis_server,
+            redis.Redis.from_url(redis_server.url, decode_responses=True),
+        )
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def cluster(start_cluster: Callable[..., RunningCluster]) -> RunningCluster:
+    """The cluster most tests share: one EMU_FREE QPU."""
+    return start_cluster()
+
+
+@pytest.fixture
+def account(cluster: RunningCluster) -> Account:
+    return cluster.new_account()
+
+
+@pytest.fixture
+def sdk(cluster: RunningCluster, account: Account) -> Any:
+    return cluster.sdk(account)
+
+
+@pytest.fixture
+def redis_only(tmp_path: Path) -> Iterator[redis.Redis]:
+    """A bare redis-server for store-level tests (no processes around it)."""
+    server = RedisServer(tmp_path / "redis").start()
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    yield client
+    client.close()
+    server.stop()

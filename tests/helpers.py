@@ -1,0 +1,34 @@
+"""Small helpers shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T], timeout_s: float = 30.0, interval_s: float = 0.1) -> T:
+    """Polls `probe` until it returns something truthy; fails the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s (last: {value!r})")
+        time.sleep(interval_s)
+
+
+@contextmanager
+def hold_qpu(sdk: Any, sequence: str) -> Iterator[Any]:
+    """Holds the cluster's only EMU_FREE QPU with an open, empty batch: batches submitted
+    meanwhile stay PENDING with PENDING jobs. Closing it (on exit) frees the QPU."""
+    holder = sdk.create_batch(sequence, [], open=True, device_type="EMU_FREE")
+    wait_for(lambda: sdk.get_batch(holder.id).status == "RUNNING")
+    try:
+        yield holder
+    finally:
+        holder.close()

@@ -8,7 +8,7 @@ every release); its intent is `pagination_params=PaginationParams(limit=20)`.
 from __future__ import annotations
 
 import warnings
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -100,7 +100,7 @@ def test_get_batches_examples(sdk, cluster, account, serialized_sequence):
     assert (
         len(sdk.get_batches(filters=BatchFilters(queue_priority=QueuePriority.MEDIUM)).results) == 2
     )
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     in_period = sdk.get_batches(
         pagination_params=PaginationParams(limit=20),
         filters=BatchFilters(
@@ -137,7 +137,7 @@ def test_get_jobs_examples(sdk, account, serialized_sequence):
         == []
     )
     assert {j.id for j in sdk.get_jobs(filters=JobFilters(id=ids)).results} == set(ids)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cancelled = sdk.get_jobs(
         pagination_params=PaginationParams(limit=20),
         filters=JobFilters(
@@ -174,7 +174,7 @@ def test_rebatch_examples(sdk, serialized_sequence):
     # No job ended ERROR or CANCELED: nothing to rebatch is refused, not an empty batch.
     with pytest.raises(BaseException, match="matches the rebatch filters"):
         sdk.rebatch(batch.id, RebatchFilters(status=JobStatus.ERROR))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with pytest.raises(BaseException, match="matches the rebatch filters"):
         sdk.rebatch(
             batch.id,
@@ -231,7 +231,7 @@ def test_cancel_jobs_with_filters(sdk, serialized_sequence):
         assert all(j.status == "CANCELED" for j in two.jobs)
         assert two.errors == {}
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rest = sdk.cancel_jobs(
             batch_id=batch.id,
             filters=CancelJobFilters(

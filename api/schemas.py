@@ -66,19 +66,20 @@ class EmuFreeConfigurationIn(BaseModel):
     with_noise: StrictBool = False
 
 
-def parse_model(model: type[M], data: Any, what: str = "body") -> M:
-    """`model.model_validate(data)`, with failures as one InvalidRequest naming every field."""
+def parse_model(model: type[M], data: Any, field: str = "") -> M:
+    """`model.model_validate(data)`, failures raised as one InvalidRequest naming every field by
+    its full path (`field` is where `data` sits in the body, e.g. `configuration`)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidRequest(f"Invalid {what}: {describe(exc)}") from None
+        raise InvalidRequest(f"Invalid request body: {describe(exc, field)}") from None
 
 
-def describe(exc: ValidationError) -> str:
+def describe(exc: ValidationError, field: str = "") -> str:
     parts = []
     for error in exc.errors():
-        location = "".join(
+        location = field + "".join(
             f"[{item}]" if isinstance(item, int) else f".{item}" for item in error["loc"]
-        ).lstrip(".")
-        parts.append(f"{location or 'body'}: {error['msg']}")
+        )
+        parts.append(f"{location.lstrip('.') or 'body'}: {error['msg']}")
     return "; ".join(parts)

@@ -78,10 +78,10 @@ class Submission:
     def new_jobs(self, batch: Batch, data: Any) -> list[Job]:
         """Jobs for POST /batches/{id}/jobs (a JSON array), checked like those of a new batch."""
         if not isinstance(data, list):
-            raise InvalidRequest("Invalid body: expected a JSON array of jobs")
-        jobs = [parse_model(JobIn, item, f"jobs[{i}]") for i, item in enumerate(data)]
+            raise InvalidRequest("Invalid request body: expected a JSON array of jobs")
+        jobs = [parse_model(JobIn, item, f"[{i}]") for i, item in enumerate(data)]
         if not jobs:
-            raise InvalidRequest("Invalid body: the array of jobs is empty")
+            raise InvalidRequest("Invalid request body: the array of jobs is empty")
         self._check_job_count(jobs)
         spec = self.registry.get(batch.device_type)
         if spec is None:

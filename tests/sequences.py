@@ -20,12 +20,12 @@ def parametrized() -> str:
     return str(sequence.to_abstract_repr())
 
 
-def fixed(duration: int = 100, atoms: int = 1) -> str:
+def fixed(duration: int = 100, atoms: int = 1, amplitude: float = 1.0) -> str:
     """A non-parametrized sequence (for job-level sequences)."""
     register = Register.rectangle(1, atoms, spacing=6, prefix="q")
     sequence = Sequence(register, MockDevice)
     sequence.declare_channel("rydberg", "rydberg_global")
-    sequence.add(Pulse.ConstantPulse(duration, 1.0, 0.0, 0.0), "rydberg")
+    sequence.add(Pulse.ConstantPulse(duration, amplitude, 0.0, 0.0), "rydberg")
     return str(sequence.to_abstract_repr())
 
 

@@ -1,0 +1,44 @@
+"""QPU semantics: one batch at a time per QPU, open batches keep it, priorities order the queue."""
+
+from __future__ import annotations
+
+import time
+
+from tests import sequences
+from tests.helpers import hold_qpu, wait_for
+
+SEQ = sequences.parametrized()
+JOB = {"runs": 5, "variables": {"omega_max": 6}}
+
+
+def test_open_batch_keeps_the_qpu_until_closed(cluster, sdk):
+    with hold_qpu(sdk, SEQ) as holder:
+        holder.add_jobs([JOB], wait=True)  # the holder's own jobs run
+        waiting = sdk.create_batch(SEQ, [JOB, JOB], device_type="EMU_FREE")
+        time.sleep(2 * cluster.settings.scheduler_tick_s + 1)
+        assert sdk.get_batch(waiting.id).status == "PENDING"
+        assert {j.status for j in sdk.get_batch(waiting.id).ordered_jobs} == {"PENDING"}
+        assert sdk.get_batch(holder.id).status == "RUNNING"
+    finished = wait_for(lambda: (b := sdk.get_batch(waiting.id)).status == "DONE" and b)
+    assert finished.start_datetime >= sdk.get_batch(holder.id).end_datetime
+    assert {j.status for j in finished.ordered_jobs} == {"DONE"}
+
+
+def test_batches_wait_in_priority_order(cluster):
+    low, medium, high = (cluster.new_account(p) for p in ("LOW", "MEDIUM", "HIGH"))
+    sdks = {
+        name: cluster.sdk(acc) for name, acc in (("low", low), ("medium", medium), ("high", high))
+    }
+    with hold_qpu(sdks["medium"], SEQ):
+        order = [("low", 1), ("medium", 1), ("high", 1), ("low", 2), ("high", 2)]
+        batches = {
+            tag: sdks[tag[0]].create_batch(SEQ, [JOB], device_type="EMU_FREE") for tag in order
+        }
+        assert {b.queue_priority for b in batches.values()} == {"LOW", "MEDIUM", "HIGH"}
+    done = {
+        tag: wait_for(lambda b=b, s=sdks[tag[0]]: (f := s.get_batch(b.id)).status == "DONE" and f)
+        for tag, b in batches.items()
+    }
+    started = sorted(done, key=lambda tag: done[tag].start_datetime)
+    # HIGH before MEDIUM before LOW; first come, first served within a level.
+    assert started == [("high", 1), ("high", 2), ("medium", 1), ("low", 1), ("low", 2)]

@@ -1,0 +1,30 @@
+"""Settings: read from the environment, validated with messages naming what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import ConfigurationError
+from core.settings import Settings
+
+
+def test_round_trip_through_the_environment():
+    settings = Settings(qpus={"EMU_FREE": 3}, lease_ttl_s=4.5, results_secret="s")
+    assert Settings.from_env(settings.to_env()) == settings
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"TWEEZER_QPUS": "EMU_XX=1"}, "allowed: EMU_FREE"),
+        ({"TWEEZER_QPUS": "EMU_FREE"}, "DEVICE_TYPE=COUNT"),
+        ({"TWEEZER_LEASE_TTL_S": "soon"}, "TWEEZER_LEASE_TTL_S"),
+        ({"TWEEZER_MAX_ATTEMPTS": "0"}, "max_attempts must be > 0"),
+        ({"TWEEZER_REDIS_URL": "http://x"}, "redis://"),
+        ({"TWEEZER_JOB_HARD_TIME_LIMIT_S": "1"}, "above job_soft_time_limit_s"),
+        ({"TWEEZER_SCHEDULER_TICK_S": "9"}, "lease_ttl_s / 3"),
+    ],
+)
+def test_refuses_bad_values(env, words):
+    with pytest.raises(ConfigurationError, match=words):
+        Settings.from_env(env)

@@ -1,0 +1,188 @@
+"""The Lua store against a real redis-server, time passed in (`now=`) instead of slept."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from core.execution import Execution
+from core.keys import _PATTERNS, Keys, lua_functions
+from core.qpu import QpuControl
+from core.records import Batch, Job
+from core.status import BatchStatus, JobStatus
+from core.store import BatchQuery, JobQuery, Page, Store
+
+NS = "t"
+QPU = "EMU_FREE-0"
+T0 = 1_800_000_000_000_000  # µs
+SECOND = 1_000_000
+
+
+def new_batch(store: Store, runs=(10, 20), open_=False, priority="MEDIUM", now=T0, tags=()):
+    batch = Batch(
+        id=str(uuid.uuid4()),
+        project_id="p",
+        user_id="u",
+        device_type="EMU_FREE",
+        status=BatchStatus.PENDING,
+        open=open_,
+        queue_priority=priority,
+        created_us=0,
+        updated_us=0,
+        sequence_builder="{}",
+        tags=list(tags),
+    )
+    jobs = [
+        Job(
+            id=str(uuid.uuid4()),
+            batch_id=batch.id,
+            project_id="p",
+            user_id="u",
+            status=JobStatus.PENDING,
+            runs=r,
+            created_us=0,
+            updated_us=0,
+        )
+        for r in runs
+    ]
+    store.create_batch(batch, jobs, now)
+    return batch, jobs
+
+
+@pytest.fixture
+def parts(redis_only):
+    return Store(redis_only, NS), QpuControl(redis_only, NS), Execution(redis_only, NS)
+
+
+def test_every_key_is_named_the_same_in_lua(redis_only):
+    keys = Keys(NS)
+    for name, pattern in _PATTERNS.items():
+        args = [f"a{i}" for i in range(len(re.findall(r"\{\d\}", pattern)))]
+        call = f"return K.{name}({', '.join(repr(a) for a in args)})"
+        probe = redis_only.register_script("local NS = ARGV[1]\n" + lua_functions() + call)
+        assert probe(keys=[], args=[NS]) == getattr(keys, name)(*args)
+
+
+def test_creation_order_counts_and_filters(parts):
+    store, _, _ = parts
+    first, first_jobs = new_batch(store, runs=(5, 50), tags=("x",))
+    second, second_jobs = new_batch(store, runs=(7,), open_=True, priority="HIGH", now=T0)
+    # Same `now` for both: creation times stay unique and increasing all the same.
+    assert second.created_us > first.created_us
+    assert [j.created_us for j in first_jobs] == sorted(j.created_us for j in first_jobs)
+    assert store.get_batch(first.id).counts == {
+        "PENDING": 2,
+        "RUNNING": 0,
+        "DONE": 0,
+        "ERROR": 0,
+        "CANCELED": 0,
+    }
+
+    total, found = store.query_batches(BatchQuery(), Page())
+    assert total == 2 and [b.id for b in found] == [second.id, first.id]
+    assert store.query_batches(BatchQuery(tag="x"), Page())[0] == 1
+    assert store.query_batches(BatchQuery(open=True, queue_priority=["HIGH"]), Page())[0] == 1
+    assert store.query_batches(BatchQuery(status=["DONE", "RUNNING"]), Page())[0] == 0
+    total, ids = store.query_job_ids(JobQuery(min_runs=6, max_runs=50), Page(desc=False))
+    assert (total, ids) == (2, [first_jobs[1].id, second_jobs[0].id])
+    assert store.query_job_ids(JobQuery(start_us=second.created_us), Page())[0] == 1
+    assert store.query_job_ids(JobQuery(id=[first_jobs[0].id, "nope"]), Page())[0] == 1
+    assert not redis_only_tmp_keys(store)
+
+
+def redis_only_tmp_keys(store: Store) -> list[str]:
+    return list(store.redis.scan_iter(f"{NS}:tmp:*"))
+
+
+def test_dispatch_claim_commit_and_duplicate_delivery(parts):
+    store, control, execution = parts
+    batch, jobs = new_batch(store)
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    assert lease is not None and lease.batch_id == batch.id
+    assert store.get_batch(batch.id).status is BatchStatus.RUNNING
+
+    [delivery] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
+    assert delivery.job_id == jobs[0].id  # creation order
+    assert control.dispatch(lease, capacity=1, timeout_s=5, now=T0) == []  # capacity reached
+    assert execution.claim(delivery.job_id, delivery.delivery, 5, T0) == 1
+    assert execution.claim(delivery.job_id, delivery.delivery, 5, T0) is None  # duplicate
+    assert execution.commit_done(delivery.job_id, delivery.delivery, {"counter": {"0": 10}}, T0)
+    assert not execution.commit_done(delivery.job_id, delivery.delivery, {"counter": {}}, T0)
+    assert store.get_result(jobs[0].id) == '{"counter": {"0": 10}}'
+    assert store.get_batch(batch.id).counts["DONE"] == 1  # not doubled
+
+
+def test_lost_worker_is_requeued_then_failed_at_the_attempt_cap(parts):
+    store, control, execution = parts
+    batch, jobs = new_batch(store, runs=(10,))
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    now = T0
+    for attempt in (1, 2):
+        [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=now)
+        assert execution.claim(d.job_id, d.delivery, heartbeat_ttl_s=2, now=now) == attempt
+        now += 3 * SECOND  # no heartbeat: the worker is gone
+        assert control.reconcile(lease, max_attempts=2, now=now) == (
+            (1, 0) if attempt == 1 else (0, 1)
+        )
+        # The lost delivery can no longer commit anything.
+        assert not execution.commit_done(d.job_id, d.delivery, {"counter": {}}, now)
+    job = store.get_job(jobs[0].id)
+    assert job.status is JobStatus.ERROR and "lost 2 times" in job.errors[0]
+    assert store.get_batch(batch.id).status is BatchStatus.DONE
+
+
+def test_unclaimed_dispatch_is_sent_again_with_a_new_delivery(parts):
+    store, control, execution = parts
+    new_batch(store, runs=(10,))
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    [first] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
+    assert control.reconcile(lease, max_attempts=3, now=T0 + 6 * SECOND) == (1, 0)
+    [second] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0 + 6 * SECOND)
+    assert second.job_id == first.job_id and second.delivery != first.delivery
+    assert execution.claim(first.job_id, first.delivery, 5, T0) is None  # the old message
+    assert execution.claim(second.job_id, second.delivery, 5, T0) == 1  # not an attempt lost
+
+
+def test_cancel_racing_a_commit_keeps_one_consistent_outcome(parts):
+    store, control, execution = parts
+    batch, jobs = new_batch(store, runs=(10,))
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
+    execution.claim(d.job_id, d.delivery, 5, T0)
+    store.cancel_batch(batch.id, T0)
+    assert not execution.commit_done(d.job_id, d.delivery, {"counter": {"0": 10}}, T0)
+    assert store.get_job(d.job_id).status is JobStatus.CANCELED
+    assert store.get_result(d.job_id) is None
+    assert control.release(lease)  # cancelled, nothing in flight: the QPU is free
+
+
+def test_stale_scheduler_is_fenced_and_successor_resumes_the_batch(parts, redis_only):
+    store, control, _ = parts
+    batch, _ = new_batch(store, runs=(10, 20))
+    old = control.acquire(QPU, ttl_s=0.2, now=T0)
+    redis_only.delete(Keys(NS).qpu_lease(QPU))  # the lease expired while its holder slept
+    new = control.acquire(QPU, ttl_s=10, now=T0)
+    assert new.batch_id == batch.id and new.epoch == old.epoch + 1
+    assert control.dispatch(old, capacity=5, timeout_s=5, now=T0) == []  # fenced
+    assert not control.renew(old, ttl_s=10)
+    assert len(control.dispatch(new, capacity=5, timeout_s=5, now=T0)) == 2
+
+
+def test_priority_order_and_open_batch_timeout(parts):
+    store, control, _ = parts
+    low, _ = new_batch(store, priority="LOW")
+    high, _ = new_batch(store, priority="HIGH")
+    opened, _ = new_batch(store, runs=(), open_=True, priority="HIGH")
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    assert lease.batch_id == high.id
+    store.cancel_batch(high.id, T0)
+    assert control.release(lease)
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    assert lease.batch_id == opened.id  # HIGH before the older LOW
+    assert not control.expire_open_batch(lease, timeout_s=2, now=T0 + SECOND)
+    assert control.expire_open_batch(lease, timeout_s=2, now=T0 + 3 * SECOND)
+    assert store.get_batch(opened.id).status is BatchStatus.TIMED_OUT
+    assert control.release(lease)
+    assert control.acquire(QPU, ttl_s=10, now=T0).batch_id == low.id

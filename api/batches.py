@@ -120,7 +120,7 @@ def add_jobs(batch_id: str) -> jsend.Reply:
     data = read_json(svc.settings.max_inflated_bytes)
     batch = visible_batch(batch_id)
     if not batch.open:
-        raise Conflict(f"Batch {batch.id} is closed: it does not accept new jobs")
+        raise Conflict(f"Batch {batch.id} is closed ({batch.status}): it does not accept new jobs")
     jobs = svc.submission.new_jobs(batch, data)
     svc.store.add_jobs(batch.id, jobs, now_us())
     return _batch_after_commit(batch, status=201)

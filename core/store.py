@@ -93,7 +93,7 @@ class Store:
             raise NotFound(f"Batch {batch_id} not found")
         if reply[0] == "conflict":
             status, is_open = reply[1], reply[2] == "1"
-            state = "closed" if not is_open else status
+            state = status if is_open else f"closed ({status})"
             raise Conflict(f"Batch {batch_id} is {state}: it does not accept new jobs")
         _stamp(jobs, reply[1:])
 

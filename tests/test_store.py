@@ -147,7 +147,7 @@ def test_unclaimed_dispatch_is_sent_again_with_a_new_delivery(parts):
 
 def test_cancel_racing_a_commit_keeps_one_consistent_outcome(parts):
     store, control, execution = parts
-    batch, jobs = new_batch(store, runs=(10,))
+    batch, _ = new_batch(store, runs=(10,))
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
     execution.claim(d.job_id, d.delivery, 5, T0)

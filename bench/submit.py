@@ -1,0 +1,120 @@
+"""`make bench`: figures of a real cluster on this machine, side by side with bench/baseline.json.
+
+  submit    create-batch requests (1 job each, gzip, as the SDK sends them) from 8 threads
+  list      GET /batches with a status filter and a page of 100, with every submitted batch present
+  run       one closed batch of 100 two-atom jobs, submission to DONE, on one EMU_FREE QPU
+
+`make bench ARGS=--save` records the figures as the new baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from cli.cluster import Cluster, bootstrap, results_secret
+from cli.demo import demo_sequence
+from cli.redis_server import RedisServer, free_port
+from core.settings import Settings
+
+BASELINE = Path(__file__).with_name("baseline.json")
+SUBMISSIONS = 400
+THREADS = 8
+LISTS = 200
+RUN_JOBS = 100
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--save", action="store_true", help="record these figures as the baseline")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        redis_server = RedisServer(root / "redis").start()
+        settings = Settings(redis_url=redis_server.url, results_secret=results_secret(root))
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        info = bootstrap(settings, root, base + "/core-fast", base + "/account")
+        with Cluster(settings, root, "127.0.0.1", port, redis_server, log_dir=root / "logs"):
+            figures = measure(info)
+    show(figures)
+    if args.save:
+        BASELINE.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"baseline saved to {BASELINE}")
+
+
+def measure(info: dict[str, Any]) -> dict[str, float]:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {info['token']}"
+    core = info["core_url"]
+    sequence = demo_sequence()
+
+    def body(runs: int, jobs: int = 1, open_: bool = False) -> bytes:
+        payload = {"sequence_builder": sequence, "webhook": None, "open": open_,
+                   "device_type": "EMU_FREE", "project_id": info["project_id"],
+                   "jobs": [{"runs": runs, "variables": {"omega_max": 6}}] * jobs}
+        return gzip.compress(json.dumps(payload).encode())
+
+    def post(data: bytes) -> tuple[float, str]:
+        start = time.perf_counter()
+        response = session.post(core + "/api/v1/batches", data=data,
+                                headers={"Content-Encoding": "gzip"}, timeout=30)
+        response.raise_for_status()
+        return time.perf_counter() - start, response.json()["data"]["id"]
+
+    # Hold the QPU so the submitted batches queue instead of competing for the CPU.
+    _, holder = post(body(1, jobs=0, open_=True))
+    start = time.perf_counter()
+    with ThreadPoolExecutor(THREADS) as pool:
+        submitted = list(pool.map(lambda _: post(body(10)), range(SUBMISSIONS)))
+    submit_s = time.perf_counter() - start
+    latencies = sorted(t for t, _ in submitted)
+
+    list_times = []
+    for _ in range(LISTS):
+        t0 = time.perf_counter()
+        session.get(core + "/api/v1/batches", params={"status": "PENDING", "limit": 100},
+                    timeout=30).raise_for_status()
+        list_times.append(time.perf_counter() - t0)
+    list_times.sort()
+
+    session.patch(core + "/api/v1/batches/cancel",
+                  json={"batch_ids": [i for _, i in submitted] + [holder]}, timeout=120)
+    t0 = time.perf_counter()
+    _, run_id = post(body(20, jobs=RUN_JOBS))
+    while session.get(f"{core}/api/v1/batches/{run_id}/status", timeout=30).json()["data"][
+        "status"
+    ] != "DONE":
+        time.sleep(0.05)
+    run_s = time.perf_counter() - t0
+    return {
+        "submit batches/s": SUBMISSIONS / submit_s,
+        "submit p50 ms": 1000 * statistics.median(latencies),
+        "submit p95 ms": 1000 * latencies[int(0.95 * len(latencies))],
+        "list p50 ms": 1000 * statistics.median(list_times),
+        "list p95 ms": 1000 * list_times[int(0.95 * len(list_times))],
+        "run jobs/s": RUN_JOBS / run_s,
+    }
+
+
+def show(figures: dict[str, float]) -> None:
+    baseline = json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
+    print(f"\n{'figure':<20}{'baseline':>12}{'now':>12}{'change':>10}")
+    for name, value in figures.items():
+        before = baseline.get(name)
+        change = f"{100 * (value - before) / before:+.0f}%" if before else "-"
+        shown = f"{before:.1f}" if before else "-"
+        print(f"{name:<20}{shown:>12}{value:>12.1f}{change:>10}")
+
+
+if __name__ == "__main__":
+    main()

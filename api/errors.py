@@ -48,9 +48,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(redis.exceptions.ResponseError)
     def redis_refused(exc: redis.exceptions.ResponseError) -> Response:
-        # e.g. OOM under maxmemory: Redis refused the whole script, so nothing was stored.
-        log.error("redis refused a command: %s", exc)
-        return tweezer_error(ServiceUnavailable("The job store refused the write; retry later."))
+        if str(exc).startswith("OOM"):
+            # maxmemory with noeviction: Redis refuses a writing script before it runs, so
+            # nothing was stored.
+            log.error("redis is full: %s", exc)
+            return tweezer_error(ServiceUnavailable("The job store is full; retry later."))
+        return unexpected(exc)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

@@ -59,15 +59,21 @@ def measure(info: dict[str, Any]) -> dict[str, float]:
     sequence = demo_sequence()
 
     def body(runs: int, jobs: int = 1, open_: bool = False) -> bytes:
-        payload = {"sequence_builder": sequence, "webhook": None, "open": open_,
-                   "device_type": "EMU_FREE", "project_id": info["project_id"],
-                   "jobs": [{"runs": runs, "variables": {"omega_max": 6}}] * jobs}
+        payload = {
+            "sequence_builder": sequence,
+            "webhook": None,
+            "open": open_,
+            "device_type": "EMU_FREE",
+            "project_id": info["project_id"],
+            "jobs": [{"runs": runs, "variables": {"omega_max": 6}}] * jobs,
+        }
         return gzip.compress(json.dumps(payload).encode())
 
     def post(data: bytes) -> tuple[float, str]:
         start = time.perf_counter()
-        response = session.post(core + "/api/v1/batches", data=data,
-                                headers={"Content-Encoding": "gzip"}, timeout=30)
+        response = session.post(
+            core + "/api/v1/batches", data=data, headers={"Content-Encoding": "gzip"}, timeout=30
+        )
         response.raise_for_status()
         return time.perf_counter() - start, response.json()["data"]["id"]
 
@@ -82,18 +88,23 @@ def measure(info: dict[str, Any]) -> dict[str, float]:
     list_times = []
     for _ in range(LISTS):
         t0 = time.perf_counter()
-        session.get(core + "/api/v1/batches", params={"status": "PENDING", "limit": 100},
-                    timeout=30).raise_for_status()
+        session.get(
+            core + "/api/v1/batches", params={"status": "PENDING", "limit": 100}, timeout=30
+        ).raise_for_status()
         list_times.append(time.perf_counter() - t0)
     list_times.sort()
 
-    session.patch(core + "/api/v1/batches/cancel",
-                  json={"batch_ids": [i for _, i in submitted] + [holder]}, timeout=120)
+    session.patch(
+        core + "/api/v1/batches/cancel",
+        json={"batch_ids": [i for _, i in submitted] + [holder]},
+        timeout=120,
+    )
     t0 = time.perf_counter()
     _, run_id = post(body(20, jobs=RUN_JOBS))
-    while session.get(f"{core}/api/v1/batches/{run_id}/status", timeout=30).json()["data"][
-        "status"
-    ] != "DONE":
+    while (
+        session.get(f"{core}/api/v1/batches/{run_id}/status", timeout=30).json()["data"]["status"]
+        != "DONE"
+    ):
         time.sleep(0.05)
     run_s = time.perf_counter() - t0
     return {

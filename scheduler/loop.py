@@ -47,6 +47,11 @@ class Scheduler:
             except redis.exceptions.ConnectionError as exc:
                 log.warning("redis unavailable (%s); retrying", exc)
                 stop.wait(1.0)
+            except Exception:
+                # A failed publish or any surprise must not stop scheduling: every write is
+                # fenced and idempotent, so the next pass simply tries again.
+                log.exception("scheduler pass failed; retrying")
+                stop.wait(1.0)
 
     def run_once(self, now: int | None = None) -> None:
         for qpu in self.qpus:

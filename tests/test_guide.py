@@ -28,6 +28,7 @@ with warnings.catch_warnings():
         RebatchFilters,
     )
     from pasqal_cloud.device import EmulatorType
+    from pasqal_cloud.errors import RebatchError
 
 JOB1 = {"runs": 20, "variables": {"omega_max": 6}}
 JOB2 = {"runs": 50, "variables": {"omega_max": 10.5}}
@@ -164,31 +165,33 @@ def test_rebatch_examples(sdk, serialized_sequence):
     )
     first = batch.ordered_jobs[0]
 
-    everything = sdk.rebatch(batch.id)
-    assert everything.parent_id == batch.id
-    assert [j.runs for j in everything.ordered_jobs] == [5, 8, 12]
+    with hold_qpu(sdk, serialized_sequence):  # the copies wait, so they can be inspected
+        everything = sdk.rebatch(batch.id)
+        assert everything.parent_id == batch.id
+        assert [j.runs for j in everything.ordered_jobs] == [5, 8, 12]
+        assert [j.parent_id for j in everything.ordered_jobs] == [j.id for j in batch.ordered_jobs]
 
-    only_first = sdk.rebatch(batch.id, RebatchFilters(id=first.id))
-    assert [j.variables for j in only_first.ordered_jobs] == [first.variables]
+        only_first = sdk.rebatch(batch.id, RebatchFilters(id=first.id))
+        assert [j.variables for j in only_first.ordered_jobs] == [first.variables]
 
-    # No job ended ERROR or CANCELED: nothing to rebatch is refused, not an empty batch.
-    with pytest.raises(BaseException, match="matches the rebatch filters"):
-        sdk.rebatch(batch.id, RebatchFilters(status=JobStatus.ERROR))
-    now = datetime.now(UTC)
-    with pytest.raises(BaseException, match="matches the rebatch filters"):
-        sdk.rebatch(
-            batch.id,
-            RebatchFilters(
-                status=JobStatus.CANCELED, start_date=now - timedelta(hours=1), end_date=now
-            ),
-        )
+        # No job ended ERROR or CANCELED: nothing to rebatch is refused, not an empty batch.
+        with pytest.raises(RebatchError, match="matches the rebatch filters"):
+            sdk.rebatch(batch.id, RebatchFilters(status=JobStatus.ERROR))
+        now = datetime.now(UTC)
+        with pytest.raises(RebatchError, match="matches the rebatch filters"):
+            sdk.rebatch(
+                batch.id,
+                RebatchFilters(
+                    status=JobStatus.CANCELED, start_date=now - timedelta(hours=1), end_date=now
+                ),
+            )
 
-    between = sdk.rebatch(batch.id, RebatchFilters(min_runs=5, max_runs=10))
-    assert sorted(j.runs for j in between.ordered_jobs) == [5, 8]
-    assert sdk.get_batch(between.id).parent_id == batch.id
-    between.cancel()
-    everything.cancel()
-    only_first.cancel()
+        between = sdk.rebatch(batch.id, RebatchFilters(min_runs=5, max_runs=10))
+        assert sorted(j.runs for j in between.ordered_jobs) == [5, 8]
+        assert sdk.get_batch(between.id).parent_id == batch.id
+        for rebatched in (between, everything, only_first):
+            rebatched.cancel()
+            assert rebatched.status == "CANCELED"
 
 
 def test_retry_in_open_batch(sdk, serialized_sequence):

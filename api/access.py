@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import redis
 
@@ -26,20 +26,28 @@ def canonical_id(raw: str) -> str | None:
         return None
 
 
+class _Owned(Protocol):
+    project_id: str
+
+
+R = TypeVar("R", bound=_Owned)
+
+
+def _visible(kind: str, raw_id: str, read: Callable[[str], R | None]) -> R:
+    """The one visibility rule: a record exists for the caller only inside their projects."""
+    record_id = canonical_id(raw_id)
+    record = read(record_id) if record_id else None
+    if record is None or record.project_id not in principal().project_ids:
+        raise NotFound(f"{kind} {raw_id} not found")
+    return record
+
+
 def visible_batch(raw_id: str) -> Batch:
-    batch_id = canonical_id(raw_id)
-    batch = services().store.get_batch(batch_id) if batch_id else None
-    if batch is None or batch.project_id not in principal().project_ids:
-        raise NotFound(f"Batch {raw_id} not found")
-    return batch
+    return _visible("Batch", raw_id, services().store.get_batch)
 
 
 def visible_job(raw_id: str) -> Job:
-    job_id = canonical_id(raw_id)
-    job = services().store.get_job(job_id) if job_id else None
-    if job is None or job.project_id not in principal().project_ids:
-        raise NotFound(f"Job {raw_id} not found")
-    return job
+    return _visible("Job", raw_id, services().store.get_job)
 
 
 def scoped_projects(requested: list[str]) -> list[str]:

@@ -25,7 +25,7 @@ from core.devices import EMULATOR, DeviceSpec
 from core.errors import InvalidRequest, InvalidSequence, UnknownDeviceType
 from core.records import Batch, Job, Principal
 from core.settings import Settings
-from core.status import BatchStatus, JobStatus
+from core.status import BatchStatus
 
 
 @dataclass(frozen=True)
@@ -110,19 +110,7 @@ class Submission:
             parent_id=original.id,
         )
         copies = [
-            Job(
-                id=str(uuid.uuid4()),
-                batch_id=batch.id,
-                project_id=batch.project_id,
-                user_id=batch.user_id,
-                status=JobStatus.PENDING,
-                runs=job.runs,
-                created_us=0,
-                updated_us=0,
-                variables=job.variables,
-                sequence=job.sequence,
-                parent_id=job.id,
-            )
+            Job.pending(batch, job.runs, job.variables, job.sequence, parent_id=job.id)
             for job in jobs
         ]
         return batch, copies
@@ -204,20 +192,7 @@ class Submission:
             )
             _check_build(sequence, job.variables or {}, plan.spec, what)
             runs = self._runs(job, plan, what)
-            records.append(
-                Job(
-                    id=str(uuid.uuid4()),
-                    batch_id=batch.id,
-                    project_id=batch.project_id,
-                    user_id=batch.user_id,
-                    status=JobStatus.PENDING,
-                    runs=runs,
-                    created_us=0,
-                    updated_us=0,
-                    variables=job.variables,
-                    sequence=job.sequence,
-                )
-            )
+            records.append(Job.pending(batch, runs, job.variables, job.sequence))
         return records
 
     def _runs(self, job: JobIn, plan: BatchPlan, what: str) -> int:

@@ -8,6 +8,7 @@ Every record carries `user_id` and `project_id`, the two things access control i
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +117,30 @@ class Job:
     end_us: int | None = None
     #: How many times a worker started it (bounded by Settings.max_attempts).
     attempts: int = 0
+
+    @classmethod
+    def pending(
+        cls,
+        batch: Batch,
+        runs: int,
+        variables: dict[str, Any] | None,
+        sequence: str | None,
+        parent_id: str | None = None,
+    ) -> Job:
+        """A new job of `batch`, not yet stored (the store stamps its creation time)."""
+        return cls(
+            id=str(uuid.uuid4()),
+            batch_id=batch.id,
+            project_id=batch.project_id,
+            user_id=batch.user_id,
+            status=JobStatus.PENDING,
+            runs=runs,
+            created_us=0,
+            updated_us=0,
+            variables=variables,
+            sequence=sequence,
+            parent_id=parent_id,
+        )
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Job:

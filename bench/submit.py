@@ -22,7 +22,7 @@ from typing import Any
 import requests
 
 from cli.cluster import Cluster, bootstrap, results_secret
-from cli.demo import demo_sequence
+from cli.demo import guide_sequence
 from cli.redis_server import RedisServer, free_port
 from core.settings import Settings
 
@@ -56,7 +56,7 @@ def measure(info: dict[str, Any]) -> dict[str, float]:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {info['token']}"
     core = info["core_url"]
-    sequence = demo_sequence()
+    sequence = guide_sequence()
 
     def body(runs: int, jobs: int = 1, open_: bool = False) -> bytes:
         payload = {

@@ -38,7 +38,7 @@ def connect_sdk(info: dict[str, Any]) -> Any:
         )
 
 
-def demo_sequence() -> str:
+def guide_sequence() -> str:
     """Two atoms under a 200 ns pulse whose amplitude is the variable `omega_max`."""
     from pulser import Pulse, Register, Sequence
     from pulser.devices import AnalogDevice
@@ -63,7 +63,7 @@ def run(data_dir: Path) -> None:
         {"runs": 50, "variables": {"omega_max": DEMO_OMEGAS[1]}},
     ]
     print(f"Submitting a closed batch of {len(jobs)} jobs to EMU_FREE at {info['core_url']} ...")
-    batch = sdk.create_batch(demo_sequence(), jobs, device_type=DeviceTypeName.EMU_FREE, wait=True)
+    batch = sdk.create_batch(guide_sequence(), jobs, device_type=DeviceTypeName.EMU_FREE, wait=True)
     print(f"batch {batch.id}: {batch.status}")
     for job in batch.ordered_jobs:
         print(f"job-id: {job.id}, status: {job.status}, result: {job.result}")

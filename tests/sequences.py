@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from pulser import Pulse, Register, Sequence
-from pulser.devices import AnalogDevice, MockDevice
+from pulser.devices import MockDevice
 from pulser.register import RegisterLayout
 from pulser.waveforms import ConstantWaveform
 
+from cli.demo import guide_sequence
+
 
 def parametrized() -> str:
-    """The guide's sequence: two atoms under a pulse of amplitude `omega_max` (rad/µs), so the
-    guide's own values (6 and 10.5) fit AnalogDevice's channel."""
-    register = Register.from_coordinates([(0, 0), (6, 0)], prefix="q")
-    sequence = Sequence(register, AnalogDevice)
-    sequence.declare_channel("rydberg", "rydberg_global")
-    omega_max = sequence.declare_variable("omega_max")
-    sequence.add(Pulse.ConstantDetuning(ConstantWaveform(200, omega_max), 0.0, 0.0), "rydberg")
-    sequence.measure("ground-rydberg")
-    return str(sequence.to_abstract_repr())
+    """The guide's sequence (the demo's too): two atoms under a pulse of amplitude `omega_max`
+    (rad/µs), so the guide's own values (6 and 10.5) fit AnalogDevice's channel."""
+    return guide_sequence()
 
 
 def fixed(duration: int = 100, atoms: int = 1, amplitude: float = 1.0) -> str:

@@ -10,6 +10,7 @@ from api.context import Services
 from api.errors import register_error_handlers
 from api.submission import Submission
 from core.accounts import Accounts
+from core.device_status import DeviceStatuses
 from core.devices import device_registry
 from core.errors import ConfigurationError
 from core.redis_client import connect
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         accounts=Accounts(client, settings.namespace),
         registry=registry,
         submission=Submission(settings, registry),
+        devices=DeviceStatuses(client, settings.namespace),
     )
 
     for blueprint in (batches.bp, jobs.bp, devices.bp):

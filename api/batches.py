@@ -9,7 +9,7 @@ from flask import Blueprint, request
 from api import filters, jsend
 from api.access import after_commit, canonical_id, scoped_projects, visible_batch
 from api.body import read_json
-from api.context import principal, services
+from api.context import device_status, principal, services
 from api.render import batch_json, batch_status_json, job_json
 from api.schemas import CancelBatchesIn, CreateBatchIn, TagsIn, parse_model
 from core.accounts import DEFAULT_QUEUE_PRIORITY
@@ -32,21 +32,22 @@ def create_batch() -> jsend.Reply:
     project = svc.accounts.get_project(project_id)
     priority = project.queue_priority if project else DEFAULT_QUEUE_PRIORITY
     batch, jobs = svc.submission.new_batch(body, caller, priority)
+    status = device_status(batch.device_type)  # read before the commit: nothing may fail after
     svc.store.create_batch(batch, jobs, now_us())
-    return jsend.success(batch_json(batch, jobs), 201)
+    return jsend.success(batch_json(batch, jobs, device_status=status), 201)
 
 
 @bp.get("/api/v2/batches/<batch_id>")
 def get_batch(batch_id: str) -> jsend.Reply:
     # No embedded jobs: the SDK pages them through GET /api/v2/jobs when it needs them.
-    return jsend.success(batch_json(visible_batch(batch_id)))
+    return jsend.success(_json(visible_batch(batch_id)))
 
 
 @bp.get("/api/v1/batches/<batch_id>")
 def get_batch_with_jobs(batch_id: str) -> jsend.Reply:
     """The pre-0.24 route, still used by older SDKs: the batch with all its jobs."""
     batch = visible_batch(batch_id)
-    return jsend.success(batch_json(batch, services().store.batch_jobs(batch.id)))
+    return jsend.success(_json(batch, services().store.batch_jobs(batch.id)))
 
 
 @bp.get("/api/v1/batches/<batch_id>/status")
@@ -102,8 +103,9 @@ def rebatch(batch_id: str) -> jsend.Reply:
     if not job_ids:
         raise InvalidRequest(f"No job of batch {original.id} matches the rebatch filters")
     batch, jobs = svc.submission.rebatch(original, svc.store.get_jobs(job_ids), principal())
+    status = device_status(batch.device_type)  # read before the commit: nothing may fail after
     svc.store.create_batch(batch, jobs, now_us())
-    return jsend.success(batch_json(batch, jobs), 201)
+    return jsend.success(batch_json(batch, jobs, device_status=status), 201)
 
 
 @bp.get("/api/v1/batches")
@@ -111,7 +113,7 @@ def list_batches() -> jsend.Reply:
     query, page = filters.batch_query(request.args)
     query.project_id = scoped_projects(query.project_id)
     total, batches = services().store.query_batches(query, page)
-    return jsend.page([batch_json(b, with_sequence=False) for b in batches], total, page.offset)
+    return jsend.page([_json(b, with_sequence=False) for b in batches], total, page.offset)
 
 
 @bp.post("/api/v2/batches/<batch_id>/jobs")
@@ -154,9 +156,15 @@ def _batch_json_after_commit(batch: Batch) -> dict[str, Any]:
 
     def read() -> dict[str, Any]:
         fresh = store.get_batch(batch.id) or batch
-        return batch_json(fresh, store.batch_jobs(batch.id))
+        return _json(fresh, store.batch_jobs(batch.id))
 
     return after_commit(read, batch_json(batch))
+
+
+def _json(
+    batch: Batch, jobs: list[Job] | None = None, with_sequence: bool = True
+) -> dict[str, Any]:
+    return batch_json(batch, jobs, with_sequence, device_status(batch.device_type))
 
 
 def _batch_after_commit(batch: Batch, status: int = 200) -> jsend.Reply:

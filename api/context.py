@@ -8,11 +8,13 @@ from flask import current_app, g
 
 from api.submission import Submission
 from core.accounts import Accounts
+from core.device_status import DeviceStatuses
 from core.devices import DeviceSpec
 from core.errors import Unauthorized
 from core.records import Principal
 from core.settings import Settings
 from core.store import Store
+from core.timefmt import now_us
 
 
 @dataclass
@@ -22,11 +24,20 @@ class Services:
     accounts: Accounts
     registry: dict[str, DeviceSpec]
     submission: Submission
+    devices: DeviceStatuses
 
 
 def services() -> Services:
     svc: Services = current_app.extensions["tweezer"]
     return svc
+
+
+def device_status(device_type: str) -> str:
+    """The device type's status now, read once per request."""
+    cache: dict[str, str] = g.setdefault("device_statuses", {})
+    if device_type not in cache:
+        cache.update(services().devices.effective([device_type], now_us()))
+    return cache[device_type]
 
 
 def principal() -> Principal:

@@ -9,18 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from core.records import Batch, Job
+from core.status import DeviceStatus
 from core.timefmt import to_iso
 
 #: Above this many jobs a batch response embeds none, and the SDK pages through GET /jobs
 #: instead (it must embed all jobs or none).
 EMBED_JOBS_MAX = 1000
 
-#: Shown on batches until device status exists (UP is the status of a working device).
-DEVICE_STATUS_UP = "UP"
-
 
 def batch_json(
-    batch: Batch, jobs: list[Job] | None = None, with_sequence: bool = True
+    batch: Batch,
+    jobs: list[Job] | None = None,
+    with_sequence: bool = True,
+    device_status: str = DeviceStatus.UP,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": batch.id,
@@ -38,7 +39,7 @@ def batch_json(
         "webhook": batch.webhook,
         "start_datetime": to_iso(batch.start_us),
         "end_datetime": to_iso(batch.end_us),
-        "device_status": DEVICE_STATUS_UP,
+        "device_status": device_status,
         "parent_id": batch.parent_id,
         "configuration": batch.configuration,
         "backend_configuration": batch.backend_configuration,

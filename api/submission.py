@@ -18,10 +18,11 @@ from typing import Any
 
 from pulser import Sequence
 from pulser.backend import BitStrings
+from pulser.backend.abc import Backend
 from pulser.backend.config import EmulationConfig
 
 from api.schemas import CreateBatchIn, EmuFreeConfigurationIn, JobIn, parse_model
-from core.devices import EMULATOR, DeviceSpec
+from core.devices import EMULATOR, QPU, DeviceSpec
 from core.errors import InvalidRequest, InvalidSequence, UnknownDeviceType
 from core.records import Batch, Job, Principal
 from core.settings import Settings
@@ -218,6 +219,8 @@ class _SequenceCache:
         sequence = self._parsed.get(text)
         if sequence is None:
             sequence = _deserialize(text, what)
+            if spec.kind == QPU:
+                sequence = _as_for_qpu(sequence, spec, what)
             atoms = len(sequence.get_register(include_mappable=True).qubit_ids)
             if atoms > spec.max_atoms:
                 raise InvalidSequence(
@@ -239,6 +242,20 @@ def _deserialize(text: str, what: str) -> Sequence:
         raise InvalidSequence(
             f"{what} is not a valid Pulser sequence (abstract representation): {_first_line(exc)}"
         ) from None
+
+
+def _as_for_qpu(sequence: Sequence, spec: DeviceSpec, what: str) -> Sequence:
+    """The sequence on the QPU's own device, checked as the QPU itself would: every channel,
+    limit and layout rule of the device (Pulser's strict switch and its QPU validation)."""
+    try:
+        with _quiet():
+            on_device = sequence.switch_device(spec.pulser_device, strict=True)
+            Backend.validate_sequence(on_device, mimic_qpu=True)
+    except Exception as exc:  # Pulser signals each rule with its own exception type.
+        raise InvalidSequence(
+            f"{what} cannot run on {spec.device_type}: {_first_line(exc)}"
+        ) from None
+    return on_device
 
 
 def _check_build(

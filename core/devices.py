@@ -11,12 +11,13 @@ import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 
-from pulser.devices import MockDevice
+from pulser.devices import AnalogDevice, MockDevice
 from pulser.devices._device_datacls import BaseDevice
 
 from core.settings import Settings
 
 EMULATOR = "emulator"
+QPU = "qpu"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,19 @@ def device_registry(settings: Settings) -> dict[str, DeviceSpec]:
             max_runs=settings.emu_free_max_runs,
             max_duration_ns=settings.emu_free_max_duration_ns,
             qpu_count=settings.qpus["EMU_FREE"],
+        )
+    if "FRESNEL" in settings.qpus:
+        # The QPU behind the bridge: Pulser's AnalogDevice under the name users build for, with
+        # its own limits (80 atoms, 6 µs, 2000 runs, registers from a layout).
+        fresnel = dataclasses.replace(AnalogDevice, name="Fresnel")
+        registry["FRESNEL"] = DeviceSpec(
+            device_type="FRESNEL",
+            kind=QPU,
+            pulser_device=fresnel,
+            max_atoms=int(fresnel.max_atom_num or 0),
+            max_runs=int(fresnel.max_runs or 0),
+            max_duration_ns=int(fresnel.max_sequence_duration or 0),
+            qpu_count=settings.qpus["FRESNEL"],
         )
     return registry
 

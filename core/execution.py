@@ -38,10 +38,13 @@ class Execution:
         reply = self.scripts.call("claim_job", now, job_id, delivery, int(heartbeat_ttl_s * 1000))
         return int(reply[1]) if reply[0] == "claimed" else None
 
-    def heartbeat(self, job_id: str, delivery: str, heartbeat_ttl_s: float, now: int) -> bool:
-        """False once the job is no longer ours to run (cancelled, or given to another worker)."""
-        alive = self.scripts.call("heartbeat", now, job_id, delivery, int(heartbeat_ttl_s * 1000))
-        return bool(alive)
+    def heartbeat(
+        self, job_id: str, delivery: str, heartbeat_ttl_s: float, shots_done: int, now: int
+    ) -> bool:
+        """Keeps the job in flight and records its progress; False once the job is no longer
+        ours to run (cancelled, or given to another worker)."""
+        ttl_ms = int(heartbeat_ttl_s * 1000)
+        return bool(self.scripts.call("heartbeat", now, job_id, delivery, ttl_ms, shots_done))
 
     def commit_done(self, job_id: str, delivery: str, document: dict[str, Any], now: int) -> bool:
         return self._commit(job_id, delivery, "DONE", json.dumps(document), now)

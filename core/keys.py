@@ -32,6 +32,10 @@ Scheduling
   deliveries                      string  counter giving each dispatch a unique delivery id
   wakeup                          list    pokes that wake the scheduler before its tick
 
+Devices
+  device:{type}                   hash    status (DeviceStatus; absent = UP), reason, updated_us
+  device:{type}:calibrations      zset    calibration windows "start_us:end_us", by start
+
 Accounts
   token:{sha256 of token}         hash    user_id, token_id of an API token (never stored clear)
   user:{id}                       hash    a user
@@ -69,6 +73,8 @@ _PATTERNS: dict[str, str] = {
     "qpu_inflight": "qpu:{0}:inflight",
     "deliveries": "deliveries",
     "wakeup": "wakeup",
+    "device": "device:{0}",
+    "device_calibrations": "device:{0}:calibrations",
     "token": "token:{0}",
     "user": "user:{0}",
     "user_projects": "user:{0}:projects",
@@ -143,6 +149,12 @@ class Keys:
 
     def wakeup(self) -> str:
         return self._key("wakeup")
+
+    def device(self, device_type: str) -> str:
+        return self._key("device", device_type)
+
+    def device_calibrations(self, device_type: str) -> str:
+        return self._key("device_calibrations", device_type)
 
     def token(self, token_hash: str) -> str:
         return self._key("token", token_hash)

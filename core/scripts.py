@@ -33,6 +33,7 @@ SCRIPT_NAMES = (
     "commit_job",
     "reconcile",
     "expire_open_batch",
+    "device_status",
 )
 
 

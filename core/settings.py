@@ -18,12 +18,12 @@ from core.errors import ConfigurationError
 
 ENV_PREFIX = "TWEEZER_"
 
-#: Device types this platform can serve, and which of them an EMU_FREE-style emulator pool runs.
-EMULATOR_DEVICE_TYPES = ("EMU_FREE",)
+#: Device types this platform can serve: the QuTiP emulator, and the QPU behind the bridge.
+DEVICE_TYPES = ("EMU_FREE", "FRESNEL")
 
 
 def _default_qpus() -> dict[str, int]:
-    return {"EMU_FREE": 1}
+    return {"EMU_FREE": 1, "FRESNEL": 1}
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,14 @@ class Settings:
     emu_free_max_runs: int = 100_000
     emu_free_max_duration_ns: int = 20_000
 
+    #: The FRESNEL bridge's device driver, as `module:Class` (see workers/drivers/).
+    bridge_driver: str = "workers.drivers.virtual:VirtualQpu"
+    #: The virtual QPU's pace: shots per second, and the time to load a batch's register.
+    bridge_shot_rate_hz: float = 5.0
+    bridge_register_load_s: float = 20.0
+    #: Divides every time of the virtual QPU (tests and demos run it 100x faster, say).
+    bridge_speedup: float = 1.0
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
         """Reads `TWEEZER_<FIELD>` variables (e.g. `TWEEZER_LEASE_TTL_S=5`), then `overrides`."""
@@ -115,10 +123,9 @@ class Settings:
         if not self.qpus:
             raise ConfigurationError("qpus must name at least one device type, e.g. EMU_FREE=1")
         for device_type, count in self.qpus.items():
-            if device_type not in EMULATOR_DEVICE_TYPES:
+            if device_type not in DEVICE_TYPES:
                 raise ConfigurationError(
-                    f"qpus: unknown device type {device_type!r}; "
-                    f"allowed: {', '.join(EMULATOR_DEVICE_TYPES)}"
+                    f"qpus: unknown device type {device_type!r}; allowed: {', '.join(DEVICE_TYPES)}"
                 )
             if not 1 <= count <= 64:
                 raise ConfigurationError(f"qpus: {device_type} needs 1 to 64 QPUs, got {count}")
@@ -140,6 +147,8 @@ class Settings:
             "emu_free_max_atoms",
             "emu_free_max_runs",
             "emu_free_max_duration_ns",
+            "bridge_shot_rate_hz",
+            "bridge_speedup",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -151,6 +160,10 @@ class Settings:
             raise ConfigurationError("scheduler_tick_s must be at most lease_ttl_s / 3 and 5 s")
         if self.default_runs > self.emu_free_max_runs:
             raise ConfigurationError("default_runs must not exceed emu_free_max_runs")
+        if self.bridge_register_load_s < 0:
+            raise ConfigurationError("bridge_register_load_s must be >= 0")
+        if ":" not in self.bridge_driver:
+            raise ConfigurationError("bridge_driver must read module:Class")
         if self.public_url.endswith("/"):
             raise ConfigurationError("public_url must not end with '/'")
 

@@ -45,6 +45,19 @@ class BatchStatus(StrEnum):
     TIMED_OUT = "TIMED_OUT"
 
 
+class DeviceStatus(StrEnum):
+    """A device type's status, shown on its batches as `device_status`."""
+
+    #: Batches start and run.
+    UP = "UP"
+    #: Broken: nothing starts; a running batch pauses (its jobs wait, none is lost).
+    DOWN = "DOWN"
+    #: Planned work: as DOWN.
+    MAINTENANCE = "MAINTENANCE"
+    #: Inside a calibration window: as DOWN until the window ends.
+    CALIBRATING = "CALIBRATING"
+
+
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.ERROR}),
     # RUNNING -> PENDING: its worker was lost and the reconciler queues it again.

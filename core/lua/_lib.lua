@@ -124,6 +124,19 @@ local function create_jobs(jobs, batch_id, now)
   return stamps
 end
 
+-- A device type's effective status: the one an admin set, or CALIBRATING inside one of its
+-- calibration windows. Only UP lets a batch start or a job be dispatched.
+local function device_status(device_type, now)
+  local status = redis.call('HGET', K.device(device_type), 'status') or 'UP'
+  if status ~= 'UP' then return status end
+  local n = tonumber(now)
+  for _, window in ipairs(redis.call('ZRANGEBYSCORE', K.device_calibrations(device_type), '-inf', now)) do
+    local _, _, ends = string.find(window, ':(%d+)$')
+    if tonumber(ends) > n then return 'CALIBRATING' end
+  end
+  return 'UP'
+end
+
 -- True when `token` holds the lease of `qpu` at fencing `epoch`: the guard of every scheduler
 -- write, so a scheduler that was paused past its lease writes nothing.
 local function holds_lease(qpu, token, epoch)

@@ -6,7 +6,9 @@
 -- ARGV[5] new lease token
 -- ARGV[6] lease TTL (ms)
 -- ARGV[7] priorities, highest first (JSON array)
--- Returns {'acquired', batch id, epoch} | {'held'} | {'idle'}.
+-- Returns {'acquired', batch id, epoch} | {'held'} | {'idle'} | {'unavailable', status}.
+-- A batch the QPU was serving is resumed whatever the device's status (it pauses rather than
+-- loses its QPU); a new batch starts only on a device that is UP.
 local now, qpu, device_type, token, ttl_ms = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 if redis.call('EXISTS', K.qpu_lease(qpu)) == 1 then return {'held'} end
 
@@ -17,6 +19,8 @@ if batch_id then
   if TERMINAL_BATCH[status] and in_flight == 0 then batch_id = nil end
 end
 if not batch_id then
+  local status = device_status(device_type, now)
+  if status ~= 'UP' then return {'unavailable', status} end
   for _, priority in ipairs(cjson.decode(ARGV[7])) do
     local head = redis.call('ZRANGE', K.queue(device_type, priority), 0, 0)[1]
     if head then batch_id = head break end

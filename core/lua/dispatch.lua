@@ -7,7 +7,8 @@
 -- ARGV[5] epoch
 -- ARGV[6] capacity: most jobs in flight at once on this QPU
 -- ARGV[7] dispatch timeout (ms)
--- Returns {'ok', batch id, job id, delivery, job id, delivery, ...} | {'fenced'} | {'none'}.
+-- Returns {'ok', batch id, job id, delivery, ...} | {'fenced'} | {'none'} | {'paused', status}.
+-- Nothing is dispatched while the device is not UP: the batch pauses, its jobs wait.
 local now, qpu, token, epoch = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local capacity, timeout_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
 if not holds_lease(qpu, token, epoch) then return {'fenced'} end
@@ -15,6 +16,8 @@ local batch_id = redis.call('GET', K.qpu_batch(qpu))
 if not batch_id or redis.call('HGET', K.batch(batch_id), 'status') ~= 'RUNNING' then
   return {'none'}
 end
+local status = device_status(redis.call('HGET', K.batch(batch_id), 'device_type'), now)
+if status ~= 'UP' then return {'paused', status} end
 local out = {'ok', batch_id}
 local inflight = K.qpu_inflight(qpu)
 local deadline = deadline_ms(now, timeout_ms)

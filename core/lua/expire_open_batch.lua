@@ -10,8 +10,13 @@ local now, qpu, token, epoch, timeout = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonu
 if not holds_lease(qpu, token, epoch) then return {'fenced'} end
 local batch_id = redis.call('GET', K.qpu_batch(qpu))
 if not batch_id then return {'no'} end
-local b = redis.call('HMGET', K.batch(batch_id), 'status', 'open', 'activity_us')
+local b = redis.call('HMGET', K.batch(batch_id), 'status', 'open', 'activity_us', 'device_type')
 if b[1] ~= 'RUNNING' or b[2] ~= '1' or active_jobs(batch_id) > 0 then return {'no'} end
+if device_status(b[4], now) ~= 'UP' then
+  -- A paused batch is not idle by its user's doing: its idle clock starts again on resume.
+  redis.call('HSET', K.batch(batch_id), 'activity_us', now)
+  return {'no'}
+end
 if tonumber(now) - tonumber(b[3]) < timeout then return {'no'} end
 set_batch_open(batch_id, false, now)
 set_batch_status(batch_id, 'RUNNING', 'TIMED_OUT', now)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from cli.admin import add_device_commands, run_device_command
 from core.errors import ConfigurationError
 from core.settings import Settings, parse_qpus
 
@@ -35,7 +35,15 @@ def main(argv: list[str] | None = None) -> int:
         help="idle time after which an open batch ends TIMED_OUT (default 300)",
     )
     up.add_argument(
-        "--qpus", metavar="TYPE=N[,TYPE=N]", help="QPUs per device type (default EMU_FREE=1)"
+        "--qpus",
+        metavar="TYPE=N[,TYPE=N]",
+        help="QPUs per device type (default EMU_FREE=1,FRESNEL=1)",
+    )
+    up.add_argument(
+        "--bridge-speedup",
+        type=float,
+        metavar="X",
+        help="divide every time of the virtual FRESNEL QPU by X (default 1)",
     )
 
     api = commands.add_parser("api", help="run the API server (gunicorn)")
@@ -48,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
     worker = commands.add_parser("worker", help="run the worker pool of one QPU")
     worker.add_argument("--qpu", required=True, help="QPU name, e.g. EMU_FREE-0")
+
+    add_device_commands(commands)
 
     demo = commands.add_parser("demo", help="submit the guide's example batch to a running cluster")
     demo.add_argument("--data-dir", type=Path, default=Path(".tweezer"))
@@ -64,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
         return _up(args)
+    if args.command == "device":
+        return run_device_command(args)
     if args.command == "demo":
         from cli import demo
 
@@ -94,6 +106,8 @@ def _up(args: argparse.Namespace) -> int:
         overrides["open_batch_timeout_s"] = args.open_batch_timeout
     if args.qpus:
         overrides["qpus"] = parse_qpus(args.qpus)
+    if args.bridge_speedup is not None:
+        overrides["bridge_speedup"] = args.bridge_speedup
     redis_server = None
     if args.redis_url:
         overrides["redis_url"] = args.redis_url
@@ -122,11 +136,9 @@ def _worker(settings: Settings, qpu: str) -> int:
         raise ConfigurationError(
             f"unknown QPU {qpu!r}; this cluster has: {', '.join(all_qpus(settings))}"
         )
-    # workers.celery_app builds its app from the environment: hand it these exact settings.
-    os.environ.update(settings.to_env())
-    from workers.celery_app import app
+    from workers.celery_app import make_celery
 
-    app.worker_main(
+    make_celery(settings, qpu).worker_main(
         [
             "worker",
             "--queues",

@@ -37,6 +37,8 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
         "open_batch_timeout_s": 60.0,
         "job_soft_time_limit_s": 60.0,
         "job_hard_time_limit_s": 70.0,
+        # The virtual QPU 200x faster: a register loads in 0.1 s, 1000 shots take a second.
+        "bridge_speedup": 200.0,
     }
     values.update(overrides)
     return Settings(**values).replace()
@@ -83,6 +85,24 @@ class RunningCluster:
 
     def sdk(self, account: Account) -> Any:
         return make_sdk(self.core_url, self.account_url, account)
+
+    def pulser_connection(self, account: Account) -> Any:
+        """Pulser's `PasqalCloudConnection` to this cluster, with the account's token."""
+        from pasqal_cloud import PasqalCloudConnection
+        from pasqal_cloud.authentication import TokenProvider
+        from pasqal_cloud.endpoints import Endpoints
+
+        token = account.token
+
+        class StaticToken(TokenProvider):
+            def get_token(self) -> str:
+                return token
+
+        return PasqalCloudConnection(
+            project_id=account.project_id,
+            token_provider=StaticToken(),
+            endpoints=Endpoints(core=self.core_url, account=self.account_url),
+        )
 
 
 def make_sdk(core_url: str, account_url: str, account: Account) -> Any:

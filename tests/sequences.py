@@ -38,3 +38,16 @@ def mappable() -> str:
     sequence.declare_channel("rydberg", "rydberg_global")
     sequence.add(Pulse.ConstantDetuning(ConstantWaveform(100, 1.0), 0.0, 0.0), "rydberg")
     return str(sequence.to_abstract_repr())
+
+
+def fresnel(device: object, duration: int = 500, atoms: int = 2) -> Sequence:
+    """A sequence for the served FRESNEL device: a register from its calibrated layout, a
+    global pulse of amplitude `omega_max`."""
+    layout = device.pre_calibrated_layouts[0]  # type: ignore[attr-defined]
+    register = layout.define_register(*range(atoms), qubit_ids=[f"q{i}" for i in range(atoms)])
+    sequence = Sequence(register, device)
+    sequence.declare_channel("rydberg", "rydberg_global")
+    omega_max = sequence.declare_variable("omega_max")
+    sequence.add(Pulse.ConstantDetuning(ConstantWaveform(duration, omega_max), 0.0, 0.0), "rydberg")
+    sequence.measure("ground-rydberg")
+    return sequence

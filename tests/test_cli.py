@@ -30,8 +30,8 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
             str(data_dir),
             "--open-batch-timeout",
             "30",
-            "--qpus",
-            "EMU_FREE=1",
+            "--bridge-speedup",
+            "100",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -53,11 +53,23 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert ": DONE" in demo.stdout
         assert demo.stdout.count("status: DONE, result: {") == 2
+
+        devices = subprocess.run(
+            [sys.executable, "-m", "cli.main", "device", "list", "--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert devices.returncode == 0, devices.stderr
+        assert [line.split()[:2] for line in devices.stdout.splitlines()] == [
+            ["EMU_FREE", "UP"],
+            ["FRESNEL", "UP"],
+        ]
     finally:
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)
     assert up.returncode == 0, output
-    assert "Tweezer is up" in output
+    assert "Tweezer is up" in output and "FRESNEL-0" in output
     assert (data_dir / "redis" / "appendonlydir").is_dir()  # AOF on, in the data dir
 
 

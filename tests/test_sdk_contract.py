@@ -227,7 +227,7 @@ def test_uncompressed_bodies(sdk, seq, monkeypatch):
 
 def test_device_specs_and_projects(cluster, account, sdk):
     specs = sdk.get_device_specs_dict()
-    assert set(specs) == {"EMU_FREE"}
+    assert set(specs) == {"EMU_FREE", "FRESNEL"}
     assert all(deserialize_device(spec).max_atom_num for spec in specs.values())
 
     with warnings.catch_warnings():
@@ -247,24 +247,11 @@ def test_device_specs_and_projects(cluster, account, sdk):
 
 
 def test_pulser_remote_emu_free_backend(cluster, account):
+    from pasqal_cloud import RemoteEmuFreeBackend
     from pulser import Sequence
     from pulser.backend.remote import RemoteResults
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from pasqal_cloud import PasqalCloudConnection, RemoteEmuFreeBackend
-        from pasqal_cloud.authentication import TokenProvider
-        from pasqal_cloud.endpoints import Endpoints
-
-    class Token(TokenProvider):
-        def get_token(self) -> str:
-            return account.token
-
-    connection = PasqalCloudConnection(
-        project_id=account.project_id,
-        token_provider=Token(),
-        endpoints=Endpoints(core=cluster.core_url, account=cluster.account_url),
-    )
+    connection = cluster.pulser_connection(account)
     sequence = Sequence.from_abstract_repr(sequences.parametrized())
     backend = RemoteEmuFreeBackend(sequence, connection=connection)
     results = backend.run(

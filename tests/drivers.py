@@ -1,0 +1,46 @@
+"""A second QPU driver, for tests only: proves the bridge needs nothing but the interface.
+
+Every shot measures all atoms in state 1; each call is appended to the file named by
+TWEEZER_TEST_DRIVER_LOG; a job with more than 1000 runs blocks until it is aborted.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+from pulser import Sequence
+
+from core.settings import Settings
+from workers.drivers import Aborted
+
+#: Runs above this make `run` wait for `abort` (a job that would take forever).
+BLOCKING_RUNS = 1000
+
+
+class ScriptedDriver:
+    def __init__(self, settings: Settings) -> None:
+        self._aborted = threading.Event()
+        self._atoms = 0
+
+    def load(self, sequence: Sequence) -> None:
+        self._aborted.clear()
+        self._atoms = len(sequence.register.qubit_ids)
+        _log(f"load {self._atoms}")
+
+    def run(self, shots: int, progress: Callable[[int], None]) -> list[str]:
+        _log(f"run {shots}")
+        if shots > BLOCKING_RUNS and self._aborted.wait(60):
+            _log("aborted")
+            raise Aborted("aborted")
+        progress(shots)
+        return ["1" * self._atoms] * shots
+
+    def abort(self) -> None:
+        self._aborted.set()
+
+
+def _log(line: str) -> None:
+    with open(os.environ["TWEEZER_TEST_DRIVER_LOG"], "a") as log:
+        log.write(line + "\n")

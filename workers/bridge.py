@@ -1,0 +1,34 @@
+"""Running a job on a QPU through its driver (the FRESNEL worker's executor)."""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from pulser import Sequence
+
+from core.execution import JobInputs
+from workers.drivers import QpuDriver
+
+
+class Bridge:
+    """Loads each job's built sequence into the driver and collects its shots."""
+
+    def __init__(self, driver: QpuDriver) -> None:
+        self.driver = driver
+
+    def run(self, inputs: JobInputs, progress: Callable[[int], None]) -> dict[str, Any]:
+        sequence = Sequence.from_abstract_repr(inputs.sequence)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if inputs.variables or sequence.is_parametrized() or sequence.is_register_mappable():
+                sequence = sequence.build(**(inputs.variables or {}))
+        self.driver.load(sequence)
+        shots = self.driver.run(inputs.runs, progress)
+        # QPU results as Pasqal serves them: counts and the shots themselves.
+        return {"counter": dict(Counter(shots)), "raw": shots}
+
+    def abort(self) -> None:
+        self.driver.abort()

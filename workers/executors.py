@@ -1,0 +1,43 @@
+"""What runs a job on a worker: the emulator (EMU_FREE) or the bridge to a QPU (FRESNEL)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from core.devices import EMULATOR, device_registry, device_type_of_qpu
+from core.execution import JobInputs
+from core.settings import Settings
+from workers.emulation import EmulationOptions, run_emulation
+
+
+class Executor(Protocol):
+    def run(self, inputs: JobInputs, progress: Callable[[int], None]) -> dict[str, Any]:
+        """Runs one job; returns its results document."""
+
+    def abort(self) -> None:
+        """Asks a running `run` to stop (the job was cancelled); called from another thread."""
+
+
+class Emulator:
+    """The pure `run_emulation` on QuTiP."""
+
+    def run(self, inputs: JobInputs, progress: Callable[[int], None]) -> dict[str, Any]:
+        options = EmulationOptions(
+            backend_configuration=inputs.backend_configuration,
+            with_noise=bool((inputs.configuration or {}).get("with_noise", False)),
+        )
+        return run_emulation(inputs.sequence, inputs.variables, inputs.runs, options)
+
+    def abort(self) -> None:
+        """An emulation cannot be interrupted; a cancelled job's result is refused at commit."""
+
+
+def executor_for(settings: Settings, qpu: str) -> Executor:
+    spec = device_registry(settings)[device_type_of_qpu(qpu)]
+    if spec.kind == EMULATOR:
+        return Emulator()
+    from workers.bridge import Bridge
+    from workers.drivers import load_driver
+
+    return Bridge(load_driver(settings))

@@ -117,6 +117,8 @@ class Job:
     end_us: int | None = None
     #: How many times a worker started it (bounded by Settings.max_attempts).
     attempts: int = 0
+    #: Shots done so far, as the running worker last reported.
+    progress: int = 0
 
     @classmethod
     def pending(
@@ -160,6 +162,7 @@ class Job:
             start_us=_int(h.get("start_us")),
             end_us=_int(h.get("end_us")),
             attempts=int(h.get("attempts", 0)),
+            progress=int(h.get("progress", 0)),
         )
 
     def creation_fields(self) -> dict[str, str]:

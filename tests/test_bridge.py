@@ -126,7 +126,8 @@ def admin(cluster, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def paced(start_cluster):
-    # 20x faster than the default virtual QPU: a register loads in 1 s, 100 shots take 1 s.
+    # 20x faster than the default virtual QPU: a register loads in 1 s, 100 shots take 1 s,
+    # so a 300-shot job runs across several heartbeats.
     return start_cluster(qpus={"FRESNEL": 1}, bridge_speedup=20.0)
 
 
@@ -134,10 +135,12 @@ def test_maintenance_pauses_a_running_batch_and_up_resumes_it(paced):
     sdk = paced.sdk(paced.new_account())
     sequence = sequences.fresnel(fresnel_device(paced)).to_abstract_repr()
     batch = sdk.create_batch(
-        sequence, [{"runs": 100, "variables": OMEGA}] * 4, device_type="FRESNEL"
+        sequence, [{"runs": 300, "variables": OMEGA}] * 4, device_type="FRESNEL"
     )
     jobs = batch.ordered_jobs
     wait_for(lambda: sdk.get_job_status(jobs[0].id).value == "RUNNING", timeout_s=30)
+    # The bridge reports shots as they come (heartbeats carry them to the job).
+    wait_for(lambda: 0 < sdk.get_job(jobs[0].id).progress < 300, timeout_s=30, interval_s=0.05)
 
     assert "MAINTENANCE" in admin(paced, "status", "FRESNEL", "MAINTENANCE", "--reason", "laser")
     waiting = sdk.create_batch(sequence, [{"runs": 10, "variables": OMEGA}], device_type="FRESNEL")
@@ -151,7 +154,7 @@ def test_maintenance_pauses_a_running_batch_and_up_resumes_it(paced):
     admin(paced, "status", "FRESNEL", "UP")
     done = wait_for(lambda: (b := sdk.get_batch(batch.id)).status == "DONE" and b, timeout_s=60)
     assert [j.status for j in done.ordered_jobs] == ["DONE"] * 4  # nothing lost
-    assert all(sum(j.result.values()) == 100 for j in done.ordered_jobs)
+    assert all(sum(j.result.values()) == 300 for j in done.ordered_jobs)
     wait_for(lambda: sdk.get_batch(waiting.id).status == "DONE", timeout_s=30)
 
 

@@ -10,6 +10,7 @@ from api import filters, jsend
 from api.access import after_commit, canonical_id, scoped_projects, visible_batch
 from api.body import read_json
 from api.context import device_status, principal, services
+from api.idempotency import idempotency
 from api.render import batch_json, batch_status_json, job_json
 from api.schemas import CancelBatchesIn, CreateBatchIn, TagsIn, parse_model
 from core.accounts import DEFAULT_QUEUE_PRIORITY
@@ -24,7 +25,11 @@ bp = Blueprint("batches", __name__)
 @bp.post("/api/v1/batches")
 def create_batch() -> jsend.Reply:
     svc = services()
-    body = parse_model(CreateBatchIn, read_json(svc.settings.max_inflated_bytes))
+    data = read_json(svc.settings.max_inflated_bytes)
+    idem = idempotency(data)
+    if idem and (earlier := svc.store.idempotent_batch(idem)):
+        return _replay(earlier)
+    body = parse_model(CreateBatchIn, data)
     caller = principal()
     project_id = str(body.project_id)
     if project_id not in caller.project_ids:
@@ -33,7 +38,8 @@ def create_batch() -> jsend.Reply:
     priority = project.queue_priority if project else DEFAULT_QUEUE_PRIORITY
     batch, jobs = svc.submission.new_batch(body, caller, priority)
     status = device_status(batch.device_type)  # read before the commit: nothing may fail after
-    svc.store.create_batch(batch, jobs, now_us())
+    if svc.store.create_batch(batch, jobs, now_us(), idem) != batch.id:
+        return _replay(svc.store.idempotent_batch(idem) if idem else batch.id)
     return jsend.success(batch_json(batch, jobs, device_status=status), 201)
 
 
@@ -96,6 +102,9 @@ def rebatch(batch_id: str) -> jsend.Reply:
     svc = services()
     original = visible_batch(batch_id)
     query = filters.rebatch_query(request.args)
+    idem = idempotency(request.args.to_dict(flat=False))
+    if idem and (earlier := svc.store.idempotent_batch(idem)):
+        return _replay(earlier)
     if original.open:
         raise Conflict(f"Batch {original.id} is open; only closed batches can be rebatched")
     query.batch_id = [original.id]
@@ -104,7 +113,8 @@ def rebatch(batch_id: str) -> jsend.Reply:
         raise InvalidRequest(f"No job of batch {original.id} matches the rebatch filters")
     batch, jobs = svc.submission.rebatch(original, svc.store.get_jobs(job_ids), principal())
     status = device_status(batch.device_type)  # read before the commit: nothing may fail after
-    svc.store.create_batch(batch, jobs, now_us())
+    if svc.store.create_batch(batch, jobs, now_us(), idem) != batch.id:
+        return _replay(svc.store.idempotent_batch(idem) if idem else batch.id)
     return jsend.success(batch_json(batch, jobs, device_status=status), 201)
 
 
@@ -121,10 +131,13 @@ def add_jobs(batch_id: str) -> jsend.Reply:
     svc = services()
     data = read_json(svc.settings.max_inflated_bytes)
     batch = visible_batch(batch_id)
+    idem = idempotency(data)
+    if idem and svc.store.idempotent_batch(idem):
+        return _replay(batch.id)
     if not batch.open:
         raise Conflict(f"Batch {batch.id} is closed ({batch.status}): it does not accept new jobs")
     jobs = svc.submission.new_jobs(batch, data)
-    svc.store.add_jobs(batch.id, jobs, now_us())
+    svc.store.add_jobs(batch.id, jobs, now_us(), idem)
     return _batch_after_commit(batch, status=201)
 
 
@@ -159,6 +172,16 @@ def _batch_json_after_commit(batch: Batch) -> dict[str, Any]:
         return _json(fresh, store.batch_jobs(batch.id))
 
     return after_commit(read, batch_json(batch))
+
+
+def _replay(batch_id: str | None) -> jsend.Reply:
+    """The answer to a retried POST: the batch its first attempt created or filled, as it is
+    now, with all its jobs."""
+    store = services().store
+    batch = store.get_batch(batch_id) if batch_id else None
+    if batch is None:
+        raise NotFound(f"Batch {batch_id} not found")
+    return jsend.success(_json(batch, store.batch_jobs(batch.id)), 201)
 
 
 def _json(

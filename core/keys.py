@@ -32,6 +32,10 @@ Scheduling
   deliveries                      string  counter giving each dispatch a unique delivery id
   wakeup                          list    pokes that wake the scheduler before its tick
 
+Idempotency
+  idempotency:{user}:{sha256 of key}  string  JSON {fingerprint, batch_id} of the first POST that
+                                          carried this Idempotency-Key (expires)
+
 Devices
   device:{type}                   hash    status (DeviceStatus; absent = UP), reason, updated_us
   device:{type}:calibrations      zset    calibration windows "start_us:end_us", by start
@@ -73,6 +77,7 @@ _PATTERNS: dict[str, str] = {
     "qpu_inflight": "qpu:{0}:inflight",
     "deliveries": "deliveries",
     "wakeup": "wakeup",
+    "idempotency": "idempotency:{0}:{1}",
     "device": "device:{0}",
     "device_calibrations": "device:{0}:calibrations",
     "token": "token:{0}",
@@ -149,6 +154,9 @@ class Keys:
 
     def wakeup(self) -> str:
         return self._key("wakeup")
+
+    def idempotency(self, user_id: str, key_hash: str) -> str:
+        return self._key("idempotency", user_id, key_hash)
 
     def device(self, device_type: str) -> str:
         return self._key("device", device_type)

@@ -67,6 +67,9 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     #: Largest request body once decompressed; bigger gzip bodies are refused with 413.
     max_inflated_bytes: int = 64 * 1024 * 1024
+    #: How long a POST's Idempotency-Key is remembered (a retry within it is answered with the
+    #: first result instead of creating again).
+    idempotency_ttl_s: int = 86_400
     #: Most jobs one create/add request may carry.
     max_jobs_per_request: int = 1000
     #: Shots for an emulator job sent without `runs` and without a BitStrings observable.
@@ -143,6 +146,7 @@ class Settings:
             "max_body_bytes",
             "max_inflated_bytes",
             "max_jobs_per_request",
+            "idempotency_ttl_s",
             "default_runs",
             "emu_free_max_atoms",
             "emu_free_max_runs",

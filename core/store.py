@@ -20,6 +20,21 @@ from core.scripts import Scripts
 from core.status import BatchStatus, JobStatus
 
 
+@dataclass(frozen=True)
+class Idempotency:
+    """An Idempotency-Key as stored: its Redis key, the request's fingerprint, a lifetime."""
+
+    key: str
+    fingerprint: str
+    ttl_s: int
+
+    def args(self) -> tuple[str, str, int]:
+        return self.key, self.fingerprint, self.ttl_s * 1000
+
+
+NO_IDEMPOTENCY = ("", "", 0)
+
+
 @dataclass
 class Page:
     """`offset`/`limit` of a list; `desc` is newest first (the API's default order)."""
@@ -71,24 +86,40 @@ class Store:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def create_batch(self, batch: Batch, jobs: list[Job], now: int) -> None:
-        """Commits a new batch and its jobs; fills in their creation times."""
-        stamps = self.scripts.call(
+    def create_batch(
+        self, batch: Batch, jobs: list[Job], now: int, idempotency: Idempotency | None = None
+    ) -> str:
+        """Commits a new batch and its jobs and fills in their creation times; returns its id,
+        or the id of the batch an earlier request with the same Idempotency-Key created."""
+        reply = self.scripts.call(
             "create_batch",
             now,
             json.dumps(batch.creation_fields()),
             json.dumps([job.creation_fields() for job in jobs]),
+            *(idempotency.args() if idempotency else NO_IDEMPOTENCY),
         )
-        batch.created_us = batch.updated_us = int(stamps[0])
-        _stamp(jobs, stamps[1:])
+        if reply[0] != "created":
+            return _replayed(reply)
+        batch.created_us = batch.updated_us = int(reply[1])
+        _stamp(jobs, reply[2:])
         batch.counts = {status.value: 0 for status in JobStatus}
         batch.counts[JobStatus.PENDING] = len(jobs)
+        return batch.id
 
-    def add_jobs(self, batch_id: str, jobs: list[Job], now: int) -> None:
-        """Commits jobs into an open, unfinished batch."""
+    def add_jobs(
+        self, batch_id: str, jobs: list[Job], now: int, idempotency: Idempotency | None = None
+    ) -> None:
+        """Commits jobs into an open, unfinished batch (once per Idempotency-Key)."""
         reply = self.scripts.call(
-            "add_jobs", now, batch_id, json.dumps([job.creation_fields() for job in jobs])
+            "add_jobs",
+            now,
+            batch_id,
+            json.dumps([job.creation_fields() for job in jobs]),
+            *(idempotency.args() if idempotency else NO_IDEMPOTENCY),
         )
+        if reply[0] in ("replay", "key_reused"):
+            _replayed(reply)
+            return
         if reply[0] == "not_found":
             raise NotFound(f"Batch {batch_id} not found")
         if reply[0] == "conflict":
@@ -123,6 +154,17 @@ class Store:
             raise NotFound(f"Batch {batch_id} not found")
 
     # -- reads ------------------------------------------------------------------------------
+
+    def idempotent_batch(self, idempotency: Idempotency) -> str | None:
+        """The batch an earlier request with this Idempotency-Key made, if any (a cheap check
+        before validating; the commit checks again atomically)."""
+        seen = self.redis.get(idempotency.key)
+        if seen is None:
+            return None
+        record = json.loads(seen)
+        if record["fingerprint"] != idempotency.fingerprint:
+            return _replayed(["key_reused"])
+        return str(record["batch_id"])
 
     def get_batch(self, batch_id: str) -> Batch | None:
         found = self.get_batches([batch_id])
@@ -243,6 +285,12 @@ class Store:
             spec["runs"] = runs
         reply = self.scripts.call("query", json.dumps(spec))
         return int(reply[0]), list(reply[1:])
+
+
+def _replayed(reply: Sequence[str]) -> str:
+    if reply[0] == "key_reused":
+        raise Conflict("This Idempotency-Key was already used for a different request")
+    return reply[1]
 
 
 def _stamp(jobs: list[Job], stamps: Sequence[str]) -> None:

@@ -137,6 +137,23 @@ local function device_status(device_type, now)
   return 'UP'
 end
 
+-- Idempotency-Key: the first commit under a key records what it created, in the same script,
+-- so a retried POST finds it instead of creating again. `key` is '' when the request had none.
+local function idempotent_replay(key, fingerprint)
+  if key == '' then return nil end
+  local seen = redis.call('GET', key)
+  if not seen then return nil end
+  local record = cjson.decode(seen)
+  if record['fingerprint'] ~= fingerprint then return {'key_reused'} end
+  return {'replay', record['batch_id']}
+end
+
+local function remember_idempotent(key, fingerprint, batch_id, ttl_ms)
+  if key == '' then return end
+  local record = cjson.encode({fingerprint = fingerprint, batch_id = batch_id})
+  redis.call('SET', key, record, 'PX', ttl_ms)
+end
+
 -- True when `token` holds the lease of `qpu` at fencing `epoch`: the guard of every scheduler
 -- write, so a scheduler that was paused past its lease writes nothing.
 local function holds_lease(qpu, token, epoch)

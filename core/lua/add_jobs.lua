@@ -2,8 +2,12 @@
 -- ARGV[2] now (µs)
 -- ARGV[3] batch id
 -- ARGV[4] jobs (JSON array of Job.creation_fields objects)
--- Returns {'ok', job created_us...} | {'not_found'} | {'conflict', status, open}.
+-- ARGV[5] idempotency key ('' for none), ARGV[6] request fingerprint, ARGV[7] its TTL (ms)
+-- Returns {'ok', job created_us...} | {'replay', batch id} | {'key_reused'} | {'not_found'}
+--       | {'conflict', status, open}.
 local now, batch_id = ARGV[2], ARGV[3]
+local replay = idempotent_replay(ARGV[5], ARGV[6])
+if replay then return replay end
 local b = redis.call('HMGET', K.batch(batch_id), 'status', 'open')
 if not b[1] then return {'not_found'} end
 if b[2] ~= '1' or not (b[1] == 'PENDING' or b[1] == 'RUNNING') then
@@ -11,6 +15,7 @@ if b[2] ~= '1' or not (b[1] == 'PENDING' or b[1] == 'RUNNING') then
 end
 local stamps = create_jobs(cjson.decode(ARGV[4]), batch_id, now)
 redis.call('HSET', K.batch(batch_id), 'updated_us', now, 'activity_us', now)
+remember_idempotent(ARGV[5], ARGV[6], batch_id, ARGV[7])
 wake_scheduler()
 table.insert(stamps, 1, 'ok')
 return stamps

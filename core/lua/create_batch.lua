@@ -2,11 +2,15 @@
 -- ARGV[2] now (µs)
 -- ARGV[3] batch fields (JSON object, core/records.py Batch.creation_fields)
 -- ARGV[4] jobs (JSON array of Job.creation_fields objects)
--- Returns {batch created_us, job created_us...}.
+-- ARGV[5] idempotency key ('' for none), ARGV[6] request fingerprint, ARGV[7] its TTL (ms)
+-- Returns {'created', batch created_us, job created_us...} | {'replay', earlier batch id}
+--       | {'key_reused'}.
 local now = ARGV[2]
 local fields = cjson.decode(ARGV[3])
 local jobs = cjson.decode(ARGV[4])
 local batch_id = fields['id']
+local replay = idempotent_replay(ARGV[5], ARGV[6])
+if replay then return replay end
 local batch = K.batch(batch_id)
 
 local ts = next_created(now)
@@ -28,6 +32,8 @@ end
 redis.call('ZADD', K.queue(fields['device_type'], fields['queue_priority']), ts, batch_id)
 
 local stamps = create_jobs(jobs, batch_id, now)
+remember_idempotent(ARGV[5], ARGV[6], batch_id, ARGV[7])
 wake_scheduler()
 table.insert(stamps, 1, ts)
+table.insert(stamps, 1, 'created')
 return stamps

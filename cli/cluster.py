@@ -122,7 +122,7 @@ class Cluster:
             if not self.stop.is_set():
                 self._print_ready()
             while not self.stop.wait(0.5):
-                self._supervise()
+                self.supervise()
         finally:
             self.shutdown()
 
@@ -151,7 +151,8 @@ class Cluster:
             output.close()  # the child holds its own descriptor
         child.started_at = time.monotonic()
 
-    def _supervise(self) -> None:
+    def supervise(self) -> None:
+        """One supervision step: restarts children that died, with backoff."""
         now = time.monotonic()
         for child in self.children:
             process = child.process

@@ -7,6 +7,7 @@ Everything is real: a redis-server on a free port with its own temp dir (never t
 
 from __future__ import annotations
 
+import os
 import secrets
 import warnings
 from collections.abc import Callable, Iterator
@@ -166,6 +167,21 @@ def start_cluster(
 def cluster(start_cluster: Callable[..., RunningCluster]) -> RunningCluster:
     """The cluster most tests share: one EMU_FREE QPU."""
     return start_cluster()
+
+
+@pytest.fixture(scope="session")
+def scripted(
+    start_cluster: Callable[..., RunningCluster], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[RunningCluster, Path]:
+    """A FRESNEL-only cluster whose bridge drives tests/drivers.py, and that driver's call log."""
+    log = tmp_path_factory.mktemp("driver") / "calls.log"
+    log.touch()
+    os.environ["TWEEZER_TEST_DRIVER_LOG"] = str(log)  # inherited by the worker process
+    try:
+        running = start_cluster(qpus={"FRESNEL": 1}, bridge_driver="tests.drivers:ScriptedDriver")
+    finally:
+        del os.environ["TWEEZER_TEST_DRIVER_LOG"]
+    return running, log
 
 
 @pytest.fixture

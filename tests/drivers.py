@@ -1,12 +1,14 @@
 """A second QPU driver, for tests only: proves the bridge needs nothing but the interface.
 
 Every shot measures all atoms in state 1; each call is appended to the file named by
-TWEEZER_TEST_DRIVER_LOG; a job with more than 1000 runs blocks until it is aborted.
+TWEEZER_TEST_DRIVER_LOG; a job with more than 1000 runs blocks until it is aborted, and a job of
+exactly 999 runs kills its own worker process (a poison job).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Callable
 
@@ -17,6 +19,8 @@ from workers.drivers import Aborted
 
 #: Runs above this make `run` wait for `abort` (a job that would take forever).
 BLOCKING_RUNS = 1000
+#: This many runs makes `run` SIGKILL its own process, every time.
+POISON_RUNS = 999
 
 
 class ScriptedDriver:
@@ -31,6 +35,8 @@ class ScriptedDriver:
 
     def run(self, shots: int, progress: Callable[[int], None]) -> list[str]:
         _log(f"run {shots}")
+        if shots == POISON_RUNS:
+            os.kill(os.getpid(), signal.SIGKILL)
         if shots > BLOCKING_RUNS and self._aborted.wait(60):
             _log("aborted")
             raise Aborted("aborted")

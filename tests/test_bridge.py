@@ -170,18 +170,6 @@ def test_no_batch_starts_in_a_calibration_window(paced):
     assert finished.start_datetime > held.created_at and finished.device_status == "UP"
 
 
-@pytest.fixture(scope="module")
-def scripted(start_cluster, tmp_path_factory):
-    log = tmp_path_factory.mktemp("driver") / "calls.log"
-    log.touch()
-    os.environ["TWEEZER_TEST_DRIVER_LOG"] = str(log)  # inherited by the worker process
-    try:
-        running = start_cluster(qpus={"FRESNEL": 1}, bridge_driver="tests.drivers:ScriptedDriver")
-    finally:
-        del os.environ["TWEEZER_TEST_DRIVER_LOG"]
-    return running, log
-
-
 def test_a_second_driver_behind_the_same_interface(scripted):
     cluster, log = scripted
     sdk = cluster.sdk(cluster.new_account())

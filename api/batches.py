@@ -25,7 +25,7 @@ bp = Blueprint("batches", __name__)
 @bp.post("/api/v1/batches")
 def create_batch() -> jsend.Reply:
     svc = services()
-    data = read_json(svc.settings.max_inflated_bytes)
+    data = read_json(svc.settings)
     idem = idempotency(data)
     if idem and (earlier := svc.store.idempotent_batch(idem)):
         return _replay(earlier)
@@ -79,7 +79,7 @@ def cancel_batch(batch_id: str) -> jsend.Reply:
 @bp.patch("/api/v2/batches/cancel")  # the route the SDK's own mock server uses
 def cancel_batches() -> jsend.Reply:
     svc = services()
-    body = parse_model(CancelBatchesIn, read_json(svc.settings.max_inflated_bytes))
+    body = parse_model(CancelBatchesIn, read_json(svc.settings))
     canceled: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
     for raw_id in body.batch_ids:
@@ -129,7 +129,7 @@ def list_batches() -> jsend.Reply:
 @bp.post("/api/v2/batches/<batch_id>/jobs")
 def add_jobs(batch_id: str) -> jsend.Reply:
     svc = services()
-    data = read_json(svc.settings.max_inflated_bytes)
+    data = read_json(svc.settings)
     batch = visible_batch(batch_id)
     idem = idempotency(data)
     if idem and svc.store.idempotent_batch(idem):
@@ -144,7 +144,7 @@ def add_jobs(batch_id: str) -> jsend.Reply:
 @bp.patch("/api/v1/batches/<batch_id>/tags")
 def set_tags(batch_id: str) -> jsend.Reply:
     svc = services()
-    tags = parse_model(TagsIn, {"tags": read_json(svc.settings.max_inflated_bytes)}).tags
+    tags = parse_model(TagsIn, {"tags": read_json(svc.settings)}).tags
     batch = visible_batch(batch_id)
     svc.store.set_tags(batch.id, tags, now_us())
     return _batch_after_commit(batch)

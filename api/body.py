@@ -15,13 +15,15 @@ from typing import Any
 from flask import request
 
 from core.errors import InvalidRequest, PayloadTooLarge, UnsupportedEncoding
+from core.settings import Settings
 
 _CHUNK = 64 * 1024
 
 
-def read_json(max_inflated_bytes: int) -> Any:
+def read_json(settings: Settings) -> Any:
     """The request's JSON document (decompressed if gzip); raises a 4xx TweezerError otherwise."""
-    raw = request.get_data(cache=False)
+    max_inflated_bytes = settings.max_inflated_bytes
+    raw = _read_body(settings.max_body_bytes)
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding == "gzip":
         raw = inflate(raw, max_inflated_bytes)
@@ -34,6 +36,18 @@ def read_json(max_inflated_bytes: int) -> Any:
     if not raw.strip():
         raise InvalidRequest("Request body is empty; a JSON document is required")
     return parse_json(raw)
+
+
+def _read_body(max_bytes: int) -> bytes:
+    if request.content_length is not None:
+        # Werkzeug refuses a declared length above MAX_CONTENT_LENGTH before reading anything.
+        return request.get_data(cache=False)
+    # Chunked, no length: Werkzeug's limited stream would stop at the cap and hand back a
+    # truncated body, so read the server's (gunicorn terminates it) one byte past the cap.
+    data: bytes = request.environ["wsgi.input"].read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"Request body is larger than {max_bytes} bytes")
+    return data
 
 
 def inflate(data: bytes, limit: int) -> bytes:

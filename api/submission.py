@@ -9,6 +9,7 @@ whole request passes: one bad job refuses the request and names the job.
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -52,7 +53,7 @@ class Submission:
         if not body.jobs and not body.open:
             raise InvalidRequest("A closed batch needs at least one job (or set open: true)")
         self._check_job_count(body.jobs)
-        cache = _SequenceCache()
+        cache = _SequenceCache(self.settings.max_sequence_operations)
         spec = self._device(body, cache)
         configuration = self._configuration(spec, body.configuration)
         plan = BatchPlan(spec, body.sequence_builder, self._default_runs(spec, body))
@@ -89,7 +90,7 @@ class Submission:
             raise UnknownDeviceType(f"Device type {batch.device_type} is no longer served")
         default_runs = self._shots_default(spec, batch.backend_configuration)
         plan = BatchPlan(spec, batch.sequence_builder, default_runs)
-        return self._jobs(batch, plan, jobs, _SequenceCache())
+        return self._jobs(batch, plan, jobs, _SequenceCache(self.settings.max_sequence_operations))
 
     def rebatch(
         self, original: Batch, jobs: list[Job], principal: Principal
@@ -212,13 +213,14 @@ class Submission:
 class _SequenceCache:
     """Deserializes each distinct sequence text once per request."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_operations: int) -> None:
+        self.max_operations = max_operations
         self._parsed: dict[str, Sequence] = {}
 
     def parse(self, text: str, spec: DeviceSpec, what: str) -> Sequence:
         sequence = self._parsed.get(text)
         if sequence is None:
-            sequence = _deserialize(text, what)
+            sequence = self._deserialize(text, what)
             if spec.kind == QPU:
                 sequence = _as_for_qpu(sequence, spec, what)
             atoms = len(sequence.get_register(include_mappable=True).qubit_ids)
@@ -230,8 +232,26 @@ class _SequenceCache:
         return sequence
 
     def device_name(self, text: str) -> str:
-        sequence = self._parsed.get(text) or _deserialize(text, "sequence")
+        sequence = self._parsed.get(text) or self._deserialize(text, "sequence")
         return str(sequence.device.name)
+
+    def _deserialize(self, text: str, what: str) -> Sequence:
+        operations = _count_operations(text)
+        if operations > self.max_operations:
+            raise InvalidSequence(
+                f"{what} has {operations} operations; at most {self.max_operations} are accepted"
+            )
+        return _deserialize(text, what)
+
+
+def _count_operations(text: str) -> int:
+    """The length of the abstract repr's `operations` list (0 if it is not a sequence at all:
+    Pulser's own parse then says what is wrong)."""
+    try:
+        operations = json.loads(text).get("operations", [])
+    except (ValueError, AttributeError, RecursionError):
+        return 0
+    return len(operations) if isinstance(operations, list) else 0
 
 
 def _deserialize(text: str, what: str) -> Sequence:

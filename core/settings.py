@@ -72,6 +72,9 @@ class Settings:
     idempotency_ttl_s: int = 86_400
     #: Most jobs one create/add request may carry.
     max_jobs_per_request: int = 1000
+    #: Most operations (pulses, delays, targets...) one sequence may hold; checked before Pulser
+    #: parses it, so a huge sequence costs nothing.
+    max_sequence_operations: int = 2000
     #: Shots for an emulator job sent without `runs` and without a BitStrings observable.
     default_runs: int = 100
     #: Limits of the EMU_FREE (QuTiP) emulator; its cost grows as 2**atoms and with duration.
@@ -147,6 +150,7 @@ class Settings:
             "max_inflated_bytes",
             "max_jobs_per_request",
             "idempotency_ttl_s",
+            "max_sequence_operations",
             "default_runs",
             "emu_free_max_atoms",
             "emu_free_max_runs",

@@ -25,6 +25,16 @@ def fixed(duration: int = 100, atoms: int = 1, amplitude: float = 1.0) -> str:
     return str(sequence.to_abstract_repr())
 
 
+def many_pulses(count: int) -> str:
+    """`count` short pulses in a row (each one operation of the abstract repr)."""
+    register = Register.rectangle(1, 1, prefix="q")
+    sequence = Sequence(register, MockDevice)
+    sequence.declare_channel("rydberg", "rydberg_global")
+    for _ in range(count):
+        sequence.add(Pulse.ConstantPulse(4, 1.0, 0.0, 0.0), "rydberg")
+    return str(sequence.to_abstract_repr())
+
+
 def slow() -> str:
     """10 atoms for 12 µs: a few seconds of QuTiP, long enough to kill a worker mid-job."""
     return fixed(duration=12_000, atoms=10)

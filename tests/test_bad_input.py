@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -24,7 +25,7 @@ def record_keys(cluster) -> set[str]:
 @pytest.fixture
 def post(cluster, account):
     def send(
-        body: bytes | str,
+        body: bytes | str | Iterator[bytes],
         path: str = "/api/v1/batches",
         headers: dict | None = None,
         method: str = "POST",
@@ -168,6 +169,14 @@ CASES = [
         "13 atoms",
     ),
     (
+        "too many pulses",
+        lambda a: batch_body(
+            a, sequence_builder=sequences.many_pulses(2001), jobs=job_with(runs=5)
+        ),
+        422,
+        "2001 operations",
+    ),
+    (
         "too long",
         lambda a: batch_body(
             a, sequence_builder=sequences.fixed(duration=25_000), jobs=job_with(runs=5)
@@ -223,6 +232,9 @@ def test_gzip_refusals(cluster, account, post):
     assert response.status_code == 415 and "'br'" in response.text
     response = post(b"x" * (17 * 1024 * 1024))  # over the 16 MiB wire cap
     assert response.status_code == 413
+    chunks = (b"x" * (1024 * 1024) for _ in range(17))  # the same, without Content-Length
+    response = post(chunks)
+    assert response.status_code == 413 and "larger than" in response.text
     assert record_keys(cluster) == before
 
 

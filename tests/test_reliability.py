@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import redis
@@ -18,11 +20,11 @@ from cli.redis_server import RedisServer
 from core.celery_config import RUN_JOB_TASK
 from core.devices import device_registry
 from core.keys import Keys
-from core.store import BatchQuery, Page, Store
+from core.store import BatchQuery, JobQuery, Page, Store
 from scheduler.loop import make_producer
 from tests import sequences
 from tests.drivers import POISON_RUNS
-from tests.helpers import wait_for
+from tests.helpers import hold_qpu, wait_for
 
 SEQ = sequences.parametrized()
 JOB = {"runs": 5, "variables": {"omega_max": 6}}
@@ -225,3 +227,127 @@ class _Exploit:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+def test_duplicate_delivery_runs_once_and_counts_once(cluster, sdk):
+    batch = sdk.create_batch(sequences.slow(), [{"runs": 10}], device_type="EMU_FREE")
+    job = batch.ordered_jobs[0]
+    wait_for(lambda: sdk.get_job_status(job.id).value == "RUNNING", timeout_s=30)
+    delivery = cluster.client.hget(Keys(cluster.settings.namespace).job(job.id), "delivery")
+    # The very message again, as a broker redelivery would hand it to the worker.
+    make_producer(cluster.settings).send_task(
+        RUN_JOB_TASK, args=[job.id, delivery], queue=Keys.celery_queue("EMU_FREE-0")
+    )
+    worker_log = cluster.cluster.log_dir / "worker-EMU_FREE-0.log"
+    wait_for(
+        lambda: f"job {job.id}: delivery {delivery} is stale" in worker_log.read_text(),
+        timeout_s=60,
+    )
+    done = sdk.get_batch(batch.id)
+    assert done.status == "DONE" and done.jobs_count_per_status["DONE"] == 1
+    assert cluster.store.get_job(job.id).attempts == 1
+    assert sum(sdk.get_job(job.id).result.values()) == 10
+
+
+def test_results_links_cannot_be_pointed_at_another_job(cluster, account, sdk):
+    batch = sdk.create_batch(SEQ, [JOB, JOB], device_type="EMU_FREE", wait=True)
+    first, second = (j.id for j in batch.ordered_jobs)
+    headers = {"Authorization": f"Bearer {account.token}"}
+    link = requests.get(
+        f"{cluster.core_url}/api/v1/jobs/{first}/results_link", headers=headers, timeout=10
+    ).json()["data"]["results_link"]
+    assert requests.get(link, timeout=10).status_code == 200
+    swapped = requests.get(link.replace(first, second), timeout=10)
+    assert swapped.status_code == 403 and "signature" in swapped.text
+
+
+def test_a_thousand_concurrent_submissions_are_all_stored_once(cluster, account, sdk):
+    body = {
+        "sequence_builder": SEQ,
+        "jobs": [JOB],
+        "device_type": "EMU_FREE",
+        "open": False,
+        "project_id": account.project_id,
+        "webhook": None,
+    }
+    with hold_qpu(sdk, SEQ) as holder, ThreadPoolExecutor(50) as clients:
+        responses = list(
+            clients.map(lambda _: post(cluster, account, "/api/v1/batches", body), range(1000))
+        )
+        assert {r.status_code for r in responses} == {201}
+        acknowledged = [r.json()["data"]["id"] for r in responses]
+        assert len(set(acknowledged)) == 1000
+        assert len(cluster.store.get_batches(acknowledged)) == 1000  # each one stored...
+        assert batch_count(cluster, account) == 1001  # ...and nothing else but the holder
+        assert sdk.get_batch(holder.id).status == "RUNNING"  # it kept the QPU throughout
+        for chunk in (acknowledged[:500], acknowledged[500:]):
+            assert sdk.cancel_batches(batch_ids=chunk).errors == {}
+    jobs = cluster.store.query_job_ids(
+        JobQuery(project_id=[account.project_id], status=["PENDING", "RUNNING"]), Page()
+    )[0]
+    assert jobs == 0  # every job terminal
+
+
+def start_scheduler(cluster) -> subprocess.Popen:
+    """One more scheduler process on the cluster (several may run at once)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "scheduler"],
+        env={**os.environ, **cluster.settings.to_env()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_racing_schedulers_never_share_a_qpu(start_cluster):
+    crash = start_cluster(qpus={"EMU_FREE": 1})
+    sdk = crash.sdk(crash.new_account())
+    running_index = Keys(crash.settings.namespace).batch_index("status", "RUNNING")
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            seen.append(crash.client.zcard(running_index))
+            time.sleep(0.05)
+
+    racer = start_scheduler(crash)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        batches = [sdk.create_batch(SEQ, [JOB] * 3, device_type="EMU_FREE") for _ in range(5)]
+        wait_for(lambda: all(sdk.get_batch(b.id).status == "DONE" for b in batches), timeout_s=90)
+    finally:
+        stop.set()
+        sampler.join()
+        racer.terminate()
+        racer.wait(30)
+    assert len(seen) > 20 and max(seen) == 1  # busy all along, never two batches on one QPU
+
+
+def test_a_paused_scheduler_loses_its_lease_and_writes_nothing(start_cluster):
+    crash = start_cluster(qpus={"EMU_FREE": 1})
+    sdk = crash.sdk(crash.new_account())
+    keys = Keys(crash.settings.namespace)
+    holder = sdk.create_batch(SEQ, [JOB], open=True, device_type="EMU_FREE", wait=True)
+    epoch = int(crash.client.get(keys.qpu_epoch("EMU_FREE-0")))
+    paused = crash.cluster.child("scheduler").process  # the only scheduler: it holds the QPU
+    standby = start_scheduler(crash)
+    os.kill(paused.pid, signal.SIGSTOP)  # a pause longer than the lease (a GC, a VM stall)
+    try:
+        wait_for(
+            lambda: int(crash.client.get(keys.qpu_epoch("EMU_FREE-0"))) == epoch + 1, timeout_s=30
+        )
+        holder.add_jobs([JOB], wait=True)
+    finally:
+        os.kill(paused.pid, signal.SIGCONT)
+    try:
+        scheduler_log = crash.cluster.log_dir / "scheduler.log"
+        wait_for(lambda: "lost the lease of EMU_FREE-0" in scheduler_log.read_text(), timeout_s=30)
+        holder.add_jobs([JOB, JOB], wait=True)
+        epochs = {crash.client.hget(keys.job(j.id), "epoch") for j in holder.ordered_jobs[1:]}
+        assert epochs == {str(epoch + 1)}  # nothing dispatched under the stale epoch
+        holder.close(wait=True)
+        assert holder.status == "DONE"
+    finally:
+        standby.terminate()
+        standby.wait(30)

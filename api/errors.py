@@ -46,14 +46,12 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("redis unavailable: %s", exc)
         return tweezer_error(ServiceUnavailable("The job store is unavailable; retry shortly."))
 
-    @app.errorhandler(redis.exceptions.ResponseError)
-    def redis_refused(exc: redis.exceptions.ResponseError) -> Response:
-        if str(exc).startswith("OOM"):
-            # maxmemory with noeviction: Redis refuses a writing script before it runs, so
-            # nothing was stored.
-            log.error("redis is full: %s", exc)
-            return tweezer_error(ServiceUnavailable("The job store is full; retry later."))
-        return unexpected(exc)
+    @app.errorhandler(redis.exceptions.OutOfMemoryError)
+    def redis_full(exc: redis.exceptions.OutOfMemoryError) -> Response:
+        # maxmemory with noeviction: Redis refuses a writing script before it runs (see
+        # core/scripts.py), so nothing was stored.
+        log.error("redis is full: %s", exc)
+        return tweezer_error(ServiceUnavailable("The job store is full; retry later."))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

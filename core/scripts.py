@@ -41,11 +41,21 @@ def _read(name: str) -> str:
     return resources.files("core").joinpath("lua", f"{name}.lua").read_text()
 
 
+#: Scripts that only read: they may run even when Redis is full.
+READ_ONLY = frozenset({"device_status"})
+
+
 @cache
 def script_source(name: str) -> str:
-    """The full text sent to Redis for script `name`."""
+    """The full text sent to Redis for script `name`.
+
+    The shebang makes Redis check for a full memory once, before the script runs, and refuse it
+    whole: without it, a script is refused only at the write that finds memory full, after the
+    writes before it (scripts are not rolled back).
+    """
+    shebang = "#!lua flags=no-writes\n" if name in READ_ONLY else "#!lua\n"
     prelude = "local NS = ARGV[1]\n" + lua_functions() + lua_tables() + _read("_lib")
-    return prelude + "\n-- " + name + ".lua\n" + _read(name)
+    return shebang + prelude + "\n-- " + name + ".lua\n" + _read(name)
 
 
 class Scripts:

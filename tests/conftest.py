@@ -137,9 +137,9 @@ def start_cluster(
     """Factory: a whole cluster (own redis-server, API, scheduler, workers) per call."""
     started: list[RunningCluster] = []
 
-    def start(**overrides: Any) -> RunningCluster:
+    def start(redis_args: tuple[str, ...] = (), **overrides: Any) -> RunningCluster:
         root = tmp_path_factory.mktemp("cluster")
-        redis_server = RedisServer(root / "redis").start()
+        redis_server = RedisServer(root / "redis", extra_args=redis_args).start()
         settings = make_settings(redis_server.url, **overrides)
         cluster = Cluster(
             settings, root, "127.0.0.1", free_port(), redis_server, log_dir=Path(root / "logs")
@@ -170,18 +170,32 @@ def cluster(start_cluster: Callable[..., RunningCluster]) -> RunningCluster:
 
 
 @pytest.fixture(scope="session")
-def scripted(
+def start_scripted(
     start_cluster: Callable[..., RunningCluster], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., tuple[RunningCluster, Path]]:
+    """Factory: a FRESNEL-only cluster whose bridge drives tests/drivers.py, and that driver's
+    call log."""
+
+    def start(**overrides: Any) -> tuple[RunningCluster, Path]:
+        log = tmp_path_factory.mktemp("driver") / "calls.log"
+        log.touch()
+        os.environ["TWEEZER_TEST_DRIVER_LOG"] = str(log)  # inherited by the worker process
+        try:
+            running = start_cluster(
+                qpus={"FRESNEL": 1}, bridge_driver="tests.drivers:ScriptedDriver", **overrides
+            )
+        finally:
+            del os.environ["TWEEZER_TEST_DRIVER_LOG"]
+        return running, log
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def scripted(
+    start_scripted: Callable[..., tuple[RunningCluster, Path]],
 ) -> tuple[RunningCluster, Path]:
-    """A FRESNEL-only cluster whose bridge drives tests/drivers.py, and that driver's call log."""
-    log = tmp_path_factory.mktemp("driver") / "calls.log"
-    log.touch()
-    os.environ["TWEEZER_TEST_DRIVER_LOG"] = str(log)  # inherited by the worker process
-    try:
-        running = start_cluster(qpus={"FRESNEL": 1}, bridge_driver="tests.drivers:ScriptedDriver")
-    finally:
-        del os.environ["TWEEZER_TEST_DRIVER_LOG"]
-    return running, log
+    return start_scripted()
 
 
 @pytest.fixture

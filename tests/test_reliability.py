@@ -23,7 +23,7 @@ from core.keys import Keys
 from core.store import BatchQuery, JobQuery, Page, Store
 from scheduler.loop import make_producer
 from tests import sequences
-from tests.drivers import POISON_RUNS
+from tests.drivers import BLOCKING_RUNS, POISON_RUNS, STUBBORN_RUNS
 from tests.helpers import hold_qpu, wait_for
 
 SEQ = sequences.parametrized()
@@ -351,3 +351,50 @@ def test_a_paused_scheduler_loses_its_lease_and_writes_nothing(start_cluster):
     finally:
         standby.terminate()
         standby.wait(30)
+
+
+def test_a_full_redis_refuses_cleanly_and_evicts_nothing(start_cluster):
+    full = start_cluster(qpus={"EMU_FREE": 1}, redis_args=("--maxmemory", "8mb"))
+    account = full.new_account()
+    body = {
+        "sequence_builder": SEQ,
+        "jobs": [JOB] * 500,
+        "device_type": "EMU_FREE",
+        "open": True,
+        "project_id": account.project_id,
+        "webhook": None,
+    }
+    acknowledged, refused = [], None
+    for _ in range(200):
+        response = post(full, account, "/api/v1/batches", body)
+        if response.status_code != 201:
+            refused = response
+            break
+        acknowledged.append(response.json()["data"]["id"])
+    assert refused is not None and refused.status_code == 503
+    assert "full" in refused.json()["data"]["description"]
+    assert full.client.info("stats")["evicted_keys"] == 0
+    assert batch_count(full, account) == len(acknowledged)  # all of them, and nothing partial
+    assert all(full.store.get_batch(b).jobs_count == 500 for b in acknowledged)
+
+
+def test_time_limits_end_the_job_with_the_reason_and_the_worker_goes_on(start_scripted):
+    cluster, log = start_scripted(job_soft_time_limit_s=2.0, job_hard_time_limit_s=4.0)
+    sdk = cluster.sdk(cluster.new_account())
+    text = sequences.fresnel(device_registry(cluster.settings)["FRESNEL"].pulser_device)
+    batch = sdk.create_batch(
+        text.to_abstract_repr(),
+        [
+            {"runs": BLOCKING_RUNS + 1, "variables": JOB["variables"]},  # stopped by the soft limit
+            {"runs": STUBBORN_RUNS, "variables": JOB["variables"]},  # only the hard limit stops it
+            JOB,
+        ],
+        device_type="FRESNEL",
+    )
+    done = wait_for(lambda: (b := sdk.get_batch(batch.id)).status == "DONE" and b, timeout_s=60)
+    soft, hard, healthy = done.ordered_jobs
+    assert soft.status == "ERROR" and "time limit of 2 s" in soft.errors[0]
+    assert hard.status == "ERROR" and "hard time limit of 4 s" in hard.errors[0]
+    assert "ignored the soft time limit" in log.read_text()
+    assert healthy.status == "DONE" and healthy.result == {"11": 5}
+    assert cluster.store.get_job(hard.id).attempts == 1  # recorded at once, not retried as lost

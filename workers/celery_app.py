@@ -4,13 +4,16 @@ workers/runner.py does the work, with the QPU's executor (emulator or bridge).""
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from celery import Celery
+from celery.exceptions import TimeLimitExceeded
 
 from core.celery_config import RUN_JOB_TASK, celery_config
 from core.execution import Execution
 from core.redis_client import connect
 from core.settings import Settings
+from core.timefmt import now_us
 from workers.executors import Executor, executor_for
 from workers.runner import execute_job
 
@@ -28,7 +31,20 @@ def make_celery(settings: Settings, qpu: str) -> Celery:
     def executor() -> Executor:
         return executor_for(settings, qpu)
 
-    @app.task(name=RUN_JOB_TASK)
+    class JobTask(app.Task):  # type: ignore[name-defined]
+        def on_failure(
+            self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any
+        ) -> None:
+            # A hard time limit kills the pool child; Celery then calls this in the worker's
+            # main process, which records why instead of leaving the job to look "lost".
+            if isinstance(exc, TimeLimitExceeded):
+                job_id, delivery = args
+                message = (
+                    f"The job exceeded the hard time limit of {settings.job_hard_time_limit_s:g} s."
+                )
+                execution().commit_error(job_id, delivery, message, now_us())
+
+    @app.task(name=RUN_JOB_TASK, base=JobTask)
     def run_job(job_id: str, delivery: str) -> str:
         return execute_job(execution(), settings, executor(), job_id, delivery)
 

@@ -22,6 +22,14 @@ def wait_for(probe: Callable[[], T], timeout_s: float = 30.0, interval_s: float 
         time.sleep(interval_s)
 
 
+def record_keys(cluster: Any) -> set[str]:
+    """Every record and index key of a cluster (Celery's, temporary, scheduling and wake-up
+    keys aside): what "nothing stored" is checked against."""
+    ns = cluster.settings.namespace
+    skip = (f"{ns}:celery:", f"{ns}:tmp:", f"{ns}:wakeup", f"{ns}:qpu:", f"{ns}:deliveries")
+    return {k for k in cluster.client.scan_iter(f"{ns}:*") if not k.startswith(skip)}
+
+
 @contextmanager
 def hold_qpu(sdk: Any, sequence: str) -> Iterator[Any]:
     """Holds the cluster's only EMU_FREE QPU with an open, empty batch: batches submitted

@@ -11,15 +11,9 @@ import pytest
 import requests
 
 from tests import sequences
+from tests.helpers import record_keys
 
 SEQ = sequences.parametrized()
-
-
-def record_keys(cluster) -> set[str]:
-    """Every record and index key (Celery's, temporary and wake-up keys aside)."""
-    ns = cluster.settings.namespace
-    skip = (f"{ns}:celery:", f"{ns}:tmp:", f"{ns}:wakeup", f"{ns}:qpu:", f"{ns}:deliveries")
-    return {k for k in cluster.client.scan_iter(f"{ns}:*") if not k.startswith(skip)}
 
 
 @pytest.fixture

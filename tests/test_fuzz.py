@@ -1,0 +1,135 @@
+"""Random bodies through every route that reads one: always 2xx or 4xx, never 5xx, and a 4xx
+leaves the store exactly as it was."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests import sequences
+from tests.helpers import record_keys
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+SEQ = sequences.parametrized()
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.fixture(scope="module")
+def target(cluster):
+    """An account and an open batch of it, the routes' subject."""
+    account = cluster.new_account()
+    sdk = cluster.sdk(account)
+    batch = sdk.create_batch(SEQ, [], open=True, device_type="EMU_FREE")
+    yield cluster, account, batch.id
+    batch.close()
+
+
+def valid_create(account) -> dict:
+    return {
+        "sequence_builder": SEQ,
+        "jobs": [{"runs": 5, "variables": {"omega_max": 6}}],
+        "device_type": "EMU_FREE",
+        "open": False,
+        "project_id": account.project_id,
+        "webhook": None,
+    }
+
+
+def send(cluster, account, method: str, path: str, body) -> requests.Response:
+    return requests.request(
+        method,
+        cluster.core_url + path,
+        data=json.dumps(body),
+        headers={"Authorization": f"Bearer {account.token}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+
+
+def check(cluster, response: requests.Response, before: set[str]) -> None:
+    assert response.status_code < 500, response.text
+    assert isinstance(response.json(), dict)  # always a JSend object
+    if response.status_code >= 400:
+        assert record_keys(cluster) == before
+
+
+def routes(batch_id: str) -> list[tuple[str, str]]:
+    return [
+        ("POST", "/api/v1/batches"),
+        ("POST", f"/api/v2/batches/{batch_id}/jobs"),
+        ("PATCH", f"/api/v1/batches/{batch_id}/tags"),
+        ("PATCH", "/api/v1/batches/cancel"),
+    ]
+
+
+@FUZZ
+@given(body=JSON, route=st.integers(0, 3))
+def test_random_bodies(target, body, route):
+    cluster, account, batch_id = target
+    method, path = routes(batch_id)[route]
+    if (
+        path.endswith("/cancel")
+        and isinstance(body, dict)
+        and isinstance(body.get("batch_ids"), list)
+    ):
+        body["batch_ids"] = []  # never cancel the target batch itself
+    before = record_keys(cluster)
+    check(cluster, send(cluster, account, method, path, body), before)
+
+
+@FUZZ
+@given(
+    field=st.sampled_from(
+        sorted(
+            [
+                "sequence_builder",
+                "jobs",
+                "device_type",
+                "open",
+                "configuration",
+                "backend_configuration",
+                "tags",
+                "project_id",
+                "webhook",
+                "extra",
+            ]
+        )
+    ),
+    value=JSON,
+)
+def test_valid_create_with_one_field_replaced(target, field, value):
+    cluster, account, _ = target
+    body = valid_create(account)
+    body[field] = value
+    before = record_keys(cluster)
+    response = send(cluster, account, "POST", "/api/v1/batches", body)
+    check(cluster, response, before)
+    if response.status_code < 300:
+        requests.patch(
+            f"{cluster.core_url}/api/v2/batches/{response.json()['data']['id']}/cancel",
+            headers={"Authorization": f"Bearer {account.token}"},
+            timeout=30,
+        )
+
+
+@FUZZ
+@given(job=JSON)
+def test_random_jobs_in_a_valid_batch(target, job):
+    cluster, account, batch_id = target
+    before = record_keys(cluster)
+    check(
+        cluster, send(cluster, account, "POST", f"/api/v2/batches/{batch_id}/jobs", [job]), before
+    )

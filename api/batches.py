@@ -38,8 +38,9 @@ def create_batch() -> jsend.Reply:
     priority = project.queue_priority if project else DEFAULT_QUEUE_PRIORITY
     batch, jobs = svc.submission.new_batch(body, caller, priority)
     status = device_status(batch.device_type)  # read before the commit: nothing may fail after
-    if svc.store.create_batch(batch, jobs, now_us(), idem) != batch.id:
-        return _replay(svc.store.idempotent_batch(idem) if idem else batch.id)
+    created = svc.store.create_batch(batch, jobs, now_us(), idem)
+    if created != batch.id:  # a concurrent request with the same Idempotency-Key won
+        return _replay(created)
     return jsend.success(batch_json(batch, jobs, device_status=status), 201)
 
 
@@ -113,8 +114,9 @@ def rebatch(batch_id: str) -> jsend.Reply:
         raise InvalidRequest(f"No job of batch {original.id} matches the rebatch filters")
     batch, jobs = svc.submission.rebatch(original, svc.store.get_jobs(job_ids), principal())
     status = device_status(batch.device_type)  # read before the commit: nothing may fail after
-    if svc.store.create_batch(batch, jobs, now_us(), idem) != batch.id:
-        return _replay(svc.store.idempotent_batch(idem) if idem else batch.id)
+    created = svc.store.create_batch(batch, jobs, now_us(), idem)
+    if created != batch.id:  # a concurrent request with the same Idempotency-Key won
+        return _replay(created)
     return jsend.success(batch_json(batch, jobs, device_status=status), 201)
 
 
@@ -174,11 +176,11 @@ def _batch_json_after_commit(batch: Batch) -> dict[str, Any]:
     return after_commit(read, batch_json(batch))
 
 
-def _replay(batch_id: str | None) -> jsend.Reply:
+def _replay(batch_id: str) -> jsend.Reply:
     """The answer to a retried POST: the batch its first attempt created or filled, as it is
     now, with all its jobs."""
     store = services().store
-    batch = store.get_batch(batch_id) if batch_id else None
+    batch = store.get_batch(batch_id)
     if batch is None:
         raise NotFound(f"Batch {batch_id} not found")
     return jsend.success(_json(batch, store.batch_jobs(batch.id)), 201)

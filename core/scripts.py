@@ -41,8 +41,14 @@ def _read(name: str) -> str:
     return resources.files("core").joinpath("lua", f"{name}.lua").read_text()
 
 
-#: Scripts that only read: they may run even when Redis is full.
-READ_ONLY = frozenset({"device_status"})
+#: Flags beyond the default (may write; refused whole when Redis is full).
+FLAGS = {
+    # Only reads.
+    "device_status": "no-writes",
+    # Reads, through temporary keys it deletes before returning: lists keep working when
+    # Redis is full, at the cost of a brief, bounded use of memory.
+    "query": "allow-oom",
+}
 
 
 @cache
@@ -53,7 +59,7 @@ def script_source(name: str) -> str:
     whole: without it, a script is refused only at the write that finds memory full, after the
     writes before it (scripts are not rolled back).
     """
-    shebang = "#!lua flags=no-writes\n" if name in READ_ONLY else "#!lua\n"
+    shebang = f"#!lua flags={FLAGS[name]}\n" if name in FLAGS else "#!lua\n"
     prelude = "local NS = ARGV[1]\n" + lua_functions() + lua_tables() + _read("_lib")
     return shebang + prelude + "\n-- " + name + ".lua\n" + _read(name)
 

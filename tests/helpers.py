@@ -22,6 +22,21 @@ def wait_for(probe: Callable[[], T], timeout_s: float = 30.0, interval_s: float 
         time.sleep(interval_s)
 
 
+def create_body(account: Any, sequence: str, **changes: Any) -> dict[str, Any]:
+    """A create-batch body as the SDK sends it (one guide job, EMU_FREE, closed), with
+    `changes` applied."""
+    body: dict[str, Any] = {
+        "sequence_builder": sequence,
+        "jobs": [{"runs": 5, "variables": {"omega_max": 6}}],
+        "device_type": "EMU_FREE",
+        "open": False,
+        "project_id": account.project_id,
+        "webhook": None,
+    }
+    body.update(changes)
+    return body
+
+
 def record_keys(cluster: Any) -> set[str]:
     """Every record and index key of a cluster (Celery's, temporary, scheduling and wake-up
     keys aside): what "nothing stored" is checked against."""

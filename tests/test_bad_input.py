@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests import sequences
-from tests.helpers import record_keys
+from tests.helpers import create_body, record_keys
 
 SEQ = sequences.parametrized()
 
@@ -41,16 +41,7 @@ def post(cluster, account):
 
 
 def batch_body(account, **changes) -> dict:
-    body = {
-        "sequence_builder": SEQ,
-        "jobs": [{"runs": 5, "variables": {"omega_max": 6}}],
-        "device_type": "EMU_FREE",
-        "open": False,
-        "project_id": account.project_id,
-        "webhook": None,
-    }
-    body.update(changes)
-    return body
+    return create_body(account, SEQ, **changes)
 
 
 def job_with(**job) -> list[dict]:

@@ -16,7 +16,7 @@ from pulser.backend.remote import JobParams
 from core.devices import device_registry
 from core.store import BatchQuery, Page
 from tests import sequences
-from tests.helpers import wait_for
+from tests.helpers import create_body, wait_for
 
 OMEGA = {"omega_max": 6}
 
@@ -58,15 +58,7 @@ def test_qpu_backend_open_batch(cluster, account, fresnel):
 
 def refusal(cluster, account, sequence: str, jobs: list[dict], device_type="FRESNEL", **extra):
     """POSTs a batch that must be refused; returns the error's description."""
-    body = {
-        "sequence_builder": sequence,
-        "jobs": jobs,
-        "device_type": device_type,
-        "open": False,
-        "project_id": account.project_id,
-        "webhook": None,
-        **extra,
-    }
+    body = create_body(account, sequence, jobs=jobs, device_type=device_type, **extra)
     response = requests.post(
         cluster.core_url + "/api/v1/batches",
         json=body,

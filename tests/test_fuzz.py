@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import sequences
-from tests.helpers import record_keys
+from tests.helpers import create_body, record_keys
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -36,17 +36,6 @@ def target(cluster):
     batch = sdk.create_batch(SEQ, [], open=True, device_type="EMU_FREE")
     yield cluster, account, batch.id
     batch.close()
-
-
-def valid_create(account) -> dict:
-    return {
-        "sequence_builder": SEQ,
-        "jobs": [{"runs": 5, "variables": {"omega_max": 6}}],
-        "device_type": "EMU_FREE",
-        "open": False,
-        "project_id": account.project_id,
-        "webhook": None,
-    }
 
 
 def send(cluster, account, method: str, path: str, body) -> requests.Response:
@@ -112,7 +101,7 @@ def test_random_bodies(target, body, route):
 )
 def test_valid_create_with_one_field_replaced(target, field, value):
     cluster, account, _ = target
-    body = valid_create(account)
+    body = create_body(account, SEQ)
     body[field] = value
     before = record_keys(cluster)
     response = send(cluster, account, "POST", "/api/v1/batches", body)

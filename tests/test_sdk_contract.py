@@ -17,7 +17,7 @@ from pulser.backend.results import Results
 from pulser.json.abstract_repr.deserializer import deserialize_device
 
 from tests import sequences
-from tests.helpers import hold_qpu, wait_for
+from tests.helpers import create_body, hold_qpu, wait_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -264,14 +264,7 @@ def test_pulser_remote_emu_free_backend(cluster, account):
 
 
 def test_gzip_body_with_raw_http(cluster, account, seq):
-    body = {
-        "sequence_builder": seq,
-        "jobs": [job(3)],
-        "device_type": "EMU_FREE",
-        "open": False,
-        "project_id": account.project_id,
-        "webhook": None,
-    }
+    body = create_body(account, seq, jobs=[job(3)])
     response = requests.post(
         cluster.core_url + "/api/v1/batches",
         data=gzip.compress(json.dumps(body).encode()),

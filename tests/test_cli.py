@@ -7,10 +7,13 @@ import signal
 import subprocess
 import sys
 
+import psutil
 import pytest
 import requests
 
+from cli.demo import connect_sdk
 from cli.redis_server import free_port
+from tests import sequences
 from tests.helpers import wait_for
 
 
@@ -78,3 +81,54 @@ def _healthy(port: int) -> bool:
         return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
     except requests.RequestException:
         return False
+
+
+@pytest.mark.slow
+def test_tweezer_up_restarts_every_child_killed_mid_batch(tmp_path):
+    port = free_port()
+    data_dir = tmp_path / "data"
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--qpus",
+            "EMU_FREE=1",
+            "--bridge-speedup",
+            "100",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: _healthy(port), timeout_s=60)
+        info = json.loads((data_dir / "cluster.json").read_text())
+        sdk = connect_sdk(info)
+        batch = sdk.create_batch(
+            sequences.slow(), [{"runs": 10}, {"runs": 10}], device_type="EMU_FREE"
+        )
+        wait_for(
+            lambda: sdk.get_job_status(batch.ordered_jobs[0].id).value == "RUNNING", timeout_s=60
+        )
+        children = psutil.Process(up.pid).children()
+        victims = [c for c in children if "redis-server" not in " ".join(c.cmdline())]
+        assert len(victims) == 3  # the API, the scheduler, the worker
+        for child in victims:
+            for process in [*child.children(recursive=True), child]:
+                process.kill()
+        # All come back (with backoff) and the batch in flight still completes.
+        wait_for(lambda: _healthy(port), timeout_s=60)
+        done = wait_for(
+            lambda: (b := sdk.get_batch(batch.id)).status == "DONE" and b, timeout_s=120
+        )
+        assert [j.status for j in done.ordered_jobs] == ["DONE", "DONE"]
+        restarted = {c.pid for c in psutil.Process(up.pid).children()}
+        assert not restarted & {v.pid for v in victims}
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(60)

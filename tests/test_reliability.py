@@ -16,13 +16,15 @@ import psutil
 import redis
 import requests
 
-from cli.redis_server import RedisServer
+from cli.cluster import Cluster
+from cli.redis_server import RedisServer, free_port
 from core.celery_config import RUN_JOB_TASK
 from core.devices import device_registry
 from core.keys import Keys
 from core.store import BatchQuery, JobQuery, Page, Store
 from scheduler.loop import make_producer
 from tests import sequences
+from tests.conftest import RunningCluster, make_settings
 from tests.drivers import BLOCKING_RUNS, POISON_RUNS, STUBBORN_RUNS
 from tests.helpers import create_body, hold_qpu, wait_for
 
@@ -375,3 +377,43 @@ def test_time_limits_end_the_job_with_the_reason_and_the_worker_goes_on(start_sc
     assert "ignored the soft time limit" in log.read_text()
     assert healthy.status == "DONE" and healthy.result == {"11": 5}
     assert cluster.store.get_job(hard.id).attempts == 1  # recorded at once, not retried as lost
+
+
+def test_connections_dropped_mid_job_end_with_one_result_and_workers_consuming(start_cluster):
+    crash = start_cluster(qpus={"EMU_FREE": 1})
+    sdk = crash.sdk(crash.new_account())
+    batch = sdk.create_batch(sequences.slow(), [{"runs": 10}], device_type="EMU_FREE")
+    job = batch.ordered_jobs[0]
+    wait_for(lambda: sdk.get_job_status(job.id).value == "RUNNING", timeout_s=30)
+    killed = crash.client.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 3  # the API's, the scheduler's and the worker's connections
+
+    done = wait_for(lambda: (b := sdk.get_batch(batch.id)).status == "DONE" and b, timeout_s=120)
+    assert done.jobs_count_per_status["DONE"] == 1
+    assert sum(sdk.get_job(job.id).result.values()) == 10
+    after = sdk.create_batch(SEQ, [JOB], device_type="EMU_FREE", wait=True)
+    assert after.status == "DONE"  # the worker consumes again
+
+
+def test_processes_started_before_redis_wait_for_it_then_serve(tmp_path):
+    redis_server = RedisServer(tmp_path / "redis")  # chosen a port, not started yet
+    settings = make_settings(redis_server.url, qpus={"EMU_FREE": 1})
+    cluster = Cluster(settings, tmp_path, "127.0.0.1", free_port(), None, log_dir=tmp_path / "logs")
+    starting = threading.Thread(target=cluster.start)
+    starting.start()
+    try:
+        time.sleep(3)  # API, scheduler and worker are up, and Redis is not
+        redis_server.start()
+        starting.join(60)
+        running = RunningCluster(
+            settings,
+            cluster,
+            redis_server,
+            redis.Redis.from_url(redis_server.url, decode_responses=True),
+        )
+        sdk = running.sdk(running.new_account())
+        batch = sdk.create_batch(SEQ, [JOB], device_type="EMU_FREE", wait=True)
+        assert batch.status == "DONE"
+    finally:
+        cluster.shutdown()
+        redis_server.stop()

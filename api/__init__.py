@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import batches, devices, health, jobs, projects, results
+from api import batches, devices, health, jobs, oauth, projects, results
 from api.auth import require_token
 from api.context import Services
 from api.errors import register_error_handlers
@@ -25,8 +25,11 @@ ACCOUNT_PREFIX = "/account"
 def create_app(settings: Settings | None = None) -> Flask:
     """Builds the API for one cluster; `settings` default to the environment (TWEEZER_*)."""
     settings = settings or Settings.from_env()
-    if not settings.results_secret:
-        raise ConfigurationError("results_secret is required by the API (TWEEZER_RESULTS_SECRET)")
+    if not settings.results_secret or not settings.auth_secret:
+        raise ConfigurationError(
+            "results_secret and auth_secret are required by the API "
+            "(TWEEZER_RESULTS_SECRET, TWEEZER_AUTH_SECRET)"
+        )
     app = Flask(__name__, static_folder=None)
     # Bytes on the wire; the inflated size of gzip bodies is bounded in api/body.py.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -50,5 +53,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     require_token(projects.bp)
     app.register_blueprint(projects.bp, url_prefix=ACCOUNT_PREFIX)
     app.register_blueprint(health.bp)
+    app.register_blueprint(oauth.bp)  # public: it is where credentials are exchanged
     register_error_handlers(app)
     return app

@@ -20,7 +20,10 @@ def require_token(blueprint: Blueprint, public_endpoints: frozenset[str] = froze
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Missing bearer token: send 'Authorization: Bearer <token>'")
-        caller = services().accounts.authenticate(token.strip())
+        settings = services().settings
+        caller = services().accounts.authenticate(
+            token.strip(), settings.auth_secret, settings.token_audience
+        )
         if caller is None:
             raise Unauthorized("Invalid or expired token")
         g.principal = caller

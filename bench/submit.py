@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 
-from cli.cluster import Cluster, bootstrap, results_secret
+from cli.cluster import Cluster, bootstrap, secret
 from cli.demo import guide_sequence
 from cli.redis_server import RedisServer, free_port
 from core.settings import Settings
@@ -40,10 +40,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         redis_server = RedisServer(root / "redis").start()
-        settings = Settings(redis_url=redis_server.url, results_secret=results_secret(root))
+        settings = Settings(
+            redis_url=redis_server.url,
+            results_secret=secret(root, "results"),
+            auth_secret=secret(root, "auth"),
+        )
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        info = bootstrap(settings, root, base + "/core-fast", base + "/account")
+        info = bootstrap(settings, root, base, base + "/core-fast", base + "/account")
         with Cluster(settings, root, "127.0.0.1", port, redis_server, log_dir=root / "logs"):
             figures = measure(info)
     show(figures)

@@ -1,11 +1,18 @@
-"""Administration of a running cluster from the command line: `tweezer device ...`."""
+"""Administration of a running cluster from the command line: `tweezer user|project|token|device`.
+
+Each command finds the cluster through `--data-dir` (one started by `tweezer up --data-dir DIR`)
+or `--redis-url`, and prints what it did; printed tokens and ids come last on their line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import sys
 from pathlib import Path
 
+from core.accounts import Accounts, Role
 from core.device_status import DeviceStatuses
 from core.devices import device_registry
 from core.errors import ConfigurationError
@@ -70,3 +77,94 @@ def run_device_command(args: argparse.Namespace) -> int:
         )
         print(f"{device_type:<12} {status:<12} {('calibrations: ' + windows) if windows else ''}")
     return 0
+
+
+def add_account_commands(commands: argparse._SubParsersAction) -> None:
+    user = commands.add_parser("user", help="users: add, list, disable")
+    actions = user.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a user; the password is read from stdin")
+    add.add_argument("username")
+    add.add_argument("--admin", action="store_true", help="a cluster administrator")
+    add_cluster_options(add)
+    add_cluster_options(actions.add_parser("list", help="every user"))
+    disable = actions.add_parser("disable", help="refuse every credential of a user")
+    disable.add_argument("username")
+    add_cluster_options(disable)
+
+    project = commands.add_parser("project", help="projects: add, list, members")
+    actions = project.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a project; prints its id")
+    add.add_argument("name")
+    add.add_argument(
+        "--priority",
+        default="MEDIUM",
+        choices=["HIGH", "MEDIUM", "LOW"],
+        help="queue priority of the project's batches (default MEDIUM)",
+    )
+    add_cluster_options(add)
+    add_cluster_options(actions.add_parser("list", help="every project"))
+    member = actions.add_parser("member", help="add or remove a member")
+    member.add_argument("change", choices=["add", "remove"])
+    member.add_argument("project_id")
+    member.add_argument("username")
+    member.add_argument("--role", default="MEMBER", choices=[r.value for r in Role])
+    add_cluster_options(member)
+
+    token = commands.add_parser("token", help="API tokens: issue, revoke")
+    actions = token.add_subparsers(dest="action", required=True)
+    issue = actions.add_parser("issue", help="a new API token for a user (printed once)")
+    issue.add_argument("username")
+    issue.add_argument("--expires-in", type=int, metavar="SECONDS")
+    add_cluster_options(issue)
+    revoke = actions.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("token_id")
+    add_cluster_options(revoke)
+
+
+def run_account_command(args: argparse.Namespace) -> int:
+    settings = cluster_settings(args)
+    accounts = Accounts(connect(settings), settings.namespace)
+    if args.command == "user":
+        if args.action == "add":
+            accounts.create_user(args.username, _read_password(), admin=args.admin)
+            print(f"user added: {args.username}")
+        elif args.action == "disable":
+            accounts.disable_user(args.username)
+            print(f"user disabled: {args.username}")
+        else:
+            for user in accounts.users():
+                flags = " ".join(
+                    f for f, on in (("admin", user.admin), ("disabled", user.disabled)) if on
+                )
+                print(f"{user.id} {flags}".rstrip())
+    elif args.command == "project":
+        if args.action == "add":
+            print(f"project added: {accounts.create_project(args.name, args.priority).id}")
+        elif args.action == "member":
+            if args.change == "add":
+                accounts.add_member(args.project_id, args.username, Role(args.role))
+            else:
+                accounts.remove_member(args.project_id, args.username)
+            print(f"member {args.change}: {args.username} {args.project_id}")
+        else:
+            for project in accounts.projects():
+                print(f"{project.id} {project.queue_priority} {project.name}")
+    elif args.action == "issue":
+        issued = accounts.issue_token(args.username, args.expires_in)
+        print(f"token id {issued.token_id}: {issued.token}")
+    else:
+        accounts.revoke_token(args.token_id)
+        print(f"token revoked: {args.token_id}")
+    return 0
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            raise ConfigurationError("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        raise ConfigurationError("a password needs at least 8 characters")
+    return password

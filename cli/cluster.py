@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.redis_server import RedisServer
-from core.accounts import Accounts
+from core.accounts import Accounts, Role
 from core.devices import all_qpus
 from core.redis_client import connect
 from core.settings import Settings
@@ -45,26 +45,34 @@ class Child:
 
 
 def bootstrap(
-    settings: Settings, data_dir: Path, core_url: str, account_url: str
+    settings: Settings, data_dir: Path, base_url: str, core_url: str, account_url: str
 ) -> dict[str, Any]:
-    """Creates the default user, project and token once; reuses them on later starts."""
+    """Creates the admin user (with a password), a default project and an API token on first
+    start; reuses them on later starts. A local dev cluster's credentials, in cluster.json."""
     accounts = Accounts(connect(settings), settings.namespace)
     info_path = data_dir / "cluster.json"
     previous = json.loads(info_path.read_text()) if info_path.exists() else {}
-    token = previous.get("token")
-    project_id = previous.get("project_id")
+    token, project_id = previous.get("token"), previous.get("project_id")
+    password = previous.get("admin_password")
     caller = accounts.authenticate(token) if token else None
     if caller is None or project_id not in caller.project_ids:
-        accounts.create_user(DEFAULT_USER)
+        password = secrets.token_urlsafe(16)
+        if accounts.get_user(DEFAULT_USER) is None:
+            accounts.create_user(DEFAULT_USER, password, admin=True)
+        else:  # cluster.json was lost: the password it records must be the real one
+            accounts.set_password(DEFAULT_USER, password)
         project_id = accounts.create_project(DEFAULT_PROJECT).id
-        accounts.add_member(project_id, DEFAULT_USER)
-        token = accounts.issue_token(DEFAULT_USER)
+        accounts.add_member(project_id, DEFAULT_USER, Role.ADMIN)
+        token = accounts.issue_token(DEFAULT_USER).token
     info = {
         "core_url": core_url,
         "account_url": account_url,
+        "token_url": base_url + "/oauth/token",
         "token": token,
         "project_id": project_id,
         "user_id": DEFAULT_USER,
+        "admin_username": DEFAULT_USER,
+        "admin_password": password,
         "redis_url": settings.redis_url,
     }
     info_path.write_text(json.dumps(info, indent=2) + "\n")
@@ -72,9 +80,10 @@ def bootstrap(
     return info
 
 
-def results_secret(data_dir: Path) -> str:
-    """The key signing results links, kept in the data dir so links outlive a restart."""
-    path = data_dir / "results.key"
+def secret(data_dir: Path, name: str) -> str:
+    """A signing key kept in the data dir (`results`, `auth`), so links and access tokens
+    outlive a restart."""
+    path = data_dir / f"{name}.key"
     if not path.exists():
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)

@@ -8,8 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli.admin import add_device_commands, run_device_command
-from core.errors import ConfigurationError
+from cli.admin import (
+    add_account_commands,
+    add_device_commands,
+    run_account_command,
+    run_device_command,
+)
+from core.errors import ConfigurationError, TweezerError
 from core.settings import Settings, parse_qpus
 
 
@@ -58,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--qpu", required=True, help="QPU name, e.g. EMU_FREE-0")
 
     add_device_commands(commands)
+    add_account_commands(commands)
 
     demo = commands.add_parser("demo", help="submit the guide's example batch to a running cluster")
     demo.add_argument("--data-dir", type=Path, default=Path(".tweezer"))
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return _dispatch(args)
-    except ConfigurationError as exc:
+    except TweezerError as exc:  # configuration, or an admin command's refusal
         print(f"tweezer: {exc.message}", file=sys.stderr)
         return 2
 
@@ -76,6 +82,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _up(args)
     if args.command == "device":
         return run_device_command(args)
+    if args.command in ("user", "project", "token"):
+        return run_account_command(args)
     if args.command == "demo":
         from cli import demo
 
@@ -96,12 +104,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from cli.cluster import Cluster, bootstrap, results_secret
+    from cli.cluster import Cluster, bootstrap, secret
     from cli.redis_server import RedisServer
 
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    overrides: dict[str, Any] = {"results_secret": results_secret(data_dir)}
+    overrides: dict[str, Any] = {
+        "results_secret": secret(data_dir, "results"),
+        "auth_secret": secret(data_dir, "auth"),
+    }
     if args.open_batch_timeout is not None:
         overrides["open_batch_timeout_s"] = args.open_batch_timeout
     if args.qpus:
@@ -119,7 +130,7 @@ def _up(args: argparse.Namespace) -> int:
         base = f"http://{args.host}:{args.port}"
         from api import ACCOUNT_PREFIX, CORE_PREFIX
 
-        bootstrap(settings, data_dir, base + CORE_PREFIX, base + ACCOUNT_PREFIX)
+        bootstrap(settings, data_dir, base, base + CORE_PREFIX, base + ACCOUNT_PREFIX)
     except BaseException:
         if redis_server is not None:
             redis_server.stop()

@@ -1,23 +1,42 @@
-"""Users, projects and API tokens.
+"""Users, projects, roles and credentials.
 
-Tokens are random 256-bit strings handed to the user once; Redis keeps only their SHA-256, so a
-dump of the database yields no usable token (a slow KDF is for low-entropy passwords, not these).
+Passwords are stored as argon2id hashes (argon2-cffi). API tokens are random 256-bit strings
+handed out once; Redis keeps only their SHA-256 (a slow KDF is for low-entropy secrets, not
+these). Access tokens from the password grant are JWTs signed with `Settings.auth_secret`:
+HS256 only, `exp`, `sub` and our audience required.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 
+import jwt
 import redis
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 
+from core.errors import Conflict, InvalidRequest, NotFound
 from core.keys import Keys
 from core.records import Principal
+from core.timefmt import now_us
 
 DEFAULT_QUEUE_PRIORITY = "MEDIUM"
 QUEUE_PRIORITIES = ("HIGH", "MEDIUM", "LOW")
+#: The one algorithm our access tokens use; the token's own `alg` header is never trusted.
+JWT_ALGORITHM = "HS256"
+_hasher = PasswordHasher()
+
+
+class Role(StrEnum):
+    #: May act on every batch of the project.
+    ADMIN = "ADMIN"
+    #: May see the project's batches, and act on their own.
+    MEMBER = "MEMBER"
 
 
 @dataclass(frozen=True)
@@ -26,6 +45,19 @@ class Project:
     name: str
     status: str
     queue_priority: str
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    admin: bool
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token_id: str
+    token: str
 
 
 def hash_token(token: str) -> str:
@@ -37,14 +69,56 @@ class Accounts:
         self.redis = client
         self.keys = Keys(namespace)
 
-    def create_user(self, username: str) -> str:
-        """Creates (or finds) the user `username`; the user id is the username."""
-        self.redis.hset(self.keys.user(username), mapping={"id": username, "disabled": "0"})
+    # -- users ------------------------------------------------------------------------------
+
+    def create_user(self, username: str, password: str | None = None, admin: bool = False) -> str:
+        """Creates the user `username` (its id); refuses a name that is taken."""
+        if not username or len(username) > 64 or not username.isprintable() or ":" in username:
+            raise InvalidRequest("a username is 1 to 64 printable characters, without ':'")
+        fields = {"id": username, "admin": "1" if admin else "0", "disabled": "0"}
+        if password is not None:
+            fields["password_hash"] = _hasher.hash(password)
+        if not self.redis.hsetnx(self.keys.user(username), "id", username):
+            raise Conflict(f"user {username!r} already exists")
+        self.redis.hset(self.keys.user(username), mapping=fields)
+        self.redis.sadd(self.keys.users(), username)
         return username
+
+    def get_user(self, user_id: str) -> User | None:
+        h = self.redis.hgetall(self.keys.user(user_id))
+        if not h:
+            return None
+        return User(h["id"], h.get("admin") == "1", h.get("disabled") == "1")
+
+    def users(self) -> list[User]:
+        found = (self.get_user(u) for u in sorted(self.redis.smembers(self.keys.users())))
+        return [u for u in found if u]
+
+    def set_password(self, user_id: str, password: str) -> None:
+        self._require_user(user_id)
+        self.redis.hset(self.keys.user(user_id), "password_hash", _hasher.hash(password))
+
+    def disable_user(self, user_id: str) -> None:
+        self._require_user(user_id)
+        self.redis.hset(self.keys.user(user_id), "disabled", "1")
+
+    def check_password(self, username: str, password: str) -> str | None:
+        """The user id if `password` is the enabled user's, else None (same cost either way)."""
+        stored = self.redis.hmget(self.keys.user(username), "password_hash", "disabled")
+        candidate = stored[0] or _DUMMY_HASH  # no timing hint that the user does not exist
+        try:
+            _hasher.verify(candidate, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        return username if stored[0] and stored[1] == "0" else None
+
+    # -- projects ---------------------------------------------------------------------------
 
     def create_project(
         self, name: str, queue_priority: str = DEFAULT_QUEUE_PRIORITY, project_id: str = ""
     ) -> Project:
+        if queue_priority not in QUEUE_PRIORITIES:
+            raise InvalidRequest(f"queue_priority must be one of {', '.join(QUEUE_PRIORITIES)}")
         project = Project(project_id or str(uuid.uuid4()), name, "ACTIVE", queue_priority)
         pipe = self.redis.pipeline()
         pipe.hset(
@@ -60,33 +134,99 @@ class Accounts:
         pipe.execute()
         return project
 
-    def add_member(self, project_id: str, user_id: str) -> None:
-        self.redis.sadd(self.keys.user_projects(user_id), project_id)
-
-    def issue_token(self, user_id: str) -> str:
-        """A new API token for `user_id`; only its hash is stored."""
-        token = secrets.token_urlsafe(32)
-        self.redis.hset(
-            self.keys.token(hash_token(token)),
-            mapping={"user_id": user_id, "token_id": str(uuid.uuid4())},
-        )
-        return token
-
-    def authenticate(self, token: str) -> Principal | None:
-        """The caller behind `token`, or None when it is unknown or its user is disabled."""
-        user_id = self.redis.hget(self.keys.token(hash_token(token)), "user_id")
-        if user_id is None or self.redis.hget(self.keys.user(user_id), "disabled") != "0":
-            return None
-        projects = frozenset(self.redis.smembers(self.keys.user_projects(user_id)))
-        return Principal(user_id=user_id, project_ids=projects)
-
     def get_project(self, project_id: str) -> Project | None:
         h = self.redis.hgetall(self.keys.project(project_id))
         if not h:
             return None
         return Project(h["id"], h["name"], h["status"], h["queue_priority"])
 
+    def projects(self) -> list[Project]:
+        found = (self.get_project(p) for p in self.redis.smembers(self.keys.projects()))
+        return sorted((p for p in found if p), key=lambda p: (p.name, p.id))
+
+    def add_member(self, project_id: str, user_id: str, role: Role = Role.MEMBER) -> None:
+        self._require_user(user_id)
+        if self.get_project(project_id) is None:
+            raise NotFound(f"project {project_id} not found")
+        self.redis.hset(self.keys.user_projects(user_id), project_id, role.value)
+
+    def remove_member(self, project_id: str, user_id: str) -> None:
+        self.redis.hdel(self.keys.user_projects(user_id), project_id)
+
     def projects_of(self, principal: Principal) -> list[Project]:
         """The caller's projects, sorted by name."""
         found = [self.get_project(pid) for pid in principal.project_ids]
         return sorted((p for p in found if p), key=lambda p: (p.name, p.id))
+
+    # -- credentials ------------------------------------------------------------------------
+
+    def issue_token(self, user_id: str, expires_in_s: int | None = None) -> IssuedToken:
+        """A new API token for `user_id` (a machine user's long-lived credential)."""
+        self._require_user(user_id)
+        token, token_id = secrets.token_urlsafe(32), str(uuid.uuid4())
+        fields = {"user_id": user_id, "token_id": token_id}
+        if expires_in_s is not None:
+            fields["expires_us"] = str(now_us() + expires_in_s * 1_000_000)
+        digest = hash_token(token)
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.token(digest), mapping=fields)
+        pipe.set(self.keys.token_id(token_id), digest)
+        pipe.execute()
+        return IssuedToken(token_id, token)
+
+    def revoke_token(self, token_id: str) -> None:
+        digest = self.redis.get(self.keys.token_id(token_id))
+        if digest is None:
+            raise NotFound(f"token {token_id} not found")
+        self.redis.delete(self.keys.token(digest), self.keys.token_id(token_id))
+
+    def access_token(self, user_id: str, secret: str, audience: str, ttl_s: int) -> str:
+        """A signed access token (JWT) for the password grant."""
+        now = int(time.time())
+        claims = {
+            "sub": user_id,
+            "aud": audience,
+            "iat": now,
+            "exp": now + ttl_s,
+            "jti": str(uuid.uuid4()),
+        }
+        return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+
+    def authenticate(self, token: str, secret: str = "", audience: str = "") -> Principal | None:
+        """The caller behind an API token or an access token, or None: unknown, expired,
+        revoked, forged, for another audience, or a disabled user."""
+        user_id = self._jwt_subject(token, secret, audience) if token.count(".") == 2 else None
+        if user_id is None and token.count(".") != 2:
+            h = self.redis.hmget(self.keys.token(hash_token(token)), "user_id", "expires_us")
+            if h[0] is not None and (h[1] is None or int(h[1]) > now_us()):
+                user_id = h[0]
+        if user_id is None:
+            return None
+        if self.redis.hget(self.keys.user(user_id), "disabled") != "0":
+            return None
+        roles = self.redis.hgetall(self.keys.user_projects(user_id))
+        return Principal(user_id=user_id, project_ids=frozenset(roles), roles=roles)
+
+    def _jwt_subject(self, token: str, secret: str, audience: str) -> str | None:
+        if not secret:
+            return None
+        try:
+            claims = jwt.decode(
+                token,
+                secret,
+                algorithms=[JWT_ALGORITHM],
+                audience=audience,
+                options={"require": ["exp", "sub", "aud"]},
+                leeway=5,
+            )
+        except jwt.PyJWTError:
+            return None
+        return str(claims["sub"])
+
+    def _require_user(self, user_id: str) -> None:
+        if not self.redis.exists(self.keys.user(user_id)):
+            raise NotFound(f"user {user_id!r} not found")
+
+
+#: Verified against when a username is unknown, so both answers take as long.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))

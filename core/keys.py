@@ -41,9 +41,12 @@ Devices
   device:{type}:calibrations      zset    calibration windows "start_us:end_us", by start
 
 Accounts
-  token:{sha256 of token}         hash    user_id, token_id of an API token (never stored clear)
-  user:{id}                       hash    a user
-  user:{id}:projects              set     ids of the user's projects
+  token:{sha256 of token}         hash    user_id, token_id, expires_us of an API token (only its
+                                          hash is stored)
+  token-id:{token id}             string  the sha256 of that token (to revoke it by id)
+  user:{id}                       hash    a user: id, password_hash (argon2), admin, disabled
+  users                           set     every user id
+  user:{id}:projects              hash    the user's projects: project id -> role (ADMIN|MEMBER)
   project:{id}                    hash    a project (id, name, status, queue_priority)
   projects                        set     every project id
 
@@ -81,6 +84,8 @@ _PATTERNS: dict[str, str] = {
     "device": "device:{0}",
     "device_calibrations": "device:{0}:calibrations",
     "token": "token:{0}",
+    "token_id": "token-id:{0}",
+    "users": "users",
     "user": "user:{0}",
     "user_projects": "user:{0}:projects",
     "project": "project:{0}",
@@ -166,6 +171,12 @@ class Keys:
 
     def token(self, token_hash: str) -> str:
         return self._key("token", token_hash)
+
+    def token_id(self, token_id: str) -> str:
+        return self._key("token_id", token_id)
+
+    def users(self) -> str:
+        return self._key("users")
 
     def user(self, user_id: str) -> str:
         return self._key("user", user_id)

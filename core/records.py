@@ -186,7 +186,9 @@ class Job:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a user and the projects they belong to."""
+    """Who is calling: a user, the projects they belong to and their role in each."""
 
     user_id: str
     project_ids: frozenset[str]
+    #: project id -> "ADMIN" or "MEMBER"
+    roles: dict[str, str] = field(default_factory=dict, hash=False, compare=False)

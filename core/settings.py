@@ -58,6 +58,12 @@ class Settings:
 
     #: Key signing result download links (HMAC-SHA256). Required by the API.
     results_secret: str = ""
+    #: Key signing access tokens (JWT, HS256) issued by the OAuth endpoint. Required by the API.
+    auth_secret: str = ""
+    #: The `aud` claim of our access tokens; a token for another audience is refused.
+    token_audience: str = "tweezer"
+    #: Lifetime of an access token from the password grant.
+    access_token_ttl_s: int = 3600
     #: How long a results link stays valid.
     results_link_ttl_s: int = 3600
     #: Base URL put in results links; empty means "the host the client called".
@@ -150,6 +156,7 @@ class Settings:
             "max_inflated_bytes",
             "max_jobs_per_request",
             "idempotency_ttl_s",
+            "access_token_ttl_s",
             "max_sequence_operations",
             "default_runs",
             "emu_free_max_atoms",

@@ -31,6 +31,7 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
         "redis_url": redis_url,
         "namespace": "tz",
         "results_secret": secrets.token_hex(16),
+        "auth_secret": secrets.token_hex(32),
         "lease_ttl_s": 3.0,
         "scheduler_tick_s": 0.2,
         "dispatch_timeout_s": 5.0,
@@ -82,7 +83,7 @@ class RunningCluster:
         user = accounts.create_user(f"user-{secrets.token_hex(4)}")
         project = accounts.create_project(f"project-{secrets.token_hex(4)}", queue_priority)
         accounts.add_member(project.id, user)
-        return Account(user, project.id, accounts.issue_token(user))
+        return Account(user, project.id, accounts.issue_token(user).token)
 
     def sdk(self, account: Account) -> Any:
         return make_sdk(self.core_url, self.account_url, account)

@@ -44,8 +44,26 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
         info_path = data_dir / "cluster.json"
         wait_for(lambda: info_path.exists(), timeout_s=60)
         info = json.loads(info_path.read_text())
-        assert set(info) >= {"core_url", "account_url", "token", "project_id"}
+        assert set(info) >= {
+            "core_url",
+            "account_url",
+            "token",
+            "project_id",
+            "token_url",
+            "admin_username",
+            "admin_password",
+        }
         wait_for(lambda: _healthy(port), timeout_s=60)
+        login = requests.post(
+            info["token_url"],
+            timeout=30,
+            data={
+                "grant_type": "password",
+                "username": info["admin_username"],
+                "password": info["admin_password"],
+            },
+        )
+        assert login.status_code == 200 and login.json()["expires_in"] > 60
 
         demo = subprocess.run(
             [sys.executable, "-m", "cli.main", "demo", "--data-dir", str(data_dir)],

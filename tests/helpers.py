@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +23,21 @@ def wait_for(probe: Callable[[], T], timeout_s: float = 30.0, interval_s: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s (last: {value!r})")
         time.sleep(interval_s)
+
+
+def run_admin(cluster: Any, *args: str, stdin: str = "") -> str:
+    """A `tweezer` admin command against a test cluster, as an administrator runs it; returns
+    its output (and fails the test if the command fails)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args, "--redis-url", cluster.settings.redis_url],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TWEEZER_NAMESPACE": cluster.settings.namespace},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def create_body(account: Any, sequence: str, **changes: Any) -> dict[str, Any]:

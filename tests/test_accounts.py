@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import warnings
 
@@ -16,6 +13,7 @@ from pasqal_cloud.endpoints import Endpoints, TokenProviderConf
 
 from tests import sequences
 from tests.conftest import Account
+from tests.helpers import run_admin
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -25,29 +23,15 @@ AUTH0_GRANT = "http://auth0.com/oauth/grant-type/password-realm"
 JOB = {"runs": 5, "variables": {"omega_max": 6}}
 
 
-def tweezer(cluster, *args: str, stdin: str = "") -> str:
-    """An admin command against the cluster; returns its output (fails the test on error)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args, "--redis-url", cluster.settings.redis_url],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "TWEEZER_NAMESPACE": cluster.settings.namespace},
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def lab(cluster):
     """A user, a project and membership created with the admin commands."""
     username = f"ada-{time.time_ns()}"
-    added = tweezer(cluster, "user", "add", username, "--admin", stdin="correct horse\n")
+    added = run_admin(cluster, "user", "add", username, "--admin", stdin="correct horse\n")
     assert "user added" in added
-    assert f"{username} admin" in tweezer(cluster, "user", "list").splitlines()
-    project_id = tweezer(cluster, "project", "add", "optics", "--priority", "HIGH").split()[-1]
-    tweezer(cluster, "project", "member", "add", project_id, username, "--role", "ADMIN")
+    assert f"{username} admin" in run_admin(cluster, "user", "list").splitlines()
+    project_id = run_admin(cluster, "project", "add", "optics", "--priority", "HIGH").split()[-1]
+    run_admin(cluster, "project", "member", "add", project_id, username, "--role", "ADMIN")
     return username, project_id
 
 
@@ -92,26 +76,26 @@ def test_wrong_credentials_get_the_oauth_error(cluster, lab):
 
 def test_api_tokens_issue_revoke_and_disabled_users(cluster, lab):
     username, project_id = lab
-    line = tweezer(cluster, "token", "issue", username, "--expires-in", "3600").strip()
+    line = run_admin(cluster, "token", "issue", username, "--expires-in", "3600").strip()
     token_id, token = line.split()[2].rstrip(":"), line.split()[-1]
     sdk = cluster.sdk(Account(username, project_id, token))
     assert sdk.get_batches().total >= 0
 
-    tweezer(cluster, "token", "revoke", token_id)
+    run_admin(cluster, "token", "revoke", token_id)
     assert _status(cluster, token) == 401
 
     other = f"bob-{time.time_ns()}"
-    tweezer(cluster, "user", "add", other, stdin="battery staple\n")
-    tweezer(cluster, "project", "member", "add", project_id, other)
-    bob = tweezer(cluster, "token", "issue", other).split()[-1]
+    run_admin(cluster, "user", "add", other, stdin="battery staple\n")
+    run_admin(cluster, "project", "member", "add", project_id, other)
+    bob = run_admin(cluster, "token", "issue", other).split()[-1]
     access = requests.post(
         cluster.base_url + "/oauth/token",
         timeout=10,
         data={"grant_type": "password", "username": other, "password": "battery staple"},
     ).json()
     assert _status(cluster, bob) == 200 and _status(cluster, access["access_token"]) == 200
-    tweezer(cluster, "user", "disable", other)
-    assert f"{other} disabled" in tweezer(cluster, "user", "list").splitlines()
+    run_admin(cluster, "user", "disable", other)
+    assert f"{other} disabled" in run_admin(cluster, "user", "list").splitlines()
     assert _status(cluster, bob) == 401 and _status(cluster, access["access_token"]) == 401
 
 

@@ -3,9 +3,6 @@ statuses that pause and resume batches, and a second driver behind the same inte
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,7 +13,7 @@ from pulser.backend.remote import JobParams
 from core.devices import device_registry
 from core.store import BatchQuery, Page
 from tests import sequences
-from tests.helpers import create_body, wait_for
+from tests.helpers import create_body, run_admin, wait_for
 
 OMEGA = {"omega_max": 6}
 
@@ -95,27 +92,6 @@ def fresnel_device(cluster):
     return device_registry(cluster.settings)["FRESNEL"].pulser_device
 
 
-def admin(cluster, *args: str) -> str:
-    """`tweezer device ...` against the cluster, as an administrator runs it."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli.main",
-            "device",
-            *args,
-            "--redis-url",
-            cluster.settings.redis_url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "TWEEZER_NAMESPACE": cluster.settings.namespace},
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def paced(start_cluster):
     # 20x faster than the default virtual QPU: a register loads in 1 s, 100 shots take 1 s,
@@ -134,7 +110,9 @@ def test_maintenance_pauses_a_running_batch_and_up_resumes_it(paced):
     # The bridge reports shots as they come (heartbeats carry them to the job).
     wait_for(lambda: 0 < sdk.get_job(jobs[0].id).progress < 300, timeout_s=30, interval_s=0.05)
 
-    assert "MAINTENANCE" in admin(paced, "status", "FRESNEL", "MAINTENANCE", "--reason", "laser")
+    assert "MAINTENANCE" in run_admin(
+        paced, "device", "status", "FRESNEL", "MAINTENANCE", "--reason", "laser"
+    )
     waiting = sdk.create_batch(sequence, [{"runs": 10, "variables": OMEGA}], device_type="FRESNEL")
     wait_for(lambda: sdk.get_job_status(jobs[0].id).value == "DONE", timeout_s=30)
     time.sleep(2.0)  # several scheduler passes: nothing more may be dispatched
@@ -143,7 +121,7 @@ def test_maintenance_pauses_a_running_batch_and_up_resumes_it(paced):
     assert [sdk.get_job_status(j.id).value for j in jobs[1:]] == ["PENDING"] * 3
     assert sdk.get_batch(waiting.id).status == "PENDING"
 
-    admin(paced, "status", "FRESNEL", "UP")
+    run_admin(paced, "device", "status", "FRESNEL", "UP")
     done = wait_for(lambda: (b := sdk.get_batch(batch.id)).status == "DONE" and b, timeout_s=60)
     assert [j.status for j in done.ordered_jobs] == ["DONE"] * 4  # nothing lost
     assert all(sum(j.result.values()) == 300 for j in done.ordered_jobs)
@@ -153,7 +131,7 @@ def test_maintenance_pauses_a_running_batch_and_up_resumes_it(paced):
 def test_no_batch_starts_in_a_calibration_window(paced):
     sdk = paced.sdk(paced.new_account())
     sequence = sequences.fresnel(fresnel_device(paced)).to_abstract_repr()
-    assert "CALIBRATING" in admin(paced, "calibrate", "FRESNEL", "--duration", "4")
+    assert "CALIBRATING" in run_admin(paced, "device", "calibrate", "FRESNEL", "--duration", "4")
     batch = sdk.create_batch(sequence, [{"runs": 10, "variables": OMEGA}], device_type="FRESNEL")
     time.sleep(1.5)
     held = sdk.get_batch(batch.id)

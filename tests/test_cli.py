@@ -17,25 +17,33 @@ from tests import sequences
 from tests.helpers import wait_for
 
 
+def tweezer_up(port: int, data_dir, *options: str, **popen: object) -> subprocess.Popen:
+    """`tweezer up` as the README runs it (a fast virtual QPU), in the background."""
+    argv = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "up",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--bridge-speedup",
+        "100",
+        *options,
+    ]
+    return subprocess.Popen(argv, **popen)  # type: ignore[call-overload]
+
+
 @pytest.mark.slow
 def test_tweezer_up_demo_and_ctrl_c(tmp_path):
     port = free_port()
     data_dir = tmp_path / "data"
-    up = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cli.main",
-            "up",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--open-batch-timeout",
-            "30",
-            "--bridge-speedup",
-            "100",
-        ],
+    up = tweezer_up(
+        port,
+        data_dir,
+        "--open-batch-timeout",
+        "30",
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -105,23 +113,8 @@ def _healthy(port: int) -> bool:
 def test_tweezer_up_restarts_every_child_killed_mid_batch(tmp_path):
     port = free_port()
     data_dir = tmp_path / "data"
-    up = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cli.main",
-            "up",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--qpus",
-            "EMU_FREE=1",
-            "--bridge-speedup",
-            "100",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    up = tweezer_up(
+        port, data_dir, "--qpus", "EMU_FREE=1", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         wait_for(lambda: _healthy(port), timeout_s=60)

@@ -215,6 +215,9 @@ class _SequenceCache:
 
     def __init__(self, max_operations: int) -> None:
         self.max_operations = max_operations
+        #: As deserialized (the device is read from it when the request names none).
+        self._raw: dict[str, Sequence] = {}
+        #: Checked against its device (and, for a QPU, moved onto the served device).
         self._parsed: dict[str, Sequence] = {}
 
     def parse(self, text: str, spec: DeviceSpec, what: str) -> Sequence:
@@ -232,16 +235,19 @@ class _SequenceCache:
         return sequence
 
     def device_name(self, text: str) -> str:
-        sequence = self._parsed.get(text) or self._deserialize(text, "sequence")
-        return str(sequence.device.name)
+        return str(self._deserialize(text, "sequence").device.name)
 
     def _deserialize(self, text: str, what: str) -> Sequence:
-        operations = _count_operations(text)
-        if operations > self.max_operations:
-            raise InvalidSequence(
-                f"{what} has {operations} operations; at most {self.max_operations} are accepted"
-            )
-        return _deserialize(text, what)
+        sequence = self._raw.get(text)
+        if sequence is None:
+            operations = _count_operations(text)
+            if operations > self.max_operations:
+                raise InvalidSequence(
+                    f"{what} has {operations} operations; "
+                    f"at most {self.max_operations} are accepted"
+                )
+            sequence = self._raw[text] = _deserialize(text, what)
+        return sequence
 
 
 def _count_operations(text: str) -> int:

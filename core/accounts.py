@@ -195,17 +195,25 @@ class Accounts:
     def authenticate(self, token: str, secret: str = "", audience: str = "") -> Principal | None:
         """The caller behind an API token or an access token, or None: unknown, expired,
         revoked, forged, for another audience, or a disabled user."""
-        user_id = self._jwt_subject(token, secret, audience) if token.count(".") == 2 else None
-        if user_id is None and token.count(".") != 2:
-            h = self.redis.hmget(self.keys.token(hash_token(token)), "user_id", "expires_us")
-            if h[0] is not None and (h[1] is None or int(h[1]) > now_us()):
-                user_id = h[0]
+        # A JWT is three dot-separated parts; our API tokens (base64url) contain no dot.
+        if token.count(".") == 2:
+            user_id = self._jwt_subject(token, secret, audience)
+        else:
+            user_id = self._api_token_user(token)
         if user_id is None:
             return None
         if self.redis.hget(self.keys.user(user_id), "disabled") != "0":
             return None
         roles = self.redis.hgetall(self.keys.user_projects(user_id))
         return Principal(user_id=user_id, project_ids=frozenset(roles), roles=roles)
+
+    def _api_token_user(self, token: str) -> str | None:
+        user_id, expires_us = self.redis.hmget(
+            self.keys.token(hash_token(token)), "user_id", "expires_us"
+        )
+        if user_id is None or (expires_us is not None and int(expires_us) <= now_us()):
+            return None
+        return str(user_id)
 
     def _jwt_subject(self, token: str, secret: str, audience: str) -> str | None:
         if not secret:

@@ -163,7 +163,7 @@ class Store:
             return None
         record = json.loads(seen)
         if record["fingerprint"] != idempotency.fingerprint:
-            return _replayed(["key_reused"])
+            raise Conflict(KEY_REUSED)
         return str(record["batch_id"])
 
     def get_batch(self, batch_id: str) -> Batch | None:
@@ -287,9 +287,13 @@ class Store:
         return int(reply[0]), list(reply[1:])
 
 
+KEY_REUSED = "This Idempotency-Key was already used for a different request"
+
+
 def _replayed(reply: Sequence[str]) -> str:
+    """The earlier batch id of a `replay` reply; a `key_reused` reply is a 409."""
     if reply[0] == "key_reused":
-        raise Conflict("This Idempotency-Key was already used for a different request")
+        raise Conflict(KEY_REUSED)
     return reply[1]
 
 

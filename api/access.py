@@ -11,7 +11,7 @@ from typing import Protocol, TypeVar
 import redis
 
 from api.context import principal, services
-from core.errors import NotFound
+from core.errors import Forbidden, NotFound
 from core.records import Batch, Job
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ class _Owned(Protocol):
 
 
 R = TypeVar("R", bound=_Owned)
+B = TypeVar("B", Batch, Job)
 
 
 def _visible(kind: str, raw_id: str, read: Callable[[str], R | None]) -> R:
@@ -48,6 +49,24 @@ def visible_batch(raw_id: str) -> Batch:
 
 def visible_job(raw_id: str) -> Job:
     return _visible("Job", raw_id, services().store.get_job)
+
+
+def changeable_batch(raw_id: str, verb: str) -> Batch:
+    """A batch the caller may `verb`: visible to them, and theirs or in a project they are an
+    ADMIN of. Others' batches are seen, so refusing them with 403 reveals nothing."""
+    return _changeable(visible_batch(raw_id), "batch", verb)
+
+
+def changeable_job(raw_id: str, verb: str) -> Job:
+    return _changeable(visible_job(raw_id), "job", verb)
+
+
+def _changeable(record: B, kind: str, verb: str) -> B:
+    if not principal().may_act_on(record):
+        raise Forbidden(
+            f"Only the owner of {kind} {record.id} or an ADMIN of its project may {verb} it"
+        )
+    return record
 
 
 def scoped_projects(requested: list[str]) -> list[str]:

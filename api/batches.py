@@ -7,13 +7,20 @@ from typing import Any
 from flask import Blueprint, request
 
 from api import filters, jsend
-from api.access import after_commit, canonical_id, scoped_projects, visible_batch
+from api.access import (
+    after_commit,
+    canonical_id,
+    changeable_batch,
+    scoped_projects,
+    visible_batch,
+)
 from api.body import read_json
 from api.context import device_status, principal, services
 from api.idempotency import idempotency
 from api.render import batch_json, batch_status_json, job_json
 from api.schemas import CancelBatchesIn, CreateBatchIn, TagsIn, parse_model
-from core.accounts import DEFAULT_QUEUE_PRIORITY
+from core.accounts import Project
+from core.audit import Audit
 from core.errors import Conflict, Forbidden, InvalidRequest, InvalidTransition, NotFound
 from core.records import Batch, Job
 from core.store import Page
@@ -31,14 +38,12 @@ def create_batch() -> jsend.Reply:
         return _replay(earlier)
     body = parse_model(CreateBatchIn, data)
     caller = principal()
-    project_id = str(body.project_id)
-    if project_id not in caller.project_ids:
-        raise Forbidden(f"You are not a member of project {project_id}")
-    project = svc.accounts.get_project(project_id)
-    priority = project.queue_priority if project else DEFAULT_QUEUE_PRIORITY
-    batch, jobs = svc.submission.new_batch(body, caller, priority)
+    project = _project(str(body.project_id))
+    batch, jobs = svc.submission.new_batch(body, caller, project.queue_priority)
+    project.quotas.check_submission(project.id, batch.device_type, (j.runs for j in jobs))
     status = device_status(batch.device_type)  # read before the commit: nothing may fail after
-    created = svc.store.create_batch(batch, jobs, now_us(), idem)
+    audit = Audit(caller.user_id, "batch.create", {"jobs": len(jobs)})
+    created = svc.store.create_batch(batch, jobs, now_us(), idem, audit)
     if created != batch.id:  # a concurrent request with the same Idempotency-Key won
         return _replay(created)
     return jsend.success(batch_json(batch, jobs, device_status=status), 201)
@@ -64,15 +69,15 @@ def get_batch_status(batch_id: str) -> jsend.Reply:
 
 @bp.patch("/api/v2/batches/<batch_id>/complete")
 def close_batch(batch_id: str) -> jsend.Reply:
-    batch = visible_batch(batch_id)
-    services().store.close_batch(batch.id, now_us())
+    batch = changeable_batch(batch_id, "close")
+    services().store.close_batch(batch.id, now_us(), principal().user_id)
     return _batch_after_commit(batch)
 
 
 @bp.patch("/api/v2/batches/<batch_id>/cancel")
 def cancel_batch(batch_id: str) -> jsend.Reply:
-    batch = visible_batch(batch_id)
-    services().store.cancel_batch(batch.id, now_us())
+    batch = changeable_batch(batch_id, "cancel")
+    services().store.cancel_batch(batch.id, now_us(), principal().user_id)
     return _batch_after_commit(batch)
 
 
@@ -89,9 +94,9 @@ def cancel_batches() -> jsend.Reply:
             raise InvalidRequest(f"batch_ids: {raw_id!r} is not a UUID")
     for raw_id in body.batch_ids:
         try:
-            batch = visible_batch(raw_id)
-            svc.store.cancel_batch(batch.id, now_us())
-        except (NotFound, InvalidTransition) as exc:
+            batch = changeable_batch(raw_id, "cancel")
+            svc.store.cancel_batch(batch.id, now_us(), principal().user_id)
+        except (NotFound, Forbidden, InvalidTransition) as exc:
             errors[raw_id] = exc.message
             continue
         canceled.append(_batch_json_after_commit(batch))
@@ -112,9 +117,14 @@ def rebatch(batch_id: str) -> jsend.Reply:
     _, job_ids = svc.store.query_job_ids(query, Page(offset=0, limit=1_000_000, desc=False))
     if not job_ids:
         raise InvalidRequest(f"No job of batch {original.id} matches the rebatch filters")
-    batch, jobs = svc.submission.rebatch(original, svc.store.get_jobs(job_ids), principal())
+    caller = principal()
+    project = _project(original.project_id)
+    batch, jobs = svc.submission.rebatch(original, svc.store.get_jobs(job_ids), caller)
+    batch.queue_priority = project.queue_priority  # the project's priority now
+    project.quotas.check_submission(project.id, batch.device_type, (j.runs for j in jobs))
     status = device_status(batch.device_type)  # read before the commit: nothing may fail after
-    created = svc.store.create_batch(batch, jobs, now_us(), idem)
+    audit = Audit(caller.user_id, "batch.rebatch", {"from": original.id, "jobs": len(jobs)})
+    created = svc.store.create_batch(batch, jobs, now_us(), idem, audit)
     if created != batch.id:  # a concurrent request with the same Idempotency-Key won
         return _replay(created)
     return jsend.success(batch_json(batch, jobs, device_status=status), 201)
@@ -132,14 +142,17 @@ def list_batches() -> jsend.Reply:
 def add_jobs(batch_id: str) -> jsend.Reply:
     svc = services()
     data = read_json(svc.settings)
-    batch = visible_batch(batch_id)
+    batch = changeable_batch(batch_id, "add jobs to")
     idem = idempotency(data)
     if idem and svc.store.idempotent_batch(idem):
         return _replay(batch.id)
     if not batch.open:
         raise Conflict(f"Batch {batch.id} is closed ({batch.status}): it does not accept new jobs")
     jobs = svc.submission.new_jobs(batch, data)
-    svc.store.add_jobs(batch.id, jobs, now_us(), idem)
+    project = _project(batch.project_id)
+    project.quotas.check_submission(project.id, batch.device_type, (j.runs for j in jobs))
+    audit = Audit(principal().user_id, "batch.add_jobs", {"jobs": len(jobs)})
+    svc.store.add_jobs(batch.id, jobs, now_us(), audit, idem)
     return _batch_after_commit(batch, status=201)
 
 
@@ -147,23 +160,31 @@ def add_jobs(batch_id: str) -> jsend.Reply:
 def set_tags(batch_id: str) -> jsend.Reply:
     svc = services()
     tags = parse_model(TagsIn, {"tags": read_json(svc.settings)}).tags
-    batch = visible_batch(batch_id)
-    svc.store.set_tags(batch.id, tags, now_us())
+    batch = changeable_batch(batch_id, "tag")
+    svc.store.set_tags(batch.id, tags, now_us(), principal().user_id)
     return _batch_after_commit(batch)
 
 
 @bp.patch("/api/v2/batches/<batch_id>/cancel/jobs")
 def cancel_jobs(batch_id: str) -> jsend.Reply:
     svc = services()
-    batch = visible_batch(batch_id)
+    batch = changeable_batch(batch_id, "cancel jobs of")
     query = filters.cancel_jobs_query(request.args)
     query.batch_id = [batch.id]
     _, job_ids = svc.store.query_job_ids(query, Page(offset=0, limit=1_000_000, desc=False))
-    errors = svc.store.cancel_jobs(batch.id, job_ids, now_us())
+    errors = svc.store.cancel_jobs(batch.id, job_ids, now_us(), principal().user_id)
     canceled = [job_id for job_id in job_ids if job_id not in errors]
     none: list[Job] = []
     jobs = after_commit(lambda: svc.store.get_jobs(canceled), none)
     return jsend.success({"jobs": [job_json(job) for job in jobs], "errors": errors})
+
+
+def _project(project_id: str) -> Project:
+    """The project a submission goes to; the caller must be a member."""
+    project = services().accounts.get_project(project_id)
+    if project is None or project_id not in principal().project_ids:
+        raise Forbidden(f"You are not a member of project {project_id}")
+    return project
 
 
 def _batch_json_after_commit(batch: Batch) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, request, url_for
 
 from api import filters, jsend
-from api.access import after_commit, scoped_projects, visible_job
-from api.context import services
+from api.access import after_commit, changeable_job, scoped_projects, visible_job
+from api.context import principal, services
 from api.links import make_link
 from api.render import job_json
 from core.errors import InvalidTransition
@@ -38,8 +38,8 @@ def get_job_status(job_id: str) -> jsend.Reply:
 @bp.patch("/api/v2/jobs/<job_id>/cancel")
 def cancel_job(job_id: str) -> jsend.Reply:
     store = services().store
-    job = visible_job(job_id)
-    errors = store.cancel_jobs(job.batch_id, [job.id], now_us())
+    job = changeable_job(job_id, "cancel")
+    errors = store.cancel_jobs(job.batch_id, [job.id], now_us(), principal().user_id)
     if job.id in errors:
         raise InvalidTransition("job", job.id, job.status.value, JobStatus.CANCELED)
     fresh = after_commit(lambda: store.get_job(job.id), None)

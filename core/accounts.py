@@ -12,17 +12,18 @@ import hashlib
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import dataclass, field
 
 import jwt
 import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from core.audit import CLI_ACTOR, Audit, AuditLog
 from core.errors import Conflict, InvalidRequest, NotFound
 from core.keys import Keys
-from core.records import Principal
+from core.quotas import Quotas, parse_changes
+from core.records import Principal, Role
 from core.timefmt import now_us
 
 DEFAULT_QUEUE_PRIORITY = "MEDIUM"
@@ -32,19 +33,13 @@ JWT_ALGORITHM = "HS256"
 _hasher = PasswordHasher()
 
 
-class Role(StrEnum):
-    #: May act on every batch of the project.
-    ADMIN = "ADMIN"
-    #: May see the project's batches, and act on their own.
-    MEMBER = "MEMBER"
-
-
 @dataclass(frozen=True)
 class Project:
     id: str
     name: str
     status: str
     queue_priority: str
+    quotas: Quotas = field(default_factory=Quotas)
 
 
 @dataclass(frozen=True)
@@ -65,13 +60,30 @@ def hash_token(token: str) -> str:
 
 
 class Accounts:
+    """Users, projects, memberships and credentials. Every change names its `actor` (a user id,
+    or core/audit.py's CLI_ACTOR) and is written with its audit entry in one transaction."""
+
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         self.redis = client
         self.keys = Keys(namespace)
+        self.audit_log = AuditLog(client, namespace)
+
+    def _commit(
+        self, audit: Audit, project_id: str = ""
+    ) -> redis.client.Pipeline:  # the caller adds its writes, then execute()s
+        pipe = self.redis.pipeline(transaction=True)
+        self.audit_log.record(pipe, audit, now_us(), project_id)
+        return pipe
 
     # -- users ------------------------------------------------------------------------------
 
-    def create_user(self, username: str, password: str | None = None, admin: bool = False) -> str:
+    def create_user(
+        self,
+        username: str,
+        password: str | None = None,
+        admin: bool = False,
+        actor: str = CLI_ACTOR,
+    ) -> str:
         """Creates the user `username` (its id); refuses a name that is taken."""
         if not username or len(username) > 64 or not username.isprintable() or ":" in username:
             raise InvalidRequest("a username is 1 to 64 printable characters, without ':'")
@@ -80,8 +92,10 @@ class Accounts:
             fields["password_hash"] = _hasher.hash(password)
         if not self.redis.hsetnx(self.keys.user(username), "id", username):
             raise Conflict(f"user {username!r} already exists")
-        self.redis.hset(self.keys.user(username), mapping=fields)
-        self.redis.sadd(self.keys.users(), username)
+        pipe = self._commit(Audit(actor, "user.add", {"user": username, "admin": admin}))
+        pipe.hset(self.keys.user(username), mapping=fields)
+        pipe.sadd(self.keys.users(), username)
+        pipe.execute()
         return username
 
     def get_user(self, user_id: str) -> User | None:
@@ -94,13 +108,17 @@ class Accounts:
         found = (self.get_user(u) for u in sorted(self.redis.smembers(self.keys.users())))
         return [u for u in found if u]
 
-    def set_password(self, user_id: str, password: str) -> None:
+    def set_password(self, user_id: str, password: str, actor: str = CLI_ACTOR) -> None:
         self._require_user(user_id)
-        self.redis.hset(self.keys.user(user_id), "password_hash", _hasher.hash(password))
+        pipe = self._commit(Audit(actor, "user.set_password", {"user": user_id}))
+        pipe.hset(self.keys.user(user_id), "password_hash", _hasher.hash(password))
+        pipe.execute()
 
-    def disable_user(self, user_id: str) -> None:
+    def disable_user(self, user_id: str, actor: str = CLI_ACTOR) -> None:
         self._require_user(user_id)
-        self.redis.hset(self.keys.user(user_id), "disabled", "1")
+        pipe = self._commit(Audit(actor, "user.disable", {"user": user_id}))
+        pipe.hset(self.keys.user(user_id), "disabled", "1")
+        pipe.execute()
 
     def check_password(self, username: str, password: str) -> str | None:
         """The user id if `password` is the enabled user's, else None (same cost either way)."""
@@ -115,12 +133,17 @@ class Accounts:
     # -- projects ---------------------------------------------------------------------------
 
     def create_project(
-        self, name: str, queue_priority: str = DEFAULT_QUEUE_PRIORITY, project_id: str = ""
+        self,
+        name: str,
+        queue_priority: str = DEFAULT_QUEUE_PRIORITY,
+        project_id: str = "",
+        actor: str = CLI_ACTOR,
     ) -> Project:
-        if queue_priority not in QUEUE_PRIORITIES:
-            raise InvalidRequest(f"queue_priority must be one of {', '.join(QUEUE_PRIORITIES)}")
+        if not name or len(name) > 128 or not name.isprintable():
+            raise InvalidRequest("a project name is 1 to 128 printable characters")
+        _check_priority(queue_priority)
         project = Project(project_id or str(uuid.uuid4()), name, "ACTIVE", queue_priority)
-        pipe = self.redis.pipeline()
+        pipe = self._commit(Audit(actor, "project.add", {"name": name}), project.id)
         pipe.hset(
             self.keys.project(project.id),
             mapping={
@@ -134,24 +157,68 @@ class Accounts:
         pipe.execute()
         return project
 
+    def update_project(
+        self,
+        project_id: str,
+        served: list[str],
+        queue_priority: str | None = None,
+        quotas: dict[str, object] | None = None,
+        actor: str = CLI_ACTOR,
+    ) -> Project:
+        """Sets a project's queue priority (its batches submitted from now on carry it) and
+        quota changes (see core/quotas.parse_changes; None lifts a limit)."""
+        if self.get_project(project_id) is None:
+            raise NotFound(f"project {project_id} not found")
+        to_set, to_delete = parse_changes(quotas or {}, served)
+        if queue_priority is not None:
+            _check_priority(queue_priority)
+            to_set["queue_priority"] = queue_priority
+        detail = {"queue_priority": queue_priority, "quotas": quotas or {}}
+        pipe = self._commit(Audit(actor, "project.update", detail), project_id)
+        if to_set:
+            pipe.hset(self.keys.project(project_id), mapping=to_set)
+        if to_delete:
+            pipe.hdel(self.keys.project(project_id), *to_delete)
+        pipe.execute()
+        updated = self.get_project(project_id)
+        assert updated is not None
+        return updated
+
     def get_project(self, project_id: str) -> Project | None:
         h = self.redis.hgetall(self.keys.project(project_id))
         if not h:
             return None
-        return Project(h["id"], h["name"], h["status"], h["queue_priority"])
+        return Project(h["id"], h["name"], h["status"], h["queue_priority"], Quotas.from_hash(h))
 
     def projects(self) -> list[Project]:
         found = (self.get_project(p) for p in self.redis.smembers(self.keys.projects()))
         return sorted((p for p in found if p), key=lambda p: (p.name, p.id))
 
-    def add_member(self, project_id: str, user_id: str, role: Role = Role.MEMBER) -> None:
+    def add_member(
+        self, project_id: str, user_id: str, role: Role = Role.MEMBER, actor: str = CLI_ACTOR
+    ) -> None:
         self._require_user(user_id)
         if self.get_project(project_id) is None:
             raise NotFound(f"project {project_id} not found")
-        self.redis.hset(self.keys.user_projects(user_id), project_id, role.value)
+        audit = Audit(actor, "member.add", {"user": user_id, "role": role.value})
+        pipe = self._commit(audit, project_id)
+        pipe.hset(self.keys.user_projects(user_id), project_id, role.value)
+        pipe.execute()
 
-    def remove_member(self, project_id: str, user_id: str) -> None:
-        self.redis.hdel(self.keys.user_projects(user_id), project_id)
+    def remove_member(self, project_id: str, user_id: str, actor: str = CLI_ACTOR) -> None:
+        if not self.redis.hexists(self.keys.user_projects(user_id), project_id):
+            raise NotFound(f"user {user_id!r} is not a member of project {project_id}")
+        pipe = self._commit(Audit(actor, "member.remove", {"user": user_id}), project_id)
+        pipe.hdel(self.keys.user_projects(user_id), project_id)
+        pipe.execute()
+
+    def members(self, project_id: str) -> dict[str, str]:
+        """user id -> role of every member of the project."""
+        pipe = self.redis.pipeline(transaction=False)
+        users = sorted(self.redis.smembers(self.keys.users()))
+        for user_id in users:
+            pipe.hget(self.keys.user_projects(user_id), project_id)
+        return {u: role for u, role in zip(users, pipe.execute(), strict=True) if role}
 
     def projects_of(self, principal: Principal) -> list[Project]:
         """The caller's projects, sorted by name."""
@@ -160,25 +227,32 @@ class Accounts:
 
     # -- credentials ------------------------------------------------------------------------
 
-    def issue_token(self, user_id: str, expires_in_s: int | None = None) -> IssuedToken:
+    def issue_token(
+        self, user_id: str, expires_in_s: int | None = None, actor: str = CLI_ACTOR
+    ) -> IssuedToken:
         """A new API token for `user_id` (a machine user's long-lived credential)."""
         self._require_user(user_id)
+        if expires_in_s is not None and expires_in_s <= 0:
+            raise InvalidRequest("expires_in must be a positive number of seconds")
         token, token_id = secrets.token_urlsafe(32), str(uuid.uuid4())
         fields = {"user_id": user_id, "token_id": token_id}
         if expires_in_s is not None:
             fields["expires_us"] = str(now_us() + expires_in_s * 1_000_000)
         digest = hash_token(token)
-        pipe = self.redis.pipeline()
+        detail = {"user": user_id, "token_id": token_id, "expires_in_s": expires_in_s}
+        pipe = self._commit(Audit(actor, "token.issue", detail))
         pipe.hset(self.keys.token(digest), mapping=fields)
         pipe.set(self.keys.token_id(token_id), digest)
         pipe.execute()
         return IssuedToken(token_id, token)
 
-    def revoke_token(self, token_id: str) -> None:
+    def revoke_token(self, token_id: str, actor: str = CLI_ACTOR) -> None:
         digest = self.redis.get(self.keys.token_id(token_id))
         if digest is None:
             raise NotFound(f"token {token_id} not found")
-        self.redis.delete(self.keys.token(digest), self.keys.token_id(token_id))
+        pipe = self._commit(Audit(actor, "token.revoke", {"token_id": token_id}))
+        pipe.delete(self.keys.token(digest), self.keys.token_id(token_id))
+        pipe.execute()
 
     def access_token(self, user_id: str, secret: str, audience: str, ttl_s: int) -> str:
         """A signed access token (JWT) for the password grant."""
@@ -202,10 +276,17 @@ class Accounts:
             user_id = self._api_token_user(token)
         if user_id is None:
             return None
-        if self.redis.hget(self.keys.user(user_id), "disabled") != "0":
+        admin, disabled = self.redis.hmget(self.keys.user(user_id), "admin", "disabled")
+        if disabled != "0":
             return None
         roles = self.redis.hgetall(self.keys.user_projects(user_id))
-        return Principal(user_id=user_id, project_ids=frozenset(roles), roles=roles)
+        return Principal(
+            user_id=user_id,
+            project_ids=frozenset(roles),
+            roles=roles,
+            admin=admin == "1",
+            token_hash=hash_token(token),
+        )
 
     def _api_token_user(self, token: str) -> str | None:
         user_id, expires_us = self.redis.hmget(
@@ -234,6 +315,11 @@ class Accounts:
     def _require_user(self, user_id: str) -> None:
         if not self.redis.exists(self.keys.user(user_id)):
             raise NotFound(f"user {user_id!r} not found")
+
+
+def _check_priority(queue_priority: str) -> None:
+    if queue_priority not in QUEUE_PRIORITIES:
+        raise InvalidRequest(f"queue_priority must be one of {', '.join(QUEUE_PRIORITIES)}")
 
 
 #: Verified against when a username is unknown, so both answers take as long.

@@ -63,6 +63,24 @@ class Forbidden(TweezerError):
     http_status = 403
 
 
+class QuotaExceeded(Forbidden):
+    """The submission would pass one of its project's quotas (core/quotas.py)."""
+
+    code = "quota_exceeded"
+
+
+class RateLimited(TweezerError):
+    """The token sent more requests than its rate allows; `retry_after_s` says when to retry.
+    The SDK waits for Retry-After and retries by itself."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.retry_after_s = retry_after_s
+
+
 class NotFound(TweezerError):
     """No such batch, job or route visible to the caller."""
 

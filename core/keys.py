@@ -21,8 +21,12 @@ Indexes (zsets of ids scored by creation time; filters intersect them, never sca
   idx:jobs:{field}:{value}        jobs by project_id, user_id, status, errors
   idx:jobs:runs                   zset  job ids scored by runs (min_runs / max_runs)
 
-Scheduling
-  queue:{device_type}:{priority}  zset    PENDING batches waiting for a QPU, by creation time
+Scheduling (fair share within a priority level: docs/design.md, "Scheduling policy")
+  queue:{device_type}:{priority}  zset    projects with PENDING batches waiting at this level,
+                                          scored by when the project last got a QPU of the type
+  queue:{device_type}:{priority}:{project}
+                                  zset    that project's waiting batches, by creation time
+  device:{type}:served            hash    project id -> when it last got a QPU of the type (µs)
   qpu:{name}:lease                string  lease token of the batch holding the QPU (PX = TTL)
   qpu:{name}:epoch                string  fencing epoch, INCR on every lease grant
   qpu:{name}:batch                string  batch the QPU serves; outlives the lease so a new
@@ -47,8 +51,16 @@ Accounts
   user:{id}                       hash    a user: id, password_hash (argon2), admin, disabled
   users                           set     every user id
   user:{id}:projects              hash    the user's projects: project id -> role (ADMIN|MEMBER)
-  project:{id}                    hash    a project (id, name, status, queue_priority)
+  project:{id}                    hash    a project (id, name, status, queue_priority) and
+                                          its quotas (core/quotas.py; absent = no limit)
+  project:{id}:usage              hash    queued_jobs: its jobs not finished yet
+  project:{id}:open-batches       set     its open batches that are not finished
   projects                        set     every project id
+
+Audit and rate limits
+  audit                           stream  who created, cancelled, closed, rebatched... what
+                                          (core/audit.py), trimmed to the newest entries
+  rate:{sha256 of token}          string  the token's next allowed request time (GCRA, µs)
 
 Temporary
   tmp:{random}                    zset    intermediate filter results (expire in seconds)
@@ -74,6 +86,8 @@ _PATTERNS: dict[str, str] = {
     "job_index": "idx:jobs:{0}:{1}",
     "jobs_by_runs": "idx:jobs:runs",
     "queue": "queue:{0}:{1}",
+    "project_queue": "queue:{0}:{1}:{2}",
+    "device_served": "device:{0}:served",
     "qpu_lease": "qpu:{0}:lease",
     "qpu_epoch": "qpu:{0}:epoch",
     "qpu_batch": "qpu:{0}:batch",
@@ -89,7 +103,11 @@ _PATTERNS: dict[str, str] = {
     "user": "user:{0}",
     "user_projects": "user:{0}:projects",
     "project": "project:{0}",
+    "project_usage": "project:{0}:usage",
+    "project_open_batches": "project:{0}:open-batches",
     "projects": "projects",
+    "audit": "audit",
+    "rate": "rate:{0}",
     "tmp": "tmp:{0}",
 }
 
@@ -142,6 +160,12 @@ class Keys:
     def queue(self, device_type: str, priority: str) -> str:
         return self._key("queue", device_type, priority)
 
+    def project_queue(self, device_type: str, priority: str, project_id: str) -> str:
+        return self._key("project_queue", device_type, priority, project_id)
+
+    def device_served(self, device_type: str) -> str:
+        return self._key("device_served", device_type)
+
     def qpu_lease(self, qpu: str) -> str:
         return self._key("qpu_lease", qpu)
 
@@ -187,8 +211,20 @@ class Keys:
     def project(self, project_id: str) -> str:
         return self._key("project", project_id)
 
+    def project_usage(self, project_id: str) -> str:
+        return self._key("project_usage", project_id)
+
+    def project_open_batches(self, project_id: str) -> str:
+        return self._key("project_open_batches", project_id)
+
     def projects(self) -> str:
         return self._key("projects")
+
+    def audit(self) -> str:
+        return self._key("audit")
+
+    def rate(self, token_hash: str) -> str:
+        return self._key("rate", token_hash)
 
     def tmp(self, token: str) -> str:
         return self._key("tmp", token)

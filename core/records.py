@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from core.status import BatchStatus, JobStatus
@@ -184,11 +185,30 @@ class Job:
         return fields
 
 
+class Role(StrEnum):
+    """A member's role in a project."""
+
+    #: May act on every batch of the project.
+    ADMIN = "ADMIN"
+    #: May see the project's batches, and act on their own.
+    MEMBER = "MEMBER"
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a user, the projects they belong to and their role in each."""
 
     user_id: str
     project_ids: frozenset[str]
-    #: project id -> "ADMIN" or "MEMBER"
+    #: project id -> Role value
     roles: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    #: A cluster administrator: may use the admin routes (membership still decides what
+    #: batches they see, like anyone).
+    admin: bool = False
+    #: SHA-256 of the credential used, the key of its rate limit ("" outside a request).
+    token_hash: str = ""
+
+    def may_act_on(self, record: Batch | Job) -> bool:
+        """Whether the caller may change `record` (cancel, close, add jobs, tags): its owner, or
+        an ADMIN of its project. Seeing it only takes membership."""
+        return record.user_id == self.user_id or self.roles.get(record.project_id) == Role.ADMIN

@@ -1,8 +1,9 @@
 """Loads the Lua scripts of core/lua/ once and calls them by SHA (EVALSHA, reloaded on NOSCRIPT).
 
 Each script is prefixed with a prelude: `NS` (the namespace, always ARGV[1]), the `K.*` key
-functions rendered from core/keys.py, the transition tables rendered from core/status.py, and the
-shared helpers of `_lib.lua`. A script's own arguments therefore start at ARGV[2].
+functions rendered from core/keys.py, the audit log's length (core/audit.py), the transition
+tables rendered from core/status.py, and the shared helpers of `_lib.lua`. A script's own
+arguments therefore start at ARGV[2].
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import redis
 
+from core.audit import AUDIT_RETAINED
 from core.keys import lua_functions
 from core.status import lua_tables
 
@@ -60,7 +62,13 @@ def script_source(name: str) -> str:
     writes before it (scripts are not rolled back).
     """
     shebang = f"#!lua flags={FLAGS[name]}\n" if name in FLAGS else "#!lua\n"
-    prelude = "local NS = ARGV[1]\n" + lua_functions() + lua_tables() + _read("_lib")
+    prelude = (
+        "local NS = ARGV[1]\n"
+        + f"local AUDIT_RETAINED = {AUDIT_RETAINED}\n"
+        + lua_functions()
+        + lua_tables()
+        + _read("_lib")
+    )
     return shebang + prelude + "\n-- " + name + ".lua\n" + _read(name)
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import redis
 
+from core import quotas
+from core.audit import Audit
 from core.errors import Conflict, InvalidTransition, NotFound
 from core.keys import Keys
 from core.records import Batch, Job
@@ -87,17 +89,28 @@ class Store:
     # -- writes -----------------------------------------------------------------------------
 
     def create_batch(
-        self, batch: Batch, jobs: list[Job], now: int, idempotency: Idempotency | None = None
+        self,
+        batch: Batch,
+        jobs: list[Job],
+        now: int,
+        idempotency: Idempotency | None = None,
+        audit: Audit | None = None,
     ) -> str:
         """Commits a new batch and its jobs and fills in their creation times; returns its id,
-        or the id of the batch an earlier request with the same Idempotency-Key created."""
+        or the id of the batch an earlier request with the same Idempotency-Key created.
+        Refuses it (QuotaExceeded) if its project's counted quotas do not leave room.
+        `audit` defaults to "the batch's user created it"."""
+        audit = audit or Audit(batch.user_id, "batch.create", {"jobs": len(jobs)})
         reply = self.scripts.call(
             "create_batch",
             now,
             json.dumps(batch.creation_fields()),
             json.dumps([job.creation_fields() for job in jobs]),
             *(idempotency.args() if idempotency else NO_IDEMPOTENCY),
+            audit.arg(),
         )
+        if reply[0] == "quota":
+            raise quotas.refusal(batch.project_id, reply)
         if reply[0] != "created":
             return _replayed(reply)
         batch.created_us = batch.updated_us = int(reply[1])
@@ -107,7 +120,12 @@ class Store:
         return batch.id
 
     def add_jobs(
-        self, batch_id: str, jobs: list[Job], now: int, idempotency: Idempotency | None = None
+        self,
+        batch_id: str,
+        jobs: list[Job],
+        now: int,
+        audit: Audit,
+        idempotency: Idempotency | None = None,
     ) -> None:
         """Commits jobs into an open, unfinished batch (once per Idempotency-Key)."""
         reply = self.scripts.call(
@@ -116,10 +134,13 @@ class Store:
             batch_id,
             json.dumps([job.creation_fields() for job in jobs]),
             *(idempotency.args() if idempotency else NO_IDEMPOTENCY),
+            audit.arg(),
         )
         if reply[0] in ("replay", "key_reused"):
             _replayed(reply)
             return
+        if reply[0] == "quota":
+            raise quotas.refusal(jobs[0].project_id, reply)
         if reply[0] == "not_found":
             raise NotFound(f"Batch {batch_id} not found")
         if reply[0] == "conflict":
@@ -128,29 +149,39 @@ class Store:
             raise Conflict(f"Batch {batch_id} is {state}: it does not accept new jobs")
         _stamp(jobs, reply[1:])
 
-    def close_batch(self, batch_id: str, now: int) -> None:
-        self._status_change("close_batch", batch_id, BatchStatus.DONE, now)
+    def close_batch(self, batch_id: str, now: int, actor: str) -> None:
+        audit = Audit(actor, "batch.close")
+        self._status_change("close_batch", batch_id, BatchStatus.DONE, now, audit)
 
-    def cancel_batch(self, batch_id: str, now: int) -> None:
-        self._status_change("cancel_batch", batch_id, BatchStatus.CANCELED, now)
+    def cancel_batch(self, batch_id: str, now: int, actor: str) -> None:
+        audit = Audit(actor, "batch.cancel")
+        self._status_change("cancel_batch", batch_id, BatchStatus.CANCELED, now, audit)
 
-    def _status_change(self, script: str, batch_id: str, target: BatchStatus, now: int) -> None:
-        reply = self.scripts.call(script, now, batch_id)
+    def _status_change(
+        self, script: str, batch_id: str, target: BatchStatus, now: int, audit: Audit
+    ) -> None:
+        reply = self.scripts.call(script, now, batch_id, audit.arg())
         if reply[0] == "not_found":
             raise NotFound(f"Batch {batch_id} not found")
         if reply[0] == "conflict":
             raise InvalidTransition("batch", batch_id, reply[1], target)
 
-    def cancel_jobs(self, batch_id: str, job_ids: Sequence[str], now: int) -> dict[str, str]:
+    def cancel_jobs(
+        self, batch_id: str, job_ids: Sequence[str], now: int, actor: str
+    ) -> dict[str, str]:
         """Cancels the jobs it can; returns {job id: reason} for those it could not."""
-        reply = self.scripts.call("cancel_jobs", now, batch_id, json.dumps(list(job_ids)))
+        ids = list(job_ids)
+        audit = Audit(actor, "batch.cancel_jobs", {"jobs": ids[:100], "count": len(ids)})
+        reply = self.scripts.call("cancel_jobs", now, batch_id, json.dumps(ids), audit.arg())
         if reply[0] == "not_found":
             raise NotFound(f"Batch {batch_id} not found")
         errors: dict[str, str] = json.loads(reply[2]) if reply[2] != "[]" else {}
         return errors
 
-    def set_tags(self, batch_id: str, tags: list[str], now: int) -> None:
-        if self.scripts.call("set_tags", now, batch_id, json.dumps(tags))[0] == "not_found":
+    def set_tags(self, batch_id: str, tags: list[str], now: int, actor: str) -> None:
+        audit = Audit(actor, "batch.set_tags", {"tags": tags})
+        reply = self.scripts.call("set_tags", now, batch_id, json.dumps(tags), audit.arg())
+        if reply[0] == "not_found":
             raise NotFound(f"Batch {batch_id} not found")
 
     # -- reads ------------------------------------------------------------------------------

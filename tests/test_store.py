@@ -7,6 +7,9 @@ import uuid
 
 import pytest
 
+from core.accounts import Accounts
+from core.audit import AuditLog
+from core.errors import QuotaExceeded
 from core.execution import Execution
 from core.keys import _PATTERNS, Keys, lua_functions
 from core.qpu import QpuControl
@@ -20,10 +23,12 @@ T0 = 1_800_000_000_000_000  # µs
 SECOND = 1_000_000
 
 
-def new_batch(store: Store, runs=(10, 20), open_=False, priority="MEDIUM", now=T0, tags=()):
+def new_batch(
+    store: Store, runs=(10, 20), open_=False, priority="MEDIUM", now=T0, tags=(), project="p"
+):
     batch = Batch(
         id=str(uuid.uuid4()),
-        project_id="p",
+        project_id=project,
         user_id="u",
         device_type="EMU_FREE",
         status=BatchStatus.PENDING,
@@ -38,7 +43,7 @@ def new_batch(store: Store, runs=(10, 20), open_=False, priority="MEDIUM", now=T
         Job(
             id=str(uuid.uuid4()),
             batch_id=batch.id,
-            project_id="p",
+            project_id=project,
             user_id="u",
             status=JobStatus.PENDING,
             runs=r,
@@ -151,7 +156,7 @@ def test_cancel_racing_a_commit_keeps_one_consistent_outcome(parts):
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
     execution.claim(d.job_id, d.delivery, 5, T0)
-    store.cancel_batch(batch.id, T0)
+    store.cancel_batch(batch.id, T0, "tester")
     assert not execution.commit_done(d.job_id, d.delivery, {"counter": {"0": 10}}, T0)
     assert store.get_job(d.job_id).status is JobStatus.CANCELED
     assert store.get_result(d.job_id) is None
@@ -177,7 +182,7 @@ def test_priority_order_and_open_batch_timeout(parts):
     opened, _ = new_batch(store, runs=(), open_=True, priority="HIGH")
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     assert lease.batch_id == high.id
-    store.cancel_batch(high.id, T0)
+    store.cancel_batch(high.id, T0, "tester")
     assert control.release(lease)
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     assert lease.batch_id == opened.id  # HIGH before the older LOW
@@ -186,3 +191,72 @@ def test_priority_order_and_open_batch_timeout(parts):
     assert store.get_batch(opened.id).status is BatchStatus.TIMED_OUT
     assert control.release(lease)
     assert control.acquire(QPU, ttl_s=10, now=T0).batch_id == low.id
+
+
+def test_fair_share_between_projects_within_a_priority_level(parts):
+    """Two projects flood one QPU, one after the other: within a level the QPU alternates
+    between them (least recently served first), each project's batches in submission order;
+    a higher level still goes first."""
+    store, control, _ = parts
+    a = [new_batch(store, runs=(1,), project="A")[0].id for _ in range(3)]
+    b = [new_batch(store, runs=(1,), project="B")[0].id for _ in range(3)]
+    urgent = new_batch(store, runs=(1,), project="A", priority="HIGH")[0].id
+    order = []
+    now = T0
+    while lease := control.acquire(QPU, ttl_s=10, now=now):
+        order.append(lease.batch_id)
+        store.cancel_batch(lease.batch_id, now, "tester")
+        assert control.release(lease)
+        now += SECOND
+    assert order == [urgent, b[0], a[0], b[1], a[1], b[2], a[2]]
+
+
+def test_counted_quotas_are_checked_at_commit_and_freed_by_finishing(parts, redis_only):
+    store, control, execution = parts
+    accounts = Accounts(redis_only, NS)
+    project = accounts.create_project("quota", project_id="q").id
+    accounts.update_project(project, ["EMU_FREE"], quotas={"max_queued_jobs": 3})
+    first, _ = new_batch(store, runs=(1, 1), project=project)
+    with pytest.raises(QuotaExceeded, match="2 unfinished jobs of at most 3"):
+        new_batch(store, runs=(1, 1), project=project)
+    new_batch(store, runs=(1,), project=project)  # exactly at the limit
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
+    execution.claim(d.job_id, d.delivery, 5, T0)
+    assert execution.commit_done(d.job_id, d.delivery, {"counter": {"1": 1}}, T0)
+    new_batch(store, runs=(1,), project=project)  # a job ended DONE: room for one more
+    store.cancel_batch(first.id, T0, "tester")  # its other job ends CANCELED: one more
+    new_batch(store, runs=(1,), project=project)
+    with pytest.raises(QuotaExceeded):
+        new_batch(store, runs=(1,), project=project)
+
+    accounts.update_project(project, ["EMU_FREE"], quotas={"max_queued_jobs": None})
+    accounts.update_project(project, ["EMU_FREE"], quotas={"max_open_batches": 1})
+    opened, _ = new_batch(store, runs=(), open_=True, project=project)
+    with pytest.raises(QuotaExceeded, match="max_open_batches"):
+        new_batch(store, runs=(), open_=True, project=project)
+    new_batch(store, runs=(1,), project=project)  # closed batches do not count
+    store.close_batch(opened.id, T0, "tester")
+    new_batch(store, runs=(), open_=True, project=project)
+    total, _ = store.query_batches(BatchQuery(project_id=[project]), Page())
+    assert total == 7  # the refused batches wrote nothing
+
+
+def test_every_batch_change_is_in_the_audit_log(parts, redis_only):
+    store, _, _ = parts
+    batch, jobs = new_batch(store, runs=(1, 2))
+    store.cancel_jobs(batch.id, [jobs[0].id], T0, "alice")
+    store.set_tags(batch.id, ["x"], T0, "alice")
+    store.cancel_batch(batch.id, T0, "bob")
+    entries = AuditLog(redis_only, NS).entries()
+    assert [(e.actor, e.action, e.batch_id) for e in entries] == [
+        ("bob", "batch.cancel", batch.id),
+        ("alice", "batch.set_tags", batch.id),
+        ("alice", "batch.cancel_jobs", batch.id),
+        ("u", "batch.create", batch.id),
+    ]
+    assert entries[2].detail == {"jobs": [jobs[0].id], "count": 1}
+    assert all(e.project_id == "p" for e in entries)
+    assert [e.action for e in AuditLog(redis_only, NS).entries(actor="alice", limit=1)] == [
+        "batch.set_tags"
+    ]

@@ -30,6 +30,22 @@ local function next_created(now)
   return ts
 end
 
+-- Fair share: a priority level's queue holds projects, scored by when each last got a QPU of
+-- the device type (0: never), and each project's own queue holds its batches in creation order.
+local function enqueue_batch(batch_id, device_type, priority, project_id, created)
+  redis.call('ZADD', K.project_queue(device_type, priority, project_id), created, batch_id)
+  local served = redis.call('HGET', K.device_served(device_type), project_id) or '0'
+  redis.call('ZADD', K.queue(device_type, priority), 'NX', served, project_id)
+end
+
+local function dequeue_batch(batch_id, device_type, priority, project_id)
+  local own = K.project_queue(device_type, priority, project_id)
+  redis.call('ZREM', own, batch_id)
+  if redis.call('ZCARD', own) == 0 then
+    redis.call('ZREM', K.queue(device_type, priority), project_id)
+  end
+end
+
 local function set_job_status(job_id, batch_id, from, to, now)
   if not JOB_TRANSITIONS[from][to] then
     return error('invalid job transition ' .. from .. ' -> ' .. to .. ' for ' .. job_id)
@@ -43,6 +59,8 @@ local function set_job_status(job_id, batch_id, from, to, now)
   redis.call('HINCRBY', K.batch_counts(batch_id), to, 1)
   if TERMINAL_JOB[to] then
     redis.call('HSET', job, 'end_us', now)
+    local project_id = redis.call('HGET', job, 'project_id')
+    redis.call('HINCRBY', K.project_usage(project_id), 'queued_jobs', -1)
     -- A finished job restarts the idle clock of an open batch.
     redis.call('HSET', K.batch(batch_id), 'activity_us', now)
   end
@@ -53,18 +71,19 @@ local function set_batch_status(batch_id, from, to, now)
     return error('invalid batch transition ' .. from .. ' -> ' .. to .. ' for ' .. batch_id)
   end
   local batch = K.batch(batch_id)
-  local b = redis.call('HMGET', batch, 'created_us', 'device_type', 'queue_priority')
+  local b = redis.call('HMGET', batch, 'created_us', 'device_type', 'queue_priority', 'project_id')
   redis.call('HSET', batch, 'status', to, 'updated_us', now)
   redis.call('ZREM', K.batch_index('status', from), batch_id)
   redis.call('ZADD', K.batch_index('status', to), b[1], batch_id)
   if from == 'PENDING' then
-    redis.call('ZREM', K.queue(b[2], b[3]), batch_id)
+    dequeue_batch(batch_id, b[2], b[3], b[4])
   end
   if to == 'RUNNING' then
     redis.call('HSET', batch, 'start_us', now, 'activity_us', now)
   end
   if TERMINAL_BATCH[to] then
     redis.call('HSET', batch, 'end_us', now)
+    redis.call('SREM', K.project_open_batches(b[4]), batch_id)
     redis.call('DEL', K.batch_pending(batch_id))
     wake_scheduler()
   end
@@ -72,12 +91,15 @@ end
 
 local function set_batch_open(batch_id, is_open, now)
   local batch = K.batch(batch_id)
-  local h = redis.call('HMGET', batch, 'open', 'created_us')
+  local h = redis.call('HMGET', batch, 'open', 'created_us', 'project_id')
   local new = is_open and '1' or '0'
   if h[1] ~= new then
     redis.call('HSET', batch, 'open', new, 'updated_us', now)
     redis.call('ZREM', K.batch_index('open', h[1]), batch_id)
     redis.call('ZADD', K.batch_index('open', new), h[2], batch_id)
+  end
+  if not is_open then
+    redis.call('SREM', K.project_open_batches(h[3]), batch_id)
   end
 end
 
@@ -111,6 +133,7 @@ local function create_job(fields, batch_id, ts)
   redis.call('ZADD', K.job_index('errors', '0'), ts, job_id)
   redis.call('ZADD', K.jobs_by_runs(), fields['runs'], job_id)
   redis.call('HINCRBY', K.batch_counts(batch_id), fields['status'], 1)
+  redis.call('HINCRBY', K.project_usage(fields['project_id']), 'queued_jobs', 1)
 end
 
 -- Creates `jobs` (a list of field tables) in `batch_id`; returns their creation timestamps.
@@ -159,4 +182,34 @@ end
 local function holds_lease(qpu, token, epoch)
   return redis.call('GET', K.qpu_lease(qpu)) == token
     and redis.call('GET', K.qpu_epoch(qpu)) == tostring(epoch)
+end
+
+-- Quotas counted at commit, so concurrent requests cannot pass them together (the static ones,
+-- runs per job and device types, are checked in Python: core/quotas.py). Returns
+-- {'quota', name, limit, in use} when the project may not take `new_jobs` more unfinished jobs,
+-- or one more open batch when `opens`; nil when it may.
+local function quota_refusal(project_id, new_jobs, opens)
+  local limits = redis.call('HMGET', K.project(project_id), 'max_queued_jobs', 'max_open_batches')
+  if limits[1] and new_jobs > 0 then
+    local used = tonumber(redis.call('HGET', K.project_usage(project_id), 'queued_jobs') or '0')
+    if used + new_jobs > tonumber(limits[1]) then
+      return {'quota', 'max_queued_jobs', limits[1], int(used)}
+    end
+  end
+  if limits[2] and opens then
+    local used = redis.call('SCARD', K.project_open_batches(project_id))
+    if used >= tonumber(limits[2]) then
+      return {'quota', 'max_open_batches', limits[2], int(used)}
+    end
+  end
+  return nil
+end
+
+-- Appends to the audit log, in the same script as the change it records. `entry` is the JSON
+-- of core/audit.py's Audit: actor, action and a detail object (as JSON text).
+local function audit(entry, project_id, batch_id, now)
+  local e = cjson.decode(entry)
+  redis.call('XADD', K.audit(), 'MAXLEN', '~', AUDIT_RETAINED, '*',
+    'at', now, 'actor', e['actor'], 'action', e['action'],
+    'project_id', project_id, 'batch_id', batch_id, 'detail', e['detail'])
 end

@@ -2,9 +2,10 @@
 -- will be refused at commit). The QPU is released once no job of the batch is in flight.
 -- ARGV[2] now (µs)
 -- ARGV[3] batch id
+-- ARGV[4] audit entry (JSON: actor, action, detail)
 -- Returns {'ok'} | {'not_found'} | {'conflict', status}.
 local now, batch_id = ARGV[2], ARGV[3]
-local status = redis.call('HGET', K.batch(batch_id), 'status')
+local status, project_id = unpack(redis.call('HMGET', K.batch(batch_id), 'status', 'project_id'))
 if not status then return {'not_found'} end
 if TERMINAL_BATCH[status] then return {'conflict', status} end
 for _, job_id in ipairs(redis.call('ZRANGE', K.batch_jobs(batch_id), 0, -1)) do
@@ -15,4 +16,5 @@ for _, job_id in ipairs(redis.call('ZRANGE', K.batch_jobs(batch_id), 0, -1)) do
 end
 set_batch_open(batch_id, false, now)
 set_batch_status(batch_id, status, 'CANCELED', now)
+audit(ARGV[4], project_id, batch_id, now)
 return {'ok'}

@@ -3,14 +3,18 @@
 -- ARGV[3] batch fields (JSON object, core/records.py Batch.creation_fields)
 -- ARGV[4] jobs (JSON array of Job.creation_fields objects)
 -- ARGV[5] idempotency key ('' for none), ARGV[6] request fingerprint, ARGV[7] its TTL (ms)
+-- ARGV[8] audit entry (JSON: actor, action, detail)
 -- Returns {'created', batch created_us, job created_us...} | {'replay', earlier batch id}
---       | {'key_reused'}.
+--       | {'key_reused'} | {'quota', name, limit, in use}.
 local now = ARGV[2]
 local fields = cjson.decode(ARGV[3])
 local jobs = cjson.decode(ARGV[4])
 local batch_id = fields['id']
 local replay = idempotent_replay(ARGV[5], ARGV[6])
 if replay then return replay end
+local project_id = fields['project_id']
+local refusal = quota_refusal(project_id, #jobs, fields['open'] == '1')
+if refusal then return refusal end
 local batch = K.batch(batch_id)
 
 local ts = next_created(now)
@@ -29,10 +33,14 @@ end
 for _, tag in ipairs(cjson.decode(fields['tags'])) do
   redis.call('ZADD', K.batch_index('tag', tag), ts, batch_id)
 end
-redis.call('ZADD', K.queue(fields['device_type'], fields['queue_priority']), ts, batch_id)
+enqueue_batch(batch_id, fields['device_type'], fields['queue_priority'], project_id, ts)
+if fields['open'] == '1' then
+  redis.call('SADD', K.project_open_batches(project_id), batch_id)
+end
 
 local stamps = create_jobs(jobs, batch_id, now)
 remember_idempotent(ARGV[5], ARGV[6], batch_id, ARGV[7])
+audit(ARGV[8], project_id, batch_id, now)
 wake_scheduler()
 table.insert(stamps, 1, ts)
 table.insert(stamps, 1, 'created')

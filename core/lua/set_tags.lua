@@ -2,10 +2,11 @@
 -- ARGV[2] now (µs)
 -- ARGV[3] batch id
 -- ARGV[4] tags (JSON array of strings)
+-- ARGV[5] audit entry (JSON: actor, action, detail)
 -- Returns {'ok'} | {'not_found'}.
 local now, batch_id = ARGV[2], ARGV[3]
 local batch = K.batch(batch_id)
-local h = redis.call('HMGET', batch, 'tags', 'created_us')
+local h = redis.call('HMGET', batch, 'tags', 'created_us', 'project_id')
 if not h[1] then return {'not_found'} end
 for _, tag in ipairs(cjson.decode(h[1])) do
   redis.call('ZREM', K.batch_index('tag', tag), batch_id)
@@ -14,4 +15,5 @@ for _, tag in ipairs(cjson.decode(ARGV[4])) do
   redis.call('ZADD', K.batch_index('tag', tag), h[2], batch_id)
 end
 redis.call('HSET', batch, 'tags', ARGV[4], 'updated_us', now)
+audit(ARGV[5], h[3], batch_id, now)
 return {'ok'}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import batches, devices, health, jobs, oauth, projects, results
+from api import admin, batches, devices, health, jobs, oauth, projects, results
 from api.auth import require_token
 from api.context import Services
 from api.errors import register_error_handlers
@@ -13,6 +13,7 @@ from core.accounts import Accounts
 from core.device_status import DeviceStatuses
 from core.devices import device_registry
 from core.errors import ConfigurationError
+from core.ratelimit import RateLimiter
 from core.redis_client import connect
 from core.settings import Settings
 from core.store import Store
@@ -20,6 +21,8 @@ from core.store import Store
 #: Where the SDK's `Endpoints(core=..., account=...)` point, under the server's base URL.
 CORE_PREFIX = "/core-fast"
 ACCOUNT_PREFIX = "/account"
+#: Admin-only routes (api/admin.py); not part of the Pasqal API.
+ADMIN_PREFIX = "/admin"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -44,6 +47,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         registry=registry,
         submission=Submission(settings, registry),
         devices=DeviceStatuses(client, settings.namespace),
+        rate_limiter=RateLimiter(
+            client, settings.namespace, settings.rate_limit_per_s, settings.rate_limit_burst
+        ),
     )
 
     for blueprint in (batches.bp, jobs.bp, devices.bp):
@@ -52,6 +58,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(results.bp, url_prefix=CORE_PREFIX)  # public: the link is the key
     require_token(projects.bp)
     app.register_blueprint(projects.bp, url_prefix=ACCOUNT_PREFIX)
+    require_token(admin.bp, admin_only=True)
+    app.register_blueprint(admin.bp, url_prefix=ADMIN_PREFIX)
     app.register_blueprint(health.bp)
     app.register_blueprint(oauth.bp)  # public: it is where credentials are exchanged
     register_error_handlers(app)

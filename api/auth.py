@@ -5,12 +5,16 @@ from __future__ import annotations
 from flask import Blueprint, g, request
 
 from api.context import services
-from core.errors import Unauthorized
+from core.errors import Forbidden, Unauthorized
+from core.timefmt import now_us
 
 
-def require_token(blueprint: Blueprint, public_endpoints: frozenset[str] = frozenset()) -> None:
+def require_token(
+    blueprint: Blueprint, public_endpoints: frozenset[str] = frozenset(), admin_only: bool = False
+) -> None:
     """Every route of `blueprint` needs `Authorization: Bearer <token>`, except the endpoints
-    named in `public_endpoints` (public specs, results downloads)."""
+    named in `public_endpoints` (public specs, results downloads); with `admin_only`, the token
+    of a cluster administrator."""
 
     @blueprint.before_request
     def authenticate() -> None:
@@ -26,4 +30,7 @@ def require_token(blueprint: Blueprint, public_endpoints: frozenset[str] = froze
         )
         if caller is None:
             raise Unauthorized("Invalid or expired token")
+        services().rate_limiter.check(caller.token_hash, now_us())
+        if admin_only and not caller.admin:
+            raise Forbidden("This route is for cluster administrators")
         g.principal = caller

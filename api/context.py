@@ -11,6 +11,7 @@ from core.accounts import Accounts
 from core.device_status import DeviceStatuses
 from core.devices import DeviceSpec
 from core.errors import Unauthorized
+from core.ratelimit import RateLimiter
 from core.records import Principal
 from core.settings import Settings
 from core.store import Store
@@ -25,6 +26,7 @@ class Services:
     registry: dict[str, DeviceSpec]
     submission: Submission
     devices: DeviceStatuses
+    rate_limiter: RateLimiter
 
 
 def services() -> Services:

@@ -11,7 +11,7 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from api.jsend import failure
-from core.errors import ServiceUnavailable, TweezerError
+from core.errors import RateLimited, ServiceUnavailable, TweezerError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ def register_error_handlers(app: Flask) -> None:
         response = failure(exc.http_status, exc.message, exc.code, exc.details)
         if isinstance(exc, ServiceUnavailable):
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        elif isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
         return response
 
     @app.errorhandler(HTTPException)

@@ -55,6 +55,33 @@ class TagsIn(_Strict):
     tags: Tags
 
 
+class NewUserIn(_Strict):
+    username: StrictStr
+    #: Without one, the user can only use API tokens.
+    password: Annotated[StrictStr, Field(min_length=8, max_length=1024)] | None = None
+    admin: StrictBool = False
+
+
+class NewTokenIn(_Strict):
+    expires_in: Annotated[StrictInt, Field(gt=0)] | None = None
+
+
+class NewProjectIn(_Strict):
+    name: StrictStr
+    queue_priority: StrictStr = "MEDIUM"
+
+
+class ProjectChangeIn(_Strict):
+    """Quota values are checked by core/quotas.parse_changes (null lifts a limit)."""
+
+    queue_priority: StrictStr | None = None
+    quotas: dict[str, Any] | None = None
+
+
+class MemberIn(_Strict):
+    role: StrictStr = "MEMBER"
+
+
 class EmuFreeConfigurationIn(BaseModel):
     """The SDK's `EmuFreeConfig` dict (BaseConfig fields plus `with_noise`); `extra_config`
     keys arrive flattened beside them and are kept as they are."""

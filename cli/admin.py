@@ -1,4 +1,5 @@
-"""Administration of a running cluster from the command line: `tweezer user|project|token|device`.
+"""Administration of a running cluster from the command line:
+`tweezer user|project|token|audit|device`.
 
 Each command finds the cluster through `--data-dir` (one started by `tweezer up --data-dir DIR`)
 or `--redis-url`, and prints what it did; printed tokens and ids come last on their line.
@@ -12,10 +13,11 @@ import json
 import sys
 from pathlib import Path
 
-from core.accounts import Accounts, Role
+from core.accounts import QUEUE_PRIORITIES, Accounts, Project, Role
 from core.device_status import DeviceStatuses
 from core.devices import device_registry
 from core.errors import ConfigurationError
+from core.quotas import ALLOWED_DEVICE_TYPES, LIMITS
 from core.redis_client import connect
 from core.settings import Settings
 from core.status import DeviceStatus
@@ -109,6 +111,27 @@ def add_account_commands(commands: argparse._SubParsersAction) -> None:
     member.add_argument("username")
     member.add_argument("--role", default="MEMBER", choices=[r.value for r in Role])
     add_cluster_options(member)
+    change = actions.add_parser(
+        "set", help="change a project's priority and quotas ('none' lifts a quota)"
+    )
+    change.add_argument("project_id")
+    change.add_argument("--priority", choices=list(QUEUE_PRIORITIES))
+    for name in LIMITS:
+        change.add_argument(f"--{name.replace('_', '-')}", type=_limit, metavar="N|none")
+    change.add_argument(
+        "--allowed-device-types",
+        type=_device_types,
+        metavar="TYPE,...|all",
+        help="device types the project may use, comma-separated; 'all' lifts the quota",
+    )
+    add_cluster_options(change)
+
+    audit = commands.add_parser("audit", help="the audit log, newest first")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--actor")
+    audit.add_argument("--action", help="e.g. batch.cancel, member.add")
+    audit.add_argument("--project-id")
+    add_cluster_options(audit)
 
     token = commands.add_parser("token", help="API tokens: issue, revoke")
     actions = token.add_subparsers(dest="action", required=True)
@@ -146,9 +169,25 @@ def run_account_command(args: argparse.Namespace) -> int:
             else:
                 accounts.remove_member(args.project_id, args.username)
             print(f"member {args.change}: {args.username} {args.project_id}")
+        elif args.action == "set":
+            changes = {n: getattr(args, n) for n in (*LIMITS, ALLOWED_DEVICE_TYPES)}
+            quotas = {n: (None if v == _LIFT else v) for n, v in changes.items() if v is not None}
+            project = accounts.update_project(
+                args.project_id, list(device_registry(settings)), args.priority, quotas
+            )
+            print(f"project updated: {_project_line(project)}")
         else:
             for project in accounts.projects():
-                print(f"{project.id} {project.queue_priority} {project.name}")
+                print(_project_line(project))
+    elif args.command == "audit":
+        entries = accounts.audit_log.entries(
+            args.limit, actor=args.actor, action=args.action, project_id=args.project_id
+        )
+        for e in entries:
+            target = " ".join(
+                f"{k}={v}" for k, v in (("project", e.project_id), ("batch", e.batch_id)) if v
+            )
+            print(f"{to_iso(e.at_us)} {e.actor} {e.action} {target} {json.dumps(e.detail)}")
     elif args.action == "issue":
         issued = accounts.issue_token(args.username, args.expires_in)
         print(f"token id {issued.token_id}: {issued.token}")
@@ -156,6 +195,31 @@ def run_account_command(args: argparse.Namespace) -> int:
         accounts.revoke_token(args.token_id)
         print(f"token revoked: {args.token_id}")
     return 0
+
+
+#: What `--max-...` and `--allowed-device-types` take to lift a quota.
+_LIFT = "none"
+
+
+def _limit(raw: str) -> int | str:
+    if raw in (_LIFT, "all"):
+        return _LIFT
+    if not raw.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer or 'none', got {raw!r}")
+    return int(raw)
+
+
+def _device_types(raw: str) -> list[str] | str:
+    return _LIFT if raw in (_LIFT, "all") else [t.strip() for t in raw.split(",") if t.strip()]
+
+
+def _project_line(project: Project) -> str:
+    quotas = " ".join(
+        f"{name}={','.join(v) if isinstance(v, list) else v}"
+        for name, v in project.quotas.as_dict().items()
+        if v is not None
+    )
+    return f"{project.id} {project.queue_priority} {project.name} {quotas}".rstrip()
 
 
 def _read_password() -> str:

@@ -82,7 +82,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _up(args)
     if args.command == "device":
         return run_device_command(args)
-    if args.command in ("user", "project", "token"):
+    if args.command in ("user", "project", "token", "audit"):
         return run_account_command(args)
     if args.command == "demo":
         from cli import demo

@@ -212,13 +212,10 @@ class Accounts:
         pipe.hdel(self.keys.user_projects(user_id), project_id)
         pipe.execute()
 
-    def members(self, project_id: str) -> dict[str, str]:
-        """user id -> role of every member of the project."""
-        pipe = self.redis.pipeline(transaction=False)
-        users = sorted(self.redis.smembers(self.keys.users()))
-        for user_id in users:
-            pipe.hget(self.keys.user_projects(user_id), project_id)
-        return {u: role for u, role in zip(users, pipe.execute(), strict=True) if role}
+    def memberships(self, user_id: str) -> dict[str, str]:
+        """project id -> the user's role in it."""
+        roles: dict[str, str] = self.redis.hgetall(self.keys.user_projects(user_id))
+        return roles
 
     def projects_of(self, principal: Principal) -> list[Project]:
         """The caller's projects, sorted by name."""
@@ -279,7 +276,7 @@ class Accounts:
         admin, disabled = self.redis.hmget(self.keys.user(user_id), "admin", "disabled")
         if disabled != "0":
             return None
-        roles = self.redis.hgetall(self.keys.user_projects(user_id))
+        roles = self.memberships(user_id)
         return Principal(
             user_id=user_id,
             project_ids=frozenset(roles),

@@ -36,6 +36,7 @@ SCRIPT_NAMES = (
     "reconcile",
     "expire_open_batch",
     "device_status",
+    "rate_limit",
 )
 
 
@@ -50,6 +51,8 @@ FLAGS = {
     # Reads, through temporary keys it deletes before returning: lists keep working when
     # Redis is full, at the cost of a brief, bounded use of memory.
     "query": "allow-oom",
+    # Writes one small expiring key per token: reads keep working when Redis is full.
+    "rate_limit": "allow-oom",
 }
 
 

@@ -76,6 +76,10 @@ class Settings:
     #: How long a POST's Idempotency-Key is remembered (a retry within it is answered with the
     #: first result instead of creating again).
     idempotency_ttl_s: int = 86_400
+    #: Requests per second one token may make, sustained (0 turns rate limits off), and how
+    #: many it may make at once after a pause. Above it: 429 with Retry-After.
+    rate_limit_per_s: float = 50.0
+    rate_limit_burst: int = 200
     #: Most jobs one create/add request may carry.
     max_jobs_per_request: int = 1000
     #: Most operations (pulses, delays, targets...) one sequence may hold; checked before Pulser
@@ -164,6 +168,7 @@ class Settings:
             "emu_free_max_duration_ns",
             "bridge_shot_rate_hz",
             "bridge_speedup",
+            "rate_limit_burst",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -175,6 +180,8 @@ class Settings:
             raise ConfigurationError("scheduler_tick_s must be at most lease_ttl_s / 3 and 5 s")
         if self.default_runs > self.emu_free_max_runs:
             raise ConfigurationError("default_runs must not exceed emu_free_max_runs")
+        if self.rate_limit_per_s < 0:
+            raise ConfigurationError("rate_limit_per_s must be >= 0 (0: no rate limit)")
         if self.bridge_register_load_s < 0:
             raise ConfigurationError("bridge_register_load_s must be >= 0")
         if ":" not in self.bridge_driver:

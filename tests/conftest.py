@@ -11,7 +11,7 @@ import os
 import secrets
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,11 @@ class RunningCluster:
         project = accounts.create_project(f"project-{secrets.token_hex(4)}", queue_priority)
         accounts.add_member(project.id, user)
         return Account(user, project.id, accounts.issue_token(user).token)
+
+    def another_token(self, account: Account) -> Account:
+        """The same user and project with a token of its own (its own rate limit)."""
+        accounts = Accounts(self.client, self.settings.namespace)
+        return replace(account, token=accounts.issue_token(account.user_id).token)
 
     def sdk(self, account: Account) -> Any:
         return make_sdk(self.core_url, self.account_url, account)
@@ -168,6 +173,12 @@ def start_cluster(
 def cluster(start_cluster: Callable[..., RunningCluster]) -> RunningCluster:
     """The cluster most tests share: one EMU_FREE QPU."""
     return start_cluster()
+
+
+@pytest.fixture(scope="session")
+def limited(start_cluster: Callable[..., RunningCluster]) -> RunningCluster:
+    """A cluster whose tokens may make 5 requests per second, 20 at once."""
+    return start_cluster(qpus={"EMU_FREE": 1}, rate_limit_per_s=5.0, rate_limit_burst=20)
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,14 @@ def record_keys(cluster: Any) -> set[str]:
     """Every record and index key of a cluster (Celery's, temporary, scheduling and wake-up
     keys aside): what "nothing stored" is checked against."""
     ns = cluster.settings.namespace
-    skip = (f"{ns}:celery:", f"{ns}:tmp:", f"{ns}:wakeup", f"{ns}:qpu:", f"{ns}:deliveries")
+    skip = (
+        f"{ns}:celery:",
+        f"{ns}:tmp:",
+        f"{ns}:wakeup",
+        f"{ns}:qpu:",
+        f"{ns}:deliveries",
+        f"{ns}:rate:",  # rate-limit state: every request counts, refused or not
+    )
     return {k for k in cluster.client.scan_iter(f"{ns}:*") if not k.startswith(skip)}
 
 

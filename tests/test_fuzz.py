@@ -4,13 +4,16 @@ leaves the store exactly as it was."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.accounts import Accounts
 from tests import sequences
+from tests.conftest import Account
 from tests.helpers import create_body, record_keys
 
 JSON = st.recursive(
@@ -122,3 +125,37 @@ def test_random_jobs_in_a_valid_batch(target, job):
     check(
         cluster, send(cluster, account, "POST", f"/api/v2/batches/{batch_id}/jobs", [job]), before
     )
+
+
+@pytest.fixture(scope="module")
+def admin(cluster):
+    """A cluster administrator, and a user and project of their own for the routes' subject."""
+    accounts = Accounts(cluster.client, cluster.settings.namespace)
+    stamp = time.time_ns()
+    admin_id = accounts.create_user(f"fuzz-admin-{stamp}", admin=True)
+    subject = accounts.create_user(f"fuzz-subject-{stamp}")
+    project = accounts.create_project(f"fuzz-{stamp}").id
+    token = accounts.issue_token(admin_id).token
+    return Account(admin_id, project, token), subject
+
+
+@FUZZ
+@given(body=JSON, route=st.integers(0, 4))
+def test_random_bodies_on_admin_routes(cluster, admin, body, route):
+    account, subject = admin
+    method, path = [
+        ("POST", "/admin/api/v1/users"),
+        ("POST", f"/admin/api/v1/users/{subject}/tokens"),
+        ("POST", "/admin/api/v1/projects"),
+        ("PATCH", f"/admin/api/v1/projects/{account.project_id}"),
+        ("PUT", f"/admin/api/v1/projects/{account.project_id}/members/{subject}"),
+    ][route]
+    before = record_keys(cluster)
+    response = requests.request(
+        method,
+        cluster.base_url + path,
+        data=json.dumps(body),
+        headers={"Authorization": f"Bearer {account.token}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    check(cluster, response, before)

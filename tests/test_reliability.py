@@ -257,23 +257,67 @@ def test_results_links_cannot_be_pointed_at_another_job(cluster, account, sdk):
 
 
 def test_a_thousand_concurrent_submissions_are_all_stored_once(cluster, account, sdk):
+    """50 clients, each with its own token, submit 20 batches each at once."""
+    clients = [cluster.another_token(account) for _ in range(50)]
     body = create_body(account, SEQ, jobs=[JOB], open=False)
-    with hold_qpu(sdk, SEQ) as holder, ThreadPoolExecutor(50) as clients:
+    with hold_qpu(sdk, SEQ) as holder, ThreadPoolExecutor(50) as pool:
         responses = list(
-            clients.map(lambda _: post(cluster, account, "/api/v1/batches", body), range(1000))
+            pool.map(lambda i: post(cluster, clients[i % 50], "/api/v1/batches", body), range(1000))
         )
-        assert {r.status_code for r in responses} == {201}
-        acknowledged = [r.json()["data"]["id"] for r in responses]
-        assert len(set(acknowledged)) == 1000
+        assert {r.status_code for r in responses} <= {201, 429}
+        acknowledged = [r.json()["data"]["id"] for r in responses if r.status_code == 201]
+        assert len(set(acknowledged)) == len(acknowledged) == 1000  # within every rate limit
         assert len(cluster.store.get_batches(acknowledged)) == 1000  # each one stored...
         assert batch_count(cluster, account) == 1001  # ...and nothing else but the holder
         assert sdk.get_batch(holder.id).status == "RUNNING"  # it kept the QPU throughout
         for chunk in (acknowledged[:500], acknowledged[500:]):
             assert sdk.cancel_batches(batch_ids=chunk).errors == {}
-    jobs = cluster.store.query_job_ids(
-        JobQuery(project_id=[account.project_id], status=["PENDING", "RUNNING"]), Page()
-    )[0]
-    assert jobs == 0  # every job terminal
+    assert unfinished_jobs(cluster, account) == 0
+
+
+def test_submissions_over_the_rate_limit_get_429_and_store_nothing(limited):
+    """One token, 200 concurrent submissions at 5 per second: every answer is 201 or 429 with
+    Retry-After, and exactly the acknowledged batches are stored."""
+    account = limited.new_account()
+    sdk = limited.sdk(limited.another_token(account))  # its own budget, for the checks below
+    body = create_body(account, SEQ, jobs=[JOB], open=False)
+    with hold_qpu(sdk, SEQ), ThreadPoolExecutor(20) as pool:
+        responses = list(
+            pool.map(lambda _: post(limited, account, "/api/v1/batches", body), range(200))
+        )
+        statuses = [r.status_code for r in responses]
+        assert set(statuses) == {201, 429}
+        acknowledged = [r.json()["data"]["id"] for r in responses if r.status_code == 201]
+        assert 20 <= len(acknowledged) < 200 and len(set(acknowledged)) == len(acknowledged)
+        assert batch_count(limited, account) == len(acknowledged) + 1  # and the holder
+        for limited_reply in (r for r in responses if r.status_code == 429):
+            assert int(limited_reply.headers["Retry-After"]) >= 1
+            assert limited_reply.json()["data"]["error_code"] == "rate_limited"
+        assert sdk.cancel_batches(batch_ids=acknowledged).errors == {}
+    assert unfinished_jobs(limited, account) == 0
+
+
+def test_the_sdk_waits_out_a_rate_limit_by_itself(limited):
+    """Past its burst a token gets 429 with Retry-After; the SDK waits that long and retries
+    by itself, so its calls still all succeed."""
+    account = limited.new_account()
+    sdk = limited.sdk(account)
+    batch = sdk.create_batch(SEQ, [JOB], device_type="EMU_FREE", wait=True)
+    headers = {"Authorization": f"Bearer {account.token}"}
+    for _ in range(40):
+        reply = requests.get(f"{limited.core_url}/api/v1/batches", headers=headers, timeout=10)
+        if reply.status_code != 200:
+            break
+    assert reply.status_code == 429 and reply.headers["Retry-After"] == "1"
+    assert "Too many requests for this token" in reply.json()["data"]["description"]
+    started = time.monotonic()
+    assert all(sdk.get_batch(batch.id).status == "DONE" for _ in range(10))
+    assert time.monotonic() - started >= 1.0  # held back, then served
+
+
+def unfinished_jobs(cluster, account) -> int:
+    query = JobQuery(project_id=[account.project_id], status=["PENDING", "RUNNING"])
+    return cluster.store.query_job_ids(query, Page())[0]
 
 
 def test_racing_schedulers_never_share_a_qpu(start_cluster):

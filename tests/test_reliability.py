@@ -277,14 +277,19 @@ def test_a_thousand_concurrent_submissions_are_all_stored_once(cluster, account,
 
 def test_submissions_over_the_rate_limit_get_429_and_store_nothing(limited):
     """One token, 200 concurrent submissions at 5 per second: every answer is 201 or 429 with
-    Retry-After, and exactly the acknowledged batches are stored."""
-    account = limited.new_account()
+    Retry-After, and exactly the acknowledged batches are stored. Another project submitting
+    meanwhile is not held back."""
+    account, other = limited.new_account(), limited.new_account()
     sdk = limited.sdk(limited.another_token(account))  # its own budget, for the checks below
     body = create_body(account, SEQ, jobs=[JOB], open=False)
+    other_body = create_body(other, SEQ, jobs=[JOB], open=False)
     with hold_qpu(sdk, SEQ), ThreadPoolExecutor(20) as pool:
-        responses = list(
-            pool.map(lambda _: post(limited, account, "/api/v1/batches", body), range(200))
-        )
+        flood = pool.map(lambda _: post(limited, account, "/api/v1/batches", body), range(200))
+        others = [post(limited, other, "/api/v1/batches", other_body) for _ in range(10)]
+        responses = list(flood)
+        assert [r.status_code for r in others] == [201] * 10
+        theirs = [r.json()["data"]["id"] for r in others]
+        assert limited.sdk(other).cancel_batches(batch_ids=theirs).errors == {}
         statuses = [r.status_code for r in responses]
         assert set(statuses) == {201, 429}
         acknowledged = [r.json()["data"]["id"] for r in responses if r.status_code == 201]

@@ -68,9 +68,8 @@ class Accounts:
         self.keys = Keys(namespace)
         self.audit_log = AuditLog(client, namespace)
 
-    def _commit(
-        self, audit: Audit, project_id: str = ""
-    ) -> redis.client.Pipeline:  # the caller adds its writes, then execute()s
+    def _commit(self, audit: Audit, project_id: str = "") -> redis.client.Pipeline:
+        """A transaction holding the audit entry; the caller adds its writes and executes it."""
         pipe = self.redis.pipeline(transaction=True)
         self.audit_log.record(pipe, audit, now_us(), project_id)
         return pipe

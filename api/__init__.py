@@ -50,6 +50,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         rate_limiter=RateLimiter(
             client, settings.namespace, settings.rate_limit_per_s, settings.rate_limit_burst
         ),
+        login_limiter=RateLimiter(
+            client,
+            settings.namespace,
+            settings.login_attempts_per_min / 60,
+            settings.login_attempts_per_min,
+        ),
     )
 
     for blueprint in (batches.bp, jobs.bp, devices.bp):

@@ -27,6 +27,8 @@ class Services:
     submission: Submission
     devices: DeviceStatuses
     rate_limiter: RateLimiter
+    #: Password attempts per username (api/oauth.py).
+    login_limiter: RateLimiter
 
 
 def services() -> Services:

@@ -3,7 +3,8 @@
 It takes the SDK's form: `grant_type` is Auth0's `password-realm` or the plain `password` grant,
 with `username`, `password`, and optionally `audience`, `client_id`, `realm`. It answers the
 OAuth JSON the SDK reads (not JSend): `access_token` (a JWT) and `expires_in`, or `error` and
-`error_description` with a 4xx.
+`error_description` with a 4xx. Password attempts are limited per username
+(`Settings.login_attempts_per_min`): past it, 429 `too_many_attempts` with Retry-After.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api.context import services
+from core.accounts import hash_token
+from core.errors import RateLimited
+from core.timefmt import now_us
 
 bp = Blueprint("oauth", __name__)
 
@@ -36,6 +40,13 @@ def token() -> Response:
     if audience != svc.settings.token_audience:
         return _error(400, "invalid_request", f"unknown audience {audience!r}")
     username, password = form.get("username", ""), form.get("password", "")
+    try:
+        # Keyed by the name tried, whether or not such a user exists.
+        svc.login_limiter.check(hash_token("login:" + username), now_us())
+    except RateLimited as exc:
+        response = _error(429, "too_many_attempts", exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     user_id = svc.accounts.check_password(username, password) if username and password else None
     if user_id is None:
         return _error(403, "invalid_grant", "Wrong username or password.")

@@ -60,7 +60,8 @@ Accounts
 Audit and rate limits
   audit                           stream  who created, cancelled, closed, rebatched... what
                                           (core/audit.py), trimmed to the newest entries
-  rate:{sha256 of token}          string  the token's next allowed request time (GCRA, µs)
+  rate:{sha256 of token}          string  the token's next allowed request time (GCRA, µs);
+                                          also of "login:<username>" for password attempts
 
 Temporary
   tmp:{random}                    zset    intermediate filter results (expire in seconds)

@@ -1,4 +1,5 @@
-"""Request rate limits per credential (Settings.rate_limit_per_s, rate_limit_burst).
+"""Request rate limits per credential (Settings.rate_limit_per_s, rate_limit_burst), and of
+password attempts per username (Settings.login_attempts_per_min).
 
 GCRA in one Lua script (core/lua/rate_limit.lua): one small key per active token, shared by
 every API process, so the limit holds however many gunicorn workers or API hosts there are.
@@ -21,7 +22,8 @@ class RateLimiter:
         self.burst = burst
 
     def check(self, token_hash: str, now: int) -> None:
-        """Counts one request of the token; raises RateLimited if it is over its rate."""
+        """Counts one request of the token (or of any other key, hashed); raises RateLimited
+        if it is over its rate."""
         if self.interval_us == 0:
             return  # rate limiting is off
         reply = self.scripts.call("rate_limit", now, token_hash, self.interval_us, self.burst)

@@ -80,6 +80,9 @@ class Settings:
     #: many it may make at once after a pause. Above it: 429 with Retry-After.
     rate_limit_per_s: float = 50.0
     rate_limit_burst: int = 200
+    #: Password logins one username may attempt per minute (as many at once), right or wrong:
+    #: guessing a password takes years, while API tokens keep working through a lockout.
+    login_attempts_per_min: int = 10
     #: Most jobs one create/add request may carry.
     max_jobs_per_request: int = 1000
     #: Most operations (pulses, delays, targets...) one sequence may hold; checked before Pulser
@@ -169,6 +172,7 @@ class Settings:
             "bridge_shot_rate_hz",
             "bridge_speedup",
             "rate_limit_burst",
+            "login_attempts_per_min",
         )
         for name in positive:
             if getattr(self, name) <= 0:

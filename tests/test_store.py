@@ -6,6 +6,7 @@ import re
 import uuid
 
 import pytest
+import redis
 
 from core.accounts import Accounts
 from core.audit import AuditLog
@@ -16,6 +17,9 @@ from core.qpu import QpuControl
 from core.records import Batch, Job
 from core.status import BatchStatus, JobStatus
 from core.store import BatchQuery, JobQuery, Page, Store
+from core.timefmt import now_us
+from tests.conftest import make_settings
+from workers.runner import execute_job
 
 NS = "t"
 QPU = "EMU_FREE-0"
@@ -260,3 +264,50 @@ def test_every_batch_change_is_in_the_audit_log(parts, redis_only):
     assert [e.action for e in AuditLog(redis_only, NS).entries(actor="alice", limit=1)] == [
         "batch.set_tags"
     ]
+
+
+class _DroppedConnection(Execution):
+    """The real Execution, whose first `failures` reads of a job's inputs hit a dropped
+    connection (the fault of test_reliability's CLIENT KILL, at its worst moment)."""
+
+    def __init__(self, client, namespace: str, failures: int) -> None:
+        super().__init__(client, namespace)
+        self.failures = failures
+
+    def inputs(self, job_id: str):
+        if self.failures > 0:
+            self.failures -= 1
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+        return super().inputs(job_id)
+
+
+class _Counting:
+    """An executor that counts shots without emulating (the runner is under test here)."""
+
+    def run(self, inputs, progress):
+        return {"counter": {"0": inputs.runs}}
+
+    def abort(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("failures", [1, 3])
+def test_a_redis_failure_is_never_recorded_as_the_jobs_error(parts, redis_only, failures):
+    """A blip is read through; a longer failure leaves the job RUNNING for the reconciler, which
+    runs it again: never an ERROR blaming the user's job for the store's failure."""
+    store, control, _ = parts
+    settings = make_settings("redis://127.0.0.1:1/0", job_heartbeat_ttl_s=2.0)
+    _, [job] = new_batch(store, runs=(7,))
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
+    flaky = _DroppedConnection(redis_only, NS, failures)
+    if failures < 3:
+        assert execute_job(flaky, settings, _Counting(), d.job_id, d.delivery) == "done"
+        assert store.get_result(job.id) == '{"counter": {"0": 7}}'
+        return
+    with pytest.raises(redis.exceptions.ConnectionError):
+        execute_job(flaky, settings, _Counting(), d.job_id, d.delivery)
+    assert store.get_job(job.id).status is JobStatus.RUNNING and not store.get_job(job.id).errors
+    later = now_us() + 3 * SECOND  # past the heartbeat deadline
+    assert control.reconcile(lease, max_attempts=3, now=later) == (1, 0)  # queued again
+    assert store.get_job(job.id).status is JobStatus.PENDING

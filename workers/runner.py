@@ -3,23 +3,29 @@
 Claim (compare-and-set on the delivery id), heartbeat from a thread while the job runs (with its
 progress; a refused heartbeat means the job was cancelled, so the executor is aborted), commit
 DONE with the results document or ERROR with a readable message. A job that cannot be built or
-run ends ERROR; its batch goes on.
+run ends ERROR; its batch goes on. A failure of Redis itself is not the job's: the job is left to
+the reconciler, which runs it again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from core.execution import Execution
+from core.execution import Execution, JobInputs
 from core.settings import Settings
 from core.timefmt import now_us
 from workers.drivers import Aborted
 from workers.executors import Executor
 
 log = logging.getLogger("tweezer.worker")
+
+#: Reads of a job's inputs before a Redis failure is left to the reconciler.
+_READ_ATTEMPTS = 3
 
 
 class _Progress:
@@ -51,7 +57,14 @@ def execute_job(
     )
     beat.start()
     try:
-        document = executor.run(execution.inputs(job_id), progress)
+        inputs = _read_inputs(execution, job_id)
+    except redis.exceptions.RedisError:
+        # The store failed, not the job: nothing is recorded on it. Without heartbeats its
+        # deadline passes and the reconciler runs it again (reliability.md, lost worker).
+        stop.set()
+        raise
+    try:
+        document = executor.run(inputs, progress)
     except SoftTimeLimitExceeded:
         message = f"The job exceeded the time limit of {settings.job_soft_time_limit_s:g} s."
         return _error(execution, job_id, delivery, message, stop)
@@ -64,6 +77,16 @@ def execute_job(
     stop.set()
     committed = execution.commit_done(job_id, delivery, document, now_us())
     return "done" if committed else "stale"
+
+
+def _read_inputs(execution: Execution, job_id: str) -> JobInputs:
+    """The job's inputs, read again after a dropped connection (the client reconnects)."""
+    for _ in range(_READ_ATTEMPTS - 1):
+        try:
+            return execution.inputs(job_id)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            time.sleep(0.5)
+    return execution.inputs(job_id)  # the last try: its failure goes up
 
 
 def _error(

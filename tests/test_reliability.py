@@ -10,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import psutil
 import redis
@@ -53,14 +55,20 @@ def batch_count(cluster, account) -> int:
     return cluster.store.query_batches(BatchQuery(project_id=[account.project_id]), Page())[0]
 
 
-def start_scheduler(cluster) -> subprocess.Popen:
-    """One more scheduler process on the cluster (several may run at once)."""
-    return subprocess.Popen(
+@contextmanager
+def another_scheduler(cluster) -> Iterator[subprocess.Popen]:
+    """One more scheduler process on the cluster (several may run at once), stopped on exit."""
+    process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "scheduler"],
         env={**os.environ, **cluster.settings.to_env()},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 def test_idempotency_key_makes_a_retried_create_return_the_first_batch(cluster, account):
@@ -161,17 +169,13 @@ def test_scheduler_killed_holding_a_lease_is_replaced(start_cluster):
     epoch_key = Keys(crash.settings.namespace).qpu_epoch("EMU_FREE-0")
     epoch = int(crash.client.get(epoch_key))
 
-    standby = start_scheduler(crash)
-    try:
+    with another_scheduler(crash):
         os.kill(crash.cluster.child("scheduler").process.pid, signal.SIGKILL)
         batch.add_jobs([JOB, JOB], wait=True)  # dispatched by the standby, after the lease TTL
         assert [j.status for j in batch.ordered_jobs] == ["DONE"] * 3
         assert int(crash.client.get(epoch_key)) == epoch + 1  # the batch resumed, fenced anew
         batch.close(wait=True)
         assert batch.status == "DONE"
-    finally:
-        standby.terminate()
-        standby.wait(30)
 
 
 def test_whole_worker_killed_mid_job_is_restarted_and_the_job_completes(start_cluster):
@@ -337,17 +341,17 @@ def test_racing_schedulers_never_share_a_qpu(start_cluster):
             seen.append(crash.client.zcard(running_index))
             time.sleep(0.05)
 
-    racer = start_scheduler(crash)
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        batches = [sdk.create_batch(SEQ, [JOB] * 3, device_type="EMU_FREE") for _ in range(5)]
-        wait_for(lambda: all(sdk.get_batch(b.id).status == "DONE" for b in batches), timeout_s=90)
-    finally:
-        stop.set()
-        sampler.join()
-        racer.terminate()
-        racer.wait(30)
+    with another_scheduler(crash):
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            batches = [sdk.create_batch(SEQ, [JOB] * 3, device_type="EMU_FREE") for _ in range(5)]
+            wait_for(
+                lambda: all(sdk.get_batch(b.id).status == "DONE" for b in batches), timeout_s=90
+            )
+        finally:
+            stop.set()
+            sampler.join()
     assert len(seen) > 20 and max(seen) == 1  # busy all along, never two batches on one QPU
 
 
@@ -358,16 +362,16 @@ def test_a_paused_scheduler_loses_its_lease_and_writes_nothing(start_cluster):
     holder = sdk.create_batch(SEQ, [JOB], open=True, device_type="EMU_FREE", wait=True)
     epoch = int(crash.client.get(keys.qpu_epoch("EMU_FREE-0")))
     paused = crash.cluster.child("scheduler").process  # the only scheduler: it holds the QPU
-    standby = start_scheduler(crash)
-    os.kill(paused.pid, signal.SIGSTOP)  # a pause longer than the lease (a GC, a VM stall)
-    try:
-        wait_for(
-            lambda: int(crash.client.get(keys.qpu_epoch("EMU_FREE-0"))) == epoch + 1, timeout_s=30
-        )
-        holder.add_jobs([JOB], wait=True)
-    finally:
-        os.kill(paused.pid, signal.SIGCONT)
-    try:
+    with another_scheduler(crash):
+        os.kill(paused.pid, signal.SIGSTOP)  # a pause longer than the lease (a GC, a VM stall)
+        try:
+            wait_for(
+                lambda: int(crash.client.get(keys.qpu_epoch("EMU_FREE-0"))) == epoch + 1,
+                timeout_s=30,
+            )
+            holder.add_jobs([JOB], wait=True)
+        finally:
+            os.kill(paused.pid, signal.SIGCONT)
         scheduler_log = crash.cluster.log_dir / "scheduler.log"
         wait_for(lambda: "lost the lease of EMU_FREE-0" in scheduler_log.read_text(), timeout_s=30)
         holder.add_jobs([JOB, JOB], wait=True)
@@ -375,9 +379,6 @@ def test_a_paused_scheduler_loses_its_lease_and_writes_nothing(start_cluster):
         assert epochs == {str(epoch + 1)}  # nothing dispatched under the stale epoch
         holder.close(wait=True)
         assert holder.status == "DONE"
-    finally:
-        standby.terminate()
-        standby.wait(30)
 
 
 def test_a_full_redis_refuses_cleanly_and_evicts_nothing(start_cluster):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import admin, batches, devices, health, jobs, oauth, projects, results
 from api.auth import require_token
@@ -13,7 +14,7 @@ from core.accounts import Accounts
 from core.device_status import DeviceStatuses
 from core.devices import device_registry
 from core.errors import ConfigurationError
-from core.ratelimit import RateLimiter
+from core.ratelimit import LoginGuard, RateLimiter
 from core.redis_client import connect
 from core.settings import Settings
 from core.store import Store
@@ -33,6 +34,9 @@ def create_app(settings: Settings | None = None) -> Flask:
             "results_secret and auth_secret are required by the API "
             "(TWEEZER_RESULTS_SECRET, TWEEZER_AUTH_SECRET)"
         )
+    if not settings.public_url:
+        # Results links must name the cluster, never whatever Host a client sent.
+        raise ConfigurationError("public_url is required by the API (TWEEZER_PUBLIC_URL)")
     app = Flask(__name__, static_folder=None)
     # Bytes on the wire; the inflated size of gzip bodies is bounded in api/body.py.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -42,7 +46,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     registry = device_registry(settings)
     app.extensions["tweezer"] = Services(
         settings=settings,
-        store=Store(client, settings.namespace),
+        store=Store(client, settings.namespace, settings.project_max_stored_bytes),
         accounts=Accounts(client, settings.namespace),
         registry=registry,
         submission=Submission(settings, registry),
@@ -50,12 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         rate_limiter=RateLimiter(
             client, settings.namespace, settings.rate_limit_per_s, settings.rate_limit_burst
         ),
-        login_limiter=RateLimiter(
-            client,
-            settings.namespace,
-            settings.login_attempts_per_min / 60,
-            settings.login_attempts_per_min,
-        ),
+        logins=LoginGuard(client, settings),
     )
 
     for blueprint in (batches.bp, jobs.bp, devices.bp):
@@ -69,4 +68,29 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(oauth.bp)  # public: it is where credentials are exchanged
     register_error_handlers(app)
+    app.after_request(_security_headers)
+    if settings.trusted_proxy_count:
+        # Only then is X-Forwarded-For the client's address (login throttles key on it).
+        n = settings.trusted_proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     return app
+
+
+#: On every response. The API answers JSON only: nothing may be sniffed as HTML, framed,
+#: or leak a results link's signature through a Referer.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def _security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    # Answers are per caller and change as batches run: no cache may keep one (tokens and
+    # results links above all). Routes that mean otherwise set their own.
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response

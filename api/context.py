@@ -11,7 +11,7 @@ from core.accounts import Accounts
 from core.device_status import DeviceStatuses
 from core.devices import DeviceSpec
 from core.errors import Unauthorized
-from core.ratelimit import RateLimiter
+from core.ratelimit import LoginGuard, RateLimiter
 from core.records import Principal
 from core.settings import Settings
 from core.store import Store
@@ -27,8 +27,8 @@ class Services:
     submission: Submission
     devices: DeviceStatuses
     rate_limiter: RateLimiter
-    #: Password attempts per username (api/oauth.py).
-    login_limiter: RateLimiter
+    #: What bounds password logins (api/oauth.py).
+    logins: LoginGuard
 
 
 def services() -> Services:

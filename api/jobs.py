@@ -10,6 +10,7 @@ from api.context import principal, services
 from api.links import make_link
 from api.render import job_json
 from core.errors import InvalidTransition
+from core.settings import Settings
 from core.status import JobStatus
 from core.timefmt import now_us
 
@@ -49,17 +50,21 @@ def cancel_job(job_id: str) -> jsend.Reply:
     return jsend.success(job_json(fresh))
 
 
+def _public_base(settings: Settings) -> str:
+    """Where results links point: the host the client called only if it is an allowed name
+    (a forged `Host` must not send a signed link elsewhere), else the cluster's public URL."""
+    if request.host.lower() in settings.allowed_host_names:
+        return request.host_url.rstrip("/")
+    return settings.public_url
+
+
 @bp.get("/api/v1/jobs/<job_id>/results_link")
 def results_link(job_id: str) -> jsend.Reply:
     svc = services()
     job = visible_job(job_id)
     link = None
     if job.status is JobStatus.DONE:
-        # The link points back at the host the client called unless public_url says otherwise.
-        if svc.settings.public_url:
-            url = svc.settings.public_url + url_for("results.download", job_id=job.id)
-        else:
-            url = url_for("results.download", job_id=job.id, _external=True)
+        url = _public_base(svc.settings) + url_for("results.download", job_id=job.id)
         link = make_link(url, svc.settings.results_secret, job.id, svc.settings.results_link_ttl_s)
     # 200 with null (never 404) for jobs without results: Pulser asks for every job.
     return jsend.success({"results_link": link})

@@ -3,8 +3,10 @@
 It takes the SDK's form: `grant_type` is Auth0's `password-realm` or the plain `password` grant,
 with `username`, `password`, and optionally `audience`, `client_id`, `realm`. It answers the
 OAuth JSON the SDK reads (not JSend): `access_token` (a JWT) and `expires_in`, or `error` and
-`error_description` with a 4xx. Password attempts are limited per username
-(`Settings.login_attempts_per_min`): past it, 429 `too_many_attempts` with Retry-After.
+`error_description` with a 4xx. Password attempts are bounded per client address, per
+(username, address) pair after wrong passwords, for the whole cluster, and by a few hashing
+slots per process (core/ratelimit.py LoginGuard): past a bound, 429 `too_many_attempts` with
+Retry-After. The client address is the TCP peer unless trusted proxies are configured.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api.context import services
-from core.accounts import hash_token
 from core.errors import RateLimited
 from core.timefmt import now_us
 
@@ -40,16 +41,22 @@ def token() -> Response:
     if audience != svc.settings.token_audience:
         return _error(400, "invalid_request", f"unknown audience {audience!r}")
     username, password = form.get("username", ""), form.get("password", "")
+    if not username or not password:
+        return _error(400, "invalid_request", "username and password are required")
+    address = request.remote_addr or ""
+    guard = svc.logins
     try:
-        # Keyed by the name tried, whether or not such a user exists.
-        svc.login_limiter.check(hash_token("login:" + username), now_us())
+        guard.admit(username, address, now_us())
+        with guard.hashing_slot():
+            user_id = svc.accounts.check_password(username, password)
     except RateLimited as exc:
         response = _error(429, "too_many_attempts", exc.message)
         response.headers["Retry-After"] = str(exc.retry_after_s)
         return response
-    user_id = svc.accounts.check_password(username, password) if username and password else None
     if user_id is None:
+        guard.backoff.failed(username, address, now_us())
         return _error(403, "invalid_grant", "Wrong username or password.")
+    guard.backoff.succeeded(username, address, now_us())
     ttl = svc.settings.access_token_ttl_s
     access = svc.accounts.access_token(user_id, svc.settings.auth_secret, audience, ttl)
     response = jsonify({"access_token": access, "token_type": "Bearer", "expires_in": ttl})

@@ -44,6 +44,9 @@ def batch_json(
         "configuration": batch.configuration,
         "backend_configuration": batch.backend_configuration,
         "tags": batch.tags,
+        # Not in the SDK's model: when the batch's sequences were dropped, its retention
+        # period after it finished (`sequence_builder` and the jobs' `sequence` are null then).
+        "inputs_expired_at": to_iso(batch.inputs_purged_us),
     }
     if with_sequence:
         data["sequence_builder"] = batch.sequence_builder

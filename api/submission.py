@@ -24,10 +24,12 @@ from pulser.backend.config import EmulationConfig
 
 from api.schemas import CreateBatchIn, EmuFreeConfigurationIn, JobIn, parse_model
 from core.devices import EMULATOR, QPU, DeviceSpec
-from core.errors import InvalidRequest, InvalidSequence, UnknownDeviceType
+from core.errors import Conflict, InvalidRequest, InvalidSequence, UnknownDeviceType
+from core.quotas import predicted_result_bytes
 from core.records import Batch, Job, Principal
 from core.settings import Settings
 from core.status import BatchStatus
+from core.timefmt import to_iso
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,14 @@ class Submission:
             counts={},
             parent_id=original.id,
         )
+        if original.inputs_purged_us is not None:
+            raise Conflict(
+                f"The sequences of batch {original.id} were dropped at "
+                f"{to_iso(original.inputs_purged_us)}, {self.settings.input_retention_s:g} s "
+                "after it finished: it can no longer be rebatched"
+            )
         copies = [
-            Job.pending(batch, job.runs, job.variables, job.sequence, parent_id=job.id)
+            Job.pending(batch, job.runs, job.variables, job.sequence, job.id, job.reserved_bytes)
             for job in jobs
         ]
         return batch, copies
@@ -194,7 +202,9 @@ class Submission:
             )
             _check_build(sequence, job.variables or {}, plan.spec, what)
             runs = self._runs(job, plan, what)
-            records.append(Job.pending(batch, runs, job.variables, job.sequence))
+            atoms = len(sequence.get_register(include_mappable=True).qubit_ids)
+            reserved = predicted_result_bytes(runs, atoms, batch.backend_configuration is not None)
+            records.append(Job.pending(batch, runs, job.variables, job.sequence, None, reserved))
         return records
 
     def _runs(self, job: JobIn, plan: BatchPlan, what: str) -> int:

@@ -80,6 +80,15 @@ def bootstrap(
     return info
 
 
+def make_private(data_dir: Path) -> None:
+    """Creates the data dir 0700 and takes group and other bits off whatever it already holds
+    (a data dir from an older version, whose AOF and logs were world-readable)."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in (data_dir, *data_dir.rglob("*")):
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode & 0o700)
+
+
 def secret(data_dir: Path, name: str) -> str:
     """A signing key kept in the data dir (`results`, `auth`), so links and access tokens
     outlive a restart."""
@@ -100,6 +109,9 @@ class Cluster:
         redis_server: RedisServer | None,
         log_dir: Path | None = None,
     ) -> None:
+        if not settings.public_url:
+            # Results links name this address, not the Host header a client chose.
+            settings = settings.replace(public_url=f"http://{host}:{port}")
         self.settings = settings
         #: Where each child's output goes (one file each); None: this terminal.
         self.log_dir = log_dir

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     up.add_argument("--redis-url", help="use this Redis instead of starting one")
     up.add_argument("--redis-port", type=int, help="port of the Redis it starts (default: free)")
+    up.add_argument(
+        "--redis-maxmemory",
+        type=int,
+        metavar="BYTES",
+        help="memory of the Redis it starts; past it, writes are refused "
+        "(default: a quarter of this host's memory)",
+    )
+    up.add_argument(
+        "--open-batch-max-hold",
+        type=float,
+        metavar="SECONDS",
+        help="longest an open batch may hold a QPU, busy or not (default 14400)",
+    )
     up.add_argument(
         "--open-batch-timeout",
         type=float,
@@ -93,6 +107,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "api":
         from cli.api_server import serve
 
+        if not settings.public_url:
+            settings = settings.replace(public_url=f"http://{args.host}:{args.port}")
         serve(settings, args.host, args.port, args.workers, args.threads)
     elif args.command == "scheduler":
         from scheduler.loop import main as scheduler_main
@@ -104,17 +120,22 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from cli.cluster import Cluster, bootstrap, secret
-    from cli.redis_server import RedisServer
+    from cli.cluster import Cluster, bootstrap, make_private, secret
+    from cli.redis_server import RedisServer, default_maxmemory_bytes
 
+    # Everything the cluster writes (keys, cluster.json, the AOF, logs) is for this account
+    # only: redis-server and every child inherit the mask.
+    os.umask(0o077)
     data_dir = args.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(data_dir)
     overrides: dict[str, Any] = {
         "results_secret": secret(data_dir, "results"),
         "auth_secret": secret(data_dir, "auth"),
     }
     if args.open_batch_timeout is not None:
         overrides["open_batch_timeout_s"] = args.open_batch_timeout
+    if args.open_batch_max_hold is not None:
+        overrides["open_batch_max_hold_s"] = args.open_batch_max_hold
     if args.qpus:
         overrides["qpus"] = parse_qpus(args.qpus)
     if args.bridge_speedup is not None:
@@ -123,7 +144,10 @@ def _up(args: argparse.Namespace) -> int:
     if args.redis_url:
         overrides["redis_url"] = args.redis_url
     else:
-        redis_server = RedisServer(data_dir / "redis", port=args.redis_port).start()
+        maxmemory = args.redis_maxmemory or default_maxmemory_bytes()
+        redis_server = RedisServer(
+            data_dir / "redis", port=args.redis_port, maxmemory_bytes=maxmemory
+        ).start()
         overrides["redis_url"] = redis_server.url
     try:
         settings = Settings.from_env(**overrides)

@@ -2,11 +2,13 @@
 
 Configured as the system of record needs (reliability.md §1.4, §2.1): AOF on with an fsync per
 write (an acknowledged batch survives `kill -9` of Redis), `noeviction` (a full Redis refuses
-writes instead of dropping keys), bound to loopback with protected mode on.
+writes instead of dropping keys) under a `maxmemory` that leaves the host room, bound to
+loopback with protected mode on.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +18,13 @@ from pathlib import Path
 import redis
 
 from core.errors import ConfigurationError
+
+
+def default_maxmemory_bytes() -> int:
+    """A quarter of the host's memory, at least 256 MiB: a full store refuses writes (503)
+    long before the host runs out of memory."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(256 * 1024**2, physical // 4)
 
 
 def free_port() -> int:
@@ -32,8 +41,11 @@ class RedisServer:
         port: int | None = None,
         appendfsync: str = "always",
         extra_args: tuple[str, ...] = (),
+        maxmemory_bytes: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        #: None: Redis's own default (no limit).
+        self.maxmemory_bytes = maxmemory_bytes
         self.port = port or free_port()
         self.appendfsync = appendfsync
         self.extra_args = extra_args
@@ -70,6 +82,7 @@ class RedisServer:
             "noeviction",
             "--logfile",
             str(self.data_dir / "redis.log"),
+            *(() if self.maxmemory_bytes is None else ("--maxmemory", str(self.maxmemory_bytes))),
             *self.extra_args,
         ]
 

@@ -57,12 +57,17 @@ class Execution:
         return bool(reply[0] == "committed")
 
     def inputs(self, job_id: str) -> JobInputs:
-        job = self.redis.hmget(self.keys.job(job_id), "sequence", "variables", "runs", "batch_id")
+        job = self.redis.hmget(
+            self.keys.job(job_id), "sequence_sha", "variables", "runs", "batch_id", "sequence"
+        )
         batch = self.redis.hmget(
             self.keys.batch(job[3]), "sequence_builder", "configuration", "backend_configuration"
         )
+        own = job[4]  # a record written before sequences were shared keeps its own copy
+        if job[0] is not None:
+            own = self.redis.hget(self.keys.batch_sequences(job[3]), job[0])
         return JobInputs(
-            sequence=job[0] or batch[0],
+            sequence=own or batch[0],
             variables=json.loads(job[1]) if job[1] else None,
             runs=int(job[2]),
             configuration=json.loads(batch[1]) if batch[1] else None,

@@ -10,6 +10,8 @@ Records
   batch:{id}:jobs                 zset    its job ids, scored by creation time (creation order)
   batch:{id}:pending              list    its job ids waiting for dispatch, head first
   batch:{id}:counts               hash    its job count per JobStatus
+  batch:{id}:sequences            hash    sha256 -> text of its jobs' own sequences, each once
+                                          (a job names its sequence by `sequence_sha`)
   job:{id}                        hash    one job (fields: core/records.py)
   job:{id}:result                 string  the job's results document (JSON), once DONE
 
@@ -36,6 +38,10 @@ Scheduling (fair share within a priority level: docs/design.md, "Scheduling poli
   deliveries                      string  counter giving each dispatch a unique delivery id
   wakeup                          list    pokes that wake the scheduler before its tick
 
+Retention
+  retention                       zset    finished batches whose sequences are still kept,
+                                          scored by when they finished (µs)
+
 Idempotency
   idempotency:{user}:{sha256 of key}  string  JSON {fingerprint, batch_id} of the first POST that
                                           carried this Idempotency-Key (expires)
@@ -53,7 +59,8 @@ Accounts
   user:{id}:projects              hash    the user's projects: project id -> role (ADMIN|MEMBER)
   project:{id}                    hash    a project (id, name, status, queue_priority) and
                                           its quotas (core/quotas.py; absent = no limit)
-  project:{id}:usage              hash    queued_jobs: its jobs not finished yet
+  project:{id}:usage              hash    queued_jobs: its jobs not finished yet;
+                                          stored_bytes: what it stores (core/quotas.py)
   project:{id}:open-batches       set     its open batches that are not finished
   projects                        set     every project id
 
@@ -61,7 +68,10 @@ Audit and rate limits
   audit                           stream  who created, cancelled, closed, rebatched... what
                                           (core/audit.py), trimmed to the newest entries
   rate:{sha256 of token}          string  the token's next allowed request time (GCRA, µs);
-                                          also of "login:<username>" for password attempts
+                                          also of "login-addr:<address>" (password logins
+                                          per client address) and "login-all" (the cluster's)
+  login-failures:{sha256}         hash    failures, next_us: wrong passwords of one (username,
+                                          client address) pair and when it may try again
 
 Temporary
   tmp:{random}                    zset    intermediate filter results (expire in seconds)
@@ -79,6 +89,7 @@ _PATTERNS: dict[str, str] = {
     "batch_jobs": "batch:{0}:jobs",
     "batch_pending": "batch:{0}:pending",
     "batch_counts": "batch:{0}:counts",
+    "batch_sequences": "batch:{0}:sequences",
     "job": "job:{0}",
     "job_result": "job:{0}:result",
     "all_batches": "idx:batches",
@@ -94,6 +105,7 @@ _PATTERNS: dict[str, str] = {
     "qpu_batch": "qpu:{0}:batch",
     "qpu_inflight": "qpu:{0}:inflight",
     "deliveries": "deliveries",
+    "retention": "retention",
     "wakeup": "wakeup",
     "idempotency": "idempotency:{0}:{1}",
     "device": "device:{0}",
@@ -109,6 +121,7 @@ _PATTERNS: dict[str, str] = {
     "projects": "projects",
     "audit": "audit",
     "rate": "rate:{0}",
+    "login_failures": "login-failures:{0}",
     "tmp": "tmp:{0}",
 }
 
@@ -136,6 +149,12 @@ class Keys:
 
     def batch_counts(self, batch_id: str) -> str:
         return self._key("batch_counts", batch_id)
+
+    def batch_sequences(self, batch_id: str) -> str:
+        return self._key("batch_sequences", batch_id)
+
+    def retention(self) -> str:
+        return self._key("retention")
 
     def job(self, job_id: str) -> str:
         return self._key("job", job_id)
@@ -226,6 +245,9 @@ class Keys:
 
     def rate(self, token_hash: str) -> str:
         return self._key("rate", token_hash)
+
+    def login_failures(self, pair_hash: str) -> str:
+        return self._key("login_failures", pair_hash)
 
     def tmp(self, token: str) -> str:
         return self._key("tmp", token)

@@ -16,6 +16,7 @@ import redis
 from core.accounts import QUEUE_PRIORITIES
 from core.devices import device_type_of_qpu
 from core.scripts import Scripts
+from core.settings import Settings
 
 
 @dataclass
@@ -24,6 +25,26 @@ class Lease:
     token: str
     epoch: int
     batch_id: str
+
+
+@dataclass(frozen=True)
+class OpenBatchHold:
+    """How long an open batch may keep its QPU (Settings.open_batch_*)."""
+
+    #: Idle (no active job, nothing added or finished) this long: it ends.
+    idle_s: float
+    #: Idle this long while another project waits for the device type: it ends.
+    contended_idle_s: float
+    #: Held this long since it started, busy or not: it ends.
+    max_hold_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenBatchHold:
+        return cls(
+            settings.open_batch_timeout_s,
+            settings.open_batch_contended_idle_s,
+            settings.open_batch_max_hold_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,16 +98,21 @@ class QpuControl:
         )
         return (int(reply[1]), int(reply[2])) if reply[0] == "ok" else (0, 0)
 
-    def expire_open_batch(self, lease: Lease, timeout_s: float, now: int) -> bool:
+    def expire_open_batch(self, lease: Lease, hold: OpenBatchHold, now: int) -> str | None:
+        """Ends the QPU's open batch TIMED_OUT if `hold` says it has held the QPU long enough;
+        returns why ('idle', 'contended_idle', 'max_hold') or None."""
         reply = self.scripts.call(
             "expire_open_batch",
             now,
             lease.qpu,
             lease.token,
             lease.epoch,
-            int(timeout_s * 1_000_000),
+            int(hold.idle_s * 1_000_000),
+            int(min(hold.contended_idle_s, hold.idle_s) * 1_000_000),
+            int(hold.max_hold_s * 1_000_000),
+            json.dumps(QUEUE_PRIORITIES),
         )
-        return bool(reply[0] == "timed_out")
+        return str(reply[2]) if reply[0] == "timed_out" else None
 
     def _fenced(self, script: str, lease: Lease, *args: object) -> int:
         result: int = self.scripts.call(script, lease.qpu, lease.token, lease.epoch, *args)

@@ -3,12 +3,19 @@
 A project's quotas are fields of its hash (absent = no limit):
   max_queued_jobs       jobs of the project not finished yet (PENDING or RUNNING)
   max_open_batches      open batches of the project not finished yet
+  max_stored_bytes      bytes it keeps in Redis (absent: Settings.project_max_stored_bytes)
   max_runs_per_job      shots of any one job
   allowed_device_types  the device types its batches may ask for
 
-The first two depend on what is stored, so the commit script checks them atomically
+The first three depend on what is stored, so the commit script checks them atomically
 (`quota_refusal` in core/lua/_lib.lua): two concurrent requests cannot pass a limit together.
 The last two depend on the request only and are checked here, before anything is written.
+
+Stored bytes (`project:{id}:usage` stored_bytes) are counted by the scripts that write them:
+each record's fields plus a fixed estimate of its index entries, each distinct sequence of a
+batch once, every result as committed, and for each unfinished job a reservation of what its
+results will take (predicted_result_bytes), released when it finishes. Sequences are dropped,
+and uncounted, Settings.input_retention_s after their batch finished.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass, fields
 from core.errors import InvalidRequest, QuotaExceeded
 
 #: Quota names, as stored in the project hash and named in the API and the CLI.
-LIMITS = ("max_queued_jobs", "max_open_batches", "max_runs_per_job")
+LIMITS = ("max_queued_jobs", "max_open_batches", "max_stored_bytes", "max_runs_per_job")
 ALLOWED_DEVICE_TYPES = "allowed_device_types"
 
 
@@ -27,6 +34,7 @@ ALLOWED_DEVICE_TYPES = "allowed_device_types"
 class Quotas:
     max_queued_jobs: int | None = None
     max_open_batches: int | None = None
+    max_stored_bytes: int | None = None
     max_runs_per_job: int | None = None
     #: None: every device type the cluster serves.
     allowed_device_types: tuple[str, ...] | None = None
@@ -101,9 +109,27 @@ def parse_changes(
     return to_set, to_delete
 
 
+def predicted_result_bytes(runs: int, atoms: int, with_serialised: bool) -> int:
+    """An upper estimate of a job's results document: `raw` (one bitstring per shot),
+    `counter` (at most one entry per distinct outcome) and, with a backend configuration,
+    Pulser's serialised results (another counter and their metadata)."""
+    counter = min(runs, 1 << atoms) * (atoms + 12)
+    raw = runs * (atoms + 4)
+    return 256 + raw + counter + ((counter + 4096) if with_serialised else 0)
+
+
 def refusal(project_id: str, reply: Sequence[str]) -> QuotaExceeded:
     """The error for a commit script's {'quota', name, limit, in use} reply."""
     name, limit, used = reply[1], reply[2], reply[3]
+    if name == "max_stored_bytes":
+        return QuotaExceeded(
+            f"Project {project_id} stores {used} bytes and this request needs {reply[4]} more, "
+            f"of at most {limit} ({name}); finished batches' sequences are dropped after the "
+            "retention period, or ask an administrator for more",
+            quota=name,
+            limit=int(limit),
+            in_use=int(used),
+        )
     what = "unfinished jobs" if name == "max_queued_jobs" else "open batches"
     return QuotaExceeded(
         f"Project {project_id} has {used} {what} of at most {limit} ({name}); "

@@ -7,6 +7,7 @@ Every record carries `user_id` and `project_id`, the two things access control i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ class Batch:
     end_us: int | None = None
     #: The QPU serving the batch, once it started.
     qpu: str | None = None
+    #: When its sequences were dropped, `Settings.input_retention_s` after it finished.
+    inputs_purged_us: int | None = None
     #: Job count per status (all five keys), from `batch:{id}:counts`.
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -69,6 +72,7 @@ class Batch:
             start_us=_int(h.get("start_us")),
             end_us=_int(h.get("end_us")),
             qpu=h.get("qpu"),
+            inputs_purged_us=_int(h.get("inputs_purged_us")),
             counts={s.value: int((counts or {}).get(s.value, 0)) for s in JobStatus},
         )
 
@@ -120,6 +124,9 @@ class Job:
     attempts: int = 0
     #: Shots done so far, as the running worker last reported.
     progress: int = 0
+    #: Bytes counted against its project's storage for its results until they are stored
+    #: (core/quotas.py predicted_result_bytes).
+    reserved_bytes: int = 0
 
     @classmethod
     def pending(
@@ -129,6 +136,7 @@ class Job:
         variables: dict[str, Any] | None,
         sequence: str | None,
         parent_id: str | None = None,
+        reserved_bytes: int = 0,
     ) -> Job:
         """A new job of `batch`, not yet stored (the store stamps its creation time)."""
         return cls(
@@ -143,10 +151,13 @@ class Job:
             variables=variables,
             sequence=sequence,
             parent_id=parent_id,
+            reserved_bytes=reserved_bytes,
         )
 
     @classmethod
-    def from_hash(cls, h: dict[str, str]) -> Job:
+    def from_hash(cls, h: dict[str, str], sequence: str | None = None) -> Job:
+        """The job of hash `h`; `sequence` is the text its `sequence_sha` names (the store
+        keeps each distinct sequence once per batch, see sequence_sha())."""
         return cls(
             id=h["id"],
             batch_id=h["batch_id"],
@@ -157,16 +168,20 @@ class Job:
             created_us=int(h["created_us"]),
             updated_us=int(h["updated_us"]),
             variables=_json(h.get("variables")),
-            sequence=h.get("sequence"),
+            # Records written before sequences were shared keep their own copy.
+            sequence=sequence if sequence is not None else h.get("sequence"),
             errors=_json(h.get("errors")) or [],
             parent_id=h.get("parent_id"),
             start_us=_int(h.get("start_us")),
             end_us=_int(h.get("end_us")),
             attempts=int(h.get("attempts", 0)),
             progress=int(h.get("progress", 0)),
+            reserved_bytes=int(h.get("reserved_bytes", 0)),
         )
 
     def creation_fields(self) -> dict[str, str]:
+        """Fields written at creation; the job's own sequence is stored once per batch under
+        its hash (`sequence_sha`), however many jobs carry the same text."""
         fields = {
             "id": self.id,
             "batch_id": self.batch_id,
@@ -175,14 +190,25 @@ class Job:
             "status": self.status.value,
             "runs": str(self.runs),
             "attempts": "0",
+            "reserved_bytes": str(self.reserved_bytes),
         }
         optional = {
             "variables": None if self.variables is None else json.dumps(self.variables),
-            "sequence": self.sequence,
+            "sequence_sha": None if self.sequence is None else sequence_sha(self.sequence),
             "parent_id": self.parent_id,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         return fields
+
+
+def sequence_sha(text: str) -> str:
+    """The name a sequence is stored under in its batch (`batch:{id}:sequences`)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def distinct_sequences(jobs: list[Job]) -> dict[str, str]:
+    """sha -> text of the jobs' own sequences, each once."""
+    return {sequence_sha(j.sequence): j.sequence for j in jobs if j.sequence is not None}
 
 
 class Role(StrEnum):

@@ -37,6 +37,8 @@ SCRIPT_NAMES = (
     "expire_open_batch",
     "device_status",
     "rate_limit",
+    "login_backoff",
+    "purge_inputs",
 )
 
 
@@ -53,6 +55,10 @@ FLAGS = {
     "query": "allow-oom",
     # Writes one small expiring key per token: reads keep working when Redis is full.
     "rate_limit": "allow-oom",
+    # Logins must keep working on a full Redis too (a check writes nothing).
+    "login_backoff": "allow-oom",
+    # Frees memory: it must run most of all when Redis is full.
+    "purge_inputs": "allow-oom",
 }
 
 

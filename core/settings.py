@@ -66,8 +66,15 @@ class Settings:
     access_token_ttl_s: int = 3600
     #: How long a results link stays valid.
     results_link_ttl_s: int = 3600
-    #: Base URL put in results links; empty means "the host the client called".
+    #: Base URL put in results links (`tweezer up` and `tweezer api` set it to their own
+    #: address when it is not given). A client's `Host` header is never trusted for it...
     public_url: str = ""
+    #: ...unless it is one of these host[:port] names (comma-separated), e.g. the names a lab's
+    #: proxy answers to; then links name the host the client called.
+    allowed_hosts: str = ""
+    #: How many reverse proxies in front of the API may be trusted to set X-Forwarded-For
+    #: (and -Proto, -Host). 0: the client address is the TCP peer, and those headers are ignored.
+    trusted_proxy_count: int = 0
 
     #: Largest request body accepted on the wire (compressed size for gzip bodies).
     max_body_bytes: int = 16 * 1024 * 1024
@@ -80,9 +87,32 @@ class Settings:
     #: many it may make at once after a pause. Above it: 429 with Retry-After.
     rate_limit_per_s: float = 50.0
     rate_limit_burst: int = 200
-    #: Password logins one username may attempt per minute (as many at once), right or wrong:
-    #: guessing a password takes years, while API tokens keep working through a lockout.
-    login_attempts_per_min: int = 10
+    #: Password logins one client address may attempt per minute (as many at once), right or
+    #: wrong, whatever the username: bounds guessing and the CPU spent hashing per address.
+    login_attempts_per_min: int = 20
+    #: Password checks the whole cluster makes per second (a burst of 4x as many), whoever asks:
+    #: unauthenticated traffic from many addresses cannot take the CPU from everyone else.
+    login_checks_per_s: float = 5.0
+    #: Password hashes one API process computes at once (argon2id: 64 MiB, ~0.1 s each); a login
+    #: that finds them busy for a second gets 429.
+    login_concurrent_checks: int = 2
+    #: Wrong passwords for one username from one client address before each further attempt of
+    #: that pair must wait, 1 s doubling per failure up to login_max_delay_s. A correct password
+    #: resets it; other addresses (the user's own) are not held back by it.
+    login_free_failures: int = 5
+    login_max_delay_s: int = 900
+    #: Longest an open batch may hold a QPU, however busy it keeps it: past it, the batch ends
+    #: TIMED_OUT (closed; its unfinished jobs CANCELED) and the QPU goes to the next batch.
+    open_batch_max_hold_s: float = 4 * 3600.0
+    #: While another project has a batch waiting for the same device type, an open batch with no
+    #: active job ends TIMED_OUT after this much idle time (or open_batch_timeout_s if shorter).
+    open_batch_contended_idle_s: float = 30.0
+    #: Bytes one project may keep stored (inputs, results, and an estimate of the results of its
+    #: unfinished jobs) unless an administrator sets its own `max_stored_bytes`; 0: no limit.
+    project_max_stored_bytes: int = 1024**3
+    #: How long the sequences of a finished (DONE, ERROR, CANCELED, TIMED_OUT) batch are kept;
+    #: then they are dropped (the batch and job records, variables and results stay).
+    input_retention_s: float = 7 * 86_400.0
     #: Most jobs one create/add request may carry.
     max_jobs_per_request: int = 1000
     #: Most operations (pulses, delays, targets...) one sequence may hold; checked before Pulser
@@ -173,6 +203,13 @@ class Settings:
             "bridge_speedup",
             "rate_limit_burst",
             "login_attempts_per_min",
+            "login_checks_per_s",
+            "login_concurrent_checks",
+            "login_free_failures",
+            "login_max_delay_s",
+            "open_batch_max_hold_s",
+            "open_batch_contended_idle_s",
+            "input_retention_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -192,6 +229,17 @@ class Settings:
             raise ConfigurationError("bridge_driver must read module:Class")
         if self.public_url.endswith("/"):
             raise ConfigurationError("public_url must not end with '/'")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ConfigurationError("public_url must start with http:// or https://")
+        if self.trusted_proxy_count < 0:
+            raise ConfigurationError("trusted_proxy_count must be >= 0")
+        if self.project_max_stored_bytes < 0:
+            raise ConfigurationError("project_max_stored_bytes must be >= 0 (0: no limit)")
+
+    @property
+    def allowed_host_names(self) -> frozenset[str]:
+        """`allowed_hosts` as a set of lower-case host[:port] names."""
+        return frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
 
     @property
     def visibility_timeout_s(self) -> int:

@@ -17,7 +17,7 @@ from core import quotas
 from core.audit import Audit
 from core.errors import Conflict, InvalidTransition, NotFound
 from core.keys import Keys
-from core.records import Batch, Job
+from core.records import Batch, Job, distinct_sequences
 from core.scripts import Scripts
 from core.status import BatchStatus, JobStatus
 
@@ -81,10 +81,12 @@ class JobQuery:
 class Store:
     """Record-level operations on one cluster's Redis."""
 
-    def __init__(self, client: redis.Redis, namespace: str) -> None:
+    def __init__(self, client: redis.Redis, namespace: str, max_stored_bytes: int = 0) -> None:
         self.redis = client
         self.keys = Keys(namespace)
         self.scripts = Scripts(client, namespace)
+        #: A project's stored-bytes limit unless it has its own (0: none).
+        self.max_stored_bytes = max_stored_bytes
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -108,6 +110,8 @@ class Store:
             json.dumps([job.creation_fields() for job in jobs]),
             *(idempotency.args() if idempotency else NO_IDEMPOTENCY),
             audit.arg(),
+            json.dumps(distinct_sequences(jobs)),
+            self.max_stored_bytes,
         )
         if reply[0] == "quota":
             raise quotas.refusal(batch.project_id, reply)
@@ -135,6 +139,8 @@ class Store:
             json.dumps([job.creation_fields() for job in jobs]),
             *(idempotency.args() if idempotency else NO_IDEMPOTENCY),
             audit.arg(),
+            json.dumps(distinct_sequences(jobs)),
+            self.max_stored_bytes,
         )
         if reply[0] in ("replay", "key_reused"):
             _replayed(reply)
@@ -220,11 +226,28 @@ class Store:
         return found[0] if found else None
 
     def get_jobs(self, job_ids: Iterable[str]) -> list[Job]:
-        """The jobs that exist among `job_ids`, in the given order."""
+        """The jobs that exist among `job_ids`, in the given order, with their sequences."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hgetall(self.keys.job(job_id))
-        return [Job.from_hash(h) for h in pipe.execute() if h]
+        hashes = [h for h in pipe.execute() if h]
+        own = [h for h in hashes if "sequence_sha" in h]
+        for h in own:
+            pipe.hget(self.keys.batch_sequences(h["batch_id"]), h["sequence_sha"])
+        texts = dict(zip((id(h) for h in own), pipe.execute() if own else [], strict=True))
+        return [Job.from_hash(h, texts.get(id(h))) for h in hashes]
+
+    def purge_inputs(self, retention_s: float, now: int, most: int = 100) -> int:
+        """Drops the sequences of batches finished more than `retention_s` ago (at most `most`
+        of them); returns how many."""
+        cutoff = now - int(retention_s * 1_000_000)
+        purged: int = self.scripts.call("purge_inputs", now, cutoff, most)
+        return purged
+
+    def stored_bytes(self, project_id: str) -> int:
+        """What the project stores, as its quota counts it."""
+        used = self.redis.hget(self.keys.project_usage(project_id), "stored_bytes")
+        return int(used or 0)
 
     def batch_job_ids(self, batch_id: str) -> list[str]:
         """Ids of a batch's jobs in creation order."""

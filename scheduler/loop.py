@@ -20,8 +20,9 @@ from celery import Celery
 from core.celery_config import RUN_JOB_TASK, celery_config
 from core.devices import all_qpus
 from core.keys import Keys
-from core.qpu import Lease, QpuControl
+from core.qpu import Lease, OpenBatchHold, QpuControl
 from core.settings import Settings
+from core.store import Store
 from core.timefmt import now_us
 
 log = logging.getLogger("tweezer.scheduler")
@@ -36,6 +37,8 @@ class Scheduler:
         self.keys = Keys(settings.namespace)
         self.qpus = all_qpus(settings)
         self.leases: dict[str, Lease] = {}
+        self.hold = OpenBatchHold.from_settings(settings)
+        self.store = Store(client, settings.namespace)
 
     def run(self, stop: threading.Event) -> None:
         """Passes until `stop` is set; Redis outages are waited out, never fatal."""
@@ -54,8 +57,11 @@ class Scheduler:
                 stop.wait(1.0)
 
     def run_once(self, now: int | None = None) -> None:
+        now = now_us() if now is None else now
         for qpu in self.qpus:
-            self.serve(qpu, now_us() if now is None else now)
+            self.serve(qpu, now)
+        if self.store.purge_inputs(self.settings.input_retention_s, now):
+            log.info("dropped the sequences of batches past their retention")
 
     def serve(self, qpu: str, now: int) -> None:
         s = self.settings
@@ -70,8 +76,9 @@ class Scheduler:
                 log.warning(
                     "%s: %d job(s) requeued, %d failed after lost workers", qpu, requeued, failed
                 )
-            if self.control.expire_open_batch(lease, s.open_batch_timeout_s, now):
-                log.info("%s: open batch %s timed out", qpu, lease.batch_id)
+            why = self.control.expire_open_batch(lease, self.hold, now)
+            if why:
+                log.info("%s: open batch %s timed out (%s)", qpu, lease.batch_id, why)
             if self.control.release(lease):
                 log.info("%s: released by batch %s", qpu, lease.batch_id)
                 del self.leases[qpu]

@@ -41,6 +41,8 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
         "job_hard_time_limit_s": 70.0,
         # The virtual QPU 200x faster: a register loads in 0.1 s, 1000 shots take a second.
         "bridge_speedup": 200.0,
+        # Every test logs in from 127.0.0.1; tests/test_hostile.py checks the default limits.
+        "login_attempts_per_min": 600,
     }
     values.update(overrides)
     return Settings(**values).replace()

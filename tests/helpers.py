@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +11,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
+
+import requests
 
 T = TypeVar("T")
 
@@ -53,6 +57,20 @@ def create_body(account: Any, sequence: str, **changes: Any) -> dict[str, Any]:
     }
     body.update(changes)
     return body
+
+
+def post_gzip(cluster: Any, account: Any, path: str, body: Any) -> requests.Response:
+    """A POST of `body` under the core API as the SDK sends it: gzip JSON, the account's token."""
+    return requests.post(
+        cluster.core_url + path,
+        data=gzip.compress(json.dumps(body).encode()),
+        headers={
+            "Authorization": f"Bearer {account.token}",
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        },
+        timeout=120,
+    )
 
 
 def record_keys(cluster: Any) -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli.redis_server import RedisServer
+from cli.redis_server import RedisServer, default_maxmemory_bytes
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 
@@ -20,10 +20,11 @@ def test_shipped_redis_config_is_loopback_protected_durable_and_never_evicts():
     assert config["protected-mode"] == "yes"
     assert config["appendonly"] == "yes" and config["appendfsync"] == "always"
     assert config["maxmemory-policy"] == "noeviction"
+    assert config["maxmemory"].endswith(("mb", "gb"))  # bounded: a full store refuses writes
 
 
 def test_the_redis_tweezer_up_starts_is_configured_the_same(tmp_path):
-    server = RedisServer(tmp_path).start()
+    server = RedisServer(tmp_path, maxmemory_bytes=default_maxmemory_bytes()).start()
     try:
         import redis
 
@@ -31,5 +32,6 @@ def test_the_redis_tweezer_up_starts_is_configured_the_same(tmp_path):
         assert config["bind"] == "127.0.0.1" and config["protected-mode"] == "yes"
         assert config["appendonly"] == "yes" and config["appendfsync"] == "always"
         assert config["maxmemory-policy"] == "noeviction"
+        assert int(config["maxmemory"]) == default_maxmemory_bytes() >= 256 * 1024**2
     finally:
         server.stop()

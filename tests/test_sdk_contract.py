@@ -3,8 +3,6 @@ status routes, results links, tags, specs, projects, job-level sequences, config
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import warnings
 from datetime import UTC, datetime, timedelta
@@ -17,7 +15,7 @@ from pulser.backend.results import Results
 from pulser.json.abstract_repr.deserializer import deserialize_device
 
 from tests import sequences
-from tests.helpers import create_body, hold_qpu, wait_for
+from tests.helpers import create_body, hold_qpu, post_gzip, wait_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -264,16 +262,8 @@ def test_pulser_remote_emu_free_backend(cluster, account):
 
 
 def test_gzip_body_with_raw_http(cluster, account, seq):
-    body = create_body(account, seq, jobs=[job(3)])
-    response = requests.post(
-        cluster.core_url + "/api/v1/batches",
-        data=gzip.compress(json.dumps(body).encode()),
-        headers={
-            "Authorization": f"Bearer {account.token}",
-            "Content-Encoding": "gzip",
-            "Content-Type": "application/json",
-        },
-        timeout=10,
+    response = post_gzip(
+        cluster, account, "/api/v1/batches", create_body(account, seq, jobs=[job(3)])
     )
     assert response.status_code == 201
     data = response.json()["data"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -13,7 +14,7 @@ from core.audit import AuditLog
 from core.errors import QuotaExceeded
 from core.execution import Execution
 from core.keys import _PATTERNS, Keys, lua_functions
-from core.qpu import QpuControl
+from core.qpu import OpenBatchHold, QpuControl
 from core.records import Batch, Job
 from core.status import BatchStatus, JobStatus
 from core.store import BatchQuery, JobQuery, Page, Store
@@ -28,7 +29,15 @@ SECOND = 1_000_000
 
 
 def new_batch(
-    store: Store, runs=(10, 20), open_=False, priority="MEDIUM", now=T0, tags=(), project="p"
+    store: Store,
+    runs=(10, 20),
+    open_=False,
+    priority="MEDIUM",
+    now=T0,
+    tags=(),
+    project="p",
+    sequence=None,
+    reserved_bytes=0,
 ):
     batch = Batch(
         id=str(uuid.uuid4()),
@@ -53,6 +62,8 @@ def new_batch(
             runs=r,
             created_us=0,
             updated_us=0,
+            sequence=sequence,
+            reserved_bytes=reserved_bytes,
         )
         for r in runs
     ]
@@ -190,8 +201,9 @@ def test_priority_order_and_open_batch_timeout(parts):
     assert control.release(lease)
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     assert lease.batch_id == opened.id  # HIGH before the older LOW
-    assert not control.expire_open_batch(lease, timeout_s=2, now=T0 + SECOND)
-    assert control.expire_open_batch(lease, timeout_s=2, now=T0 + 3 * SECOND)
+    hold = OpenBatchHold(idle_s=2, contended_idle_s=2, max_hold_s=3600)
+    assert not control.expire_open_batch(lease, hold, now=T0 + SECOND)
+    assert control.expire_open_batch(lease, hold, now=T0 + 3 * SECOND) == "idle"
     assert store.get_batch(opened.id).status is BatchStatus.TIMED_OUT
     assert control.release(lease)
     assert control.acquire(QPU, ttl_s=10, now=T0).batch_id == low.id
@@ -244,6 +256,78 @@ def test_counted_quotas_are_checked_at_commit_and_freed_by_finishing(parts, redi
     new_batch(store, runs=(), open_=True, project=project)
     total, _ = store.query_batches(BatchQuery(project_id=[project]), Page())
     assert total == 7  # the refused batches wrote nothing
+
+
+HOLD = OpenBatchHold(idle_s=300, contended_idle_s=30, max_hold_s=3600)
+
+
+def test_an_open_batch_idles_shorter_while_another_project_waits(parts):
+    store, control, _ = parts
+    opened, _ = new_batch(store, runs=(), open_=True, project="A")
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    assert lease.batch_id == opened.id
+    idle = T0 + 31 * SECOND
+    new_batch(store, runs=(1,), project="A")  # its own project waiting does not count
+    assert control.expire_open_batch(lease, HOLD, now=idle) is None
+    other, _ = new_batch(store, runs=(1,), project="B")
+    assert control.expire_open_batch(lease, HOLD, now=T0 + 29 * SECOND) is None
+    assert control.expire_open_batch(lease, HOLD, now=idle) == "contended_idle"
+    assert store.get_batch(opened.id).status is BatchStatus.TIMED_OUT
+    assert control.release(lease)
+    assert control.acquire(QPU, ttl_s=10, now=idle).batch_id == other.id  # B: not served yet
+
+
+def test_an_open_batch_kept_busy_ends_at_its_longest_hold(parts):
+    """Jobs keep coming, so it is never idle: at `max_hold_s` it ends all the same, its
+    unfinished jobs CANCELED (a running one's result refused), and the QPU drains and frees."""
+    store, control, execution = parts
+    opened, jobs = new_batch(store, runs=(1, 1), open_=True)
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
+    execution.claim(d.job_id, d.delivery, 5, T0)
+    almost = T0 + 3599 * SECOND
+    assert control.expire_open_batch(lease, HOLD, now=almost) is None
+    assert control.expire_open_batch(lease, HOLD, now=almost + SECOND) == "max_hold"
+    ended = store.get_batch(opened.id)
+    assert ended.status is BatchStatus.TIMED_OUT and not ended.open
+    assert {j.status for j in store.get_jobs(j.id for j in jobs)} == {JobStatus.CANCELED}
+    assert not control.release(lease)  # the running job is still in flight
+    assert not execution.commit_done(d.job_id, d.delivery, {"counter": {}}, almost)
+    assert control.release(lease)
+
+
+def test_stored_bytes_count_inputs_results_and_reservations(parts, redis_only):
+    """What a project stores, as its quota counts it: records and each distinct sequence once
+    at commit, a reservation per unfinished job replaced by its real result, and the sequences
+    given back once the batch's retention has passed."""
+    store, control, execution = parts
+    text = "S" * 10_000
+    batch, jobs = new_batch(store, (1, 1, 1), project="bytes", sequence=text, reserved_bytes=500)
+    counted = store.stored_bytes("bytes")
+    # The sequence once (three copies sent), three reservations, and records.
+    assert 10_000 + 1500 < counted < 10_000 + 1500 + 2 * 1024 + 3 * 2048
+    assert [j.sequence for j in store.get_jobs(j.id for j in jobs)] == [text] * 3
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    assert lease.batch_id == batch.id
+    [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
+    execution.claim(d.job_id, d.delivery, 5, T0)
+    assert execution.inputs(d.job_id).sequence == text
+    document = {"counter": {"1": 1}, "raw": ["1"]}
+    before_commit = store.stored_bytes("bytes")
+    assert execution.commit_done(d.job_id, d.delivery, document, T0)
+    assert store.stored_bytes("bytes") == before_commit + len(json.dumps(document)) - 500
+    store.cancel_batch(batch.id, T0, "tester")  # two reservations released
+    assert store.stored_bytes("bytes") == before_commit + len(json.dumps(document)) - 1500
+
+    finished = store.stored_bytes("bytes")
+    assert store.purge_inputs(retention_s=3600, now=T0 + 3599 * SECOND) == 0
+    assert store.purge_inputs(retention_s=3600, now=T0 + 3600 * SECOND) == 1
+    purged = store.get_batch(batch.id)
+    assert purged.inputs_purged_us == T0 + 3600 * SECOND and purged.sequence_builder is None
+    assert [j.sequence for j in store.get_jobs(j.id for j in jobs)] == [None] * 3
+    # Its sequence_builder ("{}") and the one shared sequence are given back.
+    assert store.stored_bytes("bytes") == finished - (2 + 64 + 10_000)
+    assert store.get_result(d.job_id) is not None  # results stay
 
 
 def test_every_batch_change_is_in_the_audit_log(parts, redis_only):

@@ -3,6 +3,10 @@
 -- transition table and keeps the status indexes, the batch counters and the queues in step.
 
 local TERMINAL_JOB = {DONE = true, ERROR = true, CANCELED = true}
+-- What a batch's and a job's index entries and hash overhead take in Redis beyond their field
+-- texts: an estimate (measured: README, "Bounded storage") counted in stored_bytes.
+local BATCH_OVERHEAD_BYTES = 1024
+local JOB_OVERHEAD_BYTES = 1536
 local TERMINAL_BATCH = {DONE = true, ERROR = true, CANCELED = true, TIMED_OUT = true}
 
 -- Integers as decimal text. Lua numbers are doubles and tostring() writes 16-digit
@@ -46,6 +50,12 @@ local function dequeue_batch(batch_id, device_type, priority, project_id)
   end
 end
 
+-- Counts `bytes` (negative: freed) against the project's storage. Through int(): a Lua -0 is
+-- written "-0", which HINCRBY refuses.
+local function add_stored_bytes(project_id, bytes)
+  redis.call('HINCRBY', K.project_usage(project_id), 'stored_bytes', int(bytes))
+end
+
 local function set_job_status(job_id, batch_id, from, to, now)
   if not JOB_TRANSITIONS[from][to] then
     return error('invalid job transition ' .. from .. ' -> ' .. to .. ' for ' .. job_id)
@@ -61,6 +71,8 @@ local function set_job_status(job_id, batch_id, from, to, now)
     redis.call('HSET', job, 'end_us', now)
     local project_id = redis.call('HGET', job, 'project_id')
     redis.call('HINCRBY', K.project_usage(project_id), 'queued_jobs', -1)
+    -- Its results are stored (commit_job counted them) or never will be.
+    add_stored_bytes(project_id, -tonumber(redis.call('HGET', job, 'reserved_bytes') or '0'))
     -- A finished job restarts the idle clock of an open batch.
     redis.call('HSET', K.batch(batch_id), 'activity_us', now)
   end
@@ -85,6 +97,7 @@ local function set_batch_status(batch_id, from, to, now)
     redis.call('HSET', batch, 'end_us', now)
     redis.call('SREM', K.project_open_batches(b[4]), batch_id)
     redis.call('DEL', K.batch_pending(batch_id))
+    redis.call('ZADD', K.retention(), now, batch_id)
     wake_scheduler()
   end
 end
@@ -100,6 +113,17 @@ local function set_batch_open(batch_id, is_open, now)
   end
   if not is_open then
     redis.call('SREM', K.project_open_batches(h[3]), batch_id)
+  end
+end
+
+-- Cancels every job of the batch that is not terminal yet (RUNNING ones too: their results
+-- will be refused at commit).
+local function cancel_unfinished_jobs(batch_id, now)
+  for _, job_id in ipairs(redis.call('ZRANGE', K.batch_jobs(batch_id), 0, -1)) do
+    local job_status = redis.call('HGET', K.job(job_id), 'status')
+    if not TERMINAL_JOB[job_status] then
+      set_job_status(job_id, batch_id, job_status, 'CANCELED', now)
+    end
   end
 end
 
@@ -134,6 +158,44 @@ local function create_job(fields, batch_id, ts)
   redis.call('ZADD', K.jobs_by_runs(), fields['runs'], job_id)
   redis.call('HINCRBY', K.batch_counts(batch_id), fields['status'], 1)
   redis.call('HINCRBY', K.project_usage(fields['project_id']), 'queued_jobs', 1)
+end
+
+-- Bytes of a record's field names and values (a table of strings).
+local function fields_bytes(fields)
+  local n = 0
+  for name, value in pairs(fields) do n = n + #name + #value end
+  return n
+end
+
+-- What `jobs` (field tables) will count against their project's storage: their records and
+-- the reservations for their results.
+local function jobs_bytes(jobs)
+  local n = 0
+  for _, fields in ipairs(jobs) do
+    n = n + fields_bytes(fields) + JOB_OVERHEAD_BYTES + tonumber(fields['reserved_bytes'] or '0')
+  end
+  return n
+end
+
+-- Of `sequences` (sha -> text), the ones the batch does not hold yet, and their bytes.
+local function new_sequences(batch_id, sequences)
+  local new, bytes = {}, 0
+  for sha, text in pairs(sequences) do
+    if redis.call('HEXISTS', K.batch_sequences(batch_id), sha) == 0 then
+      new[sha] = text
+      bytes = bytes + #sha + #text
+    end
+  end
+  return new, bytes
+end
+
+-- Stores a batch's new sequences (from new_sequences) and counts them as its inputs, which
+-- purge_inputs.lua drops after the retention period.
+local function store_sequences(batch_id, new, bytes)
+  for sha, text in pairs(new) do
+    redis.call('HSET', K.batch_sequences(batch_id), sha, text)
+  end
+  redis.call('HINCRBY', K.batch(batch_id), 'input_bytes', bytes)
 end
 
 -- Creates `jobs` (a list of field tables) in `batch_id`; returns their creation timestamps.
@@ -186,10 +248,12 @@ end
 
 -- Quotas counted at commit, so concurrent requests cannot pass them together (the static ones,
 -- runs per job and device types, are checked in Python: core/quotas.py). Returns
--- {'quota', name, limit, in use} when the project may not take `new_jobs` more unfinished jobs,
--- or one more open batch when `opens`; nil when it may.
-local function quota_refusal(project_id, new_jobs, opens)
-  local limits = redis.call('HMGET', K.project(project_id), 'max_queued_jobs', 'max_open_batches')
+-- {'quota', name, limit, in use[, needed]} when the project may not take `new_jobs` more
+-- unfinished jobs, one more open batch when `opens`, or `new_bytes` more stored bytes (its own
+-- max_stored_bytes, else `default_max_bytes`; '0': no limit); nil when it may.
+local function quota_refusal(project_id, new_jobs, opens, new_bytes, default_max_bytes)
+  local limits = redis.call('HMGET', K.project(project_id), 'max_queued_jobs', 'max_open_batches',
+    'max_stored_bytes')
   if limits[1] and new_jobs > 0 then
     local used = tonumber(redis.call('HGET', K.project_usage(project_id), 'queued_jobs') or '0')
     if used + new_jobs > tonumber(limits[1]) then
@@ -200,6 +264,13 @@ local function quota_refusal(project_id, new_jobs, opens)
     local used = redis.call('SCARD', K.project_open_batches(project_id))
     if used >= tonumber(limits[2]) then
       return {'quota', 'max_open_batches', limits[2], int(used)}
+    end
+  end
+  local max_bytes = limits[3] or (default_max_bytes ~= '0' and default_max_bytes) or nil
+  if max_bytes then
+    local used = tonumber(redis.call('HGET', K.project_usage(project_id), 'stored_bytes') or '0')
+    if used + new_bytes > tonumber(max_bytes) then
+      return {'quota', 'max_stored_bytes', max_bytes, int(used), int(new_bytes)}
     end
   end
   return nil

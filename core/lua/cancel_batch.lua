@@ -8,12 +8,7 @@ local now, batch_id = ARGV[2], ARGV[3]
 local status, project_id = unpack(redis.call('HMGET', K.batch(batch_id), 'status', 'project_id'))
 if not status then return {'not_found'} end
 if TERMINAL_BATCH[status] then return {'conflict', status} end
-for _, job_id in ipairs(redis.call('ZRANGE', K.batch_jobs(batch_id), 0, -1)) do
-  local job_status = redis.call('HGET', K.job(job_id), 'status')
-  if not TERMINAL_JOB[job_status] then
-    set_job_status(job_id, batch_id, job_status, 'CANCELED', now)
-  end
-end
+cancel_unfinished_jobs(batch_id, now)
 set_batch_open(batch_id, false, now)
 set_batch_status(batch_id, status, 'CANCELED', now)
 audit(ARGV[4], project_id, batch_id, now)

@@ -16,6 +16,8 @@ if h[1] ~= 'RUNNING' then
   wake_scheduler()
   return {'stale', h[1]}
 end
+-- What it stores counts against its project (set_job_status releases the reservation).
+add_stored_bytes(redis.call('HGET', job, 'project_id'), #payload)
 if outcome == 'DONE' then
   redis.call('SET', K.job_result(job_id), payload)
 else

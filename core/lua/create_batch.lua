@@ -4,8 +4,10 @@
 -- ARGV[4] jobs (JSON array of Job.creation_fields objects)
 -- ARGV[5] idempotency key ('' for none), ARGV[6] request fingerprint, ARGV[7] its TTL (ms)
 -- ARGV[8] audit entry (JSON: actor, action, detail)
+-- ARGV[9] the jobs' own sequences, each once (JSON object: sha256 -> text)
+-- ARGV[10] the project's stored-bytes limit unless it has its own ('0': none)
 -- Returns {'created', batch created_us, job created_us...} | {'replay', earlier batch id}
---       | {'key_reused'} | {'quota', name, limit, in use}.
+--       | {'key_reused'} | {'quota', name, limit, in use[, needed]}.
 local now = ARGV[2]
 local fields = cjson.decode(ARGV[3])
 local jobs = cjson.decode(ARGV[4])
@@ -13,7 +15,9 @@ local batch_id = fields['id']
 local replay = idempotent_replay(ARGV[5], ARGV[6])
 if replay then return replay end
 local project_id = fields['project_id']
-local refusal = quota_refusal(project_id, #jobs, fields['open'] == '1')
+local sequences, sequence_bytes = new_sequences(batch_id, cjson.decode(ARGV[9]))
+local bytes = BATCH_OVERHEAD_BYTES + fields_bytes(fields) + sequence_bytes + jobs_bytes(jobs)
+local refusal = quota_refusal(project_id, #jobs, fields['open'] == '1', bytes, ARGV[10])
 if refusal then return refusal end
 local batch = K.batch(batch_id)
 
@@ -39,6 +43,8 @@ if fields['open'] == '1' then
 end
 
 local stamps = create_jobs(jobs, batch_id, now)
+store_sequences(batch_id, sequences, sequence_bytes + #(fields['sequence_builder'] or ''))
+add_stored_bytes(project_id, bytes)
 remember_idempotent(ARGV[5], ARGV[6], batch_id, ARGV[7])
 audit(ARGV[8], project_id, batch_id, now)
 wake_scheduler()

@@ -42,6 +42,7 @@ def strict(start_cluster):
         open_batch_max_hold_s=6.0,
         input_retention_s=1.0,
         login_attempts_per_min=Settings.login_attempts_per_min,
+        allowed_hosts="tweezer.lab.example",
     )
 
 
@@ -341,6 +342,20 @@ def test_results_links_stay_out_of_the_logs_and_ignore_a_forged_host(cluster, ac
     # The request is logged (once the response is sent), without its signature.
     wait_for(lambda: f"GET /core-fast/api/v1/results/{job_id} " in logs(), timeout_s=10)
     assert signature not in logs() and "signature=" not in logs()
+
+
+def test_results_links_name_the_called_host_only_when_it_is_allowed(strict):
+    account = strict.new_account()
+    batch = strict.sdk(account).create_batch(SEQ, [JOB], device_type="EMU_FREE", wait=True)
+    path = f"/api/v1/jobs/{batch.ordered_jobs[0].id}/results_link"
+
+    def link(host: str) -> str:
+        headers = {"Authorization": f"Bearer {account.token}", "Host": host}
+        response = requests.get(strict.core_url + path, headers=headers, timeout=30)
+        return str(response.json()["data"]["results_link"])
+
+    assert link("tweezer.lab.example").startswith("http://tweezer.lab.example/core-fast/")
+    assert link("evil.example").startswith(strict.base_url + "/core-fast/")
 
 
 def test_every_response_carries_the_security_headers(cluster, account):

@@ -53,6 +53,9 @@ class Settings:
     #: Soft limit raises inside the job (it ends ERROR); the hard limit kills the pool child.
     job_soft_time_limit_s: float = 600.0
     job_hard_time_limit_s: float = 660.0
+    #: A worker that has run nothing while messages waited in its queue this long exits, so that
+    #: its supervisor restarts it (workers/watchdog.py: a stuck Celery consumer).
+    worker_stall_s: float = 30.0
     #: Longest the scheduler sleeps between passes when nothing wakes it.
     scheduler_tick_s: float = 1.0
 
@@ -188,6 +191,7 @@ class Settings:
             "job_soft_time_limit_s",
             "job_hard_time_limit_s",
             "scheduler_tick_s",
+            "worker_stall_s",
             "results_link_ttl_s",
             "max_body_bytes",
             "max_inflated_bytes",

@@ -3,19 +3,24 @@ workers/runner.py does the work, with the QPU's executor (emulator or bridge).""
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import Any
 
 from celery import Celery
 from celery.exceptions import TimeLimitExceeded
+from celery.signals import worker_ready
+from celery.worker import state as worker_state
 
 from core.celery_config import RUN_JOB_TASK, celery_config
 from core.execution import Execution
+from core.keys import Keys
 from core.redis_client import connect
 from core.settings import Settings
 from core.timefmt import now_us
 from workers.executors import Executor, executor_for
 from workers.runner import execute_job
+from workers.watchdog import watch
 
 
 def make_celery(settings: Settings, qpu: str) -> Celery:
@@ -48,4 +53,21 @@ def make_celery(settings: Settings, qpu: str) -> Celery:
     def run_job(job_id: str, delivery: str) -> str:
         return execute_job(execution(), settings, executor(), job_id, delivery)
 
+    @worker_ready.connect(weak=False)
+    def start_watchdog(**_: Any) -> None:
+        # In the main process, once it consumes: it watches the consumer, not the jobs.
+        queue_key = Keys(settings.namespace).celery_prefix() + Keys.celery_queue(qpu)
+        thread = threading.Thread(
+            target=watch,
+            args=(connect(settings), queue_key, _busy, settings.worker_stall_s, threading.Event()),
+            name="tweezer-watchdog",
+            daemon=True,
+        )
+        thread.start()
+
     return app
+
+
+def _busy() -> int:
+    """Messages this worker has taken and not finished (running, or reserved for its pool)."""
+    return len(worker_state.active_requests) + len(worker_state.reserved_requests)

@@ -39,7 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        redis_server = RedisServer(root / "redis").start()
+        # As `tweezer up` starts it: with a password.
+        redis_server = RedisServer(root / "redis", password=secret(root, "redis")).start()
         settings = Settings(
             redis_url=redis_server.url,
             results_secret=secret(root, "results"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,20 +20,27 @@ from core.devices import device_registry
 from core.errors import ConfigurationError
 from core.quotas import ALLOWED_DEVICE_TYPES, LIMITS
 from core.redis_client import connect
-from core.settings import Settings
+from core.settings import ENV_PREFIX, Settings
 from core.status import DeviceStatus
 from core.timefmt import now_us, parse_iso, to_iso
 
 
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    """`--data-dir` (a cluster started by `tweezer up --data-dir DIR`) or `--redis-url`."""
+    """`--data-dir` (a cluster started by `tweezer up --data-dir DIR`), or the cluster's Redis
+    from TWEEZER_REDIS_URL or `--redis-url`."""
     parser.add_argument("--data-dir", type=Path, default=Path(".tweezer"))
-    parser.add_argument("--redis-url", help="the cluster's Redis (instead of --data-dir)")
+    parser.add_argument(
+        "--redis-url",
+        help="the cluster's Redis (instead of --data-dir); a password in it shows in the "
+        "process list: prefer TWEEZER_REDIS_URL",
+    )
 
 
 def cluster_settings(args: argparse.Namespace) -> Settings:
     if args.redis_url:
         return Settings.from_env(redis_url=args.redis_url)
+    if ENV_PREFIX + "REDIS_URL" in os.environ:
+        return Settings.from_env()
     info_path = args.data_dir / "cluster.json"
     if not info_path.exists():
         raise ConfigurationError(

@@ -90,8 +90,8 @@ def make_private(data_dir: Path) -> None:
 
 
 def secret(data_dir: Path, name: str) -> str:
-    """A signing key kept in the data dir (`results`, `auth`), so links and access tokens
-    outlive a restart."""
+    """A secret kept in the data dir (`results` and `auth` signing keys, the `redis` password),
+    0600, so links, access tokens and the Redis password outlive a restart."""
     path = data_dir / f"{name}.key"
     if not path.exists():
         path.write_text(secrets.token_hex(32))

@@ -146,7 +146,12 @@ def _up(args: argparse.Namespace) -> int:
     else:
         maxmemory = args.redis_maxmemory or default_maxmemory_bytes()
         redis_server = RedisServer(
-            data_dir / "redis", port=args.redis_port, maxmemory_bytes=maxmemory
+            data_dir / "redis",
+            port=args.redis_port,
+            maxmemory_bytes=maxmemory,
+            # Any account of this machine reaches loopback: without this, any of them could
+            # read every record and make itself an administrator.
+            password=secret(data_dir, "redis"),
         ).start()
         overrides["redis_url"] = redis_server.url
     try:

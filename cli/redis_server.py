@@ -3,7 +3,9 @@
 Configured as the system of record needs (reliability.md §1.4, §2.1): AOF on with an fsync per
 write (an acknowledged batch survives `kill -9` of Redis), `noeviction` (a full Redis refuses
 writes instead of dropping keys) under a `maxmemory` that leaves the host room, bound to
-loopback with protected mode on.
+loopback with protected mode on, and with a password when given one: loopback alone lets every
+other account of the machine in. The password goes into a 0600 config file, never onto the
+command line (which any account can read in the process list).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -42,6 +45,7 @@ class RedisServer:
         appendfsync: str = "always",
         extra_args: tuple[str, ...] = (),
         maxmemory_bytes: int | None = None,
+        password: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         #: None: Redis's own default (no limit).
@@ -49,11 +53,26 @@ class RedisServer:
         self.port = port or free_port()
         self.appendfsync = appendfsync
         self.extra_args = extra_args
+        #: Required of every client (`requirepass`); None: none.
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = "" if self.password is None else f":{quote(self.password, safe='')}@"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "redis.conf"
+
+    def _write_config(self) -> None:
+        """The settings that must not show in the process list, in a file only we can read."""
+        lines = [] if self.password is None else [f'requirepass "{self.password}"']
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as config:
+            config.write("".join(line + "\n" for line in lines))
+        self.config_path.chmod(0o600)  # an older file may have had other bits
 
     def command(self) -> list[str]:
         binary = shutil.which("redis-server")
@@ -64,6 +83,7 @@ class RedisServer:
             )
         return [
             binary,
+            str(self.config_path),
             "--port",
             str(self.port),
             "--bind",
@@ -87,13 +107,14 @@ class RedisServer:
         ]
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._write_config()
         self.process = subprocess.Popen(self.command(), start_new_session=True)
         self.wait_ready(timeout_s)
         return self
 
     def wait_ready(self, timeout_s: float) -> None:
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout_s
         while True:
             try:

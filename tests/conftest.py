@@ -41,6 +41,8 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
         "job_hard_time_limit_s": 70.0,
         # The virtual QPU 200x faster: a register loads in 0.1 s, 1000 shots take a second.
         "bridge_speedup": 200.0,
+        # A stuck worker consumer is noticed in seconds (tests/test_watchdog.py).
+        "worker_stall_s": 5.0,
         # Every test logs in from 127.0.0.1; tests/test_hostile.py checks the default limits.
         "login_attempts_per_min": 600,
     }
@@ -147,7 +149,9 @@ def start_cluster(
 
     def start(redis_args: tuple[str, ...] = (), **overrides: Any) -> RunningCluster:
         root = tmp_path_factory.mktemp("cluster")
-        redis_server = RedisServer(root / "redis", extra_args=redis_args).start()
+        redis_server = RedisServer(
+            root / "redis", extra_args=redis_args, password=secrets.token_hex(16)
+        ).start()
         settings = make_settings(redis_server.url, **overrides)
         cluster = Cluster(
             settings, root, "127.0.0.1", free_port(), redis_server, log_dir=Path(root / "logs")
@@ -225,7 +229,7 @@ def sdk(cluster: RunningCluster, account: Account) -> Any:
 @pytest.fixture
 def redis_only(tmp_path: Path) -> Iterator[redis.Redis]:
     """A bare redis-server for store-level tests (no processes around it)."""
-    server = RedisServer(tmp_path / "redis").start()
+    server = RedisServer(tmp_path / "redis", password=secrets.token_hex(16)).start()
     client = redis.Redis.from_url(server.url, decode_responses=True)
     yield client
     client.close()

@@ -33,12 +33,17 @@ def run_admin(cluster: Any, *args: str, stdin: str = "") -> str:
     """A `tweezer` admin command against a test cluster, as an administrator runs it; returns
     its output (and fails the test if the command fails)."""
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args, "--redis-url", cluster.settings.redis_url],
+        [sys.executable, "-m", "cli.main", *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "TWEEZER_NAMESPACE": cluster.settings.namespace},
+        env={
+            **os.environ,
+            # The URL holds the Redis password: in the environment, not the process list.
+            "TWEEZER_REDIS_URL": cluster.settings.redis_url,
+            "TWEEZER_NAMESPACE": cluster.settings.namespace,
+        },
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import redis
+
 from cli.redis_server import RedisServer, default_maxmemory_bytes
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
@@ -24,11 +27,14 @@ def test_shipped_redis_config_is_loopback_protected_durable_and_never_evicts():
 
 
 def test_the_redis_tweezer_up_starts_is_configured_the_same(tmp_path):
-    server = RedisServer(tmp_path, maxmemory_bytes=default_maxmemory_bytes()).start()
+    server = RedisServer(tmp_path, maxmemory_bytes=default_maxmemory_bytes(), password="s3cret")
+    server.start()
     try:
-        import redis
-
-        config = redis.Redis(port=server.port, decode_responses=True).config_get("*")
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(port=server.port).get("anything")
+        config = redis.Redis.from_url(server.url, decode_responses=True).config_get("*")
+        assert config["requirepass"] == "s3cret"
+        assert "s3cret" not in " ".join(server.command())  # not in the process list
         assert config["bind"] == "127.0.0.1" and config["protected-mode"] == "yes"
         assert config["appendonly"] == "yes" and config["appendfsync"] == "always"
         assert config["maxmemory-policy"] == "noeviction"

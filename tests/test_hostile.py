@@ -383,51 +383,69 @@ def test_every_response_carries_the_security_headers(cluster, account):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0, reason="reading as `nobody` needs root to switch users")
-def test_nobody_can_read_any_file_of_the_data_dir(tmp_path):
-    """`tweezer up` in a directory everyone may enter: its data dir and every file under it
-    (keys, cluster.json, the AOF with password hashes, logs) are its account's alone, and its
-    Redis has a maxmemory."""
+@pytest.mark.skipif(os.geteuid() != 0, reason="acting as `nobody` needs root to switch users")
+def test_another_account_can_neither_read_the_data_dir_nor_open_its_redis(tmp_path):
+    """`tweezer up` in a directory everyone may enter, on a machine other people use: its data
+    dir and every file under it (keys, cluster.json, the AOF with password hashes, logs) are its
+    account's alone; its Redis answers no one without the generated password, which shows in
+    no process list and no output; the admin commands still find the cluster by themselves."""
     open_parent = tmp_path / "shared"
     open_parent.mkdir()
     for path in (tmp_path, open_parent):
         path.chmod(0o755)
     data_dir = open_parent / "data"
+    output = tmp_path / "up.log"
     port = free_port()
-    up = tweezer_up(port, data_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with output.open("w") as out:
+        up = tweezer_up(port, data_dir, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: (data_dir / "cluster.json").exists(), timeout_s=60)
-        wait_for(lambda: list((data_dir / "redis").rglob("*.aof")), timeout_s=30)
+        wait_for(lambda: "Tweezer is up" in output.read_text(), timeout_s=90)
         paths = [data_dir, *data_dir.rglob("*")]
         loose = {str(p): oct(p.stat().st_mode & 0o777) for p in paths if p.stat().st_mode & 0o077}
         assert not loose
         files = [str(p) for p in paths if p.is_file()]
         assert any(f.endswith(".aof") for f in files) and any(f.endswith(".key") for f in files)
-        as_nobody = subprocess.run(
-            [
-                "setpriv",
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                "--",
-                sys.executable,
-                "-c",
-                _READ_EACH,
-                *[str(data_dir), *files],
-            ],
+        read = as_nobody(sys.executable, "-c", _READ_EACH, str(data_dir), *files)
+        assert read.returncode == 0, read.stderr
+        assert json.loads(read.stdout) == {}, read.stdout
+
+        info = json.loads((data_dir / "cluster.json").read_text())
+        redis_port = str(redis.connection.parse_url(info["redis_url"])["port"])
+        for command in (["--scan"], ["GET", "tz"], ["SET", "tweezer:user:mallory", "admin"]):
+            answer = as_nobody("redis-cli", "-p", redis_port, *command)
+            assert "NOAUTH" in answer.stdout + answer.stderr, (command, answer)
+        own = redis.Redis.from_url(info["redis_url"], decode_responses=True)
+        assert not own.exists("tweezer:user:mallory")
+        # A full store refuses writes before the host runs out of memory.
+        assert int(own.config_get("maxmemory")["maxmemory"]) == default_maxmemory_bytes()
+
+        password = (data_dir / "redis.key").read_text().strip()
+        listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert "redis-server" in listing and password not in listing
+        admin = subprocess.run(
+            [sys.executable, "-m", "cli.main", "device", "list", "--data-dir", str(data_dir)],
             capture_output=True,
             text=True,
             timeout=60,
         )
-        assert as_nobody.returncode == 0, as_nobody.stderr
-        assert json.loads(as_nobody.stdout) == {}, as_nobody.stdout
-        # Its Redis is bounded too: a full store refuses writes before the host runs out.
-        info = json.loads((data_dir / "cluster.json").read_text())
-        own = redis.Redis.from_url(info["redis_url"], decode_responses=True)
-        assert int(own.config_get("maxmemory")["maxmemory"]) == default_maxmemory_bytes()
+        assert admin.returncode == 0 and "EMU_FREE" in admin.stdout, admin.stderr
     finally:
         up.terminate()
         up.wait(60)
+    logged = output.read_text() + "".join(
+        p.read_text(errors="replace") for p in data_dir.rglob("*.log")
+    )
+    assert password not in logged
+
+
+def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
+    """`argv` run as the unprivileged `nobody` account: another user of this machine."""
+    return subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 #: Run as `nobody`: lists the directory and reads each file, printing what it could open.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -151,12 +152,23 @@ def test_redis_killed_and_restarted_loses_no_acknowledged_batch(start_cluster):
     assert down.status_code == 503 and down.headers["Retry-After"]
     assert time.monotonic() - started < 5  # fast: not the SDK's 30 s timeout
 
-    restarted = RedisServer(crash.redis_server.data_dir, port=crash.redis_server.port).start()
+    restarted = RedisServer(
+        crash.redis_server.data_dir,
+        port=crash.redis_server.port,
+        password=crash.redis_server.password,
+    ).start()
     crash.cluster.redis_server = restarted  # stopped with the cluster
     client = redis.Redis.from_url(restarted.url, decode_responses=True)
     store = Store(client, crash.settings.namespace)
     assert all(store.get_batch(batch_id) for batch_id in acknowledged)  # AOF, fsync per write
-    wait_for(lambda: all(store.get_batch(b).status == "DONE" for b in acknowledged), timeout_s=120)
+
+    def all_done() -> bool:
+        # As `tweezer up` does: a worker whose consumer Celery left stuck by the reset exits
+        # (workers/watchdog.py) and is started again.
+        crash.cluster.supervise()
+        return all(store.get_batch(b).status == "DONE" for b in acknowledged)
+
+    wait_for(all_done, timeout_s=120, interval_s=0.5)
     late = post(crash, account, "/api/v1/batches", body)
     assert late.status_code == 201  # the API, the scheduler and the worker all reconnected
     wait_for(lambda: store.get_batch(late.json()["data"]["id"]).status == "DONE", timeout_s=60)
@@ -446,7 +458,8 @@ def test_connections_dropped_mid_job_end_with_one_result_and_workers_consuming(s
 
 
 def test_processes_started_before_redis_wait_for_it_then_serve(tmp_path):
-    redis_server = RedisServer(tmp_path / "redis")  # chosen a port, not started yet
+    # Chosen a port, not started yet.
+    redis_server = RedisServer(tmp_path / "redis", password=secrets.token_hex(16))
     settings = make_settings(redis_server.url, qpus={"EMU_FREE": 1})
     cluster = Cluster(settings, tmp_path, "127.0.0.1", free_port(), None, log_dir=tmp_path / "logs")
     starting = threading.Thread(target=cluster.start)

@@ -3,9 +3,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The deprecated pulser-pasqal shim pins pasqal-cloud 0.22: tests drive it from its own venv.
+SHIM_VENV ?= .venv-shim
 ARGS ?=
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install install-clients run test lint typecheck bench clean
 
 install: $(VENV)/.installed
 	@scripts/ensure-redis-server.sh
@@ -16,10 +18,23 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+# The clients tests/test_clients.py drives, installed by name from PyPI like any user would.
+install-clients: install $(VENV)/.clients $(SHIM_VENV)/.installed
+
+$(VENV)/.clients: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,test-clients]'
+	@touch $@
+
+$(SHIM_VENV)/.installed: tests/clients/shim-requirements.txt
+	$(PYTHON) -m venv $(SHIM_VENV)
+	$(SHIM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SHIM_VENV)/bin/python -m pip install --quiet -r tests/clients/shim-requirements.txt
+	@touch $@
+
 run: install
 	$(BIN)/tweezer up $(ARGS)
 
-test: install
+test: install-clients
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: install
@@ -33,4 +48,4 @@ bench: install
 	$(BIN)/python -m bench.submit $(ARGS)
 
 clean:
-	rm -rf $(VENV) .tweezer .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(SHIM_VENV) .tweezer .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     for blueprint in (batches.bp, jobs.bp, devices.bp):
-        require_token(blueprint, public_endpoints=frozenset({"devices.public_specs"}))
+        require_token(blueprint, public_endpoints=devices.PUBLIC_ENDPOINTS)
         app.register_blueprint(blueprint, url_prefix=CORE_PREFIX)
     app.register_blueprint(results.bp, url_prefix=CORE_PREFIX)  # public: the link is the key
     require_token(projects.bp)

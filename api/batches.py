@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, request
@@ -51,8 +52,22 @@ def create_batch() -> jsend.Reply:
 
 @bp.get("/api/v2/batches/<batch_id>")
 def get_batch(batch_id: str) -> jsend.Reply:
-    # No embedded jobs: the SDK pages them through GET /api/v2/jobs when it needs them.
-    return jsend.success(_json(visible_batch(batch_id)))
+    # No embedded jobs: the SDK pages them through GET /api/v2/jobs when it needs them. Their
+    # ids, in creation order, are what qrmi reads.
+    batch = visible_batch(batch_id)
+    return jsend.success({**_json(batch), "job_ids": services().store.batch_job_ids(batch.id)})
+
+
+@bp.get("/api/v1/batches/<batch_id>/full_results")
+def full_results(batch_id: str) -> jsend.Reply:
+    """Every result of the batch at once: job id -> its results document, for the jobs that
+    have one (DONE), in creation order. qrmi reads its results here."""
+    store = services().store
+    job_ids = store.batch_job_ids(visible_batch(batch_id).id)
+    documents = store.get_results(job_ids)
+    return jsend.success(
+        {job_id: json.loads(doc) for job_id, doc in zip(job_ids, documents, strict=True) if doc}
+    )
 
 
 @bp.get("/api/v1/batches/<batch_id>")

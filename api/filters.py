@@ -95,6 +95,12 @@ def cancel_jobs_query(args: MultiDict[str, str]) -> JobQuery:
     return _job_filters(args)
 
 
+def device_types(args: MultiDict[str, str]) -> list[str]:
+    """The `device_type` filter of GET /devices (repeatable; none: every device type)."""
+    _only(args, {"device_type"})
+    return _values(args, "device_type", str)
+
+
 def _job_filters(args: MultiDict[str, str]) -> JobQuery:
     query = JobQuery(
         id=_values(args, "id", _uuid),

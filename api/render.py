@@ -70,8 +70,10 @@ def job_json(job: Job, with_sequence: bool = False) -> dict[str, Any]:
         "start_timestamp": to_iso(job.start_us),
         "end_timestamp": to_iso(job.end_us),
         "parent_id": job.parent_id,
-        # Not in the SDK's model (it keeps extra fields): shots done while the job runs.
+        # Not in the SDK's model (it keeps extra fields): shots done while the job runs, and
+        # what the API noted at submission without refusing the job.
         "progress": job.runs if job.status == "DONE" else job.progress,
+        "warnings": job.warnings,
     }
     if with_sequence:
         # The job's own sequence, or null when it uses the batch's (so `batch.retry` sends

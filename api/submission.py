@@ -21,6 +21,7 @@ from pulser import Sequence
 from pulser.backend import BitStrings
 from pulser.backend.abc import Backend
 from pulser.backend.config import EmulationConfig
+from pulser.devices._device_datacls import BaseDevice
 
 from api.schemas import CreateBatchIn, EmuFreeConfigurationIn, JobIn, parse_model
 from core.devices import EMULATOR, QPU, DeviceSpec
@@ -38,8 +39,11 @@ class BatchPlan:
 
     spec: DeviceSpec
     sequence_builder: str | None
-    #: Shots for jobs without `runs`: the backend configuration's, else the cluster default.
+    #: Shots for jobs without `runs` (the cluster's default).
     default_runs: int
+    #: The backend configuration's BitStrings `num_shots`: on an emulator it is every job's
+    #: shot count, `runs` or not (as Pulser's EmuFreeBackendV2 means it); None when unset.
+    config_shots: int | None = None
 
 
 class Submission:
@@ -56,9 +60,38 @@ class Submission:
             raise InvalidRequest("A closed batch needs at least one job (or set open: true)")
         self._check_job_count(body.jobs)
         cache = _SequenceCache(self.settings.max_sequence_operations)
-        spec = self._device(body, cache)
+        if body.device_type is not None:
+            spec = self.registry.get(body.device_type)
+            if spec is None:
+                served = ", ".join(sorted(self.registry)) or "none"
+                raise UnknownDeviceType(
+                    f"Unknown device_type {body.device_type!r}; this cluster serves: {served}"
+                )
+            return self._batch_on(spec, body, principal, queue_priority, cache)
+        # Pulser's QPUBackend and the SDK's own examples send no device type: the first
+        # candidate that accepts the whole batch takes it (README, "Batches without a device").
+        refusals = []
+        for spec, why in self._candidates(body, cache):
+            try:
+                return self._batch_on(spec, body, principal, queue_priority, cache)
+            except (InvalidRequest, InvalidSequence) as exc:
+                refusals.append(f"{spec.device_type} ({why}) refused it: {exc.message}")
+        raise InvalidSequence(
+            "device_type is null and no served device type can run this batch; "
+            + ("; ".join(refusals) or "there is no default device type")
+        )
+
+    def _batch_on(
+        self,
+        spec: DeviceSpec,
+        body: CreateBatchIn,
+        principal: Principal,
+        queue_priority: str,
+        cache: _SequenceCache,
+    ) -> tuple[Batch, list[Job]]:
+        """The batch and its jobs on `spec`, checked against it entirely."""
         configuration = self._configuration(spec, body.configuration)
-        plan = BatchPlan(spec, body.sequence_builder, self._default_runs(spec, body))
+        plan = BatchPlan(spec, body.sequence_builder, *self._shots(spec, body))
         if body.sequence_builder is not None:
             cache.parse(body.sequence_builder, spec, "sequence_builder")
         batch = Batch(
@@ -79,6 +112,27 @@ class Submission:
         )
         return batch, self._jobs(batch, plan, body.jobs, cache)
 
+    def _candidates(
+        self, body: CreateBatchIn, cache: _SequenceCache
+    ) -> list[tuple[DeviceSpec, str]]:
+        """Where a batch without a device type may go, in order: the served devices its
+        sequence was built for (by name, or by identical specs, so that Pulser's AnalogDevice
+        finds FRESNEL), then the cluster's default device type; each with why it is tried."""
+        text = body.sequence_builder or next((j.sequence for j in body.jobs if j.sequence), None)
+        if text is None:
+            raise InvalidRequest("device_type is null and there is no sequence to infer it from")
+        device = cache.device(text)
+        found = []
+        for spec in self.registry.values():
+            if spec.pulser_device.name == device.name:
+                found.append((spec, f"the sequence's device is {device.name}"))
+            elif spec.same_specs(device):
+                found.append((spec, f"the sequence's device {device.name} has its specs"))
+        default = self.registry.get(self.settings.default_device)
+        if default is not None and all(spec is not default for spec, _ in found):
+            found.append((default, "the cluster's default device type"))
+        return found
+
     def new_jobs(self, batch: Batch, data: Any) -> list[Job]:
         """Jobs for POST /batches/{id}/jobs (a JSON array), checked like those of a new batch."""
         if not isinstance(data, list):
@@ -90,8 +144,8 @@ class Submission:
         spec = self.registry.get(batch.device_type)
         if spec is None:
             raise UnknownDeviceType(f"Device type {batch.device_type} is no longer served")
-        default_runs = self._shots_default(spec, batch.backend_configuration)
-        plan = BatchPlan(spec, batch.sequence_builder, default_runs)
+        config_shots = self._config_shots(batch.backend_configuration)
+        plan = BatchPlan(spec, batch.sequence_builder, self.settings.default_runs, config_shots)
         return self._jobs(batch, plan, jobs, _SequenceCache(self.settings.max_sequence_operations))
 
     def rebatch(
@@ -134,28 +188,6 @@ class Submission:
                 f"(at most {self.settings.max_jobs_per_request})"
             )
 
-    def _device(self, body: CreateBatchIn, cache: _SequenceCache) -> DeviceSpec:
-        served = ", ".join(sorted(self.registry)) or "none"
-        if body.device_type is not None:
-            spec = self.registry.get(body.device_type)
-            if spec is None:
-                raise UnknownDeviceType(
-                    f"Unknown device_type {body.device_type!r}; this cluster serves: {served}"
-                )
-            return spec
-        # Pulser's QPUBackend sends no device type: the sequence's device names it.
-        text = body.sequence_builder or next((j.sequence for j in body.jobs if j.sequence), None)
-        if text is None:
-            raise InvalidRequest("device_type is null and there is no sequence to infer it from")
-        name = cache.device_name(text)
-        for spec in self.registry.values():
-            if spec.pulser_device.name == name:
-                return spec
-        raise UnknownDeviceType(
-            f"device_type is null and the sequence's device {name!r} matches no served device "
-            f"({', '.join(s.pulser_device.name for s in self.registry.values())})"
-        )
-
     def _configuration(
         self, spec: DeviceSpec, configuration: dict[str, Any] | None
     ) -> dict[str, Any] | None:
@@ -164,16 +196,18 @@ class Submission:
         parsed = parse_model(EmuFreeConfigurationIn, configuration, "configuration")
         return parsed.model_dump()
 
-    def _default_runs(self, spec: DeviceSpec, body: CreateBatchIn) -> int:
+    def _shots(self, spec: DeviceSpec, body: CreateBatchIn) -> tuple[int, int | None]:
+        """The plan's (default_runs, config_shots) for a new batch on `spec`."""
         if body.backend_configuration is not None and spec.kind != EMULATOR:
             raise InvalidRequest(
                 f"backend_configuration is for emulators; {spec.device_type} does not take one"
             )
-        return self._shots_default(spec, body.backend_configuration)
+        return self.settings.default_runs, self._config_shots(body.backend_configuration)
 
-    def _shots_default(self, spec: DeviceSpec, backend_configuration: str | None) -> int:
+    def _config_shots(self, backend_configuration: str | None) -> int | None:
+        """The BitStrings observable's `num_shots` of a backend configuration, if it sets one."""
         if backend_configuration is None:
-            return self.settings.default_runs
+            return None
         try:
             with _quiet():
                 config = EmulationConfig.from_abstract_repr(backend_configuration)
@@ -184,7 +218,7 @@ class Submission:
         for observable in config.observables:
             if isinstance(observable, BitStrings) and observable.num_shots:
                 return int(observable.num_shots)
-        return self.settings.default_runs
+        return None
 
     def _jobs(
         self, batch: Batch, plan: BatchPlan, jobs: list[JobIn], cache: _SequenceCache
@@ -200,24 +234,31 @@ class Submission:
             sequence = cache.parse(
                 text, plan.spec, f"{what}.sequence" if job.sequence else "sequence_builder"
             )
-            _check_build(sequence, job.variables or {}, plan.spec, what)
+            notes = _check_build(sequence, job.variables or {}, plan.spec, what)
             runs = self._runs(job, plan, what)
             atoms = len(sequence.get_register(include_mappable=True).qubit_ids)
             reserved = predicted_result_bytes(runs, atoms, batch.backend_configuration is not None)
-            records.append(Job.pending(batch, runs, job.variables, job.sequence, None, reserved))
+            record = Job.pending(batch, runs, job.variables, job.sequence, None, reserved)
+            record.warnings = notes
+            records.append(record)
         return records
 
     def _runs(self, job: JobIn, plan: BatchPlan, what: str) -> int:
-        if job.runs is None:
-            if plan.spec.kind != EMULATOR:
-                raise InvalidRequest(f"{what}.runs is required on {plan.spec.device_type}")
+        """The job's shot count: on an emulator the backend configuration's `num_shots` when
+        it sets one, else `runs`, else the default; always within the device's limit."""
+        if plan.spec.kind == EMULATOR and plan.config_shots is not None:
+            runs, source = plan.config_shots, "backend_configuration's BitStrings num_shots"
+        elif job.runs is not None:
+            runs, source = job.runs, f"{what}.runs"
+        elif plan.spec.kind != EMULATOR:
+            raise InvalidRequest(f"{what}.runs is required on {plan.spec.device_type}")
+        else:
             return plan.default_runs
-        if job.runs > plan.spec.max_runs:
+        if runs > plan.spec.max_runs:
             raise InvalidRequest(
-                f"{what}.runs is {job.runs}; {plan.spec.device_type} allows at most "
-                f"{plan.spec.max_runs}"
+                f"{source} is {runs}; {plan.spec.device_type} allows at most {plan.spec.max_runs}"
             )
-        return job.runs
+        return runs
 
 
 class _SequenceCache:
@@ -227,11 +268,12 @@ class _SequenceCache:
         self.max_operations = max_operations
         #: As deserialized (the device is read from it when the request names none).
         self._raw: dict[str, Sequence] = {}
-        #: Checked against its device (and, for a QPU, moved onto the served device).
-        self._parsed: dict[str, Sequence] = {}
+        #: Checked against a device (and, for a QPU, moved onto it), by (text, device type):
+        #: a batch without a device type may be checked against several.
+        self._parsed: dict[tuple[str, str], Sequence] = {}
 
     def parse(self, text: str, spec: DeviceSpec, what: str) -> Sequence:
-        sequence = self._parsed.get(text)
+        sequence = self._parsed.get((text, spec.device_type))
         if sequence is None:
             sequence = self._deserialize(text, what)
             if spec.kind == QPU:
@@ -241,11 +283,13 @@ class _SequenceCache:
                 raise InvalidSequence(
                     f"{what} has {atoms} atoms; {spec.device_type} allows at most {spec.max_atoms}"
                 )
-            self._parsed[text] = sequence
+            self._parsed[text, spec.device_type] = sequence
         return sequence
 
-    def device_name(self, text: str) -> str:
-        return str(self._deserialize(text, "sequence").device.name)
+    def device(self, text: str) -> BaseDevice:
+        """The device the sequence was built for."""
+        device: BaseDevice = self._deserialize(text, "sequence").device
+        return device
 
     def _deserialize(self, text: str, what: str) -> Sequence:
         sequence = self._raw.get(text)
@@ -296,17 +340,22 @@ def _as_for_qpu(sequence: Sequence, spec: DeviceSpec, what: str) -> Sequence:
 
 def _check_build(
     sequence: Sequence, variables: dict[str, Any], spec: DeviceSpec, what: str
-) -> None:
-    """Builds the job's sequence as a worker will, and checks the result against the device."""
+) -> list[str]:
+    """Builds the job's sequence as a worker will, and checks the result against the device.
+    Returns warnings for the job: variables the sequence does not declare are ignored, as
+    Pulser's own `build` does (qiskit-pasqal-provider sends the values of a sequence it built
+    already); missing ones and values of the wrong shape are refused."""
     declared = set(sequence.declared_variables)
     mappable = sequence.is_register_mappable()
     allowed = declared | ({"qubits"} if mappable else set())
     unknown = sorted(set(variables) - allowed)
+    notes = []
     if unknown:
-        raise InvalidSequence(
-            f"{what}.variables: unknown variable(s) {', '.join(unknown)}; "
-            f"the sequence declares: {', '.join(sorted(allowed)) or 'none'}"
+        notes.append(
+            f"variable(s) {', '.join(unknown)} ignored: the sequence declares "
+            f"{', '.join(sorted(allowed)) or 'none'}"
         )
+        variables = {name: value for name, value in variables.items() if name in allowed}
     missing = sorted((declared | ({"qubits"} if mappable else set())) - set(variables))
     if missing:
         raise InvalidSequence(f"{what}.variables: missing value(s) for {', '.join(missing)}")
@@ -325,6 +374,7 @@ def _check_build(
             f"{what}: the sequence lasts {duration} ns; {spec.device_type} allows at most "
             f"{spec.max_duration_ns} ns"
         )
+    return notes
 
 
 def _first_line(exc: BaseException) -> str:

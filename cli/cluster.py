@@ -213,8 +213,9 @@ class Cluster:
 Tweezer is up: API {self.base_url}, QPUs {", ".join(all_qpus(self.settings))}.
 Connection details: {self.data_dir / "cluster.json"}
 
-    from pasqal_cloud import SDK, Endpoints
     from pasqal_cloud.authentication import TokenProvider
+    from pasqal_cloud.endpoints import Endpoints
+    from pasqal_cloud.sdk import SDK
 
     class Token(TokenProvider):
         def get_token(self): return "{info["token"]}"
@@ -227,11 +228,15 @@ Try `tweezer demo --data-dir {self.data_dir}`. Ctrl-C stops the cluster.
             flush=True,
         )
 
-    def shutdown(self) -> None:
-        # Workers first (a warm shutdown hands unfinished messages back), then the rest.
+    def terminate(self) -> None:
+        """Asks every child to stop (SIGTERM), workers first: a warm shutdown hands unfinished
+        messages back. Does not wait (see shutdown)."""
         for child in reversed(self.children):
             if child.process is not None and child.process.poll() is None:
                 child.process.terminate()
+
+    def shutdown(self) -> None:
+        self.terminate()
         deadline = time.monotonic() + 30
         for child in reversed(self.children):
             if child.process is None:

@@ -17,11 +17,7 @@ def connect_sdk(info: dict[str, Any]) -> Any:
 
     from pasqal_cloud.authentication import TokenProvider
     from pasqal_cloud.endpoints import Endpoints
-
-    with warnings.catch_warnings():
-        # The guide's `SDK` name is a deprecated alias; the demo uses it as the guide does.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from pasqal_cloud import SDK
+    from pasqal_cloud.sdk import SDK
 
     token = info["token"]
 

@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         help="QPUs per device type (default EMU_FREE=1,FRESNEL=1)",
     )
     up.add_argument(
+        "--default-device-type",
+        metavar="TYPE",
+        help="where a batch without a device type goes when the device its sequence was "
+        "built for is not served or refuses it (default EMU_FREE when served)",
+    )
+    up.add_argument(
         "--bridge-speedup",
         type=float,
         metavar="X",
@@ -138,6 +144,8 @@ def _up(args: argparse.Namespace) -> int:
         overrides["open_batch_max_hold_s"] = args.open_batch_max_hold
     if args.qpus:
         overrides["qpus"] = parse_qpus(args.qpus)
+    if args.default_device_type:
+        overrides["default_device_type"] = args.default_device_type
     if args.bridge_speedup is not None:
         overrides["bridge_speedup"] = args.bridge_speedup
     redis_server = None

@@ -8,8 +8,10 @@ before anything is stored. QPU names (`EMU_FREE-0`, …) are derived from `Setti
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from pulser.devices import AnalogDevice, MockDevice
 from pulser.devices._device_datacls import BaseDevice
@@ -31,6 +33,14 @@ class DeviceSpec:
     max_runs: int
     max_duration_ns: int
     qpu_count: int
+
+    def same_specs(self, device: BaseDevice) -> bool:
+        """Whether `device` is this one but for its name (Pulser's AnalogDevice and FRESNEL)."""
+        return _specs_but_name(device.to_abstract_repr()) == self._specs_but_name
+
+    @cached_property
+    def _specs_but_name(self) -> dict[str, Any]:
+        return _specs_but_name(self.specs)
 
     @cached_property
     def specs(self) -> str:
@@ -87,6 +97,12 @@ def device_registry(settings: Settings) -> dict[str, DeviceSpec]:
             qpu_count=settings.qpus["FRESNEL"],
         )
     return registry
+
+
+def _specs_but_name(abstract_repr: str) -> dict[str, Any]:
+    specs: dict[str, Any] = json.loads(abstract_repr)
+    specs.pop("name", None)
+    return specs
 
 
 def all_qpus(settings: Settings) -> list[str]:

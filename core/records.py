@@ -127,6 +127,8 @@ class Job:
     #: Bytes counted against its project's storage for its results until they are stored
     #: (core/quotas.py predicted_result_bytes).
     reserved_bytes: int = 0
+    #: What the API noted at submission without refusing the job (ignored variables...).
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def pending(
@@ -177,6 +179,7 @@ class Job:
             attempts=int(h.get("attempts", 0)),
             progress=int(h.get("progress", 0)),
             reserved_bytes=int(h.get("reserved_bytes", 0)),
+            warnings=_json(h.get("warnings")) or [],
         )
 
     def creation_fields(self) -> dict[str, str]:
@@ -196,6 +199,7 @@ class Job:
             "variables": None if self.variables is None else json.dumps(self.variables),
             "sequence_sha": None if self.sequence is None else sequence_sha(self.sequence),
             "parent_id": self.parent_id,
+            "warnings": json.dumps(self.warnings) if self.warnings else None,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         return fields

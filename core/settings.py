@@ -36,6 +36,9 @@ class Settings:
     namespace: str = "tweezer"
     #: QPUs per device type: `EMU_FREE=2` gives two lockable EMU_FREE units, each a Celery queue.
     qpus: dict[str, int] = field(default_factory=_default_qpus)
+    #: Where a batch sent without a device type goes when the device its sequence was built for
+    #: is not served or refuses it; empty: EMU_FREE when served, else nowhere.
+    default_device_type: str = ""
     #: Pool processes per QPU worker. A QPU runs one batch at a time; these run its jobs.
     worker_concurrency: int = 1
 
@@ -181,6 +184,11 @@ class Settings:
                 )
             if not 1 <= count <= 64:
                 raise ConfigurationError(f"qpus: {device_type} needs 1 to 64 QPUs, got {count}")
+        if self.default_device_type and self.default_device_type not in self.qpus:
+            raise ConfigurationError(
+                f"default_device_type {self.default_device_type!r} is not served; "
+                f"served: {', '.join(self.qpus)}"
+            )
         positive = (
             "worker_concurrency",
             "open_batch_timeout_s",
@@ -239,6 +247,13 @@ class Settings:
             raise ConfigurationError("trusted_proxy_count must be >= 0")
         if self.project_max_stored_bytes < 0:
             raise ConfigurationError("project_max_stored_bytes must be >= 0 (0: no limit)")
+
+    @property
+    def default_device(self) -> str:
+        """The default device type in force ('' for none)."""
+        if self.default_device_type:
+            return self.default_device_type
+        return "EMU_FREE" if "EMU_FREE" in self.qpus else ""
 
     @property
     def allowed_host_names(self) -> frozenset[str]:

@@ -257,6 +257,14 @@ class Store:
     def batch_jobs(self, batch_id: str) -> list[Job]:
         return self.get_jobs(self.batch_job_ids(batch_id))
 
+    def get_results(self, job_ids: list[str]) -> list[str | None]:
+        """The results documents of `job_ids` (None for a job without one), in order."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.get(self.keys.job_result(job_id))
+        results: list[str | None] = pipe.execute()
+        return results
+
     def get_result(self, job_id: str) -> str | None:
         """The results document of a DONE job (JSON text), else None."""
         result: str | None = self.redis.get(self.keys.job_result(job_id))

@@ -171,6 +171,8 @@ def start_cluster(
         return running
 
     yield start
+    for running in started:  # all at once: each worker's warm shutdown takes a second or two
+        running.cluster.terminate()
     for running in started:
         running.cluster.shutdown()
 

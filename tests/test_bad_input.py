@@ -99,7 +99,14 @@ CASES = [
         422,
         "serves: EMU_FREE",
     ),
-    ("no device to infer", lambda a: batch_body(a, device_type=None), 422, "AnalogDevice"),
+    (
+        "no served device can run a batch without a device type",
+        lambda a: batch_body(
+            a, device_type=None, sequence_builder=sequences.fixed(atoms=13), jobs=job_with(runs=5)
+        ),
+        422,
+        "EMU_FREE (the cluster's default device type) refused it: sequence_builder has 13 atoms",
+    ),
     (
         "sequence not a sequence",
         lambda a: batch_body(a, sequence_builder='{"hello": 1}'),
@@ -124,10 +131,10 @@ CASES = [
         "not a valid Pulser sequence",
     ),
     (
-        "unknown variable",
+        "a misspelt variable leaves the declared one missing",
         lambda a: batch_body(a, jobs=job_with(runs=5, variables={"omega": 6})),
         422,
-        "unknown variable(s) omega",
+        "missing value(s) for omega_max",
     ),
     (
         "missing variable",

@@ -80,8 +80,6 @@ def test_what_the_qpu_would_reject_is_refused_at_submission(cluster, account, fr
     assert "runs is required on FRESNEL" in refusal(cluster, account, good, [{"variables": OMEGA}])
     too_strong = [{"runs": 10, "variables": {"omega_max": 50}}]
     assert "amplitude" in refusal(cluster, account, good, too_strong)
-    unknown_device = refusal(cluster, account, sequences.fixed(), [job], device_type=None)
-    assert "matches no served device" in unknown_device
     emulator_config = refusal(cluster, account, good, [job], backend_configuration="{}")
     assert "backend_configuration is for emulators" in emulator_config
     total, _ = cluster.store.query_batches(BatchQuery(project_id=[account.project_id]), Page())

@@ -167,25 +167,37 @@ def test_failed_job_reports_errors_and_batch_still_done(sdk, seq):
     ]
 
 
-def test_backend_configuration_gives_pulser_results_and_default_shots(sdk, seq):
+def test_backend_configuration_gives_pulser_results_and_its_shot_count(sdk, seq):
+    """On an emulator the BitStrings observable's num_shots decides every job's shots, `runs`
+    or not (Pulser's EmuFreeBackendV2 sends `runs: 1` beside it); without num_shots, `runs`
+    does, and a job with neither gets the default."""
     config = EmulationConfig(
         observables=[BitStrings(num_shots=40), Occupation(evaluation_times=[1.0])]
     ).to_abstract_repr()
     batch = sdk.create_batch(
         seq,
-        [job(25), {"variables": {"omega_max": 6}}],  # the second has no runs: num_shots decides
+        [job(1), {"variables": {"omega_max": 6}}],
         device_type=EMU_FREE,
         backend_configuration=config,
         wait=True,
     )
-    with_runs, without_runs = batch.ordered_jobs
-    assert (with_runs.runs, without_runs.runs) == (25, 40)
-    for one, shots in ((with_runs, 25), (without_runs, 40)):
+    assert [j.runs for j in batch.ordered_jobs] == [40, 40]  # the resolved count, reported
+    for one in batch.ordered_jobs:
         results = Results.from_abstract_repr(one.full_result["serialised_results"])
-        assert sum(results.final_bitstrings.values()) == shots
+        assert sum(results.final_bitstrings.values()) == 40
         assert "occupation" in results.get_result_tags()
-        assert sum(one.result.values()) == shots
+        assert sum(one.result.values()) == 40
     assert sdk.get_batch(batch.id).backend_configuration == config
+
+    no_shots = EmulationConfig(observables=[Occupation(evaluation_times=[1.0])])
+    batch = sdk.create_batch(
+        seq,
+        [job(25), {"variables": {"omega_max": 6}}],
+        device_type=EMU_FREE,
+        backend_configuration=no_shots.to_abstract_repr(),
+        wait=True,
+    )
+    assert [j.runs for j in batch.ordered_jobs] == [25, 100]
 
 
 def test_job_sequences_configuration_and_mappable_registers(sdk):

@@ -134,6 +134,21 @@ def test_dispatch_claim_commit_and_duplicate_delivery(parts):
     assert store.get_batch(batch.id).counts["DONE"] == 1  # not doubled
 
 
+def test_cancelling_a_dispatched_unclaimed_job_frees_the_qpu_at_once(parts):
+    """qrmi's start, stop, start: the cancelled batch's job was dispatched but no worker took it
+    yet. The QPU is released in the same pass (not after the dispatch timeout), the next batch
+    gets it, and the late claim of the cancelled delivery is refused."""
+    store, control, execution = parts
+    first, _ = new_batch(store, runs=(10,))
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    [d] = control.dispatch(lease, capacity=1, timeout_s=60, now=T0)
+    store.cancel_batch(first.id, T0, "tester")
+    second, _ = new_batch(store, runs=(10,))
+    assert control.release(lease)
+    assert control.acquire(QPU, ttl_s=10, now=T0).batch_id == second.id
+    assert execution.claim(d.job_id, d.delivery, 5, T0) is None
+
+
 def test_lost_worker_is_requeued_then_failed_at_the_attempt_cap(parts):
     store, control, execution = parts
     batch, jobs = new_batch(store, runs=(10,))

@@ -67,6 +67,12 @@ local function set_job_status(job_id, batch_id, from, to, now)
   redis.call('ZADD', K.job_index('status', to), created, job_id)
   redis.call('HINCRBY', K.batch_counts(batch_id), from, -1)
   redis.call('HINCRBY', K.batch_counts(batch_id), to, 1)
+  if from == 'PENDING' and TERMINAL_JOB[to] then
+    -- Dispatched but not claimed: no worker holds it, so it leaves the QPU's in-flight set now
+    -- (its late claim is refused: it is no longer PENDING) and the QPU can go to the next batch.
+    local qpu = redis.call('HGET', job, 'qpu')
+    if qpu then redis.call('ZREM', K.qpu_inflight(qpu), job_id) end
+  end
   if TERMINAL_JOB[to] then
     redis.call('HSET', job, 'end_us', now)
     local project_id = redis.call('HGET', job, 'project_id')

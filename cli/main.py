@@ -110,6 +110,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         demo.run(args.data_dir)
         return 0
     settings = Settings.from_env()
+    from core.redis_client import check_access
+
+    # Wait for Redis if it is not up yet; a wrong password or TLS setting stops us here, with
+    # a message that says which, rather than in a retry loop that says nothing.
+    check_access(settings)
     if args.command == "api":
         from cli.api_server import serve
 

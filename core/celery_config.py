@@ -7,6 +7,7 @@ visibility timeout. Celery is only the delivery hint: results and states live in
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from core.keys import Keys
@@ -24,8 +25,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "socket_timeout": 10,
         "health_check_interval": 10,
     }
+    tls = settings.redis_tls
     return {
         "broker_url": settings.redis_url,
+        # kombu takes redis-py's ssl options as they are (CA, client certificate), for rediss://.
+        "broker_use_ssl": {**tls, "ssl_cert_reqs": ssl.CERT_REQUIRED} if tls else None,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

@@ -30,8 +30,14 @@ def _default_qpus() -> dict[str, int]:
 class Settings:
     """Configuration of one Tweezer cluster; identical in every process of the cluster."""
 
-    #: Redis holding the record, the Celery broker and the wake-ups.
+    #: Redis holding the record, the Celery broker and the wake-ups: `redis://` on loopback,
+    #: `rediss://USER:PASSWORD@host:port/0` (TLS, an ACL user) across machines, or `unix://`.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: For `rediss://`: the CA that signed Redis's certificate (empty: the system's CAs), and
+    #: this process's own certificate and key when Redis asks clients for one.
+    redis_tls_ca_file: str = ""
+    redis_tls_cert_file: str = ""
+    redis_tls_key_file: str = ""
     #: Prefix of every key this cluster writes (see core/keys.py), so clusters can share a Redis.
     namespace: str = "tweezer"
     #: QPUs per device type: `EMU_FREE=2` gives two lockable EMU_FREE units, each a Celery queue.
@@ -175,6 +181,14 @@ class Settings:
             raise ConfigurationError("namespace must be 1-64 characters of [A-Za-z0-9_.-]")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError("redis_url must start with redis://, rediss:// or unix://")
+        if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
+            raise ConfigurationError("redis_tls_cert_file and redis_tls_key_file go together")
+        for name in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file"):
+            path = getattr(self, name)
+            if path and not self.redis_url.startswith("rediss://"):
+                raise ConfigurationError(f"{name} is set but redis_url is not rediss:// (TLS)")
+            if path and not os.path.isfile(path):
+                raise ConfigurationError(f"{name}: no such file {path!r}")
         if not self.qpus:
             raise ConfigurationError("qpus must name at least one device type, e.g. EMU_FREE=1")
         for device_type, count in self.qpus.items():
@@ -247,6 +261,19 @@ class Settings:
             raise ConfigurationError("trusted_proxy_count must be >= 0")
         if self.project_max_stored_bytes < 0:
             raise ConfigurationError("project_max_stored_bytes must be >= 0 (0: no limit)")
+
+    @property
+    def redis_tls(self) -> dict[str, str]:
+        """redis-py's `ssl_*` options for a `rediss://` URL (empty otherwise)."""
+        if not self.redis_url.startswith("rediss://"):
+            return {}
+        options = {"ssl_cert_reqs": "required"}
+        if self.redis_tls_ca_file:
+            options["ssl_ca_certs"] = self.redis_tls_ca_file
+        if self.redis_tls_cert_file:
+            options["ssl_certfile"] = self.redis_tls_cert_file
+            options["ssl_keyfile"] = self.redis_tls_key_file
+        return options
 
     @property
     def default_device(self) -> str:

@@ -103,3 +103,24 @@ def hold_qpu(sdk: Any, sequence: str) -> Iterator[Any]:
         yield holder
     finally:
         holder.close()
+
+
+def certificates(directory: Any, address: str) -> dict[str, Any]:
+    """A test CA, and a Redis server certificate for `address` (an IP) signed by it."""
+    paths = {n: directory / n for n in ("ca.key", "ca.crt", "redis.key", "redis.crt")}
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    ca_key, ca_crt = str(paths["ca.key"]), str(paths["ca.crt"])
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+            "/CN=tweezer test CA", "-keyout", ca_key, "-out", ca_crt)  # fmt: skip
+    request = directory / "redis.csr"
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=redis", "-keyout",
+            str(paths["redis.key"]), "-out", str(request))  # fmt: skip
+    extensions = directory / "san.cnf"
+    extensions.write_text(f"subjectAltName=IP:{address}\n")
+    openssl("x509", "-req", "-in", str(request), "-CA", ca_crt, "-CAkey", ca_key,
+            "-CAcreateserial", "-days", "1", "-extfile", str(extensions),
+            "-out", str(paths["redis.crt"]))  # fmt: skip
+    return paths

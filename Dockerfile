@@ -1,0 +1,24 @@
+# One image for every Tweezer process: `tweezer api`, `tweezer scheduler`, `tweezer worker --qpu`.
+# Built from the repository root: docker build -t tweezer .
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /opt/tweezer
+COPY pyproject.toml README.md ./
+COPY core ./core
+COPY api ./api
+COPY scheduler ./scheduler
+COPY workers ./workers
+COPY cli ./cli
+RUN pip install --no-compile . \
+    && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin tweezer
+
+# Never root: the processes need nothing but the network and Redis.
+USER 10001
+EXPOSE 8000
+ENTRYPOINT ["tweezer"]
+CMD ["api", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,282 @@
+"""A cluster spread over three hosts, made of Linux network namespaces joined by a bridge:
+Redis (TLS only, ACL users, the shipped deploy/users.acl), the API and a scheduler on host A;
+an EMU_FREE worker pool on host B and another on host C; the unmodified SDK as a client on a
+fourth address. Then host B's link is cut mid-job and restored.
+
+Needs root (as CI runs); skipped with the reason where namespaces cannot be made.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from core.accounts import Accounts
+from core.settings import Settings
+from core.store import Store
+from tests import sequences
+from tests.conftest import Account, make_sdk, make_settings
+from tests.helpers import certificates, wait_for
+
+ROOT = Path(__file__).parent.parent
+DEPLOY = ROOT / "deploy"
+SEQ = sequences.parametrized()
+JOB = {"runs": 20, "variables": {"omega_max": 6}}
+#: A subnet of our own for the test hosts (nothing else routes there).
+NET = "10.231.77"
+ADDRESS = {"a": f"{NET}.1", "b": f"{NET}.2", "c": f"{NET}.3", "client": f"{NET}.254"}
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@dataclass
+class Hosts:
+    """Namespaces tz<tag>-a/-b/-c on a bridge in tz<tag>-sw; this process is the client."""
+
+    tag: str
+    names: dict[str, str] = field(default_factory=dict)
+
+    def create(self) -> Hosts:
+        switch = f"tz{self.tag}-sw"
+        ip("netns", "add", switch)
+        self.names["sw"] = switch
+        ip("-n", switch, "link", "add", "br0", "type", "bridge")
+        ip("-n", switch, "link", "set", "br0", "up")
+        for host in ("a", "b", "c"):
+            name = f"tz{self.tag}-{host}"
+            ip("netns", "add", name)
+            self.names[host] = name
+            self._cable(f"tz{self.tag}{host}", host, name)
+            ip("-n", name, "link", "set", "lo", "up")
+        self._cable(f"tz{self.tag}cl", "client", None)
+        return self
+
+    def _cable(self, end: str, host: str, namespace: str | None) -> None:
+        """A veth pair from the host (or this namespace) to the bridge, with its address."""
+        switch = self.names["sw"]
+        ip("link", "add", end, "type", "veth", "peer", "name", end + "s")
+        ip("link", "set", end + "s", "netns", switch)
+        ip("-n", switch, "link", "set", end + "s", "master", "br0", "up")
+        where = ["-n", namespace] if namespace else []
+        if namespace:
+            ip("link", "set", end, "netns", namespace)
+        ip(*where, "addr", "add", f"{ADDRESS[host]}/24", "dev", end)
+        ip(*where, "link", "set", end, "up")
+
+    def link(self, host: str, state: str) -> None:
+        ip("-n", self.names[host], "link", "set", f"tz{self.tag}{host}", state)
+
+    def run(self, host: str, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                ["ip", "netns", "exec", self.names[host], *argv],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def destroy(self) -> None:
+        for name in self.names.values():
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        subprocess.run(["ip", "link", "del", f"tz{self.tag}cl"], capture_output=True)
+
+
+@dataclass
+class Spread:
+    hosts: Hosts
+    settings: Settings  # the API's and the scheduler's (user `tweezer`)
+    worker_url: str  # rediss:// as user `tweezer-worker`
+    passwords: dict[str, str]
+    client: redis.Redis
+    logs: Path
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{ADDRESS['a']}:8000"
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return {**os.environ, **self.settings.to_env(), **overrides}
+
+    def start(self, name: str, host: str, *command: str, **env: str) -> subprocess.Popen:
+        argv = [sys.executable, "-m", "cli.main", *command]
+        process = self.hosts.run(host, argv, self.env(**env), self.logs / f"{name}.log")
+        self.processes[name] = process
+        return process
+
+    def account(self) -> Account:
+        accounts = Accounts(self.client, self.settings.namespace)
+        user = accounts.create_user(f"user-{secrets.token_hex(4)}")
+        project = accounts.create_project(f"project-{secrets.token_hex(4)}")
+        accounts.add_member(project.id, user)
+        return Account(user, project.id, accounts.issue_token(user).token)
+
+    def sdk(self, account: Account) -> Any:
+        return make_sdk(self.base_url + "/core-fast", self.base_url + "/account", account)
+
+
+def _can_make_namespaces() -> str:
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    probe = f"tzprobe{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return "" if made.returncode == 0 else f"cannot create network namespaces: {made.stderr}"
+
+
+@pytest.fixture(scope="module")
+def spread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spread]:
+    reason = _can_make_namespaces()
+    if reason:
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("spread")
+    tls = certificates(root, ADDRESS["a"])
+    passwords = {"tweezer": secrets.token_hex(16), "tweezer-worker": secrets.token_hex(16)}
+    # The shipped ACL file, with real passwords: what a lab deploys is what is tested.
+    acl = (DEPLOY / "users.acl").read_text()
+    acl = acl.replace(">change-me-api-password", ">" + passwords["tweezer"])
+    acl = acl.replace(">change-me-worker-password", ">" + passwords["tweezer-worker"])
+    (root / "users.acl").write_text(acl)
+    hosts = Hosts(str(os.getpid() % 10000)).create()
+    redis_dir = root / "redis"
+    redis_dir.mkdir()
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", hosts.names["a"], "redis-server",
+         "--bind", ADDRESS["a"], "--port", "0", "--tls-port", "6380", "--protected-mode", "yes",
+         "--tls-cert-file", str(tls["redis.crt"]), "--tls-key-file", str(tls["redis.key"]),
+         "--tls-ca-cert-file", str(tls["ca.crt"]), "--tls-auth-clients", "no",
+         "--aclfile", str(root / "users.acl"), "--appendonly", "yes", "--appendfsync", "always",
+         "--dir", str(redis_dir), "--logfile", str(redis_dir / "redis.log")],
+        start_new_session=True,
+    )  # fmt: skip
+
+    def url(user: str) -> str:
+        return f"rediss://{user}:{passwords[user]}@{ADDRESS['a']}:6380/0"
+
+    settings = make_settings(
+        url("tweezer"),
+        namespace="tweezer",  # as users.acl confines each user to it
+        qpus={"EMU_FREE": 2},
+        redis_tls_ca_file=str(tls["ca.crt"]),
+        public_url=f"http://{ADDRESS['a']}:8000",
+    )
+    client = redis.Redis.from_url(url("tweezer"), decode_responses=True, **settings.redis_tls)
+    logs = root / "logs"
+    logs.mkdir()
+    spread = Spread(hosts, settings, url("tweezer-worker"), passwords, client, logs)
+    try:
+        wait_for(lambda: _pings(client), timeout_s=30)
+        spread.start("api", "a", "api", "--host", ADDRESS["a"], "--port", "8000")
+        spread.start("scheduler", "a", "scheduler")
+        for name, host, qpu in (("worker-b", "b", "EMU_FREE-0"), ("worker-c", "c", "EMU_FREE-1")):
+            spread.start(
+                name, host, "worker", "--qpu", qpu, TWEEZER_REDIS_URL=url("tweezer-worker")
+            )
+        wait_for(lambda: _healthy(spread.base_url), timeout_s=60)
+        for worker in ("worker-b", "worker-c"):
+            wait_for(lambda w=worker: "ready." in (logs / f"{w}.log").read_text(), timeout_s=60)
+        yield spread
+    finally:
+        for process in spread.processes.values():
+            process.terminate()
+        for process in spread.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        os.killpg(server.pid, 15)
+        server.wait(10)
+        hosts.destroy()
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+def _healthy(base_url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(base_url + "/healthz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_jobs_run_on_worker_hosts_through_tls_and_acl_users(spread):
+    sdk = spread.sdk(spread.account())
+    # Two batches at once: each QPU (EMU_FREE-0 on host B, EMU_FREE-1 on host C) takes one.
+    batches = [sdk.create_batch(SEQ, [JOB, JOB], device_type="EMU_FREE") for _ in range(2)]
+    done = [
+        wait_for(lambda b=b: (x := sdk.get_batch(b.id)).status == "DONE" and x, timeout_s=90)
+        for b in batches
+    ]
+    assert [sum(j.result.values()) for b in done for j in b.ordered_jobs] == [20] * 4
+    store = Store(spread.client, spread.settings.namespace)
+    assert {b.qpu for b in store.get_batches(b.id for b in done)} == {"EMU_FREE-0", "EMU_FREE-1"}
+    # No worker runs anywhere else: each QPU's jobs ran on its host, as their logs say.
+    for host in ("worker-b", "worker-c"):
+        assert "succeeded" in (spread.logs / f"{host}.log").read_text()
+
+
+def test_a_worker_host_cut_off_mid_job_loses_nothing_and_commits_once(spread):
+    sdk = spread.sdk(spread.account())
+    store = Store(spread.client, spread.settings.namespace)
+    slow = sdk.create_batch(sequences.slow(), [{"runs": 10}], device_type="EMU_FREE")
+    job = slow.ordered_jobs[0]
+    wait_for(lambda: sdk.get_job_status(job.id).value == "RUNNING", timeout_s=60)
+    host = {"EMU_FREE-0": "b", "EMU_FREE-1": "c"}[store.get_batch(slow.id).qpu]
+    spread.hosts.link(host, "down")
+    time.sleep(4)  # longer than the heartbeat TTL: the job is presumed lost meanwhile
+    spread.hosts.link(host, "up")
+    finished = wait_for(lambda: (b := sdk.get_batch(slow.id)).status == "DONE" and b, timeout_s=120)
+    [result] = finished.ordered_jobs
+    assert result.status == "DONE" and sum(result.result.values()) == 10
+    assert finished.jobs_count_per_status["DONE"] == 1  # committed once
+    assert 1 <= store.get_job(job.id).attempts <= 2
+
+
+def test_wrong_credentials_or_no_tls_are_refused_and_say_so(spread):
+    def worker(url: str) -> subprocess.CompletedProcess[str]:
+        argv = ["ip", "netns", "exec", spread.hosts.names["c"], sys.executable, "-m",
+                "cli.main", "worker", "--qpu", "EMU_FREE-1"]  # fmt: skip
+        env = spread.env(TWEEZER_REDIS_URL=url)
+        if not url.startswith("rediss://"):
+            env.pop("TWEEZER_REDIS_TLS_CA_FILE")
+        return subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    wrong = worker(f"rediss://tweezer-worker:not-the-password@{ADDRESS['a']}:6380/0")
+    assert wrong.returncode == 2 and "refused our credentials" in wrong.stderr, wrong.stderr
+    password = spread.passwords["tweezer-worker"]
+    plain = worker(f"redis://tweezer-worker:{password}@{ADDRESS['a']}:6380/0")
+    assert plain.returncode == 2 and "use rediss://" in plain.stderr, plain.stderr
+    # The worker user may not administer Redis.
+    as_worker = redis.Redis.from_url(spread.worker_url, **spread.settings.redis_tls)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        as_worker.config_get("*")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        as_worker.get("another-namespace:key")
+
+
+def test_secrets_show_in_no_process_list_and_no_log(spread):
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "cli.main worker" in listing
+    logs = "".join(p.read_text(errors="replace") for p in spread.logs.glob("*.log"))
+    assert "ready." in logs
+    for secret in (*spread.passwords.values(), spread.settings.auth_secret):
+        assert secret not in listing and secret not in logs

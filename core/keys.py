@@ -35,6 +35,8 @@ Scheduling (fair share within a priority level: docs/design.md, "Scheduling poli
                                           scheduler resumes it
   qpu:{name}:inflight             zset    job ids dispatched on the QPU, scored by the deadline
                                           (ms) of their claim or heartbeat
+  qpu-presence                    hash    QPU name -> when a worker of it last said it was alive
+                                          (µs): how schedulers learn of QPUs added later
   deliveries                      string  counter giving each dispatch a unique delivery id
   wakeup                          list    pokes that wake the scheduler before its tick
 
@@ -104,6 +106,7 @@ _PATTERNS: dict[str, str] = {
     "qpu_epoch": "qpu:{0}:epoch",
     "qpu_batch": "qpu:{0}:batch",
     "qpu_inflight": "qpu:{0}:inflight",
+    "qpu_presence": "qpu-presence",
     "deliveries": "deliveries",
     "retention": "retention",
     "wakeup": "wakeup",
@@ -197,6 +200,9 @@ class Keys:
 
     def qpu_inflight(self, qpu: str) -> str:
         return self._key("qpu_inflight", qpu)
+
+    def qpu_presence(self) -> str:
+        return self._key("qpu_presence")
 
     def deliveries(self) -> str:
         return self._key("deliveries")

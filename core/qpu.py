@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
 
 from core.accounts import QUEUE_PRIORITIES
 from core.devices import device_type_of_qpu
+from core.keys import Keys
 from core.scripts import Scripts
 from core.settings import Settings
+
+#: A QPU not in TWEEZER_QPUS is served while one of its workers announced itself this recently;
+#: workers announce every sixth of it.
+PRESENCE_TTL_S = 30.0
 
 
 @dataclass
@@ -57,7 +63,22 @@ class Delivery:
 
 class QpuControl:
     def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.redis = client
+        self.keys = Keys(namespace)
         self.scripts = Scripts(client, namespace)
+
+    def announce(self, qpu: str, now: int) -> None:
+        """A worker of `qpu` is alive (workers say so every few seconds)."""
+        self.redis.hset(self.keys.qpu_presence(), qpu, now)
+
+    def announced(self, device_types: Iterable[str], since: int) -> list[str]:
+        """QPUs of `device_types` whose workers said they were alive at `since` or later:
+        a QPU added on another host is served without restarting anything."""
+        seen: dict[str, str] = self.redis.hgetall(self.keys.qpu_presence())
+        types = set(device_types)
+        return sorted(
+            qpu for qpu, at in seen.items() if int(at) >= since and device_type_of_qpu(qpu) in types
+        )
 
     def acquire(self, qpu: str, ttl_s: float, now: int) -> Lease | None:
         """Grants `qpu` to the batch it was serving or to the next queued one; None if the QPU

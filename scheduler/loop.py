@@ -20,7 +20,7 @@ from celery import Celery
 from core.celery_config import RUN_JOB_TASK, celery_config
 from core.devices import all_qpus
 from core.keys import Keys
-from core.qpu import Lease, OpenBatchHold, QpuControl
+from core.qpu import PRESENCE_TTL_S, Lease, OpenBatchHold, QpuControl
 from core.settings import Settings
 from core.store import Store
 from core.timefmt import now_us
@@ -35,6 +35,7 @@ class Scheduler:
         self.producer = producer
         self.control = QpuControl(client, settings.namespace)
         self.keys = Keys(settings.namespace)
+        #: The QPUs of TWEEZER_QPUS, always served; workers may announce more (serving()).
         self.qpus = all_qpus(settings)
         self.leases: dict[str, Lease] = {}
         self.hold = OpenBatchHold.from_settings(settings)
@@ -56,9 +57,18 @@ class Scheduler:
                 log.exception("scheduler pass failed; retrying")
                 stop.wait(1.0)
 
+    def serving(self, now: int) -> list[str]:
+        """The configured QPUs, and those of the same device types that workers on other hosts
+        announced within the last PRESENCE_TTL_S (a QPU whose workers left is not granted new
+        batches; one it was serving keeps being driven while the scheduler holds its lease)."""
+        since = now - int(PRESENCE_TTL_S * 1_000_000)
+        types = self.settings.qpus.keys()
+        extra = [q for q in self.control.announced(types, since) if q not in self.qpus]
+        return [*self.qpus, *extra, *(q for q in self.leases if q not in self.qpus + extra)]
+
     def run_once(self, now: int | None = None) -> None:
         now = now_us() if now is None else now
-        for qpu in self.qpus:
+        for qpu in self.serving(now):
             self.serve(qpu, now)
         if self.store.purge_inputs(self.settings.input_retention_s, now):
             log.info("dropped the sequences of batches past their retention")

@@ -251,6 +251,25 @@ def test_a_worker_host_cut_off_mid_job_loses_nothing_and_commits_once(spread):
     assert 1 <= store.get_job(job.id).attempts <= 2
 
 
+def test_a_qpu_added_on_another_host_is_served_without_restarting_anything(spread):
+    """One command on host C with one setting (TWEEZER_QPUS naming a third EMU_FREE QPU): the
+    API and the scheduler, started with two, give it batches once its worker announces it."""
+    sdk = spread.sdk(spread.account())
+    spread.start("worker-c2", "c", "worker", "--qpu", "EMU_FREE-2",
+                 TWEEZER_REDIS_URL=spread.worker_url, TWEEZER_QPUS="EMU_FREE=3")  # fmt: skip
+    wait_for(lambda: "ready." in (spread.logs / "worker-c2.log").read_text(), timeout_s=60)
+    holders = [sdk.create_batch(SEQ, [], open=True, device_type="EMU_FREE") for _ in range(2)]
+    for holder in holders:  # the two configured QPUs are busy...
+        wait_for(lambda h=holder: sdk.get_batch(h.id).status == "RUNNING", timeout_s=30)
+    third = sdk.create_batch(SEQ, [JOB], device_type="EMU_FREE")  # ...so the new one takes it
+    done = wait_for(lambda: (b := sdk.get_batch(third.id)).status == "DONE" and b, timeout_s=60)
+    assert sum(done.ordered_jobs[0].result.values()) == 20
+    store = Store(spread.client, spread.settings.namespace)
+    assert store.get_batch(third.id).qpu == "EMU_FREE-2"
+    for holder in holders:
+        holder.close()
+
+
 def test_wrong_credentials_or_no_tls_are_refused_and_say_so(spread):
     def worker(url: str) -> subprocess.CompletedProcess[str]:
         argv = ["ip", "netns", "exec", spread.hosts.names["c"], sys.executable, "-m",

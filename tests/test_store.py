@@ -14,11 +14,12 @@ from core.audit import AuditLog
 from core.errors import QuotaExceeded
 from core.execution import Execution
 from core.keys import _PATTERNS, Keys, lua_functions
-from core.qpu import OpenBatchHold, QpuControl
+from core.qpu import Lease, OpenBatchHold, QpuControl
 from core.records import Batch, Job
 from core.status import BatchStatus, JobStatus
 from core.store import BatchQuery, JobQuery, Page, Store
 from core.timefmt import now_us
+from scheduler.loop import Scheduler
 from tests.conftest import make_settings
 from workers.runner import execute_job
 
@@ -343,6 +344,21 @@ def test_stored_bytes_count_inputs_results_and_reservations(parts, redis_only):
     # Its sequence_builder ("{}") and the one shared sequence are given back.
     assert store.stored_bytes("bytes") == finished - (2 + 64 + 10_000)
     assert store.get_result(d.job_id) is not None  # results stay
+
+
+def test_schedulers_serve_the_qpus_workers_announce_while_they_are_alive(redis_only):
+    """A QPU added on another host (its worker announces itself) is served without a restart;
+    once its workers stop announcing, no new batch is granted to it."""
+    settings = make_settings("redis://127.0.0.1:1/0", namespace=NS, qpus={"EMU_FREE": 1})
+    scheduler = Scheduler(settings, redis_only, producer=None)
+    control = scheduler.control
+    assert scheduler.serving(T0) == ["EMU_FREE-0"]
+    control.announce("EMU_FREE-1", T0)
+    control.announce("FRESNEL-0", T0)  # a device type this cluster does not serve
+    assert scheduler.serving(T0 + SECOND) == ["EMU_FREE-0", "EMU_FREE-1"]
+    assert scheduler.serving(T0 + 31 * SECOND) == ["EMU_FREE-0"]  # it went quiet
+    scheduler.leases["EMU_FREE-1"] = Lease("EMU_FREE-1", "token", 1, "batch")
+    assert scheduler.serving(T0 + 31 * SECOND) == ["EMU_FREE-0", "EMU_FREE-1"]  # still driven
 
 
 def test_every_batch_change_is_in_the_audit_log(parts, redis_only):

@@ -15,10 +15,12 @@ from celery.worker import state as worker_state
 from core.celery_config import RUN_JOB_TASK, celery_config
 from core.execution import Execution
 from core.keys import Keys
+from core.qpu import QpuControl
 from core.redis_client import connect
 from core.settings import Settings
 from core.timefmt import now_us
 from workers.executors import Executor, executor_for
+from workers.presence import announce_forever
 from workers.runner import execute_job
 from workers.watchdog import watch
 
@@ -54,16 +56,16 @@ def make_celery(settings: Settings, qpu: str) -> Celery:
         return execute_job(execution(), settings, executor(), job_id, delivery)
 
     @worker_ready.connect(weak=False)
-    def start_watchdog(**_: Any) -> None:
-        # In the main process, once it consumes: it watches the consumer, not the jobs.
+    def start_threads(**_: Any) -> None:
+        # In the main process, once it consumes: the watchdog watches the consumer, not the
+        # jobs; the announcements tell schedulers this QPU is alive.
+        client, stop = connect(settings), threading.Event()
         queue_key = Keys(settings.namespace).celery_prefix() + Keys.celery_queue(qpu)
-        thread = threading.Thread(
-            target=watch,
-            args=(connect(settings), queue_key, _busy, settings.worker_stall_s, threading.Event()),
-            name="tweezer-watchdog",
-            daemon=True,
-        )
-        thread.start()
+        for name, target, args in (
+            ("watchdog", watch, (client, queue_key, _busy, settings.worker_stall_s, stop)),
+            ("presence", announce_forever, (QpuControl(client, settings.namespace), qpu, stop)),
+        ):
+            threading.Thread(target=target, args=args, name=f"tweezer-{name}", daemon=True).start()
 
     return app
 

@@ -106,8 +106,10 @@ def hold_qpu(sdk: Any, sequence: str) -> Iterator[Any]:
 
 
 def certificates(directory: Any, address: str) -> dict[str, Any]:
-    """A test CA, and a Redis server certificate for `address` (an IP) signed by it."""
-    paths = {n: directory / n for n in ("ca.key", "ca.crt", "redis.key", "redis.crt")}
+    """A test CA, a Redis server certificate for `address` (an IP) and a client certificate,
+    both signed by it."""
+    names = ("ca.key", "ca.crt", "redis.key", "redis.crt", "client.key", "client.crt")
+    paths = {n: directory / n for n in names}
 
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True)
@@ -123,4 +125,9 @@ def certificates(directory: Any, address: str) -> dict[str, Any]:
     openssl("x509", "-req", "-in", str(request), "-CA", ca_crt, "-CAkey", ca_key,
             "-CAcreateserial", "-days", "1", "-extfile", str(extensions),
             "-out", str(paths["redis.crt"]))  # fmt: skip
+    client_request = directory / "client.csr"
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=tweezer worker", "-keyout",
+            str(paths["client.key"]), "-out", str(client_request))  # fmt: skip
+    openssl("x509", "-req", "-in", str(client_request), "-CA", ca_crt, "-CAkey", ca_key,
+            "-CAcreateserial", "-days", "1", "-out", str(paths["client.crt"]))  # fmt: skip
     return paths

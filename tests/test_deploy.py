@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -13,6 +15,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cli.redis_server import RedisServer, default_maxmemory_bytes, free_port
+from core.errors import ConfigurationError
+from core.redis_client import check_access, connect
+from core.settings import Settings
 from tests.helpers import certificates, wait_for
 
 ROOT = Path(__file__).parent.parent
@@ -50,10 +55,9 @@ def test_the_redis_tweezer_up_starts_is_configured_the_same(tmp_path):
         server.stop()
 
 
-def test_the_networked_redis_config_serves_tls_only_to_its_acl_users(tmp_path):
-    """deploy/redis-network.conf and deploy/users.acl as shipped, with this machine's paths,
-    certificates and passwords put in: they load, plain text is refused, the default user is
-    off, and the two users answer over TLS."""
+def networked_redis(tmp_path: Path, client_certificates: bool) -> tuple[int, dict[str, Any]]:
+    """redis-server from deploy/redis-network.conf and deploy/users.acl as shipped, with this
+    machine's paths, certificates and passwords put in; returns its port and the TLS files."""
     tls = certificates(tmp_path, "127.0.0.1")
     acl = (DEPLOY / "users.acl").read_text()
     acl = acl.replace(">change-me-api-password", ">api-secret")
@@ -69,32 +73,68 @@ def test_the_networked_redis_config_serves_tls_only_to_its_acl_users(tmp_path):
         "/etc/tweezer/tls/ca.crt": str(tls["ca.crt"]),
         "/etc/tweezer/users.acl": str(tmp_path / "users.acl"),
         "/var/lib/tweezer/redis": str(tmp_path),
+        "tls-auth-clients no": f"tls-auth-clients {'yes' if client_certificates else 'no'}",
     }.items():
         assert shipped in config
         config = config.replace(shipped, here)
     (tmp_path / "redis.conf").write_text(config)
-    server = subprocess.Popen(["redis-server", str(tmp_path / "redis.conf")])
-    try:
-        url = f"rediss://tweezer:api-secret@127.0.0.1:{port}/0"
-        api = redis.Redis.from_url(url, ssl_ca_certs=str(tls["ca.crt"]))
-        wait_for(lambda: _answers(api), timeout_s=20)
-        assert directives(DEPLOY / "redis-network.conf")["port"] == "0"  # no plain-text port
-        with pytest.raises(redis.exceptions.ConnectionError):
-            # Plain text to the TLS port: the server hangs up (no retries, to say so at once).
-            redis.Redis("127.0.0.1", port, socket_timeout=1, retry=Retry(NoBackoff(), 0)).ping()
-        anonymous = redis.Redis("127.0.0.1", port, ssl=True, ssl_ca_certs=str(tls["ca.crt"]))
-        with pytest.raises(redis.exceptions.AuthenticationError):
-            anonymous.ping()  # the default user is off
-        worker = redis.Redis.from_url(
-            f"rediss://tweezer-worker:worker-secret@127.0.0.1:{port}/0",
-            ssl_ca_certs=str(tls["ca.crt"]),
-        )
-        assert worker.set("tweezer:probe", "1") and api.get("tweezer:probe") == b"1"
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            worker.flushall()
-    finally:
+    return port, tls
+
+
+@pytest.fixture
+def start_networked(tmp_path: Path) -> Iterator[Callable[[bool], tuple[int, dict[str, Any]]]]:
+    servers: list[subprocess.Popen[bytes]] = []
+
+    def start(client_certificates: bool) -> tuple[int, dict[str, Any]]:
+        port, tls = networked_redis(tmp_path, client_certificates)
+        servers.append(subprocess.Popen(["redis-server", str(tmp_path / "redis.conf")]))
+        return port, tls
+
+    yield start
+    for server in servers:
         server.terminate()
         server.wait(10)
+
+
+def test_the_networked_redis_config_serves_tls_only_to_its_acl_users(start_networked):
+    """Plain text is refused, the default user is off, and the two users answer over TLS."""
+    port, tls = start_networked(False)
+    url = f"rediss://tweezer:api-secret@127.0.0.1:{port}/0"
+    api = redis.Redis.from_url(url, ssl_ca_certs=str(tls["ca.crt"]))
+    wait_for(lambda: _answers(api), timeout_s=20)
+    assert directives(DEPLOY / "redis-network.conf")["port"] == "0"  # no plain-text port
+    with pytest.raises(redis.exceptions.ConnectionError):
+        # Plain text to the TLS port: the server hangs up (no retries, to say so at once).
+        redis.Redis("127.0.0.1", port, socket_timeout=1, retry=Retry(NoBackoff(), 0)).ping()
+    anonymous = redis.Redis("127.0.0.1", port, ssl=True, ssl_ca_certs=str(tls["ca.crt"]))
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        anonymous.ping()  # the default user is off
+    worker = redis.Redis.from_url(
+        f"rediss://tweezer-worker:worker-secret@127.0.0.1:{port}/0",
+        ssl_ca_certs=str(tls["ca.crt"]),
+    )
+    assert worker.set("tweezer:probe", "1") and api.get("tweezer:probe") == b"1"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        worker.flushall()
+
+
+def test_client_certificates_when_redis_asks_for_them(start_networked):
+    """With `tls-auth-clients yes`, a process connects with TWEEZER_REDIS_TLS_CERT_FILE and
+    _KEY_FILE (the settings every process reads), and one without a certificate is refused."""
+    port, tls = start_networked(True)
+    url = f"rediss://tweezer-worker:worker-secret@127.0.0.1:{port}/0"
+    settings = Settings(
+        redis_url=url,
+        redis_tls_ca_file=str(tls["ca.crt"]),
+        redis_tls_cert_file=str(tls["client.crt"]),
+        redis_tls_key_file=str(tls["client.key"]),
+    )
+    with_certificate = connect(settings)
+    wait_for(lambda: _answers(with_certificate), timeout_s=20)
+    check_access(settings, wait_s=5)  # what each process does at start
+    without = Settings(redis_url=url, redis_tls_ca_file=str(tls["ca.crt"]))
+    with pytest.raises(ConfigurationError, match=r"TLS|closes every connection"):
+        check_access(without, wait_s=5)
 
 
 def _answers(client: redis.Redis) -> bool:

@@ -3,11 +3,12 @@
 -- transition table and keeps the status indexes, the batch counters and the queues in step.
 
 local TERMINAL_JOB = {DONE = true, ERROR = true, CANCELED = true}
+local TERMINAL_BATCH = {DONE = true, ERROR = true, CANCELED = true, TIMED_OUT = true}
+
 -- What a batch's and a job's index entries and hash overhead take in Redis beyond their field
 -- texts: an estimate (measured: README, "Bounded storage") counted in stored_bytes.
 local BATCH_OVERHEAD_BYTES = 1024
 local JOB_OVERHEAD_BYTES = 1536
-local TERMINAL_BATCH = {DONE = true, ERROR = true, CANCELED = true, TIMED_OUT = true}
 
 -- Integers as decimal text. Lua numbers are doubles and tostring() writes 16-digit
 -- microsecond timestamps in scientific notation, which nothing downstream can parse.

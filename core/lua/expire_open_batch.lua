@@ -1,5 +1,5 @@
 -- Ends the QPU's open batch TIMED_OUT (closed; the QPU can then be released) when it has held the
--- QPU long enough (docs/design.md "Fair hold of a QPU"):
+-- QPU long enough (README "Fair hold of a QPU by open batches"):
 --   * it has held it for `max_hold` since it started, busy or not: its unfinished jobs are
 --     CANCELED (a running one's result is refused at commit, as on a cancel);
 --   * or none of its jobs is active and nothing happened (no job added or finished) for

@@ -1,0 +1,127 @@
+"""The platform's own cost, on a device that costs nothing (workers/drivers/instant.py), with its
+worker on this host (the anchor) and on another network host (a namespace behind a bridge,
+as tests/test_multihost.py builds them); and what each job costs Redis itself (CPU and
+commands), which says how many QPUs and workers one Redis serves."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+from cli.cluster import Cluster, bootstrap, secret
+from cli.redis_server import RedisServer, free_port
+from core.devices import device_registry
+from core.settings import Settings
+from tests import sequences
+from tests.netns import ADDRESS, Hosts, can_make_namespaces
+
+#: Jobs of the one closed batch each figure times, submission to DONE.
+JOBS = 300
+
+
+def measure() -> dict[str, float]:
+    """jobs/s on loopback and, where namespaces can be made, through a worker on another host;
+    Redis CPU ms and commands per job (loopback run)."""
+    figures = _run(remote=False)
+    if reason := can_make_namespaces():
+        print(f"(remote worker figure skipped: {reason})", file=sys.stderr)
+    else:
+        figures["zero-cost jobs/s, worker on another host"] = _run(remote=True)[
+            "zero-cost jobs/s, worker on this host"
+        ]
+    return figures
+
+
+def _run(remote: bool) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        hosts = Hosts(str(os.getpid() % 10000)).create() if remote else None
+        try:
+            # Redis answers on loopback and, for the remote worker, on this host's bridge address.
+            bind = ("--bind", "127.0.0.1", ADDRESS["client"]) if remote else ()
+            server = RedisServer(root / "redis", password=secret(root, "redis"), extra_args=bind)
+            server.start()
+            settings = Settings(
+                redis_url=server.url,
+                qpus={"FRESNEL": 1},
+                bridge_driver="workers.drivers.instant:InstantQpu",
+                results_secret=secret(root, "results"),
+                auth_secret=secret(root, "auth"),
+            )
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            info = bootstrap(settings, root, base, base + "/core-fast", base + "/account")
+            cluster = Cluster(settings, root, "127.0.0.1", port, server, log_dir=root / "logs")
+            if hosts is not None:  # its worker runs on host B instead
+                cluster.children = [c for c in cluster.children if c.name != "worker FRESNEL-0"]
+            with cluster:
+                worker = None
+                if hosts is not None:
+                    far = server.url.replace("127.0.0.1", ADDRESS["client"])
+                    env = {**os.environ, **settings.to_env(), "TWEEZER_REDIS_URL": far}
+                    argv = [sys.executable, "-m", "cli.main", "worker", "--qpu", "FRESNEL-0"]
+                    worker = hosts.run("b", argv, env, root / "worker-b.log")
+                try:
+                    return _time_jobs(settings, info, server)
+                finally:
+                    if worker is not None:
+                        worker.terminate()
+                        worker.wait(30)
+        finally:
+            if hosts is not None:
+                hosts.destroy()
+
+
+def _time_jobs(settings: Settings, info: dict[str, Any], server: RedisServer) -> dict[str, float]:
+    device = device_registry(settings)["FRESNEL"].pulser_device
+    body = {
+        "sequence_builder": sequences.fresnel(device).to_abstract_repr(),
+        "jobs": [{"runs": 1, "variables": {"omega_max": 6}}] * JOBS,
+        "device_type": "FRESNEL",
+        "project_id": info["project_id"],
+        "open": False,
+    }
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {info['token']}"
+    core = info["core_url"]
+    client = redis.Redis.from_url(server.url)
+    # A first batch warms every process up (imports, the worker's pool) before the clock runs.
+    _finish(session, core, {**body, "jobs": body["jobs"][:5]})
+    cpu, calls = _redis_cost(client)
+    started = time.perf_counter()
+    _finish(session, core, body)
+    elapsed = time.perf_counter() - started
+    cpu_after, calls_after = _redis_cost(client)
+    return {
+        "zero-cost jobs/s, worker on this host": JOBS / elapsed,
+        "Redis CPU ms per job": 1000 * (cpu_after - cpu) / JOBS,
+        "Redis commands per job": (calls_after - calls) / JOBS,
+    }
+
+
+def _finish(session: requests.Session, core: str, body: dict[str, Any]) -> None:
+    response = session.post(core + "/api/v1/batches", json=body, timeout=120)
+    response.raise_for_status()
+    batch_id = response.json()["data"]["id"]
+    deadline = time.monotonic() + 600
+    while session.get(f"{core}/api/v1/batches/{batch_id}/status", timeout=30).json()["data"][
+        "status"
+    ] not in ("DONE", "ERROR", "CANCELED"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"batch {batch_id} did not finish")
+        time.sleep(0.05)
+
+
+def _redis_cost(client: redis.Redis) -> tuple[float, int]:
+    """Redis's CPU seconds so far (user + system) and commands run (all of them)."""
+    cpu = client.info("cpu")
+    stats = client.info("commandstats")
+    calls = sum(int(entry["calls"]) for entry in stats.values())
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls

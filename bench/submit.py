@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
+import re
 import statistics
 import tempfile
 import time
@@ -21,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 from bench import spread
@@ -55,8 +58,9 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         info = bootstrap(settings, root, base, base + "/core-fast", base + "/account")
-        with Cluster(settings, root, "127.0.0.1", port, redis_server, log_dir=root / "logs"):
+        with Cluster(settings, root, "127.0.0.1", port, redis_server, log_dir=root / "logs") as c:
             figures = measure(info)
+            figures.update(peak_memory(c))
     figures.update(spread.measure())
     show(figures)
     show_spread(figures)
@@ -128,6 +132,31 @@ def measure(info: dict[str, Any]) -> dict[str, float]:
         "list p95 ms": 1000 * list_times[int(0.95 * len(list_times))],
         "run jobs/s": RUN_JOBS / run_s,
     }
+
+
+def peak_memory(cluster: Cluster) -> dict[str, float]:
+    """Peak resident memory (MB) of each process type after the figures above, each with its
+    own children (gunicorn's workers, Celery's pool): what deploy/k8s requests are sized from."""
+    peaks = {}
+    for child in cluster.children:
+        if child.process is None:
+            continue
+        root = psutil.Process(child.process.pid)
+        tree = [root, *root.children(recursive=True)]
+        kind = child.name.split()[0]  # "api", "scheduler", "worker"
+        peaks[f"peak MB, {kind}"] = max(peaks.get(f"peak MB, {kind}", 0.0), _peak_mb(tree))
+    return peaks
+
+
+def _peak_mb(processes: list[psutil.Process]) -> float:
+    """The sum of each process's high-water mark of resident memory (VmHWM), in MB."""
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.Error, OSError):
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            if match := re.search(r"VmHWM:\s+(\d+) kB", status):
+                total += int(match.group(1))
+    return total / 1024
 
 
 def show_spread(figures: dict[str, float]) -> None:

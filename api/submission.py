@@ -69,7 +69,7 @@ class Submission:
                 )
             return self._batch_on(spec, body, principal, queue_priority, cache)
         # Pulser's QPUBackend and the SDK's own examples send no device type: the first
-        # candidate that accepts the whole batch takes it (README, "Batches without a device").
+        # candidate that accepts the whole batch takes it (README, "Batches without a device type").
         refusals = []
         for spec, why in self._candidates(body, cache):
             try:

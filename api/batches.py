@@ -24,6 +24,7 @@ from core.accounts import Project
 from core.audit import Audit
 from core.errors import Conflict, Forbidden, InvalidRequest, InvalidTransition, NotFound
 from core.records import Batch, Job
+from core.status import BatchStatus
 from core.store import Page
 from core.timefmt import now_us
 
@@ -101,20 +102,27 @@ def cancel_batch(batch_id: str) -> jsend.Reply:
 def cancel_batches() -> jsend.Reply:
     svc = services()
     body = parse_model(CancelBatchesIn, read_json(svc.settings))
-    canceled: list[dict[str, Any]] = []
-    errors: dict[str, str] = {}
     for raw_id in body.batch_ids:
         # errors keys must be UUIDs for the SDK; a non-UUID id is refused before anything.
         if canonical_id(raw_id) is None:
             raise InvalidRequest(f"batch_ids: {raw_id!r} is not a UUID")
+    errors: dict[str, str] = {}
+    allowed: list[tuple[str, Batch]] = []
     for raw_id in body.batch_ids:
         try:
-            batch = changeable_batch(raw_id, "cancel")
-            svc.store.cancel_batch(batch.id, now_us(), principal().user_id)
-        except (NotFound, Forbidden, InvalidTransition) as exc:
+            allowed.append((raw_id, changeable_batch(raw_id, "cancel")))
+        except (NotFound, Forbidden) as exc:
             errors[raw_id] = exc.message
-            continue
-        canceled.append(_batch_json_after_commit(batch))
+    # One commit for all of them: a failure cannot leave some cancelled behind a 503.
+    unique = list(dict.fromkeys(batch.id for _, batch in allowed))
+    outcomes = svc.store.cancel_batches(unique, now_us(), principal().user_id)
+    canceled: list[dict[str, Any]] = []
+    for raw_id, batch in allowed:
+        refusal = outcomes.pop(batch.id, None) if batch.id in outcomes else _again(batch)
+        if refusal is None:
+            canceled.append(_batch_json_after_commit(batch))
+        else:
+            errors[raw_id] = refusal.message
     return jsend.success({"batches": canceled, "errors": errors})
 
 
@@ -192,6 +200,11 @@ def cancel_jobs(batch_id: str) -> jsend.Reply:
     none: list[Job] = []
     jobs = after_commit(lambda: svc.store.get_jobs(canceled), none)
     return jsend.success({"jobs": [job_json(job) for job in jobs], "errors": errors})
+
+
+def _again(batch: Batch) -> InvalidTransition:
+    """What a batch listed twice gets the second time: it is cancelled already."""
+    return InvalidTransition("batch", batch.id, BatchStatus.CANCELED, BatchStatus.CANCELED)
 
 
 def _project(project_id: str) -> Project:

@@ -89,12 +89,27 @@ class Accounts:
         fields = {"id": username, "admin": "1" if admin else "0", "disabled": "0"}
         if password is not None:
             fields["password_hash"] = _hasher.hash(password)
-        if not self.redis.hsetnx(self.keys.user(username), "id", username):
-            raise Conflict(f"user {username!r} already exists")
-        pipe = self._commit(Audit(actor, "user.add", {"user": username, "admin": admin}))
-        pipe.hset(self.keys.user(username), mapping=fields)
-        pipe.sadd(self.keys.users(), username)
-        pipe.execute()
+        key = self.keys.user(username)
+        audit = Audit(actor, "user.add", {"user": username, "admin": admin})
+        # One transaction, and only if the name is still free when it commits (WATCH): no stub
+        # user is left behind by a failure, and two concurrent creations cannot both succeed.
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.exists(key):
+                    raise Conflict(f"user {username!r} already exists")
+                pipe.multi()
+                self.audit_log.record(pipe, audit, now_us())
+                pipe.hset(key, mapping=fields)
+                pipe.sadd(self.keys.users(), username)
+                pipe.execute()
+            except redis.exceptions.WatchError as exc:
+                # redis-py also raises WatchError when the connection died while watching:
+                # that is Redis failing (503 on the API), not a name taken meanwhile.
+                lost = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+                if isinstance(exc.__context__, lost):
+                    raise exc.__context__ from None
+                raise Conflict(f"user {username!r} already exists") from None
         return username
 
     def get_user(self, user_id: str) -> User | None:

@@ -160,8 +160,28 @@ class Store:
         self._status_change("close_batch", batch_id, BatchStatus.DONE, now, audit)
 
     def cancel_batch(self, batch_id: str, now: int, actor: str) -> None:
-        audit = Audit(actor, "batch.cancel")
-        self._status_change("cancel_batch", batch_id, BatchStatus.CANCELED, now, audit)
+        outcome = self.cancel_batches([batch_id], now, actor)[batch_id]
+        if outcome is not None:
+            raise outcome
+
+    def cancel_batches(
+        self, batch_ids: Sequence[str], now: int, actor: str
+    ) -> dict[str, NotFound | InvalidTransition | None]:
+        """Cancels the batches in one commit; for each id, None (cancelled) or why not."""
+        reply = self.scripts.call(
+            "cancel_batch", now, json.dumps(list(batch_ids)), Audit(actor, "batch.cancel").arg()
+        )
+        outcomes: dict[str, NotFound | InvalidTransition | None] = {}
+        for batch_id, outcome in zip(reply[::2], reply[1::2], strict=True):
+            if outcome == "ok":
+                outcomes[batch_id] = None
+            elif outcome == "not_found":
+                outcomes[batch_id] = NotFound(f"Batch {batch_id} not found")
+            else:
+                outcomes[batch_id] = InvalidTransition(
+                    "batch", batch_id, outcome, BatchStatus.CANCELED
+                )
+        return outcomes
 
     def _status_change(
         self, script: str, batch_id: str, target: BatchStatus, now: int, audit: Audit

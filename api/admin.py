@@ -6,7 +6,7 @@ every change they make is audited under the administrator's name. create_app reg
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from flask import Blueprint, request
@@ -29,7 +29,8 @@ MAX_AUDIT_LIMIT = 1000
 @bp.get("/api/v1/users")
 def list_users() -> jsend.Reply:
     users = services().accounts.users()
-    return jsend.page([_user_json(u) for u in users], len(users), 0)
+    accounts = services().accounts
+    return jsend.page([_user_json(u, accounts.memberships(u.id)) for u in users], len(users), 0)
 
 
 @bp.post("/api/v1/users")
@@ -37,13 +38,16 @@ def add_user() -> jsend.Reply:
     svc = services()
     body = parse_model(NewUserIn, read_json(svc.settings))
     svc.accounts.create_user(body.username, body.password, body.admin, actor=_actor())
-    return jsend.success(_user_json(_user(body.username)), 201)
+    # Built from what was committed, not read back: nothing may fail after the commit.
+    return jsend.success(_user_json(User(body.username, body.admin, False), {}), 201)
 
 
 @bp.post("/api/v1/users/<username>/disable")
 def disable_user(username: str) -> jsend.Reply:
-    services().accounts.disable_user(username, actor=_actor())
-    return jsend.success(_user_json(_user(username)))
+    accounts = services().accounts
+    user, projects = _user(username), accounts.memberships(username)  # before the commit
+    accounts.disable_user(username, actor=_actor())
+    return jsend.success(_user_json(replace(user, disabled=True), projects))
 
 
 @bp.post("/api/v1/users/<username>/tokens")
@@ -136,13 +140,9 @@ def _user(username: str) -> User:
     return user
 
 
-def _user_json(user: User) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "admin": user.admin,
-        "disabled": user.disabled,
-        "projects": services().accounts.memberships(user.id),
-    }
+def _user_json(user: User, projects: dict[str, str]) -> dict[str, Any]:
+    """A user with their projects (project id -> role)."""
+    return {"id": user.id, "admin": user.admin, "disabled": user.disabled, "projects": projects}
 
 
 def _project_json(project: Project) -> dict[str, Any]:

@@ -180,8 +180,10 @@ class Accounts:
         actor: str = CLI_ACTOR,
     ) -> Project:
         """Sets a project's queue priority (its batches submitted from now on carry it) and
-        quota changes (see core/quotas.parse_changes; None lifts a limit)."""
-        if self.get_project(project_id) is None:
+        quota changes (see core/quotas.parse_changes; None lifts a limit). Returns the project
+        as the commit left it, built without reading it back (nothing may fail after it)."""
+        fields: dict[str, str] = self.redis.hgetall(self.keys.project(project_id))
+        if not fields:
             raise NotFound(f"project {project_id} not found")
         to_set, to_delete = parse_changes(quotas or {}, served)
         if queue_priority is not None:
@@ -194,15 +196,14 @@ class Accounts:
         if to_delete:
             pipe.hdel(self.keys.project(project_id), *to_delete)
         pipe.execute()
-        updated = self.get_project(project_id)
-        assert updated is not None
-        return updated
+        fields.update(to_set)
+        for name in to_delete:
+            fields.pop(name, None)
+        return _project(fields)
 
     def get_project(self, project_id: str) -> Project | None:
         h = self.redis.hgetall(self.keys.project(project_id))
-        if not h:
-            return None
-        return Project(h["id"], h["name"], h["status"], h["queue_priority"], Quotas.from_hash(h))
+        return _project(h) if h else None
 
     def projects(self) -> list[Project]:
         found = (self.get_project(p) for p in self.redis.smembers(self.keys.projects()))
@@ -326,6 +327,11 @@ class Accounts:
     def _require_user(self, user_id: str) -> None:
         if not self.redis.exists(self.keys.user(user_id)):
             raise NotFound(f"user {user_id!r} not found")
+
+
+def _project(h: dict[str, str]) -> Project:
+    """A project from its hash."""
+    return Project(h["id"], h["name"], h["status"], h["queue_priority"], Quotas.from_hash(h))
 
 
 def _check_priority(queue_priority: str) -> None:

@@ -5,7 +5,6 @@ its command reaches Redis and after (the reply lost), against a real redis-serve
 from __future__ import annotations
 
 import secrets
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +15,9 @@ from redis.retry import Retry
 
 from core.accounts import Accounts
 from core.audit import AuditLog
-from core.records import Batch, Job
 from core.status import BatchStatus, JobStatus
 from core.store import Store
+from tests.test_store import new_batch
 
 NS = "t"
 T0 = 1_800_000_000_000_000
@@ -73,22 +72,10 @@ def steps_of(redis_only: redis.Redis, operation: Any) -> int:
     return faults.sent
 
 
-def new_batch(store: Store, project: str) -> Batch:
-    batch = Batch(
-        id=str(uuid.uuid4()),
-        project_id=project,
-        user_id="u",
-        device_type="EMU_FREE",
-        status=BatchStatus.PENDING,
-        open=False,
-        queue_priority="MEDIUM",
-        created_us=0,
-        updated_us=0,
-        sequence_builder="{}",
-    )
-    jobs = [Job.pending(batch, 10, None, None) for _ in range(2)]
-    store.create_batch(batch, jobs, T0)
-    return batch
+def batch_id(store: Store, project: str) -> str:
+    """A new closed batch of two PENDING jobs in `project`."""
+    batch, _ = new_batch(store, project=project, now=T0)
+    return batch.id
 
 
 @pytest.mark.parametrize("after_sending", [False, True], ids=["before", "reply-lost"])
@@ -98,12 +85,12 @@ def test_a_multi_batch_cancel_is_all_or_nothing(redis_only, after_sending):
     def cancel_three(client: redis.Redis, ids: list[str]) -> None:
         Store(client, NS).cancel_batches(ids, T0, "tester")
 
-    cancel_three(redis_only, [new_batch(store, "warm").id])  # its script is loaded from now on
-    probe = [new_batch(store, "probe").id for _ in range(3)]
+    cancel_three(redis_only, [batch_id(store, "warm")])  # its script is loaded from now on
+    probe = [batch_id(store, "probe") for _ in range(3)]
     steps = steps_of(redis_only, lambda c: cancel_three(c, probe))
     assert steps >= 1
     for step in range(1, steps + 1):
-        ids = [new_batch(store, f"p{step}{after_sending}").id for _ in range(3)]
+        ids = [batch_id(store, f"p{step}{after_sending}") for _ in range(3)]
         faults = Faults(fail_at=step, after_sending=after_sending)
         with pytest.raises(redis.exceptions.ConnectionError):
             cancel_three(failing_client(redis_only, faults), ids)

@@ -117,8 +117,10 @@ def cancel_batches() -> jsend.Reply:
     unique = list(dict.fromkeys(batch.id for _, batch in allowed))
     outcomes = svc.store.cancel_batches(unique, now_us(), principal().user_id)
     canceled: list[dict[str, Any]] = []
+    answered: set[str] = set()
     for raw_id, batch in allowed:
-        refusal = outcomes.pop(batch.id, None) if batch.id in outcomes else _again(batch)
+        refusal = _again(batch) if batch.id in answered else outcomes[batch.id]
+        answered.add(batch.id)
         if refusal is None:
             canceled.append(_batch_json_after_commit(batch))
         else:

@@ -109,9 +109,6 @@ class Cluster:
         redis_server: RedisServer | None,
         log_dir: Path | None = None,
     ) -> None:
-        if not settings.public_url:
-            # Results links name this address, not the Host header a client chose.
-            settings = settings.replace(public_url=f"http://{host}:{port}")
         self.settings = settings
         #: Where each child's output goes (one file each); None: this terminal.
         self.log_dir = log_dir

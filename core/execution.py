@@ -60,12 +60,16 @@ class Execution:
         job = self.redis.hmget(
             self.keys.job(job_id), "sequence_sha", "variables", "runs", "batch_id", "sequence"
         )
-        batch = self.redis.hmget(
+        # The job's own sequence (if any) and its batch's fields, in one round trip.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(
             self.keys.batch(job[3]), "sequence_builder", "configuration", "backend_configuration"
         )
-        own = job[4]  # a record written before sequences were shared keeps its own copy
         if job[0] is not None:
-            own = self.redis.hget(self.keys.batch_sequences(job[3]), job[0])
+            pipe.hget(self.keys.batch_sequences(job[3]), job[0])
+        batch, *shared = pipe.execute()
+        # A record written before sequences were shared keeps its own copy.
+        own = shared[0] if shared else job[4]
         return JobInputs(
             sequence=own or batch[0],
             variables=json.loads(job[1]) if job[1] else None,

@@ -210,9 +210,16 @@ def sequence_sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def distinct_sequences(jobs: list[Job]) -> dict[str, str]:
-    """sha -> text of the jobs' own sequences, each once."""
-    return {sequence_sha(j.sequence): j.sequence for j in jobs if j.sequence is not None}
+def creation_rows(jobs: list[Job]) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """The jobs' creation fields, and sha -> text of their own sequences, each once (every
+    sequence hashed once: they can be large)."""
+    rows, sequences = [], {}
+    for job in jobs:
+        row = job.creation_fields()
+        if job.sequence is not None:
+            sequences[row["sequence_sha"]] = job.sequence
+        rows.append(row)
+    return rows, sequences
 
 
 class Role(StrEnum):

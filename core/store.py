@@ -17,7 +17,7 @@ from core import quotas
 from core.audit import Audit
 from core.errors import Conflict, InvalidTransition, NotFound
 from core.keys import Keys
-from core.records import Batch, Job, distinct_sequences
+from core.records import Batch, Job, creation_rows
 from core.scripts import Scripts
 from core.status import BatchStatus, JobStatus
 
@@ -103,14 +103,15 @@ class Store:
         Refuses it (QuotaExceeded) if its project's counted quotas do not leave room.
         `audit` defaults to "the batch's user created it"."""
         audit = audit or Audit(batch.user_id, "batch.create", {"jobs": len(jobs)})
+        rows, sequences = creation_rows(jobs)
         reply = self.scripts.call(
             "create_batch",
             now,
             json.dumps(batch.creation_fields()),
-            json.dumps([job.creation_fields() for job in jobs]),
+            json.dumps(rows),
             *(idempotency.args() if idempotency else NO_IDEMPOTENCY),
             audit.arg(),
-            json.dumps(distinct_sequences(jobs)),
+            json.dumps(sequences),
             self.max_stored_bytes,
         )
         if reply[0] == "quota":
@@ -132,14 +133,15 @@ class Store:
         idempotency: Idempotency | None = None,
     ) -> None:
         """Commits jobs into an open, unfinished batch (once per Idempotency-Key)."""
+        rows, sequences = creation_rows(jobs)
         reply = self.scripts.call(
             "add_jobs",
             now,
             batch_id,
-            json.dumps([job.creation_fields() for job in jobs]),
+            json.dumps(rows),
             *(idempotency.args() if idempotency else NO_IDEMPOTENCY),
             audit.arg(),
-            json.dumps(distinct_sequences(jobs)),
+            json.dumps(sequences),
             self.max_stored_bytes,
         )
         if reply[0] in ("replay", "key_reused"):
@@ -251,11 +253,12 @@ class Store:
         for job_id in job_ids:
             pipe.hgetall(self.keys.job(job_id))
         hashes = [h for h in pipe.execute() if h]
-        own = [h for h in hashes if "sequence_sha" in h]
-        for h in own:
-            pipe.hget(self.keys.batch_sequences(h["batch_id"]), h["sequence_sha"])
-        texts = dict(zip((id(h) for h in own), pipe.execute() if own else [], strict=True))
-        return [Job.from_hash(h, texts.get(id(h))) for h in hashes]
+        for h in hashes:
+            if "sequence_sha" in h:
+                pipe.hget(self.keys.batch_sequences(h["batch_id"]), h["sequence_sha"])
+        # One text per job that has its own sequence, in the same order.
+        texts = iter(pipe.execute() if any("sequence_sha" in h for h in hashes) else [])
+        return [Job.from_hash(h, next(texts) if "sequence_sha" in h else None) for h in hashes]
 
     def purge_inputs(self, retention_s: float, now: int, most: int = 100) -> int:
         """Drops the sequences of batches finished more than `retention_s` ago (at most `most`

@@ -77,6 +77,40 @@ def test_a_batch_nothing_served_can_run_says_what_was_considered(cluster, accoun
     assert "13 atoms" in message
 
 
+@pytest.mark.slow
+def test_qrmi_and_the_guides_first_line_against_tweezer_up(tmp_path, monkeypatch):
+    """The README's way: `tweezer up`, then the guide's first line and a qrmi task, both with
+    what cluster.json says and nothing else."""
+    from qrmi import Payload, QRMIService, TaskStatus
+
+    from cli.demo import connect_sdk
+    from cli.redis_server import free_port
+    from tests.helpers import wait_for
+    from tests.test_cli import tweezer_up
+
+    data_dir, port = tmp_path / "data", free_port()
+    with (tmp_path / "up.log").open("w") as out:
+        up = tweezer_up(port, data_dir, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "Tweezer is up" in (tmp_path / "up.log").read_text(), timeout_s=90)
+        info = json.loads((data_dir / "cluster.json").read_text())
+        batch = connect_sdk(info).create_batch(SEQ_TEXT, [JOB], wait=True)
+        assert batch.status == "DONE" and batch.device_type == "EMU_FREE"
+        base = info["core_url"].removesuffix("/core-fast")
+        monkeypatch.setenv("EMU_FREE_QRMI_PASQAL_CLOUD_BASE_URL", base)
+        monkeypatch.setenv("EMU_FREE_QRMI_PASQAL_CLOUD_AUTH_TOKEN", info["token"])
+        monkeypatch.setenv("EMU_FREE_QRMI_PASQAL_CLOUD_PROJECT_ID", info["project_id"])
+        monkeypatch.setenv("QRMI_JOB_QPU_RESOURCES", "EMU_FREE")
+        monkeypatch.setenv("QRMI_JOB_QPU_TYPES", "pasqal-cloud")
+        emu = QRMIService().resource("EMU_FREE")
+        task = emu.task_start(Payload.PasqalCloud(sequence=built(SEQ_TEXT), job_runs=30))
+        assert wait_task(emu, task) == TaskStatus.Completed
+        assert sum(json.loads(emu.task_result(task).value)["counter"].values()) == 30
+    finally:
+        up.terminate()
+        up.wait(60)
+
+
 # -- 2. qrmi --------------------------------------------------------------------------------
 
 

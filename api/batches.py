@@ -22,7 +22,14 @@ from api.render import batch_json, batch_status_json, job_json
 from api.schemas import CancelBatchesIn, CreateBatchIn, TagsIn, parse_model
 from core.accounts import Project
 from core.audit import Audit
-from core.errors import Conflict, Forbidden, InvalidRequest, InvalidTransition, NotFound
+from core.errors import (
+    BatchClosed,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    InvalidTransition,
+    NotFound,
+)
 from core.records import Batch, Job
 from core.status import BatchStatus
 from core.store import Page
@@ -171,8 +178,8 @@ def add_jobs(batch_id: str) -> jsend.Reply:
     idem = idempotency(data)
     if idem and svc.store.idempotent_batch(idem):
         return _replay(batch.id)
-    if not batch.open:
-        raise Conflict(f"Batch {batch.id} is closed ({batch.status}): it does not accept new jobs")
+    if not batch.open:  # before validating: the commit refuses it the same way
+        raise BatchClosed(batch.id, batch.status)
     jobs = svc.submission.new_jobs(batch, data)
     project = _project(batch.project_id)
     project.quotas.check_submission(project.id, batch.device_type, (j.runs for j in jobs))

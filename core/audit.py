@@ -20,6 +20,15 @@ from core.keys import Keys
 AUDIT_RETAINED = 100_000
 #: The actor of changes made from the command line (whoever can reach the cluster's Redis).
 CLI_ACTOR = "cli"
+#: The fields of a stream entry, in the order they are written (here and by `audit()` in
+#: core/lua/_lib.lua, which gets this tuple in its prelude).
+AUDIT_FIELDS = ("at", "actor", "action", "project_id", "batch_id", "detail")
+
+
+def lua_audit() -> str:
+    """The entry layout and the log's length for the Lua prelude (core/scripts.py)."""
+    names = ", ".join(f"'{name}'" for name in AUDIT_FIELDS)
+    return f"local AUDIT_FIELDS = {{{names}}}\nlocal AUDIT_RETAINED = {AUDIT_RETAINED}\n"
 
 
 @dataclass(frozen=True)
@@ -31,22 +40,21 @@ class Audit:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def arg(self) -> str:
-        """The script argument `audit()` in _lib.lua decodes."""
-        return json.dumps({"actor": self.actor, "action": self.action, "detail": self._detail()})
+        """The script argument `audit()` in _lib.lua completes (with `at`, `project_id` and
+        `batch_id`, which the script knows) and writes."""
+        return json.dumps(self.fields(0))
 
     def fields(self, now: int, project_id: str = "", batch_id: str = "") -> dict[str, str]:
-        """The stream entry, as the Lua side writes it."""
-        return {
+        """The stream entry, in AUDIT_FIELDS order."""
+        values = {
             "at": str(now),
             "actor": self.actor,
             "action": self.action,
             "project_id": project_id,
             "batch_id": batch_id,
-            "detail": self._detail(),
+            "detail": json.dumps(self.detail, sort_keys=True),
         }
-
-    def _detail(self) -> str:
-        return json.dumps(self.detail, sort_keys=True)
+        return {name: values[name] for name in AUDIT_FIELDS}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import redis
 
 from core.errors import InvalidRequest
-from core.keys import Keys
+from core.keys import Keys, calibration_bounds, calibration_window
 from core.scripts import Scripts
 from core.status import DeviceStatus
 
@@ -39,10 +39,10 @@ class DeviceStatuses:
             raise InvalidRequest("a calibration window must end after it starts")
         key = self.keys.device_calibrations(device_type)
         for window in self.redis.zrange(key, 0, -1):
-            if int(window.rsplit(":", 1)[1]) <= now:
+            if calibration_bounds(window)[1] <= now:
                 self.redis.zrem(key, window)
-        self.redis.zadd(key, {f"{start_us}:{end_us}": start_us})
+        self.redis.zadd(key, {calibration_window(start_us, end_us): start_us})
 
     def calibrations(self, device_type: str) -> list[tuple[int, int]]:
         windows = self.redis.zrange(self.keys.device_calibrations(device_type), 0, -1)
-        return [(int(w.split(":")[0]), int(w.split(":")[1])) for w in windows]
+        return [calibration_bounds(window) for window in windows]

@@ -111,6 +111,19 @@ class InvalidTransition(Conflict):
         )
 
 
+class BatchClosed(Conflict):
+    """Jobs sent to a batch that takes no more (closed, or finished, which implies closed)."""
+
+    code = "batch_closed"
+
+    def __init__(self, batch_id: str, status: str) -> None:
+        super().__init__(
+            f"Batch {batch_id} is closed ({status}): it does not accept new jobs",
+            id=batch_id,
+            status=status,
+        )
+
+
 class PayloadTooLarge(TweezerError):
     """The body, on the wire or once decompressed, is above the configured cap."""
 

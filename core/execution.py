@@ -12,8 +12,10 @@ from typing import Any
 
 import redis
 
+from core import replies
 from core.keys import Keys
 from core.scripts import Scripts
+from core.status import JobStatus
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,9 @@ class Execution:
 
     def claim(self, job_id: str, delivery: str, heartbeat_ttl_s: float, now: int) -> int | None:
         """The attempt number if this delivery now runs the job, else None."""
-        reply = self.scripts.call("claim_job", now, job_id, delivery, int(heartbeat_ttl_s * 1000))
-        return int(reply[1]) if reply[0] == "claimed" else None
+        ttl_ms = int(heartbeat_ttl_s * 1000)
+        claimed = replies.decode_claimed(self._call("claim_job", now, job_id, delivery, ttl_ms))
+        return None if isinstance(claimed, replies.Stale) else claimed
 
     def heartbeat(
         self, job_id: str, delivery: str, heartbeat_ttl_s: float, shots_done: int, now: int
@@ -44,17 +47,24 @@ class Execution:
         """Keeps the job in flight and records its progress; False once the job is no longer
         ours to run (cancelled, or given to another worker)."""
         ttl_ms = int(heartbeat_ttl_s * 1000)
-        return bool(self.scripts.call("heartbeat", now, job_id, delivery, ttl_ms, shots_done))
+        reply = self._call("heartbeat", now, job_id, delivery, ttl_ms, shots_done)
+        return replies.decode_owned(reply) is None
 
     def commit_done(self, job_id: str, delivery: str, document: dict[str, Any], now: int) -> bool:
-        return self._commit(job_id, delivery, "DONE", json.dumps(document), now)
+        return self._commit(job_id, delivery, JobStatus.DONE, json.dumps(document), now)
 
     def commit_error(self, job_id: str, delivery: str, message: str, now: int) -> bool:
-        return self._commit(job_id, delivery, "ERROR", json.dumps([message]), now)
+        return self._commit(job_id, delivery, JobStatus.ERROR, json.dumps([message]), now)
 
-    def _commit(self, job_id: str, delivery: str, outcome: str, payload: str, now: int) -> bool:
-        reply = self.scripts.call("commit_job", now, job_id, delivery, outcome, payload)
-        return bool(reply[0] == "committed")
+    def _commit(
+        self, job_id: str, delivery: str, outcome: JobStatus, payload: str, now: int
+    ) -> bool:
+        """True when the outcome is stored (the delivery still owned the RUNNING job)."""
+        reply = self._call("commit_job", now, job_id, delivery, outcome.value, payload)
+        return replies.decode_owned(reply) is None
+
+    def _call(self, script: str, now: int, job_id: str, *args: object) -> Any:
+        return self.scripts.call(script, now, job_id, *args, keys=[self.keys.job(job_id)])
 
     def inputs(self, job_id: str) -> JobInputs:
         job = self.redis.hmget(

@@ -51,6 +51,7 @@ Idempotency
 Devices
   device:{type}                   hash    status (DeviceStatus; absent = UP), reason, updated_us
   device:{type}:calibrations      zset    calibration windows "start_us:end_us", by start
+                                          (calibration_window() below)
 
 Accounts
   token:{sha256 of token}         hash    user_id, token_id, expires_us of an API token (only its
@@ -268,6 +269,21 @@ class Keys:
         return f"qpu.{qpu}"
 
 
+#: Between the start and the end of a calibration window's member.
+_WINDOW_SEPARATOR = ":"
+
+
+def calibration_window(start_us: int, end_us: int) -> str:
+    """The member of `device:{type}:calibrations` for one window."""
+    return f"{start_us}{_WINDOW_SEPARATOR}{end_us}"
+
+
+def calibration_bounds(window: str) -> tuple[int, int]:
+    """(start_us, end_us) of a calibration window's member (Lua: `calibration_end`)."""
+    start, end = window.split(_WINDOW_SEPARATOR)
+    return int(start), int(end)
+
+
 def lua_functions() -> str:
     """`K.<name>(...)` Lua functions for every key above; scripts receive the namespace as NS."""
     lines = ["local K = {}"]
@@ -282,4 +298,8 @@ def lua_functions() -> str:
             match = re.fullmatch(r"\{(\d)\}", part)
             pieces.append(f"a{match.group(1)}" if match else repr(part))
         lines.append(f"K.{name} = function({params}) return {' .. '.join(pieces)} end")
+    lines.append(
+        "local function calibration_end(window) "
+        f"return tonumber(string.match(window, '{_WINDOW_SEPARATOR}(%d+)$')) end"
+    )
     return "\n".join(lines) + "\n"

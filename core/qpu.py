@@ -11,9 +11,11 @@ import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
+from core import replies
 from core.accounts import QUEUE_PRIORITIES
 from core.devices import device_type_of_qpu
 from core.keys import Keys
@@ -53,14 +55,6 @@ class OpenBatchHold:
         )
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One dispatch of one job: the Celery message carries both."""
-
-    job_id: str
-    delivery: str
-
-
 class QpuControl:
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         self.redis = client
@@ -82,7 +76,7 @@ class QpuControl:
 
     def acquire(self, qpu: str, ttl_s: float, now: int) -> Lease | None:
         """Grants `qpu` to the batch it was serving or to the next queued one; None if the QPU
-        is held by someone else or nothing waits."""
+        is held by someone else, its device is not UP, or nothing waits."""
         token = secrets.token_hex(16)
         reply = self.scripts.call(
             "acquire_qpu",
@@ -92,49 +86,63 @@ class QpuControl:
             token,
             int(ttl_s * 1000),
             json.dumps(QUEUE_PRIORITIES),
+            keys=self._qpu_keys(qpu),
         )
-        if reply[0] != "acquired":
+        acquired = replies.decode_acquired(reply)
+        if acquired is None:
             return None
-        return Lease(qpu=qpu, token=token, epoch=int(reply[2]), batch_id=reply[1])
+        return Lease(qpu=qpu, token=token, epoch=acquired.epoch, batch_id=acquired.batch_id)
 
     def renew(self, lease: Lease, ttl_s: float) -> bool:
-        return bool(self._fenced("renew_lease", lease, int(ttl_s * 1000)))
+        """False when the lease is lost (expired, or taken over)."""
+        return replies.decode_fenced_ok(self._fenced("renew_lease", lease, int(ttl_s * 1000)))
 
     def release(self, lease: Lease) -> bool:
-        return bool(self._fenced("release_qpu", lease))
+        """True when the QPU is free again: its batch is finished and nothing is in flight."""
+        return replies.decode_fenced_ok(self._fenced("release_qpu", lease))
 
-    def dispatch(self, lease: Lease, capacity: int, timeout_s: float, now: int) -> list[Delivery]:
+    def dispatch(
+        self, lease: Lease, capacity: int, timeout_s: float, now: int
+    ) -> list[replies.Dispatch]:
+        """Hands out the batch's next jobs, up to `capacity` in flight on the QPU."""
         reply = self.scripts.call(
-            "dispatch", now, lease.qpu, lease.token, lease.epoch, capacity, int(timeout_s * 1000)
-        )
-        if reply[0] != "ok":
-            return []
-        pairs = reply[2:]
-        return [Delivery(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
-
-    def reconcile(self, lease: Lease, max_attempts: int, now: int) -> tuple[int, int]:
-        """(requeued, failed) among the QPU's jobs whose claim or heartbeat deadline passed."""
-        reply = self.scripts.call(
-            "reconcile", now, lease.qpu, lease.token, lease.epoch, max_attempts
-        )
-        return (int(reply[1]), int(reply[2])) if reply[0] == "ok" else (0, 0)
-
-    def expire_open_batch(self, lease: Lease, hold: OpenBatchHold, now: int) -> str | None:
-        """Ends the QPU's open batch TIMED_OUT if `hold` says it has held the QPU long enough;
-        returns why ('idle', 'contended_idle', 'max_hold') or None."""
-        reply = self.scripts.call(
-            "expire_open_batch",
+            "dispatch",
             now,
             lease.qpu,
             lease.token,
             lease.epoch,
+            capacity,
+            int(timeout_s * 1000),
+            keys=self._qpu_keys(lease.qpu),
+        )
+        return replies.decode_dispatched(reply)
+
+    def reconcile(self, lease: Lease, max_attempts: int, now: int) -> replies.Reconciled:
+        """Recovers the QPU's jobs whose claim or heartbeat deadline passed."""
+        return replies.decode_reconciled(self._fenced("reconcile", lease, max_attempts, now=now))
+
+    def expire_open_batch(self, lease: Lease, hold: OpenBatchHold, now: int) -> str | None:
+        """Ends the QPU's open batch TIMED_OUT if `hold` says it has held the QPU long enough;
+        returns why ('idle', 'contended_idle', 'max_hold') or None."""
+        reply = self._fenced(
+            "expire_open_batch",
+            lease,
             int(hold.idle_s * 1_000_000),
             int(min(hold.contended_idle_s, hold.idle_s) * 1_000_000),
             int(hold.max_hold_s * 1_000_000),
             json.dumps(QUEUE_PRIORITIES),
+            now=now,
         )
-        return str(reply[2]) if reply[0] == "timed_out" else None
+        return replies.decode_timed_out(reply)
 
-    def _fenced(self, script: str, lease: Lease, *args: object) -> int:
-        result: int = self.scripts.call(script, lease.qpu, lease.token, lease.epoch, *args)
-        return result
+    def _qpu_keys(self, qpu: str) -> list[str]:
+        """The KEYS of the scheduler's scripts, in the order of `qpu_keys()` in _lib.lua."""
+        k = self.keys
+        return [k.qpu_lease(qpu), k.qpu_epoch(qpu), k.qpu_batch(qpu), k.qpu_inflight(qpu)]
+
+    def _fenced(self, script: str, lease: Lease, *args: object, now: int | None = None) -> Any:
+        """Calls a script fenced by `lease` (ARGV: [now,] token, epoch, args...)."""
+        head = () if now is None else (now,)
+        return self.scripts.call(
+            script, *head, lease.token, lease.epoch, *args, keys=self._qpu_keys(lease.qpu)
+        )

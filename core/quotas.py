@@ -118,12 +118,13 @@ def predicted_result_bytes(runs: int, atoms: int, with_serialised: bool) -> int:
     return 256 + raw + counter + ((counter + 4096) if with_serialised else 0)
 
 
-def refusal(project_id: str, reply: Sequence[str]) -> QuotaExceeded:
-    """The error for a commit script's {'quota', name, limit, in use} reply."""
-    name, limit, used = reply[1], reply[2], reply[3]
+def refusal(values: Sequence[str]) -> QuotaExceeded:
+    """The error for what follows `quota` in a commit script's reply (core/replies.py): the
+    project id, the quota's name, its limit, what is in use, and for bytes what was needed."""
+    project_id, name, limit, used = values[:4]
     if name == "max_stored_bytes":
         return QuotaExceeded(
-            f"Project {project_id} stores {used} bytes and this request needs {reply[4]} more, "
+            f"Project {project_id} stores {used} bytes and this request needs {values[4]} more, "
             f"of at most {limit} ({name}); finished batches' sequences are dropped after the "
             "retention period, or ask an administrator for more",
             quota=name,

@@ -16,7 +16,9 @@ from contextlib import contextmanager
 
 import redis
 
+from core import replies
 from core.errors import RateLimited
+from core.keys import Keys
 from core.scripts import Scripts
 from core.settings import Settings
 
@@ -31,6 +33,7 @@ class RateLimiter:
         refusal: str = "Too many requests for this token",
     ) -> None:
         self.scripts = Scripts(client, namespace)
+        self.keys = Keys(namespace)
         self.interval_us = 0 if per_s == 0 else math.ceil(1_000_000 / per_s)
         self.burst = burst
         #: What a refusal says, before "; retry in N s".
@@ -41,9 +44,11 @@ class RateLimiter:
         if it is over its rate."""
         if self.interval_us == 0:
             return  # rate limiting is off
-        reply = self.scripts.call("rate_limit", now, token_hash, self.interval_us, self.burst)
-        if reply[0] == "limited":
-            raise _refusal(self.refusal, int(reply[1]))
+        reply = self.scripts.call(
+            "rate_limit", now, self.interval_us, self.burst, keys=[self.keys.rate(token_hash)]
+        )
+        if wait_us := replies.decode_limited(reply):
+            raise _refusal(self.refusal, wait_us)
 
 
 class LoginBackoff:
@@ -54,14 +59,14 @@ class LoginBackoff:
         self, client: redis.Redis, namespace: str, free_failures: int, max_delay_s: int
     ) -> None:
         self.scripts = Scripts(client, namespace)
+        self.keys = Keys(namespace)
         self.free_failures = free_failures
         self.max_delay_us = max_delay_s * 1_000_000
 
     def check(self, username: str, address: str, now: int) -> None:
         """Raises RateLimited while the pair must wait (writes nothing)."""
-        reply = self._call("check", username, address, now)
-        if reply[0] == "wait":
-            raise _refusal("Too many wrong passwords for this username from this address", reply[1])
+        if wait_us := replies.decode_limited(self._call("check", username, address, now)):
+            raise _refusal("Too many wrong passwords for this username from this address", wait_us)
 
     def failed(self, username: str, address: str, now: int) -> None:
         self._call("failed", username, address, now)
@@ -70,15 +75,15 @@ class LoginBackoff:
         self._call("succeeded", username, address, now)
 
     def _call(self, op: str, username: str, address: str, now: int) -> list[str]:
-        pair = _digest(username, address)
+        key = self.keys.login_failures(_digest(username, address))
         reply: list[str] = self.scripts.call(
-            "login_backoff", now, pair, op, self.free_failures, self.max_delay_us
+            "login_backoff", now, op, self.free_failures, self.max_delay_us, keys=[key]
         )
         return reply
 
 
-def _refusal(what: str, wait_us: int | str) -> RateLimited:
-    wait_s = max(1, math.ceil(int(wait_us) / 1_000_000))
+def _refusal(what: str, wait_us: int) -> RateLimited:
+    wait_s = max(1, math.ceil(wait_us / 1_000_000))
     return RateLimited(f"{what}; retry in {wait_s} s", retry_after_s=wait_s)
 
 

@@ -1,21 +1,27 @@
 """Loads the Lua scripts of core/lua/ once and calls them by SHA (EVALSHA, reloaded on NOSCRIPT).
 
 Each script is prefixed with a prelude: `NS` (the namespace, always ARGV[1]), the `K.*` key
-functions rendered from core/keys.py, the audit log's length (core/audit.py), the transition
-tables rendered from core/status.py, and the shared helpers of `_lib.lua`. A script's own
-arguments therefore start at ARGV[2].
+functions rendered from core/keys.py, the audit entry's layout (core/audit.py), the status names,
+sets and transition tables (core/status.py), the reply codes `R.*` (core/replies.py), and the
+shared helpers of `_lib.lua`. A script's own arguments therefore start at ARGV[2].
+
+A script receives as KEYS the keys its caller can name from the arguments (the record or the
+QPU it is about); the keys it finds through them (indexes, the QPU a job runs on, ...) it builds
+with `K.*`. Its header lists both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import redis
 
-from core.audit import AUDIT_RETAINED
+from core.audit import lua_audit
 from core.keys import lua_functions
+from core.replies import lua_replies, transition_error
 from core.status import lua_tables
 
 SCRIPT_NAMES = (
@@ -39,6 +45,7 @@ SCRIPT_NAMES = (
     "rate_limit",
     "login_backoff",
     "purge_inputs",
+    "idempotency_check",
 )
 
 
@@ -48,8 +55,9 @@ def _read(name: str) -> str:
 
 #: Flags beyond the default (may write; refused whole when Redis is full).
 FLAGS = {
-    # Only reads.
+    # Only read.
     "device_status": "no-writes",
+    "idempotency_check": "no-writes",
     # Reads, through temporary keys it deletes before returning: lists keep working when
     # Redis is full, at the cost of a brief, bounded use of memory.
     "query": "allow-oom",
@@ -73,9 +81,10 @@ def script_source(name: str) -> str:
     shebang = f"#!lua flags={FLAGS[name]}\n" if name in FLAGS else "#!lua\n"
     prelude = (
         "local NS = ARGV[1]\n"
-        + f"local AUDIT_RETAINED = {AUDIT_RETAINED}\n"
         + lua_functions()
+        + lua_audit()
         + lua_tables()
+        + lua_replies()
         + _read("_lib")
     )
     return shebang + prelude + "\n-- " + name + ".lua\n" + _read(name)
@@ -88,5 +97,13 @@ class Scripts:
         self.namespace = namespace
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
 
-    def call(self, name: str, *args: Any) -> Any:
-        return self._scripts[name](keys=[], args=[self.namespace, *args])
+    def call(self, name: str, *args: Any, keys: Sequence[str] = ()) -> Any:
+        """Runs script `name` with `keys` as KEYS and `args` from ARGV[2]; a status move its
+        transition table forbids raises InvalidTransition (core/replies.py)."""
+        try:
+            return self._scripts[name](keys=list(keys), args=[self.namespace, *args])
+        except redis.exceptions.ResponseError as exc:
+            error = transition_error(str(exc))
+            if error is None:
+                raise
+            raise error from None

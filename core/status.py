@@ -3,9 +3,10 @@
 The names are the SDK's (`pasqal_cloud.BatchStatus` / `JobStatus`) so they go on the wire as they
 are. The SDK has no PAUSED, and no TIMED_OUT for jobs: we never emit them.
 
-Status changes happen inside Lua scripts (core/lua/), which get these same tables rendered by
-`lua_tables()`. Both sides therefore enforce one table, and `check_job_transition` /
-`check_batch_transition` are the Python guard for code paths that decide before calling Redis.
+Status changes happen only inside Lua scripts (core/lua/), which get these names, sets and
+transition tables rendered by `lua_tables()`: no script spells a status itself
+(tests/test_vocabulary.py checks), and a move the table does not allow reaches the caller as
+`InvalidTransition` (core/replies.py).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import TypeVar
-
-from core.errors import InvalidTransition
 
 
 class JobStatus(StrEnum):
@@ -58,9 +57,12 @@ class DeviceStatus(StrEnum):
     CALIBRATING = "CALIBRATING"
 
 
+#: Every move a job makes, and nothing else.
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.ERROR}),
-    # RUNNING -> PENDING: its worker was lost and the reconciler queues it again.
+    # PENDING -> RUNNING: a worker claimed it; -> CANCELED: cancelled before any worker did.
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELED}),
+    # RUNNING -> PENDING: its worker was lost and the reconciler queues it again; -> ERROR: it
+    # failed, or its worker was lost `max_attempts` times.
     JobStatus.RUNNING: frozenset(
         {JobStatus.DONE, JobStatus.ERROR, JobStatus.CANCELED, JobStatus.PENDING}
     ),
@@ -69,13 +71,13 @@ JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.CANCELED: frozenset(),
 }
 
+#: Every move a batch makes. Nothing ends a batch ERROR: the SDK knows the status, but a closed
+#: batch whose jobs failed ends DONE, as on Pasqal Cloud.
 BATCH_TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
-    BatchStatus.PENDING: frozenset(
-        {BatchStatus.RUNNING, BatchStatus.DONE, BatchStatus.CANCELED, BatchStatus.ERROR}
-    ),
-    BatchStatus.RUNNING: frozenset(
-        {BatchStatus.DONE, BatchStatus.CANCELED, BatchStatus.ERROR, BatchStatus.TIMED_OUT}
-    ),
+    # PENDING -> DONE: a closed batch whose every job was cancelled before it got a QPU.
+    BatchStatus.PENDING: frozenset({BatchStatus.RUNNING, BatchStatus.DONE, BatchStatus.CANCELED}),
+    # RUNNING -> TIMED_OUT: an open batch that held its QPU too long (core/lua/expire_open_batch).
+    BatchStatus.RUNNING: frozenset({BatchStatus.DONE, BatchStatus.CANCELED, BatchStatus.TIMED_OUT}),
     BatchStatus.DONE: frozenset(),
     BatchStatus.ERROR: frozenset(),
     BatchStatus.CANCELED: frozenset(),
@@ -84,33 +86,39 @@ BATCH_TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
 
 TERMINAL_JOB_STATUSES = frozenset(s for s, nxt in JOB_TRANSITIONS.items() if not nxt)
 TERMINAL_BATCH_STATUSES = frozenset(s for s, nxt in BATCH_TRANSITIONS.items() if not nxt)
-#: Jobs that still occupy their batch (it cannot finish while one is left).
-ACTIVE_JOB_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
 
 
-def check_job_transition(job_id: str, current: str, requested: JobStatus) -> None:
-    """Raises InvalidTransition unless `current -> requested` is in JOB_TRANSITIONS."""
-    if requested not in JOB_TRANSITIONS.get(JobStatus(current), frozenset()):
-        raise InvalidTransition("job", job_id, current, requested)
-
-
-def check_batch_transition(batch_id: str, current: str, requested: BatchStatus) -> None:
-    """Raises InvalidTransition unless `current -> requested` is in BATCH_TRANSITIONS."""
-    if requested not in BATCH_TRANSITIONS.get(BatchStatus(current), frozenset()):
-        raise InvalidTransition("batch", batch_id, current, requested)
-
-
-E = TypeVar("E", JobStatus, BatchStatus)
+E = TypeVar("E", JobStatus, BatchStatus, DeviceStatus)
 
 
 def lua_tables() -> str:
-    """The transition tables as Lua, prepended to every script (see core/scripts.py)."""
+    """The statuses as Lua, prepended to every script (see core/scripts.py): `JOB.PENDING`,
+    `BATCH.DONE`, `DEVICE.UP` name them, `TERMINAL_JOB[s]` / `TERMINAL_BATCH[s]` test them,
+    `JOB_STATUSES` lists them, and the transition tables check every move."""
+
+    def names(name: str, enum: type[E]) -> str:
+        inner = ", ".join(f"{s.name} = '{s.value}'" for s in enum)
+        return f"local {name} = {{{inner}}}\n"
+
+    def members(name: str, statuses: frozenset[E]) -> str:
+        return f"local {name} = {{{_set(statuses)}}}\n"
 
     def table(name: str, transitions: Mapping[E, frozenset[E]]) -> str:
-        rows = []
-        for src, targets in transitions.items():
-            inner = ", ".join(f"{t.value} = true" for t in sorted(targets))
-            rows.append(f"  {src.value} = {{{inner}}},")
+        rows = [f"  {src.value} = {{{_set(targets)}}}," for src, targets in transitions.items()]
         return f"local {name} = {{\n" + "\n".join(rows) + "\n}\n"
 
-    return table("JOB_TRANSITIONS", JOB_TRANSITIONS) + table("BATCH_TRANSITIONS", BATCH_TRANSITIONS)
+    job_list = ", ".join(f"'{s.value}'" for s in JobStatus)
+    return (
+        names("JOB", JobStatus)
+        + names("BATCH", BatchStatus)
+        + names("DEVICE", DeviceStatus)
+        + f"local JOB_STATUSES = {{{job_list}}}\n"
+        + members("TERMINAL_JOB", TERMINAL_JOB_STATUSES)
+        + members("TERMINAL_BATCH", TERMINAL_BATCH_STATUSES)
+        + table("JOB_TRANSITIONS", JOB_TRANSITIONS)
+        + table("BATCH_TRANSITIONS", BATCH_TRANSITIONS)
+    )
+
+
+def _set(statuses: frozenset[E]) -> str:
+    return ", ".join(f"{s.value} = true" for s in sorted(statuses))

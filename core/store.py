@@ -13,13 +13,13 @@ from typing import Any
 
 import redis
 
-from core import quotas
+from core import replies
 from core.audit import Audit
-from core.errors import Conflict, InvalidTransition, NotFound
+from core.errors import TweezerError
 from core.keys import Keys
 from core.records import Batch, Job, creation_rows
 from core.scripts import Scripts
-from core.status import BatchStatus, JobStatus
+from core.status import JobStatus
 
 
 @dataclass(frozen=True)
@@ -113,13 +113,13 @@ class Store:
             audit.arg(),
             json.dumps(sequences),
             self.max_stored_bytes,
+            keys=[self.keys.batch(batch.id)],
         )
-        if reply[0] == "quota":
-            raise quotas.refusal(batch.project_id, reply)
-        if reply[0] != "created":
-            return _replayed(reply)
-        batch.created_us = batch.updated_us = int(reply[1])
-        _stamp(jobs, reply[2:])
+        created = replies.decode_created(reply)
+        if isinstance(created, replies.Replayed):
+            return created.batch_id
+        batch.created_us = batch.updated_us = created.created_us
+        _stamp(jobs, created.job_created_us)
         batch.counts = {status.value: 0 for status in JobStatus}
         batch.counts[JobStatus.PENDING] = len(jobs)
         return batch.id
@@ -132,7 +132,8 @@ class Store:
         audit: Audit,
         idempotency: Idempotency | None = None,
     ) -> None:
-        """Commits jobs into an open, unfinished batch (once per Idempotency-Key)."""
+        """Commits jobs into an open batch (once per Idempotency-Key); BatchClosed if it is
+        closed."""
         rows, sequences = creation_rows(jobs)
         reply = self.scripts.call(
             "add_jobs",
@@ -143,23 +144,18 @@ class Store:
             audit.arg(),
             json.dumps(sequences),
             self.max_stored_bytes,
+            keys=[self.keys.batch(batch_id)],
         )
-        if reply[0] in ("replay", "key_reused"):
-            _replayed(reply)
-            return
-        if reply[0] == "quota":
-            raise quotas.refusal(jobs[0].project_id, reply)
-        if reply[0] == "not_found":
-            raise NotFound(f"Batch {batch_id} not found")
-        if reply[0] == "conflict":
-            status, is_open = reply[1], reply[2] == "1"
-            state = status if is_open else f"closed ({status})"
-            raise Conflict(f"Batch {batch_id} is {state}: it does not accept new jobs")
-        _stamp(jobs, reply[1:])
+        added = replies.decode_added(reply)
+        if not isinstance(added, replies.Replayed):
+            _stamp(jobs, added)
 
     def close_batch(self, batch_id: str, now: int, actor: str) -> None:
         audit = Audit(actor, "batch.close")
-        self._status_change("close_batch", batch_id, BatchStatus.DONE, now, audit)
+        reply = self.scripts.call(
+            "close_batch", now, batch_id, audit.arg(), keys=[self.keys.batch(batch_id)]
+        )
+        replies.ok(reply)
 
     def cancel_batch(self, batch_id: str, now: int, actor: str) -> None:
         outcome = self.cancel_batches([batch_id], now, actor)[batch_id]
@@ -168,31 +164,17 @@ class Store:
 
     def cancel_batches(
         self, batch_ids: Sequence[str], now: int, actor: str
-    ) -> dict[str, NotFound | InvalidTransition | None]:
+    ) -> dict[str, TweezerError | None]:
         """Cancels the batches in one commit; for each id, None (cancelled) or why not."""
+        ids = list(batch_ids)
         reply = self.scripts.call(
-            "cancel_batch", now, json.dumps(list(batch_ids)), Audit(actor, "batch.cancel").arg()
+            "cancel_batch",
+            now,
+            json.dumps(ids),
+            Audit(actor, "batch.cancel").arg(),
+            keys=[self.keys.batch(batch_id) for batch_id in ids],
         )
-        outcomes: dict[str, NotFound | InvalidTransition | None] = {}
-        for batch_id, outcome in zip(reply[::2], reply[1::2], strict=True):
-            if outcome == "ok":
-                outcomes[batch_id] = None
-            elif outcome == "not_found":
-                outcomes[batch_id] = NotFound(f"Batch {batch_id} not found")
-            else:
-                outcomes[batch_id] = InvalidTransition(
-                    "batch", batch_id, outcome, BatchStatus.CANCELED
-                )
-        return outcomes
-
-    def _status_change(
-        self, script: str, batch_id: str, target: BatchStatus, now: int, audit: Audit
-    ) -> None:
-        reply = self.scripts.call(script, now, batch_id, audit.arg())
-        if reply[0] == "not_found":
-            raise NotFound(f"Batch {batch_id} not found")
-        if reply[0] == "conflict":
-            raise InvalidTransition("batch", batch_id, reply[1], target)
+        return replies.decode_outcomes(ids, reply)
 
     def cancel_jobs(
         self, batch_id: str, job_ids: Sequence[str], now: int, actor: str
@@ -200,30 +182,37 @@ class Store:
         """Cancels the jobs it can; returns {job id: reason} for those it could not."""
         ids = list(job_ids)
         audit = Audit(actor, "batch.cancel_jobs", {"jobs": ids[:100], "count": len(ids)})
-        reply = self.scripts.call("cancel_jobs", now, batch_id, json.dumps(ids), audit.arg())
-        if reply[0] == "not_found":
-            raise NotFound(f"Batch {batch_id} not found")
-        errors: dict[str, str] = json.loads(reply[2]) if reply[2] != "[]" else {}
-        return errors
+        reply = self.scripts.call(
+            "cancel_jobs",
+            now,
+            batch_id,
+            json.dumps(ids),
+            audit.arg(),
+            keys=[self.keys.batch(batch_id)],
+        )
+        return replies.decode_jobs_cancelled(reply).refused
 
     def set_tags(self, batch_id: str, tags: list[str], now: int, actor: str) -> None:
         audit = Audit(actor, "batch.set_tags", {"tags": tags})
-        reply = self.scripts.call("set_tags", now, batch_id, json.dumps(tags), audit.arg())
-        if reply[0] == "not_found":
-            raise NotFound(f"Batch {batch_id} not found")
+        reply = self.scripts.call(
+            "set_tags",
+            now,
+            batch_id,
+            json.dumps(tags),
+            audit.arg(),
+            keys=[self.keys.batch(batch_id)],
+        )
+        replies.ok(reply)
 
     # -- reads ------------------------------------------------------------------------------
 
     def idempotent_batch(self, idempotency: Idempotency) -> str | None:
         """The batch an earlier request with this Idempotency-Key made, if any (a cheap check
         before validating; the commit checks again atomically)."""
-        seen = self.redis.get(idempotency.key)
-        if seen is None:
-            return None
-        record = json.loads(seen)
-        if record["fingerprint"] != idempotency.fingerprint:
-            raise Conflict(KEY_REUSED)
-        return str(record["batch_id"])
+        reply = self.scripts.call(
+            "idempotency_check", idempotency.fingerprint, keys=[idempotency.key]
+        )
+        return replies.decode_idempotent(reply)
 
     def get_batch(self, batch_id: str) -> Batch | None:
         found = self.get_batches([batch_id])
@@ -264,7 +253,9 @@ class Store:
         """Drops the sequences of batches finished more than `retention_s` ago (at most `most`
         of them); returns how many."""
         cutoff = now - int(retention_s * 1_000_000)
-        purged: int = self.scripts.call("purge_inputs", now, cutoff, most)
+        purged: int = self.scripts.call(
+            "purge_inputs", now, cutoff, most, keys=[self.keys.retention()]
+        )
         return purged
 
     def stored_bytes(self, project_id: str) -> int:
@@ -368,20 +359,10 @@ class Store:
             spec["ids"] = ids
         if runs:
             spec["runs"] = runs
-        reply = self.scripts.call("query", json.dumps(spec))
-        return int(reply[0]), list(reply[1:])
+        total, *ids = self.scripts.call("query", json.dumps(spec))
+        return int(total), ids
 
 
-KEY_REUSED = "This Idempotency-Key was already used for a different request"
-
-
-def _replayed(reply: Sequence[str]) -> str:
-    """The earlier batch id of a `replay` reply; a `key_reused` reply is a 409."""
-    if reply[0] == "key_reused":
-        raise Conflict(KEY_REUSED)
-    return reply[1]
-
-
-def _stamp(jobs: list[Job], stamps: Sequence[str]) -> None:
+def _stamp(jobs: list[Job], stamps: Sequence[int]) -> None:
     for job, stamp in zip(jobs, stamps, strict=True):
-        job.created_us = job.updated_us = int(stamp)
+        job.created_us = job.updated_us = stamp

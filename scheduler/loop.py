@@ -81,10 +81,13 @@ class Scheduler:
             del self.leases[qpu]
             lease = None
         if lease is not None:
-            requeued, failed = self.control.reconcile(lease, s.max_attempts, now)
-            if requeued or failed:
+            recovered = self.control.reconcile(lease, s.max_attempts, now)
+            if recovered.requeued or recovered.failed:
                 log.warning(
-                    "%s: %d job(s) requeued, %d failed after lost workers", qpu, requeued, failed
+                    "%s: %d job(s) requeued, %d failed after lost workers",
+                    qpu,
+                    recovered.requeued,
+                    recovered.failed,
                 )
             why = self.control.expire_open_batch(lease, self.hold, now)
             if why:
@@ -99,13 +102,13 @@ class Scheduler:
                 return
             log.info("%s: leased to batch %s (epoch %s)", qpu, lease.batch_id, lease.epoch)
             self.leases[qpu] = lease
-        for delivery in self.control.dispatch(
+        for dispatch in self.control.dispatch(
             lease, s.worker_concurrency, s.dispatch_timeout_s, now
         ):
             # If this send is lost, the dispatch deadline makes the reconciler send it again.
             self.producer.send_task(
                 RUN_JOB_TASK,
-                args=[delivery.job_id, delivery.delivery],
+                args=[dispatch.job_id, dispatch.delivery_id],
                 queue=Keys.celery_queue(qpu),
             )
 

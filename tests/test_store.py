@@ -16,6 +16,7 @@ from core.execution import Execution
 from core.keys import _PATTERNS, Keys, lua_functions
 from core.qpu import Lease, OpenBatchHold, QpuControl
 from core.records import Batch, Job
+from core.replies import Reconciled
 from core.status import BatchStatus, JobStatus
 from core.store import BatchQuery, JobQuery, Page, Store
 from core.timefmt import now_us
@@ -127,10 +128,10 @@ def test_dispatch_claim_commit_and_duplicate_delivery(parts):
     [delivery] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
     assert delivery.job_id == jobs[0].id  # creation order
     assert control.dispatch(lease, capacity=1, timeout_s=5, now=T0) == []  # capacity reached
-    assert execution.claim(delivery.job_id, delivery.delivery, 5, T0) == 1
-    assert execution.claim(delivery.job_id, delivery.delivery, 5, T0) is None  # duplicate
-    assert execution.commit_done(delivery.job_id, delivery.delivery, {"counter": {"0": 10}}, T0)
-    assert not execution.commit_done(delivery.job_id, delivery.delivery, {"counter": {}}, T0)
+    assert execution.claim(delivery.job_id, delivery.delivery_id, 5, T0) == 1
+    assert execution.claim(delivery.job_id, delivery.delivery_id, 5, T0) is None  # duplicate
+    assert execution.commit_done(delivery.job_id, delivery.delivery_id, {"counter": {"0": 10}}, T0)
+    assert not execution.commit_done(delivery.job_id, delivery.delivery_id, {"counter": {}}, T0)
     assert store.get_result(jobs[0].id) == '{"counter": {"0": 10}}'
     assert store.get_batch(batch.id).counts["DONE"] == 1  # not doubled
 
@@ -147,7 +148,7 @@ def test_cancelling_a_dispatched_unclaimed_job_frees_the_qpu_at_once(parts):
     second, _ = new_batch(store, runs=(10,))
     assert control.release(lease)
     assert control.acquire(QPU, ttl_s=10, now=T0).batch_id == second.id
-    assert execution.claim(d.job_id, d.delivery, 5, T0) is None
+    assert execution.claim(d.job_id, d.delivery_id, 5, T0) is None
 
 
 def test_lost_worker_is_requeued_then_failed_at_the_attempt_cap(parts):
@@ -157,13 +158,13 @@ def test_lost_worker_is_requeued_then_failed_at_the_attempt_cap(parts):
     now = T0
     for attempt in (1, 2):
         [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=now)
-        assert execution.claim(d.job_id, d.delivery, heartbeat_ttl_s=2, now=now) == attempt
+        assert execution.claim(d.job_id, d.delivery_id, heartbeat_ttl_s=2, now=now) == attempt
         now += 3 * SECOND  # no heartbeat: the worker is gone
         assert control.reconcile(lease, max_attempts=2, now=now) == (
-            (1, 0) if attempt == 1 else (0, 1)
+            Reconciled(requeued=1) if attempt == 1 else Reconciled(failed=1)
         )
         # The lost delivery can no longer commit anything.
-        assert not execution.commit_done(d.job_id, d.delivery, {"counter": {}}, now)
+        assert not execution.commit_done(d.job_id, d.delivery_id, {"counter": {}}, now)
     job = store.get_job(jobs[0].id)
     assert job.status is JobStatus.ERROR and "lost 2 times" in job.errors[0]
     assert store.get_batch(batch.id).status is BatchStatus.DONE
@@ -174,11 +175,11 @@ def test_unclaimed_dispatch_is_sent_again_with_a_new_delivery(parts):
     new_batch(store, runs=(10,))
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     [first] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    assert control.reconcile(lease, max_attempts=3, now=T0 + 6 * SECOND) == (1, 0)
+    assert control.reconcile(lease, max_attempts=3, now=T0 + 6 * SECOND) == Reconciled(1, 0)
     [second] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0 + 6 * SECOND)
-    assert second.job_id == first.job_id and second.delivery != first.delivery
-    assert execution.claim(first.job_id, first.delivery, 5, T0) is None  # the old message
-    assert execution.claim(second.job_id, second.delivery, 5, T0) == 1  # not an attempt lost
+    assert second.job_id == first.job_id and second.delivery_id != first.delivery_id
+    assert execution.claim(first.job_id, first.delivery_id, 5, T0) is None  # the old message
+    assert execution.claim(second.job_id, second.delivery_id, 5, T0) == 1  # not an attempt lost
 
 
 def test_cancel_racing_a_commit_keeps_one_consistent_outcome(parts):
@@ -186,9 +187,9 @@ def test_cancel_racing_a_commit_keeps_one_consistent_outcome(parts):
     batch, _ = new_batch(store, runs=(10,))
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    execution.claim(d.job_id, d.delivery, 5, T0)
+    execution.claim(d.job_id, d.delivery_id, 5, T0)
     store.cancel_batch(batch.id, T0, "tester")
-    assert not execution.commit_done(d.job_id, d.delivery, {"counter": {"0": 10}}, T0)
+    assert not execution.commit_done(d.job_id, d.delivery_id, {"counter": {"0": 10}}, T0)
     assert store.get_job(d.job_id).status is JobStatus.CANCELED
     assert store.get_result(d.job_id) is None
     assert control.release(lease)  # cancelled, nothing in flight: the QPU is free
@@ -254,8 +255,8 @@ def test_counted_quotas_are_checked_at_commit_and_freed_by_finishing(parts, redi
     new_batch(store, runs=(1,), project=project)  # exactly at the limit
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    execution.claim(d.job_id, d.delivery, 5, T0)
-    assert execution.commit_done(d.job_id, d.delivery, {"counter": {"1": 1}}, T0)
+    execution.claim(d.job_id, d.delivery_id, 5, T0)
+    assert execution.commit_done(d.job_id, d.delivery_id, {"counter": {"1": 1}}, T0)
     new_batch(store, runs=(1,), project=project)  # a job ended DONE: room for one more
     store.cancel_batch(first.id, T0, "tester")  # its other job ends CANCELED: one more
     new_batch(store, runs=(1,), project=project)
@@ -300,7 +301,7 @@ def test_an_open_batch_kept_busy_ends_at_its_longest_hold(parts):
     opened, jobs = new_batch(store, runs=(1, 1), open_=True)
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    execution.claim(d.job_id, d.delivery, 5, T0)
+    execution.claim(d.job_id, d.delivery_id, 5, T0)
     almost = T0 + 3599 * SECOND
     assert control.expire_open_batch(lease, HOLD, now=almost) is None
     assert control.expire_open_batch(lease, HOLD, now=almost + SECOND) == "max_hold"
@@ -308,7 +309,7 @@ def test_an_open_batch_kept_busy_ends_at_its_longest_hold(parts):
     assert ended.status is BatchStatus.TIMED_OUT and not ended.open
     assert {j.status for j in store.get_jobs(j.id for j in jobs)} == {JobStatus.CANCELED}
     assert not control.release(lease)  # the running job is still in flight
-    assert not execution.commit_done(d.job_id, d.delivery, {"counter": {}}, almost)
+    assert not execution.commit_done(d.job_id, d.delivery_id, {"counter": {}}, almost)
     assert control.release(lease)
 
 
@@ -326,11 +327,11 @@ def test_stored_bytes_count_inputs_results_and_reservations(parts, redis_only):
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     assert lease.batch_id == batch.id
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    execution.claim(d.job_id, d.delivery, 5, T0)
+    execution.claim(d.job_id, d.delivery_id, 5, T0)
     assert execution.inputs(d.job_id).sequence == text
     document = {"counter": {"1": 1}, "raw": ["1"]}
     before_commit = store.stored_bytes("bytes")
-    assert execution.commit_done(d.job_id, d.delivery, document, T0)
+    assert execution.commit_done(d.job_id, d.delivery_id, document, T0)
     assert store.stored_bytes("bytes") == before_commit + len(json.dumps(document)) - 500
     store.cancel_batch(batch.id, T0, "tester")  # two reservations released
     assert store.stored_bytes("bytes") == before_commit + len(json.dumps(document)) - 1500
@@ -417,12 +418,12 @@ def test_a_redis_failure_is_never_recorded_as_the_jobs_error(parts, redis_only, 
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
     flaky = _DroppedConnection(redis_only, NS, failures)
     if failures < 3:
-        assert execute_job(flaky, settings, _Counting(), d.job_id, d.delivery) == "done"
+        assert execute_job(flaky, settings, _Counting(), d.job_id, d.delivery_id) == "done"
         assert store.get_result(job.id) == '{"counter": {"0": 7}}'
         return
     with pytest.raises(redis.exceptions.ConnectionError):
-        execute_job(flaky, settings, _Counting(), d.job_id, d.delivery)
+        execute_job(flaky, settings, _Counting(), d.job_id, d.delivery_id)
     assert store.get_job(job.id).status is JobStatus.RUNNING and not store.get_job(job.id).errors
     later = now_us() + 3 * SECOND  # past the heartbeat deadline
-    assert control.reconcile(lease, max_attempts=3, now=later) == (1, 0)  # queued again
+    assert control.reconcile(lease, max_attempts=3, now=later) == Reconciled(1, 0)  # queued again
     assert store.get_job(job.id).status is JobStatus.PENDING

@@ -1,9 +1,10 @@
--- Shared by every script (core/scripts.py prepends it, after NS, K.* and the transition tables).
+-- Shared by every script (core/scripts.py prepends it, after NS, K.*, AUDIT_FIELDS, the status
+-- names and tables JOB, BATCH, DEVICE, TERMINAL_*, *_TRANSITIONS, and the reply codes R.*).
 -- The only code that changes a batch's or a job's status: it checks the move against the
 -- transition table and keeps the status indexes, the batch counters and the queues in step.
 
-local TERMINAL_JOB = {DONE = true, ERROR = true, CANCELED = true}
-local TERMINAL_BATCH = {DONE = true, ERROR = true, CANCELED = true, TIMED_OUT = true}
+-- The status a stale worker's reply names for a job that no longer exists.
+local MISSING = 'MISSING'
 
 -- What a batch's and a job's index entries and hash overhead take in Redis beyond their field
 -- texts: an estimate (measured: README, "Bounded storage") counted in stored_bytes.
@@ -57,10 +58,16 @@ local function add_stored_bytes(project_id, bytes)
   redis.call('HINCRBY', K.project_usage(project_id), 'stored_bytes', int(bytes))
 end
 
+-- Aborts the script with the error core/replies.py turns into InvalidTransition (a 409). The
+-- callers check a record's status before they move it, so this guards against a bug, and it
+-- comes before any write of the move.
+local function raise_transition(entity, id, from, to)
+  error({err = 'TWEEZER ' .. R.INVALID_TRANSITION .. ' ' .. entity .. ' ' .. id .. ' '
+    .. tostring(from) .. ' ' .. to})
+end
+
 local function set_job_status(job_id, batch_id, from, to, now)
-  if not JOB_TRANSITIONS[from][to] then
-    return error('invalid job transition ' .. from .. ' -> ' .. to .. ' for ' .. job_id)
-  end
+  if not (JOB_TRANSITIONS[from] or {})[to] then raise_transition('job', job_id, from, to) end
   local job = K.job(job_id)
   redis.call('HSET', job, 'status', to, 'updated_us', now)
   local created = redis.call('HGET', job, 'created_us')
@@ -68,7 +75,7 @@ local function set_job_status(job_id, batch_id, from, to, now)
   redis.call('ZADD', K.job_index('status', to), created, job_id)
   redis.call('HINCRBY', K.batch_counts(batch_id), from, -1)
   redis.call('HINCRBY', K.batch_counts(batch_id), to, 1)
-  if from == 'PENDING' and TERMINAL_JOB[to] then
+  if from == JOB.PENDING and TERMINAL_JOB[to] then
     -- Dispatched but not claimed: no worker holds it, so it leaves the QPU's in-flight set now
     -- (its late claim is refused: it is no longer PENDING) and the QPU can go to the next batch.
     local qpu = redis.call('HGET', job, 'qpu')
@@ -82,30 +89,6 @@ local function set_job_status(job_id, batch_id, from, to, now)
     add_stored_bytes(project_id, -tonumber(redis.call('HGET', job, 'reserved_bytes') or '0'))
     -- A finished job restarts the idle clock of an open batch.
     redis.call('HSET', K.batch(batch_id), 'activity_us', now)
-  end
-end
-
-local function set_batch_status(batch_id, from, to, now)
-  if not BATCH_TRANSITIONS[from][to] then
-    return error('invalid batch transition ' .. from .. ' -> ' .. to .. ' for ' .. batch_id)
-  end
-  local batch = K.batch(batch_id)
-  local b = redis.call('HMGET', batch, 'created_us', 'device_type', 'queue_priority', 'project_id')
-  redis.call('HSET', batch, 'status', to, 'updated_us', now)
-  redis.call('ZREM', K.batch_index('status', from), batch_id)
-  redis.call('ZADD', K.batch_index('status', to), b[1], batch_id)
-  if from == 'PENDING' then
-    dequeue_batch(batch_id, b[2], b[3], b[4])
-  end
-  if to == 'RUNNING' then
-    redis.call('HSET', batch, 'start_us', now, 'activity_us', now)
-  end
-  if TERMINAL_BATCH[to] then
-    redis.call('HSET', batch, 'end_us', now)
-    redis.call('SREM', K.project_open_batches(b[4]), batch_id)
-    redis.call('DEL', K.batch_pending(batch_id))
-    redis.call('ZADD', K.retention(), now, batch_id)
-    wake_scheduler()
   end
 end
 
@@ -123,28 +106,65 @@ local function set_batch_open(batch_id, is_open, now)
   end
 end
 
+-- A finished batch is also closed: whether a batch takes jobs is its `open` flag alone.
+local function set_batch_status(batch_id, from, to, now)
+  if not (BATCH_TRANSITIONS[from] or {})[to] then raise_transition('batch', batch_id, from, to) end
+  local batch = K.batch(batch_id)
+  local b = redis.call('HMGET', batch, 'created_us', 'device_type', 'queue_priority', 'project_id')
+  redis.call('HSET', batch, 'status', to, 'updated_us', now)
+  redis.call('ZREM', K.batch_index('status', from), batch_id)
+  redis.call('ZADD', K.batch_index('status', to), b[1], batch_id)
+  if from == BATCH.PENDING then
+    dequeue_batch(batch_id, b[2], b[3], b[4])
+  end
+  if to == BATCH.RUNNING then
+    redis.call('HSET', batch, 'start_us', now, 'activity_us', now)
+  end
+  if TERMINAL_BATCH[to] then
+    set_batch_open(batch_id, false, now)
+    redis.call('HSET', batch, 'end_us', now)
+    redis.call('DEL', K.batch_pending(batch_id))
+    redis.call('ZADD', K.retention(), now, batch_id)
+    wake_scheduler()
+  end
+end
+
 -- Cancels every job of the batch that is not terminal yet (RUNNING ones too: their results
 -- will be refused at commit).
 local function cancel_unfinished_jobs(batch_id, now)
   for _, job_id in ipairs(redis.call('ZRANGE', K.batch_jobs(batch_id), 0, -1)) do
     local job_status = redis.call('HGET', K.job(job_id), 'status')
     if not TERMINAL_JOB[job_status] then
-      set_job_status(job_id, batch_id, job_status, 'CANCELED', now)
+      set_job_status(job_id, batch_id, job_status, JOB.CANCELED, now)
     end
   end
 end
 
+-- Jobs of the batch not terminal yet (waiting, dispatched or running).
 local function active_jobs(batch_id)
-  local c = redis.call('HMGET', K.batch_counts(batch_id), 'PENDING', 'RUNNING')
-  return tonumber(c[1] or '0') + tonumber(c[2] or '0')
+  local n = 0
+  for _, status in ipairs(JOB_STATUSES) do
+    if not TERMINAL_JOB[status] then
+      n = n + tonumber(redis.call('HGET', K.batch_counts(batch_id), status) or '0')
+    end
+  end
+  return n
 end
 
 -- A closed batch whose jobs are all terminal is DONE, even if some jobs ended ERROR.
 local function finish_batch_if_complete(batch_id, now)
   local b = redis.call('HMGET', K.batch(batch_id), 'status', 'open')
-  if (b[1] == 'PENDING' or b[1] == 'RUNNING') and b[2] == '0' and active_jobs(batch_id) == 0 then
-    set_batch_status(batch_id, b[1], 'DONE', now)
+  if not TERMINAL_BATCH[b[1]] and b[2] == '0' and active_jobs(batch_id) == 0 then
+    set_batch_status(batch_id, b[1], BATCH.DONE, now)
   end
+end
+
+-- Records a job's errors (a JSON array of messages) and moves it to the `errors` index.
+local function set_job_errors(job_id, errors)
+  local job = K.job(job_id)
+  redis.call('HSET', job, 'errors', errors)
+  redis.call('ZREM', K.job_index('errors', '0'), job_id)
+  redis.call('ZADD', K.job_index('errors', '1'), redis.call('HGET', job, 'created_us'), job_id)
 end
 
 -- Writes one new job of `batch_id` (fields from core/records.py Job.creation_fields).
@@ -219,25 +239,25 @@ end
 -- A device type's effective status: the one an admin set, or CALIBRATING inside one of its
 -- calibration windows. Only UP lets a batch start or a job be dispatched.
 local function device_status(device_type, now)
-  local status = redis.call('HGET', K.device(device_type), 'status') or 'UP'
-  if status ~= 'UP' then return status end
+  local status = redis.call('HGET', K.device(device_type), 'status') or DEVICE.UP
+  if status ~= DEVICE.UP then return status end
   local n = tonumber(now)
   for _, window in ipairs(redis.call('ZRANGEBYSCORE', K.device_calibrations(device_type), '-inf', now)) do
-    local _, _, ends = string.find(window, ':(%d+)$')
-    if tonumber(ends) > n then return 'CALIBRATING' end
+    if calibration_end(window) > n then return DEVICE.CALIBRATING end
   end
-  return 'UP'
+  return DEVICE.UP
 end
 
 -- Idempotency-Key: the first commit under a key records what it created, in the same script,
 -- so a retried POST finds it instead of creating again. `key` is '' when the request had none.
+-- The only reader and writer of the record (the API's early check is idempotency_check.lua).
 local function idempotent_replay(key, fingerprint)
   if key == '' then return nil end
   local seen = redis.call('GET', key)
   if not seen then return nil end
   local record = cjson.decode(seen)
-  if record['fingerprint'] ~= fingerprint then return {'key_reused'} end
-  return {'replay', record['batch_id']}
+  if record['fingerprint'] ~= fingerprint then return {R.KEY_REUSED} end
+  return {R.REPLAY, record['batch_id']}
 end
 
 local function remember_idempotent(key, fingerprint, batch_id, ttl_ms)
@@ -246,16 +266,21 @@ local function remember_idempotent(key, fingerprint, batch_id, ttl_ms)
   redis.call('SET', key, record, 'PX', ttl_ms)
 end
 
--- True when `token` holds the lease of `qpu` at fencing `epoch`: the guard of every scheduler
+-- The keys of a QPU that the scheduler's scripts receive as KEYS (core/qpu.py, in this order):
+-- its lease, its fencing epoch, the batch it serves, and its in-flight jobs.
+local function qpu_keys()
+  return {lease = KEYS[1], epoch = KEYS[2], batch = KEYS[3], inflight = KEYS[4]}
+end
+
+-- True when `token` holds the QPU's lease at fencing `epoch`: the guard of every scheduler
 -- write, so a scheduler that was paused past its lease writes nothing.
-local function holds_lease(qpu, token, epoch)
-  return redis.call('GET', K.qpu_lease(qpu)) == token
-    and redis.call('GET', K.qpu_epoch(qpu)) == tostring(epoch)
+local function holds_lease(q, token, epoch)
+  return redis.call('GET', q.lease) == token and redis.call('GET', q.epoch) == tostring(epoch)
 end
 
 -- Quotas counted at commit, so concurrent requests cannot pass them together (the static ones,
 -- runs per job and device types, are checked in Python: core/quotas.py). Returns
--- {'quota', name, limit, in use[, needed]} when the project may not take `new_jobs` more
+-- {R.QUOTA, project id, name, limit, in use[, needed]} when the project may not take `new_jobs` more
 -- unfinished jobs, one more open batch when `opens`, or `new_bytes` more stored bytes (its own
 -- max_stored_bytes, else `default_max_bytes`; '0': no limit); nil when it may.
 local function quota_refusal(project_id, new_jobs, opens, new_bytes, default_max_bytes)
@@ -264,30 +289,34 @@ local function quota_refusal(project_id, new_jobs, opens, new_bytes, default_max
   if limits[1] and new_jobs > 0 then
     local used = tonumber(redis.call('HGET', K.project_usage(project_id), 'queued_jobs') or '0')
     if used + new_jobs > tonumber(limits[1]) then
-      return {'quota', 'max_queued_jobs', limits[1], int(used)}
+      return {R.QUOTA, project_id, 'max_queued_jobs', limits[1], int(used)}
     end
   end
   if limits[2] and opens then
     local used = redis.call('SCARD', K.project_open_batches(project_id))
     if used >= tonumber(limits[2]) then
-      return {'quota', 'max_open_batches', limits[2], int(used)}
+      return {R.QUOTA, project_id, 'max_open_batches', limits[2], int(used)}
     end
   end
   local max_bytes = limits[3] or (default_max_bytes ~= '0' and default_max_bytes) or nil
   if max_bytes then
     local used = tonumber(redis.call('HGET', K.project_usage(project_id), 'stored_bytes') or '0')
     if used + new_bytes > tonumber(max_bytes) then
-      return {'quota', 'max_stored_bytes', max_bytes, int(used), int(new_bytes)}
+      return {R.QUOTA, project_id, 'max_stored_bytes', max_bytes, int(used), int(new_bytes)}
     end
   end
   return nil
 end
 
 -- Appends to the audit log, in the same script as the change it records. `entry` is the JSON
--- of core/audit.py's Audit: actor, action and a detail object (as JSON text).
+-- of core/audit.py's Audit.fields(); the script fills in when, the project and the batch.
 local function audit(entry, project_id, batch_id, now)
   local e = cjson.decode(entry)
-  redis.call('XADD', K.audit(), 'MAXLEN', '~', AUDIT_RETAINED, '*',
-    'at', now, 'actor', e['actor'], 'action', e['action'],
-    'project_id', project_id, 'batch_id', batch_id, 'detail', e['detail'])
+  e['at'], e['project_id'], e['batch_id'] = now, project_id, batch_id
+  local args = {'XADD', K.audit(), 'MAXLEN', '~', AUDIT_RETAINED, '*'}
+  for _, name in ipairs(AUDIT_FIELDS) do
+    table.insert(args, name)
+    table.insert(args, e[name])
+  end
+  redis.call(unpack(args))
 end

@@ -2,27 +2,27 @@
 -- will be refused at commit), all in this one step: a request to cancel several batches commits
 -- all it can or, if Redis fails, none (it cannot stop half-way). Each QPU is released once no
 -- job of its batch is in flight.
+-- KEYS the batches, in the order of ARGV[3]
 -- ARGV[2] now (µs)
 -- ARGV[3] batch ids (JSON array)
--- ARGV[4] audit entry (JSON: actor, action, detail), recorded for each batch cancelled
--- Returns {batch id, outcome, ...} in the given order; outcome 'ok' | 'not_found' | the status
--- of a batch that was already finished.
+-- ARGV[4] audit entry (core/audit.py Audit.arg()), recorded for each batch cancelled
+-- Also writes the batches' jobs, indexes and queues (K.*).
+-- Returns one reply per batch, in order, each as JSON: {R.OK} | {R.NOT_FOUND, batch id}
+--       | {R.INVALID_TRANSITION, 'batch', batch id, status, CANCELED} for a finished batch.
 local now = ARGV[2]
 local out = {}
-for _, batch_id in ipairs(cjson.decode(ARGV[3])) do
-  local status, project_id = unpack(redis.call('HMGET', K.batch(batch_id), 'status', 'project_id'))
-  local outcome = 'ok'
+for i, batch_id in ipairs(cjson.decode(ARGV[3])) do
+  local status, project_id = unpack(redis.call('HMGET', KEYS[i], 'status', 'project_id'))
+  local reply = {R.OK}
   if not status then
-    outcome = 'not_found'
+    reply = {R.NOT_FOUND, batch_id}
   elseif TERMINAL_BATCH[status] then
-    outcome = status
+    reply = {R.INVALID_TRANSITION, 'batch', batch_id, status, BATCH.CANCELED}
   else
     cancel_unfinished_jobs(batch_id, now)
-    set_batch_open(batch_id, false, now)
-    set_batch_status(batch_id, status, 'CANCELED', now)
+    set_batch_status(batch_id, status, BATCH.CANCELED, now)
     audit(ARGV[4], project_id, batch_id, now)
   end
-  table.insert(out, batch_id)
-  table.insert(out, outcome)
+  table.insert(out, cjson.encode(reply))
 end
 return out

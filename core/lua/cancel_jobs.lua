@@ -1,29 +1,31 @@
 -- Cancels the given jobs of one batch; each one that is already terminal (or not of this batch)
 -- is reported instead. A closed batch left with no active job ends DONE.
+-- KEYS[1] the batch
 -- ARGV[2] now (µs)
 -- ARGV[3] batch id
 -- ARGV[4] job ids (JSON array)
--- ARGV[5] audit entry (JSON: actor, action, detail)
--- Returns {'ok', canceled ids (JSON array), errors (JSON object id -> reason)} | {'not_found'}.
+-- ARGV[5] audit entry (core/audit.py Audit.arg())
+-- Also writes the jobs and their indexes (K.*).
+-- Returns {R.OK, refused (JSON object: job id -> why)} | {R.NOT_FOUND, batch id}.
 local now, batch_id = ARGV[2], ARGV[3]
-local project_id = redis.call('HGET', K.batch(batch_id), 'project_id')
-if not project_id then return {'not_found'} end
-local canceled, errors = {}, {}
+local project_id = redis.call('HGET', KEYS[1], 'project_id')
+if not project_id then return {R.NOT_FOUND, batch_id} end
+local canceled, refused = 0, {}
 for _, job_id in ipairs(cjson.decode(ARGV[4])) do
   local h = redis.call('HMGET', K.job(job_id), 'status', 'batch_id')
   if h[2] ~= batch_id then
-    errors[job_id] = 'Job not found in batch ' .. batch_id
+    refused[job_id] = 'Job not found in batch ' .. batch_id
   elseif TERMINAL_JOB[h[1]] then
-    errors[job_id] = 'Job in status ' .. h[1] .. ' cannot be cancelled'
+    refused[job_id] = 'Job in status ' .. h[1] .. ' cannot be cancelled'
   else
-    set_job_status(job_id, batch_id, h[1], 'CANCELED', now)
-    table.insert(canceled, job_id)
+    set_job_status(job_id, batch_id, h[1], JOB.CANCELED, now)
+    canceled = canceled + 1
   end
 end
-if #canceled > 0 then
+if canceled > 0 then
   finish_batch_if_complete(batch_id, now)
   wake_scheduler()
   audit(ARGV[5], project_id, batch_id, now)
 end
--- cjson writes an empty table as {}; the canceled list is rebuilt in Python from ids anyway.
-return {'ok', cjson.encode(canceled), cjson.encode(errors)}
+-- cjson writes an empty table as {}, which core/replies.py reads as no refusal.
+return {R.OK, cjson.encode(refused)}

@@ -1,4 +1,5 @@
 -- Filters and pages a set of ids through the indexes, never reading the records themselves.
+-- KEYS none: the query names its index keys (core/store.py builds them with core/keys.py).
 -- ARGV[2] query (JSON object):
 --   base    key of the zset holding every candidate (scored by creation time)
 --   groups  list of lists of index keys: a record must be in one key of every group
@@ -7,7 +8,7 @@
 --   min, max  creation-time bounds (µs, inclusive; '-inf'/'+inf' for none)
 --   offset, limit, desc  the page
 --   tmp     prefix for temporary keys (deleted before returning)
--- Returns {total, id...}.
+-- Returns {total, id...} (data, no reply code).
 local q = cjson.decode(ARGV[2])
 local temps = {}
 local function temp()

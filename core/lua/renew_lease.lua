@@ -1,10 +1,11 @@
 -- Extends a QPU lease if `token` still holds it at `epoch`.
--- ARGV[2] QPU name
--- ARGV[3] token
--- ARGV[4] epoch
--- ARGV[5] TTL (ms)
--- Returns 1 when renewed, 0 when the lease is lost.
-local qpu, token, epoch, ttl_ms = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-if not holds_lease(qpu, token, epoch) then return 0 end
-redis.call('PEXPIRE', K.qpu_lease(qpu), ttl_ms)
-return 1
+-- KEYS the QPU's lease, epoch, batch and in-flight keys (qpu_keys() in _lib.lua)
+-- ARGV[2] token
+-- ARGV[3] epoch
+-- ARGV[4] TTL (ms)
+-- Returns {R.OK} when renewed | {R.FENCED} when the lease is lost.
+local token, epoch, ttl_ms = ARGV[2], ARGV[3], ARGV[4]
+local q = qpu_keys()
+if not holds_lease(q, token, epoch) then return {R.FENCED} end
+redis.call('PEXPIRE', q.lease, ttl_ms)
+return {R.OK}

@@ -17,7 +17,7 @@ from api.context import principal, services
 from api.schemas import MemberIn, NewProjectIn, NewTokenIn, NewUserIn, ProjectChangeIn, parse_model
 from core.accounts import Project, User
 from core.errors import InvalidRequest
-from core.records import Role
+from core.roles import Role
 from core.timefmt import to_iso
 
 bp = Blueprint("admin", __name__)

@@ -7,15 +7,18 @@ from flask import Blueprint, request
 from api import jsend
 from api.context import principal, services
 from core.errors import InvalidRequest
+from core.roles import ProjectStatus
 
 bp = Blueprint("projects", __name__)
 
 
 @bp.get("/api/v1/projects")
 def list_projects() -> jsend.Reply:
-    wanted = request.args.get("project_status", "ACTIVE")
-    if wanted not in ("ACTIVE", "ARCHIVED"):
-        raise InvalidRequest(f"project_status must be ACTIVE or ARCHIVED, got {wanted!r}")
+    wanted = request.args.get("project_status", ProjectStatus.ACTIVE)
+    if wanted not in tuple(ProjectStatus):
+        raise InvalidRequest(
+            f"project_status must be one of {', '.join(ProjectStatus)}, got {wanted!r}"
+        )
     projects = [
         {
             "id": p.id,

@@ -11,6 +11,8 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from core.errors import InvalidRequest
+from core.priorities import DEFAULT_PRIORITY
+from core.roles import Role
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -68,7 +70,7 @@ class NewTokenIn(_Strict):
 
 class NewProjectIn(_Strict):
     name: StrictStr
-    queue_priority: StrictStr = "MEDIUM"
+    queue_priority: StrictStr = DEFAULT_PRIORITY
 
 
 class ProjectChangeIn(_Strict):
@@ -79,7 +81,7 @@ class ProjectChangeIn(_Strict):
 
 
 class MemberIn(_Strict):
-    role: StrictStr = "MEMBER"
+    role: StrictStr = Role.MEMBER
 
 
 class EmuFreeConfigurationIn(BaseModel):

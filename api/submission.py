@@ -24,10 +24,12 @@ from pulser.backend.config import EmulationConfig
 from pulser.devices._device_datacls import BaseDevice
 
 from api.schemas import CreateBatchIn, EmuFreeConfigurationIn, JobIn, parse_model
-from core.devices import EMULATOR, QPU, DeviceSpec
+from core.device_types import DeviceKind
+from core.devices import DeviceSpec
 from core.errors import Conflict, InvalidRequest, InvalidSequence, UnknownDeviceType
 from core.quotas import predicted_result_bytes
 from core.records import Batch, Job, Principal
+from core.sequences import built
 from core.settings import Settings
 from core.status import BatchStatus
 from core.timefmt import to_iso
@@ -198,7 +200,7 @@ class Submission:
 
     def _shots(self, spec: DeviceSpec, body: CreateBatchIn) -> tuple[int, int | None]:
         """The plan's (default_runs, config_shots) for a new batch on `spec`."""
-        if body.backend_configuration is not None and spec.kind != EMULATOR:
+        if body.backend_configuration is not None and spec.kind is not DeviceKind.EMULATOR:
             raise InvalidRequest(
                 f"backend_configuration is for emulators; {spec.device_type} does not take one"
             )
@@ -246,11 +248,11 @@ class Submission:
     def _runs(self, job: JobIn, plan: BatchPlan, what: str) -> int:
         """The job's shot count: on an emulator the backend configuration's `num_shots` when
         it sets one, else `runs`, else the default; always within the device's limit."""
-        if plan.spec.kind == EMULATOR and plan.config_shots is not None:
+        if plan.spec.kind is DeviceKind.EMULATOR and plan.config_shots is not None:
             runs, source = plan.config_shots, "backend_configuration's BitStrings num_shots"
         elif job.runs is not None:
             runs, source = job.runs, f"{what}.runs"
-        elif plan.spec.kind != EMULATOR:
+        elif plan.spec.kind is not DeviceKind.EMULATOR:
             raise InvalidRequest(f"{what}.runs is required on {plan.spec.device_type}")
         else:
             return plan.default_runs
@@ -276,10 +278,13 @@ class _SequenceCache:
         sequence = self._parsed.get((text, spec.device_type))
         if sequence is None:
             sequence = self._deserialize(text, what)
-            if spec.kind == QPU:
-                sequence = _as_for_qpu(sequence, spec, what)
             atoms = len(sequence.get_register(include_mappable=True).qubit_ids)
-            if atoms > spec.max_atoms:
+            if spec.kind is DeviceKind.QPU:
+                # Pulser checks every limit of the QPU's device, the atom count among them.
+                sequence = _as_for_qpu(sequence, spec, what)
+            elif atoms > spec.max_atoms:
+                # A sequence built for any device runs on the emulator, so Pulser's checks
+                # are those of its own device: the emulator's cost limit is checked here.
                 raise InvalidSequence(
                     f"{what} has {atoms} atoms; {spec.device_type} allows at most {spec.max_atoms}"
                 )
@@ -361,12 +366,12 @@ def _check_build(
         raise InvalidSequence(f"{what}.variables: missing value(s) for {', '.join(missing)}")
     try:
         with _quiet():
-            built = sequence.build(**variables) if (variables or mappable) else sequence
+            on_device = built(sequence, variables)
     except Exception as exc:  # Pulser's own checks: shapes, channel limits, trap ids...
         raise InvalidSequence(
             f"{what}: the sequence cannot be built with these variables: {_first_line(exc)}"
         ) from None
-    duration = built.get_duration(include_fall_time=True)
+    duration = on_device.get_duration(include_fall_time=True)
     if duration == 0:
         raise InvalidSequence(f"{what}: the sequence is empty (no pulse or delay on any channel)")
     if duration > spec.max_duration_ns:

@@ -14,12 +14,13 @@ import os
 import sys
 from pathlib import Path
 
-from core.accounts import QUEUE_PRIORITIES, Accounts, Project, Role
+from core.accounts import Accounts, Project
 from core.device_status import DeviceStatuses
-from core.devices import device_registry
 from core.errors import ConfigurationError
+from core.priorities import DEFAULT_PRIORITY, PRIORITIES
 from core.quotas import ALLOWED_DEVICE_TYPES, LIMITS
 from core.redis_client import connect
+from core.roles import Role
 from core.settings import ENV_PREFIX, Settings
 from core.status import DeviceStatus
 from core.timefmt import now_us, parse_iso, to_iso
@@ -68,7 +69,7 @@ def add_device_commands(commands: argparse._SubParsersAction) -> None:
 
 def run_device_command(args: argparse.Namespace) -> int:
     settings = cluster_settings(args)
-    served = device_registry(settings)
+    served = list(settings.qpus)
     devices = DeviceStatuses(connect(settings), settings.namespace)
     if args.action != "list" and args.device_type not in served:
         raise ConfigurationError(
@@ -107,9 +108,9 @@ def add_account_commands(commands: argparse._SubParsersAction) -> None:
     add.add_argument("name")
     add.add_argument(
         "--priority",
-        default="MEDIUM",
-        choices=["HIGH", "MEDIUM", "LOW"],
-        help="queue priority of the project's batches (default MEDIUM)",
+        default=DEFAULT_PRIORITY,
+        choices=PRIORITIES,
+        help=f"queue priority of the project's batches (default {DEFAULT_PRIORITY})",
     )
     add_cluster_options(add)
     add_cluster_options(actions.add_parser("list", help="every project"))
@@ -117,13 +118,13 @@ def add_account_commands(commands: argparse._SubParsersAction) -> None:
     member.add_argument("change", choices=["add", "remove"])
     member.add_argument("project_id")
     member.add_argument("username")
-    member.add_argument("--role", default="MEMBER", choices=[r.value for r in Role])
+    member.add_argument("--role", default=Role.MEMBER, choices=list(Role))
     add_cluster_options(member)
     change = actions.add_parser(
         "set", help="change a project's priority and quotas ('none' lifts a quota)"
     )
     change.add_argument("project_id")
-    change.add_argument("--priority", choices=list(QUEUE_PRIORITIES))
+    change.add_argument("--priority", choices=PRIORITIES)
     for name in LIMITS:
         change.add_argument(f"--{name.replace('_', '-')}", type=_limit, metavar="N|none")
     change.add_argument(
@@ -181,7 +182,7 @@ def run_account_command(args: argparse.Namespace) -> int:
             changes = {n: getattr(args, n) for n in (*LIMITS, ALLOWED_DEVICE_TYPES)}
             quotas = {n: (None if v == _LIFT else v) for n, v in changes.items() if v is not None}
             project = accounts.update_project(
-                args.project_id, list(device_registry(settings)), args.priority, quotas
+                args.project_id, list(settings.qpus), args.priority, quotas
             )
             print(f"project updated: {_project_line(project)}")
         else:

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from cli.redis_server import RedisServer
-from core.accounts import Accounts, Role
-from core.devices import all_qpus
+from core.accounts import Accounts
+from core.device_types import qpu_names
 from core.redis_client import connect
+from core.roles import Role
 from core.settings import Settings
 
 DEFAULT_USER = "admin"
@@ -123,7 +124,7 @@ class Cluster:
             Child("scheduler", [*tweezer, "scheduler"]),
             *(
                 Child(f"worker {qpu}", [*tweezer, "worker", "--qpu", qpu])
-                for qpu in all_qpus(settings)
+                for qpu in qpu_names(settings.qpus)
             ),
         ]
 
@@ -207,7 +208,7 @@ class Cluster:
         info = json.loads((self.data_dir / "cluster.json").read_text())
         print(
             f"""
-Tweezer is up: API {self.base_url}, QPUs {", ".join(all_qpus(self.settings))}.
+Tweezer is up: API {self.base_url}, QPUs {", ".join(qpu_names(self.settings.qpus))}.
 Connection details: {self.data_dir / "cluster.json"}
 
     from pasqal_cloud.authentication import TokenProvider

@@ -182,12 +182,12 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, qpu: str) -> int:
-    from core.devices import all_qpus
+    from core.device_types import qpu_names
     from core.keys import Keys
 
-    if qpu not in all_qpus(settings):
+    if qpu not in qpu_names(settings.qpus):
         raise ConfigurationError(
-            f"unknown QPU {qpu!r}; this cluster has: {', '.join(all_qpus(settings))}"
+            f"unknown QPU {qpu!r}; this cluster has: {', '.join(qpu_names(settings.qpus))}"
         )
     from workers.celery_app import make_celery
 

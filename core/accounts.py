@@ -22,12 +22,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from core.audit import CLI_ACTOR, Audit, AuditLog
 from core.errors import Conflict, InvalidRequest, NotFound
 from core.keys import Keys
+from core.priorities import DEFAULT_PRIORITY, PRIORITIES
 from core.quotas import Quotas, parse_changes
-from core.records import Principal, Role
+from core.records import Principal
+from core.roles import ProjectStatus, Role
 from core.timefmt import now_us
 
-DEFAULT_QUEUE_PRIORITY = "MEDIUM"
-QUEUE_PRIORITIES = ("HIGH", "MEDIUM", "LOW")
 #: The one algorithm our access tokens use; the token's own `alg` header is never trusted.
 JWT_ALGORITHM = "HS256"
 _hasher = PasswordHasher()
@@ -149,14 +149,16 @@ class Accounts:
     def create_project(
         self,
         name: str,
-        queue_priority: str = DEFAULT_QUEUE_PRIORITY,
+        queue_priority: str = DEFAULT_PRIORITY,
         project_id: str = "",
         actor: str = CLI_ACTOR,
     ) -> Project:
         if not name or len(name) > 128 or not name.isprintable():
             raise InvalidRequest("a project name is 1 to 128 printable characters")
         _check_priority(queue_priority)
-        project = Project(project_id or str(uuid.uuid4()), name, "ACTIVE", queue_priority)
+        project = Project(
+            project_id or str(uuid.uuid4()), name, ProjectStatus.ACTIVE, queue_priority
+        )
         pipe = self._commit(Audit(actor, "project.add", {"name": name}), project.id)
         pipe.hset(
             self.keys.project(project.id),
@@ -335,8 +337,8 @@ def _project(h: dict[str, str]) -> Project:
 
 
 def _check_priority(queue_priority: str) -> None:
-    if queue_priority not in QUEUE_PRIORITIES:
-        raise InvalidRequest(f"queue_priority must be one of {', '.join(QUEUE_PRIORITIES)}")
+    if queue_priority not in PRIORITIES:
+        raise InvalidRequest(f"queue_priority must be one of {', '.join(PRIORITIES)}")
 
 
 #: Verified against when a username is unknown, so both answers take as long.

@@ -16,9 +16,9 @@ from typing import Any
 import redis
 
 from core import replies
-from core.accounts import QUEUE_PRIORITIES
-from core.devices import device_type_of_qpu
+from core.device_types import device_type_of_qpu
 from core.keys import Keys
+from core.priorities import PRIORITIES
 from core.scripts import Scripts
 from core.settings import Settings
 
@@ -85,7 +85,7 @@ class QpuControl:
             device_type_of_qpu(qpu),
             token,
             int(ttl_s * 1000),
-            json.dumps(QUEUE_PRIORITIES),
+            json.dumps(PRIORITIES),
             keys=self._qpu_keys(qpu),
         )
         acquired = replies.decode_acquired(reply)
@@ -130,7 +130,7 @@ class QpuControl:
             int(hold.idle_s * 1_000_000),
             int(min(hold.contended_idle_s, hold.idle_s) * 1_000_000),
             int(hold.max_hold_s * 1_000_000),
-            json.dumps(QUEUE_PRIORITIES),
+            json.dumps(PRIORITIES),
             now=now,
         )
         return replies.decode_timed_out(reply)

@@ -11,9 +11,9 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from core.roles import Role
 from core.status import BatchStatus, JobStatus
 
 
@@ -220,15 +220,6 @@ def creation_rows(jobs: list[Job]) -> tuple[list[dict[str, str]], dict[str, str]
             sequences[row["sequence_sha"]] = job.sequence
         rows.append(row)
     return rows, sequences
-
-
-class Role(StrEnum):
-    """A member's role in a project."""
-
-    #: May act on every batch of the project.
-    ADMIN = "ADMIN"
-    #: May see the project's batches, and act on their own.
-    MEMBER = "MEMBER"
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from pasqal_cloud.errors import BatchCancellingError, BatchCreationError
 
 from core.accounts import Accounts
 from core.keys import Keys
-from core.records import Role
+from core.roles import Role
 from tests import sequences
 from tests.conftest import Account
-from tests.helpers import create_body, hold_qpu, record_keys, run_admin, wait_for
+from tests.helpers import call_api, create_body, hold_qpu, record_keys, run_admin, wait_for
 
 SEQ = sequences.parametrized()
 JOB = {"runs": 5, "variables": {"omega_max": 6}}
@@ -53,15 +53,7 @@ def lab(cluster) -> Lab:
     )
 
 
-def call(cluster, who: Account, method: str, path: str, **kwargs: Any) -> requests.Response:
-    base = cluster.base_url if path.startswith("/admin") else cluster.core_url
-    return requests.request(
-        method,
-        base + path,
-        headers={"Authorization": f"Bearer {who.token}"},
-        timeout=30,
-        **kwargs,
-    )
+call = call_api
 
 
 def description(response: requests.Response) -> str:

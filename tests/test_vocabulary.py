@@ -5,11 +5,12 @@ forbids reaches the caller as a typed error (a 409 on the API), never a 500."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
 import pytest
-import requests
 
 from core.errors import InvalidTransition
 from core.replies import Reply
@@ -22,7 +23,7 @@ from core.status import (
     JobStatus,
 )
 from core.store import Store
-from tests.helpers import hold_qpu
+from tests.helpers import call_api, hold_qpu
 from tests.sequences import parametrized
 from tests.test_store import NS, T0, new_batch
 
@@ -96,11 +97,7 @@ def test_the_api_answers_a_forbidden_move_with_a_409(cluster, sdk, account):
         job_key = Store(cluster.client, cluster.settings.namespace).keys.job(job_id)
         cluster.client.hset(job_key, "status", "PAUSED")
         try:
-            answer = requests.patch(
-                f"{cluster.core_url}/api/v2/batches/{batch.id}/cancel",
-                headers={"Authorization": f"Bearer {account.token}"},
-                timeout=30,
-            )
+            answer = call_api(cluster, account, "PATCH", f"/api/v2/batches/{batch.id}/cancel")
         finally:
             cluster.client.hset(job_key, "status", "PENDING")
         assert answer.status_code == 409, answer.text
@@ -110,3 +107,17 @@ def test_the_api_answers_a_forbidden_move_with_a_409(cluster, sdk, account):
         assert body["data"]["id"] == job_id
         sdk.cancel_batch(batch.id)  # and with the status repaired, it cancels as usual
         assert sdk.get_batch(batch.id).status == "CANCELED"
+
+
+def test_the_scheduler_learns_names_without_pulser_argon2_or_jwt():
+    """Device types, QPU names and priorities are plain modules (core/device_types.py,
+    core/priorities.py, core/roles.py): the scheduler imports none of the heavy libraries."""
+    probe = (
+        "import sys, scheduler.loop; "
+        "print(','.join(m for m in ('pulser', 'argon2', 'jwt', 'qutip', 'flask') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == ""

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from pulser import Sequence
-
 from core.execution import JobInputs
+from core.sequences import job_sequence
 from workers.drivers import QpuDriver
 
 
@@ -20,12 +18,7 @@ class Bridge:
         self.driver = driver
 
     def run(self, inputs: JobInputs, progress: Callable[[int], None]) -> dict[str, Any]:
-        sequence = Sequence.from_abstract_repr(inputs.sequence)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if inputs.variables or sequence.is_parametrized() or sequence.is_register_mappable():
-                sequence = sequence.build(**(inputs.variables or {}))
-        self.driver.load(sequence)
+        self.driver.load(job_sequence(inputs.sequence, inputs.variables))
         shots = self.driver.run(inputs.runs, progress)
         # QPU results as Pasqal serves them: counts and the shots themselves.
         return {"counter": dict(Counter(shots)), "raw": shots}

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pulser import NoiseModel, Sequence
 from pulser.backend import BitStrings
 from pulser.backend.config import EmulationConfig
 from pulser_simulation import QutipBackendV2
 
-#: SPAM noise of `EmuFreeConfig(with_noise=True)`: Pulser's historical defaults for state
-#: preparation error (eta), false positives (epsilon) and false negatives (epsilon').
-DEFAULT_SPAM_NOISE = NoiseModel(state_prep_error=0.005, p_false_pos=0.01, p_false_neg=0.05)
+from core.sequences import SPAM_NOISE, job_sequence
 
 
 @dataclass(frozen=True)
@@ -46,9 +43,7 @@ def run_emulation(
     backend configuration was given, `serialised_results` (a Pulser `Results` abstract repr
     with every observable it asked for).
     """
-    sequence = Sequence.from_abstract_repr(sequence_json)
-    if variables or sequence.is_parametrized() or sequence.is_register_mappable():
-        sequence = sequence.build(**(variables or {}))
+    sequence = job_sequence(sequence_json, variables)
 
     config = _emulation_config(options, runs)
     with warnings.catch_warnings():
@@ -84,7 +79,7 @@ def _emulation_config(options: EmulationOptions, runs: int) -> EmulationConfig:
         observables.append(BitStrings(evaluation_times=[1.0], num_shots=runs))
     changes: dict[str, Any] = {"observables": observables}
     if options.with_noise and not config.noise_model.noise_types:
-        changes["noise_model"] = DEFAULT_SPAM_NOISE
+        changes["noise_model"] = SPAM_NOISE
     return config.with_changes(**changes)
 
 

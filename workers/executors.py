@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from core.devices import EMULATOR, device_registry, device_type_of_qpu
+from core.device_types import KIND, DeviceKind, DeviceType, device_type_of_qpu
 from core.execution import JobInputs
 from core.settings import Settings
 from workers.emulation import EmulationOptions, run_emulation
@@ -34,8 +34,7 @@ class Emulator:
 
 
 def executor_for(settings: Settings, qpu: str) -> Executor:
-    spec = device_registry(settings)[device_type_of_qpu(qpu)]
-    if spec.kind == EMULATOR:
+    if KIND[DeviceType(device_type_of_qpu(qpu))] is DeviceKind.EMULATOR:
         return Emulator()
     from workers.bridge import Bridge
     from workers.drivers import load_driver

@@ -18,14 +18,15 @@ from pulser.backend import BitStrings
 from pulser.backend.config import EmulationConfig
 from pulser_simulation import QutipBackendV2
 
+from core.sequences import SPAM_NOISE
 from core.settings import Settings
 from workers.drivers import Aborted
 
 #: What makes the virtual device's counts imperfect like a real one's.
 DEVICE_NOISE = NoiseModel(
-    state_prep_error=0.005,
-    p_false_pos=0.01,
-    p_false_neg=0.05,
+    state_prep_error=SPAM_NOISE.state_prep_error,
+    p_false_pos=SPAM_NOISE.p_false_pos,
+    p_false_neg=SPAM_NOISE.p_false_neg,
     dephasing_rate=0.05,
     runs=1,
     samples_per_run=1,

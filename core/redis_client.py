@@ -5,10 +5,11 @@ instead of retrying forever)."""
 from __future__ import annotations
 
 import logging
-import time
 from urllib.parse import urlsplit
 
 import redis
+from redis.backoff import ConstantBackoff
+from redis.retry import Retry
 
 from core.errors import ConfigurationError
 from core.settings import Settings
@@ -42,43 +43,42 @@ def check_access(settings: Settings, wait_s: float = 3600.0) -> None:
     ConfigurationError saying what is wrong if it refuses us: wrong user or password, a user
     without the rights we need, TLS on one side only, or a certificate that does not verify."""
     client = connect(settings)
-    deadline = time.monotonic() + wait_s
     closed = 0
-    while True:
-        try:
-            client.ping()
-            return
-        except redis.exceptions.AuthenticationError as exc:
+
+    def refused(exc: Exception) -> None:
+        """Called by Retry after each failed attempt: raises when waiting cannot help."""
+        nonlocal closed
+        text = str(exc)
+        if isinstance(exc, redis.exceptions.AuthenticationError):
             raise ConfigurationError(
                 f"Redis at {where(settings)} refused our credentials ({exc}): check the user "
                 "and password in TWEEZER_REDIS_URL"
             ) from None
-        except redis.exceptions.ResponseError as exc:
-            if "NOPERM" in str(exc) or "NOAUTH" in str(exc):
+        if "SSL" in text or "certificate" in text:
+            raise ConfigurationError(
+                f"TLS with Redis at {where(settings)} failed ({text}): check "
+                "TWEEZER_REDIS_TLS_CA_FILE (and the client certificate, if Redis asks one)"
+            ) from None
+        if "closed by server" in text or "reset by peer" in text:
+            # The port answered, then hung up before a reply: Redis served TLS to a
+            # plain-text client (or is restarting; so say it after a few tries only).
+            closed += 1
+            if closed >= 3:
                 raise ConfigurationError(
-                    f"Redis at {where(settings)} does not let us in ({exc}): give "
-                    "TWEEZER_REDIS_URL a user and password it knows"
+                    f"Redis at {where(settings)} closes every connection before it answers: "
+                    "if it serves TLS, use rediss:// in TWEEZER_REDIS_URL"
                 ) from None
-            raise
-        except redis.exceptions.ConnectionError as exc:
-            text = str(exc)
-            if "SSL" in text or "certificate" in text:
-                raise ConfigurationError(
-                    f"TLS with Redis at {where(settings)} failed ({text}): check "
-                    "TWEEZER_REDIS_TLS_CA_FILE (and the client certificate, if Redis asks one)"
-                ) from None
-            if "closed by server" in text or "reset by peer" in text:
-                # The port answered, then hung up before a reply: Redis served TLS to a
-                # plain-text client (or is restarting; so say it after a few tries only).
-                closed += 1
-                if closed >= 3:
-                    raise ConfigurationError(
-                        f"Redis at {where(settings)} closes every connection before it answers: "
-                        "if it serves TLS, use rediss:// in TWEEZER_REDIS_URL"
-                    ) from None
-            if time.monotonic() > deadline:
-                raise ConfigurationError(
-                    f"Redis at {where(settings)} did not answer: {text}"
-                ) from None
-            log.warning("waiting for Redis at %s (%s)", where(settings), text)
-            time.sleep(1.0)
+        log.warning("waiting for Redis at %s (%s)", where(settings), text)
+
+    retry = Retry(ConstantBackoff(1.0), retries=max(0, int(wait_s)))
+    try:
+        retry.call_with_retry(client.ping, refused)
+    except redis.exceptions.ResponseError as exc:
+        if "NOPERM" in str(exc) or "NOAUTH" in str(exc):
+            raise ConfigurationError(
+                f"Redis at {where(settings)} does not let us in ({exc}): give "
+                "TWEEZER_REDIS_URL a user and password it knows"
+            ) from None
+        raise
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise ConfigurationError(f"Redis at {where(settings)} did not answer: {exc}") from None

@@ -7,28 +7,30 @@ by handing them `Settings.to_env()`. Names carry their unit (`_s` seconds, `_ns`
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.device_types import DEFAULT_QPUS, DeviceType
 from core.errors import ConfigurationError
 
 ENV_PREFIX = "TWEEZER_"
 
-#: Device types this platform can serve: the QuTiP emulator, and the QPU behind the bridge.
-DEVICE_TYPES = ("EMU_FREE", "FRESNEL")
-
 
 def _default_qpus() -> dict[str, int]:
-    return {"EMU_FREE": 1, "FRESNEL": 1}
+    return dict(DEFAULT_QPUS)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Configuration of one Tweezer cluster; identical in every process of the cluster."""
+class Settings(BaseModel):
+    """Configuration of one Tweezer cluster; identical in every process of the cluster.
+
+    Pydantic converts each value to its field's type (from the environment's text too) and
+    refuses what does not convert; `check_ranges()` then checks ranges and combinations."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: Redis holding the record, the Celery broker and the wake-ups: `redis://` on loopback,
     #: `rediss://USER:PASSWORD@host:port/0` (TLS, an ACL user) across machines, or `unix://`.
@@ -41,7 +43,7 @@ class Settings:
     #: Prefix of every key this cluster writes (see core/keys.py), so clusters can share a Redis.
     namespace: str = "tweezer"
     #: QPUs per device type: `EMU_FREE=2` gives two lockable EMU_FREE units, each a Celery queue.
-    qpus: dict[str, int] = field(default_factory=_default_qpus)
+    qpus: dict[str, int] = Field(default_factory=_default_qpus)
     #: Where a batch sent without a device type goes when the device its sequence was built for
     #: is not served or refuses it; empty: EMU_FREE when served, else nowhere.
     default_device_type: str = ""
@@ -149,33 +151,58 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
         """Reads `TWEEZER_<FIELD>` variables (e.g. `TWEEZER_LEASE_TTL_S=5`), then `overrides`."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is not None:
-                values[f.name] = _parse(f.name, f.type, raw)
-        values.update(overrides)
-        settings = cls(**values)
-        settings.validate()
-        return settings
+        raw = {
+            name: env[ENV_PREFIX + name.upper()]
+            for name in cls.model_fields
+            if ENV_PREFIX + name.upper() in env
+        }
+        return cls._build(
+            {**raw, **overrides}, {n: v for n, v in raw.items() if n not in overrides}
+        )
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with `changes`, validated."""
-        settings = dataclasses.replace(self, **changes)
-        settings.validate()
-        return settings
+        return self._build({**self.model_dump(), **changes}, {})
+
+    @classmethod
+    def _build(cls, values: dict[str, Any], from_env: dict[str, str]) -> Settings:
+        """Validated settings; a value that does not convert is a ConfigurationError naming
+        the variable it came from."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = str(error["loc"][0]) if error["loc"] else ""
+            where = f"{ENV_PREFIX}{name.upper()}={from_env[name]!r}" if name in from_env else name
+            raise ConfigurationError(f"{where}: {error['msg']}") from None
 
     def to_env(self) -> dict[str, str]:
         """The environment that makes `Settings.from_env()` rebuild these settings exactly."""
         env = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in type(self).model_fields:
+            value = getattr(self, name)
             if isinstance(value, dict):
                 value = ",".join(f"{k}={v}" for k, v in value.items())
-            env[ENV_PREFIX + f.name.upper()] = str(value)
+            env[ENV_PREFIX + name.upper()] = str(value)
         return env
 
-    def validate(self) -> None:
+    @field_validator("qpus", mode="before")
+    @classmethod
+    def _qpus_from_text(cls, value: Any) -> Any:
+        """`EMU_FREE=2,FRESNEL=1` (TWEEZER_QPUS, `--qpus`) as a mapping."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_qpus(value)
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
+
+    @model_validator(mode="after")
+    def _in_range(self) -> Settings:
+        self.check_ranges()
+        return self
+
+    def check_ranges(self) -> None:
         """Raises ConfigurationError naming the first setting that is out of range."""
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.namespace):
             raise ConfigurationError("namespace must be 1-64 characters of [A-Za-z0-9_.-]")
@@ -192,9 +219,9 @@ class Settings:
         if not self.qpus:
             raise ConfigurationError("qpus must name at least one device type, e.g. EMU_FREE=1")
         for device_type, count in self.qpus.items():
-            if device_type not in DEVICE_TYPES:
+            if device_type not in tuple(DeviceType):
                 raise ConfigurationError(
-                    f"qpus: unknown device type {device_type!r}; allowed: {', '.join(DEVICE_TYPES)}"
+                    f"qpus: unknown device type {device_type!r}; allowed: {', '.join(DeviceType)}"
                 )
             if not 1 <= count <= 64:
                 raise ConfigurationError(f"qpus: {device_type} needs 1 to 64 QPUs, got {count}")
@@ -280,7 +307,7 @@ class Settings:
         """The default device type in force ('' for none)."""
         if self.default_device_type:
             return self.default_device_type
-        return "EMU_FREE" if "EMU_FREE" in self.qpus else ""
+        return DeviceType.EMU_FREE if DeviceType.EMU_FREE in self.qpus else ""
 
     @property
     def allowed_host_names(self) -> frozenset[str]:
@@ -291,20 +318,6 @@ class Settings:
     def visibility_timeout_s(self) -> int:
         """Celery/kombu redelivery delay: above the hard limit (reliability.md §1.4)."""
         return int(2 * self.job_hard_time_limit_s + 60)
-
-
-def _parse(name: str, annotation: Any, raw: str) -> Any:
-    kind = str(annotation)
-    try:
-        if kind.startswith("dict"):
-            return parse_qpus(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        return raw
-    except (ValueError, ConfigurationError) as exc:
-        raise ConfigurationError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
 
 
 def parse_qpus(raw: str) -> dict[str, int]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
+from redis.backoff import ConstantBackoff
+from redis.retry import Retry
 
 from core.execution import Execution, JobInputs
 from core.settings import Settings
@@ -24,8 +25,8 @@ from workers.executors import Executor
 
 log = logging.getLogger("tweezer.worker")
 
-#: Reads of a job's inputs before a Redis failure is left to the reconciler.
-_READ_ATTEMPTS = 3
+#: Retries of a job's inputs read before a Redis failure is left to the reconciler.
+_READ_RETRY = Retry(ConstantBackoff(0.5), retries=2)
 
 
 class _Progress:
@@ -80,13 +81,12 @@ def execute_job(
 
 
 def _read_inputs(execution: Execution, job_id: str) -> JobInputs:
-    """The job's inputs, read again after a dropped connection (the client reconnects)."""
-    for _ in range(_READ_ATTEMPTS - 1):
-        try:
-            return execution.inputs(job_id)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            time.sleep(0.5)
-    return execution.inputs(job_id)  # the last try: its failure goes up
+    """The job's inputs, read again after a dropped connection (the client reconnects): a read
+    may be retried, unlike the scripts, which run once."""
+    inputs: JobInputs = _READ_RETRY.call_with_retry(
+        lambda: execution.inputs(job_id), lambda _error: None
+    )
+    return inputs
 
 
 def _error(

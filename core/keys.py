@@ -62,7 +62,8 @@ Accounts
   user:{id}:projects              hash    the user's projects: project id -> role (ADMIN|MEMBER)
   project:{id}                    hash    a project (id, name, status, queue_priority) and
                                           its quotas (core/quotas.py; absent = no limit)
-  project:{id}:usage              hash    queued_jobs: its jobs not finished yet;
+  project:{id}:usage              hash    unfinished_jobs: its jobs not finished yet (queued
+                                          or running; max_queued_jobs counts them);
                                           stored_bytes: what it stores (core/quotas.py)
   project:{id}:open-batches       set     its open batches that are not finished
   projects                        set     every project id

@@ -46,6 +46,7 @@ SCRIPT_NAMES = (
     "login_backoff",
     "purge_inputs",
     "idempotency_check",
+    "migrate",
 )
 
 

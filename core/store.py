@@ -249,6 +249,12 @@ class Store:
         texts = iter(pipe.execute() if any("sequence_sha" in h for h in hashes) else [])
         return [Job.from_hash(h, next(texts) if "sequence_sha" in h else None) for h in hashes]
 
+    def migrate(self) -> int:
+        """Brings records of an earlier version up to date (core/lua/migrate.lua); returns how
+        many changed. Idempotent: every scheduler runs it at start."""
+        changed: int = self.scripts.call("migrate", keys=[self.keys.projects()])
+        return changed
+
     def purge_inputs(self, retention_s: float, now: int, most: int = 100) -> int:
         """Drops the sequences of batches finished more than `retention_s` ago (at most `most`
         of them); returns how many."""

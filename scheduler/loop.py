@@ -1,9 +1,11 @@
 """The scheduler: leases QPUs to batches, dispatches their jobs, and recovers what was lost.
 
 One pass over every QPU of the cluster: renew the leases it holds (a lost lease is dropped at
-once, before anything else), recover jobs whose worker vanished, time out idle open batches,
-release QPUs whose batch is finished, grant free QPUs to the next batch (HIGH before MEDIUM before
-LOW, oldest first), and dispatch jobs in creation order. Every write is fenced by the lease, so
+once, before anything else), recover jobs whose worker vanished, end open batches that held
+their QPU too long, release QPUs whose batch is finished, grant each free QPU to the batch it
+was serving or the next waiting one (HIGH before MEDIUM before LOW; within a level, the oldest
+batch of the project served least recently: docs/design.md "Scheduling policy"), and dispatch
+the jobs of each held QPU's batch in creation order. Every write is fenced by the lease, so
 several schedulers may run at once: at most one holds a given QPU, and a paused one that lost its
 lease writes nothing when it wakes. Between passes it sleeps on the wake-up list, which the API
 and the workers poke when there is something to do.
@@ -18,7 +20,7 @@ import redis
 from celery import Celery
 
 from core.celery_config import RUN_JOB_TASK, celery_config
-from core.devices import all_qpus
+from core.device_types import qpu_names
 from core.keys import Keys
 from core.qpu import PRESENCE_TTL_S, Lease, OpenBatchHold, QpuControl
 from core.settings import Settings
@@ -36,14 +38,14 @@ class Scheduler:
         self.control = QpuControl(client, settings.namespace)
         self.keys = Keys(settings.namespace)
         #: The QPUs of TWEEZER_QPUS, always served; workers may announce more (serving()).
-        self.qpus = all_qpus(settings)
+        self.configured_qpus = qpu_names(settings.qpus)
         self.leases: dict[str, Lease] = {}
         self.hold = OpenBatchHold.from_settings(settings)
         self.store = Store(client, settings.namespace)
 
     def run(self, stop: threading.Event) -> None:
         """Passes until `stop` is set; Redis outages are waited out, never fatal."""
-        log.info("scheduler serving QPUs %s", ", ".join(self.qpus))
+        log.info("scheduler serving QPUs %s", ", ".join(self.configured_qpus))
         while not stop.is_set():
             try:
                 self.run_once()
@@ -63,8 +65,9 @@ class Scheduler:
         batches; one it was serving keeps being driven while the scheduler holds its lease)."""
         since = now - int(PRESENCE_TTL_S * 1_000_000)
         types = self.settings.qpus.keys()
-        extra = [q for q in self.control.announced(types, since) if q not in self.qpus]
-        return [*self.qpus, *extra, *(q for q in self.leases if q not in self.qpus + extra)]
+        configured = self.configured_qpus
+        extra = [q for q in self.control.announced(types, since) if q not in configured]
+        return [*configured, *extra, *(q for q in self.leases if q not in configured + extra)]
 
     def run_once(self, now: int | None = None) -> None:
         now = now_us() if now is None else now
@@ -129,5 +132,7 @@ def main(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     client = connect(settings)
+    if changed := Store(client, settings.namespace).migrate():
+        log.info("brought %d record(s) of an earlier version up to date", changed)
     Scheduler(settings, client, make_producer(settings)).run(stop)
     log.info("scheduler stopped")

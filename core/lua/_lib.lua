@@ -84,7 +84,7 @@ local function set_job_status(job_id, batch_id, from, to, now)
   if TERMINAL_JOB[to] then
     redis.call('HSET', job, 'end_us', now)
     local project_id = redis.call('HGET', job, 'project_id')
-    redis.call('HINCRBY', K.project_usage(project_id), 'queued_jobs', -1)
+    redis.call('HINCRBY', K.project_usage(project_id), 'unfinished_jobs', -1)
     -- Its results are stored (commit_job counted them) or never will be.
     add_stored_bytes(project_id, -tonumber(redis.call('HGET', job, 'reserved_bytes') or '0'))
     -- A finished job restarts the idle clock of an open batch.
@@ -184,7 +184,7 @@ local function create_job(fields, batch_id, ts)
   redis.call('ZADD', K.job_index('errors', '0'), ts, job_id)
   redis.call('ZADD', K.jobs_by_runs(), fields['runs'], job_id)
   redis.call('HINCRBY', K.batch_counts(batch_id), fields['status'], 1)
-  redis.call('HINCRBY', K.project_usage(fields['project_id']), 'queued_jobs', 1)
+  redis.call('HINCRBY', K.project_usage(fields['project_id']), 'unfinished_jobs', 1)
 end
 
 -- Bytes of a record's field names and values (a table of strings).
@@ -287,7 +287,7 @@ local function quota_refusal(project_id, new_jobs, opens, new_bytes, default_max
   local limits = redis.call('HMGET', K.project(project_id), 'max_queued_jobs', 'max_open_batches',
     'max_stored_bytes')
   if limits[1] and new_jobs > 0 then
-    local used = tonumber(redis.call('HGET', K.project_usage(project_id), 'queued_jobs') or '0')
+    local used = tonumber(redis.call('HGET', K.project_usage(project_id), 'unfinished_jobs') or '0')
     if used + new_jobs > tonumber(limits[1]) then
       return {R.QUOTA, project_id, 'max_queued_jobs', limits[1], int(used)}
     end

@@ -140,15 +140,15 @@ def make_sdk(core_url: str, account_url: str, account: Account) -> Any:
         )
 
 
-@pytest.fixture(scope="session")
-def start_cluster(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[..., RunningCluster]]:
-    """Factory: a whole cluster (own redis-server, API, scheduler, workers) per call."""
-    started: list[RunningCluster] = []
+class ClusterFactory:
+    """Starts whole clusters (own redis-server, API, scheduler, workers) and stops them all."""
 
-    def start(redis_args: tuple[str, ...] = (), **overrides: Any) -> RunningCluster:
-        root = tmp_path_factory.mktemp("cluster")
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.tmp_path_factory = tmp_path_factory
+        self.started: list[RunningCluster] = []
+
+    def __call__(self, redis_args: tuple[str, ...] = (), **overrides: Any) -> RunningCluster:
+        root = self.tmp_path_factory.mktemp("cluster")
         redis_server = RedisServer(
             root / "redis", extra_args=redis_args, password=secrets.token_hex(16)
         ).start()
@@ -167,31 +167,43 @@ def start_cluster(
             redis_server,
             redis.Redis.from_url(redis_server.url, decode_responses=True),
         )
-        started.append(running)
+        self.started.append(running)
         return running
 
-    yield start
-    for running in started:  # all at once: each worker's warm shutdown takes a second or two
-        running.cluster.terminate()
-    for running in started:
-        running.cluster.shutdown()
+    def stop_all(self) -> None:
+        for running in self.started:  # all at once: each worker's warm shutdown takes a second
+            running.cluster.terminate()
+        for running in self.started:
+            running.cluster.shutdown()
+        self.started.clear()
+
+
+@pytest.fixture(scope="module")
+def start_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterFactory]:
+    """Factory of clusters for one module's own settings: they stop when the module ends, so
+    idle clusters of earlier modules never share the cores with later tests."""
+    factory = ClusterFactory(tmp_path_factory)
+    yield factory
+    factory.stop_all()
 
 
 @pytest.fixture(scope="session")
-def cluster(start_cluster: Callable[..., RunningCluster]) -> RunningCluster:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
     """The cluster most tests share: one EMU_FREE QPU."""
-    return start_cluster()
+    factory = ClusterFactory(tmp_path_factory)
+    yield factory()
+    factory.stop_all()
 
 
-@pytest.fixture(scope="session")
-def limited(start_cluster: Callable[..., RunningCluster]) -> RunningCluster:
+@pytest.fixture(scope="module")
+def limited(start_cluster: ClusterFactory) -> RunningCluster:
     """A cluster whose tokens may make 5 requests per second, 20 at once."""
     return start_cluster(qpus={"EMU_FREE": 1}, rate_limit_per_s=5.0, rate_limit_burst=20)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def start_scripted(
-    start_cluster: Callable[..., RunningCluster], tmp_path_factory: pytest.TempPathFactory
+    start_cluster: ClusterFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[..., tuple[RunningCluster, Path]]:
     """Factory: a FRESNEL-only cluster whose bridge drives tests/drivers.py, and that driver's
     call log."""
@@ -211,7 +223,7 @@ def start_scripted(
     return start
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def scripted(
     start_scripted: Callable[..., tuple[RunningCluster, Path]],
 ) -> tuple[RunningCluster, Path]:

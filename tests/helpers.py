@@ -29,6 +29,25 @@ def wait_for(probe: Callable[[], T], timeout_s: float = 30.0, interval_s: float 
         time.sleep(interval_s)
 
 
+def scheduler_passes(cluster: Any, qpu: str, passes: int = 2, timeout_s: float = 30.0) -> None:
+    """Returns once the scheduler holding `qpu` has made `passes` more passes: each pass renews
+    the QPU's lease first, so its TTL jumps back up. Whatever those passes would have done
+    (dispatch a job, start a batch) they have had their chance to do."""
+    key = cluster.store.keys.qpu_lease(qpu)
+    last = cluster.client.pttl(key)
+    assert last > 0, f"nobody holds {qpu}"
+
+    def renewed() -> bool:
+        nonlocal last, passes
+        ttl = cluster.client.pttl(key)
+        if ttl > last:
+            passes -= 1
+        last = ttl
+        return passes <= 0
+
+    wait_for(renewed, timeout_s=timeout_s, interval_s=0.01)
+
+
 def run_admin(cluster: Any, *args: str, stdin: str = "") -> str:
     """A `tweezer` admin command against a test cluster, as an administrator runs it; returns
     its output (and fails the test if the command fails)."""
@@ -64,16 +83,41 @@ def create_body(account: Any, sequence: str, **changes: Any) -> dict[str, Any]:
     return body
 
 
-def post_gzip(cluster: Any, account: Any, path: str, body: Any) -> requests.Response:
-    """A POST of `body` under the core API as the SDK sends it: gzip JSON, the account's token."""
-    return requests.post(
-        cluster.core_url + path,
-        data=gzip.compress(json.dumps(body).encode()),
-        headers={
-            "Authorization": f"Bearer {account.token}",
-            "Content-Type": "application/json",
-            "Content-Encoding": "gzip",
-        },
+def auth(who: Any) -> dict[str, str]:
+    """The Authorization header of `who`: an account (its token) or a bare token."""
+    token = who if isinstance(who, str) else who.token
+    return {"Authorization": f"Bearer {token}"}
+
+
+def call_api(cluster: Any, who: Any, method: str, path: str, **kwargs: Any) -> requests.Response:
+    """The one way tests make an authenticated HTTP request: `path` under the cluster (the
+    admin API for /admin paths, else the core API), as `who` (an account or a bare token);
+    `kwargs` go to requests (extra `headers` are added to the Authorization)."""
+    base = cluster.base_url if path.startswith("/admin") else cluster.core_url
+    headers = {**auth(who), **kwargs.pop("headers", {})}
+    kwargs.setdefault("timeout", 30)
+    return requests.request(method, base + path, headers=headers, **kwargs)
+
+
+def post_gzip(
+    cluster: Any,
+    account: Any,
+    path: str,
+    body: Any,
+    headers: dict[str, str] | None = None,
+    mtime: float | None = None,
+) -> requests.Response:
+    """A POST of `body` under the core API as the SDK sends it: gzip JSON, the account's token
+    (and `headers`, e.g. an Idempotency-Key). gzip stamps `mtime` (default: now) into its
+    header, so two retries of one body differ on the wire, as the SDK's do."""
+    gzip_json = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    return call_api(
+        cluster,
+        account,
+        "POST",
+        path,
+        data=gzip.compress(json.dumps(body).encode(), mtime=mtime),
+        headers={**gzip_json, **(headers or {})},
         timeout=120,
     )
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests import sequences
-from tests.helpers import create_body, record_keys
+from tests.helpers import call_api, create_body, record_keys
 
 SEQ = sequences.parametrized()
 
@@ -25,16 +25,9 @@ def post(cluster, account):
         method: str = "POST",
     ) -> requests.Response:
         data = body.encode() if isinstance(body, str) else body
-        return requests.request(
-            method,
-            cluster.core_url + path,
-            data=data,
-            headers={
-                "Authorization": f"Bearer {account.token}",
-                "Content-Type": "application/json",
-                **(headers or {}),
-            },
-            timeout=30,
+        json_type = {"Content-Type": "application/json"}
+        return call_api(
+            cluster, account, method, path, data=data, headers={**json_type, **(headers or {})}
         )
 
     return send

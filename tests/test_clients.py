@@ -22,7 +22,7 @@ from core.device_status import DeviceStatuses
 from core.status import DeviceStatus
 from core.timefmt import now_us
 from tests import sequences
-from tests.helpers import create_body, post_gzip
+from tests.helpers import auth, create_body, post_gzip
 
 JOB = {"runs": 20, "variables": {"omega_max": 6}}
 ROOT = Path(__file__).parent.parent
@@ -261,7 +261,7 @@ def test_qiskit_pasqal_provider_qpu_backend_and_sampler(cluster, account):
     [job] = requests.get(
         f"{cluster.core_url}/api/v2/jobs",
         params={"batch_id": newest.id},
-        headers={"Authorization": f"Bearer {account.token}"},
+        headers=auth(account),
         timeout=30,
     ).json()["data"]
     assert job["variables"] == {"phase": 0.2}

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from core.accounts import Accounts
 from tests import sequences
 from tests.conftest import Account
-from tests.helpers import create_body, record_keys
+from tests.helpers import call_api, create_body, record_keys
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -42,13 +42,8 @@ def target(cluster):
 
 
 def send(cluster, account, method: str, path: str, body) -> requests.Response:
-    return requests.request(
-        method,
-        cluster.core_url + path,
-        data=json.dumps(body),
-        headers={"Authorization": f"Bearer {account.token}", "Content-Type": "application/json"},
-        timeout=30,
-    )
+    json_type = {"Content-Type": "application/json"}
+    return call_api(cluster, account, method, path, data=json.dumps(body), headers=json_type)
 
 
 def check(cluster, response: requests.Response, before: set[str]) -> None:
@@ -110,11 +105,8 @@ def test_valid_create_with_one_field_replaced(target, field, value):
     response = send(cluster, account, "POST", "/api/v1/batches", body)
     check(cluster, response, before)
     if response.status_code < 300:
-        requests.patch(
-            f"{cluster.core_url}/api/v2/batches/{response.json()['data']['id']}/cancel",
-            headers={"Authorization": f"Bearer {account.token}"},
-            timeout=30,
-        )
+        batch_id = response.json()["data"]["id"]
+        call_api(cluster, account, "PATCH", f"/api/v2/batches/{batch_id}/cancel")
 
 
 @FUZZ
@@ -151,11 +143,5 @@ def test_random_bodies_on_admin_routes(cluster, admin, body, route):
         ("PUT", f"/admin/api/v1/projects/{account.project_id}/members/{subject}"),
     ][route]
     before = record_keys(cluster)
-    response = requests.request(
-        method,
-        cluster.base_url + path,
-        data=json.dumps(body),
-        headers={"Authorization": f"Bearer {account.token}", "Content-Type": "application/json"},
-        timeout=30,
-    )
+    response = send(cluster, account, method, path, body)
     check(cluster, response, before)

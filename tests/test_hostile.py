@@ -26,7 +26,16 @@ from core.accounts import Accounts
 from core.settings import Settings
 from tests import sequences
 from tests.conftest import Account
-from tests.helpers import create_body, hold_qpu, post_gzip, record_keys, run_admin, wait_for
+from tests.helpers import (
+    auth,
+    call_api,
+    create_body,
+    hold_qpu,
+    post_gzip,
+    record_keys,
+    run_admin,
+    wait_for,
+)
 from tests.test_cli import tweezer_up
 
 SEQ = sequences.parametrized()
@@ -112,7 +121,7 @@ def test_copies_of_one_big_sequence_are_stored_once(cluster):
     assert len(big) < counted < 2 * grown, (counted, grown)
     job = requests.get(
         f"{cluster.core_url}/api/v2/jobs/{batch['jobs'][7]['id']}",
-        headers={"Authorization": f"Bearer {account.token}"},
+        headers=auth(account),
         timeout=30,
     ).json()["data"]
     assert job["sequence"] == big
@@ -167,7 +176,7 @@ def test_sequences_are_dropped_after_the_retention_and_the_api_says_so(strict):
     assert [j.variables for j in again.ordered_jobs] == [{"omega_max": 6}] * 2
     rebatch = requests.post(
         f"{strict.core_url}/api/v1/batches/{batch.id}/rebatch",
-        headers={"Authorization": f"Bearer {account.token}"},
+        headers=auth(account),
         timeout=30,
     )
     assert rebatch.status_code == 409
@@ -281,7 +290,7 @@ def test_a_flood_of_unknown_user_logins_does_not_slow_other_users(strict):
     of passwords (5/s, bursts of 20) and a few at a time per API process, so everyone else's
     requests keep their pace."""
     account = strict.new_account()
-    headers = {"Authorization": f"Bearer {account.token}"}
+    headers = auth(account)
 
     def latencies(count: int) -> list[float]:
         out = []
@@ -325,7 +334,7 @@ def test_a_flood_of_unknown_user_logins_does_not_slow_other_users(strict):
 def test_results_links_stay_out_of_the_logs_and_ignore_a_forged_host(cluster, account, sdk):
     batch = sdk.create_batch(SEQ, [JOB], device_type="EMU_FREE", wait=True)
     job_id = batch.ordered_jobs[0].id
-    headers = {"Authorization": f"Bearer {account.token}"}
+    headers = auth(account)
     forged = requests.get(
         f"{cluster.core_url}/api/v1/jobs/{job_id}/results_link",
         headers={**headers, "Host": "evil.example"},
@@ -350,7 +359,7 @@ def test_results_links_name_the_called_host_only_when_it_is_allowed(strict):
     path = f"/api/v1/jobs/{batch.ordered_jobs[0].id}/results_link"
 
     def link(host: str) -> str:
-        headers = {"Authorization": f"Bearer {account.token}", "Host": host}
+        headers = {**auth(account), "Host": host}
         response = requests.get(strict.core_url + path, headers=headers, timeout=30)
         return str(response.json()["data"]["results_link"])
 
@@ -359,9 +368,8 @@ def test_results_links_name_the_called_host_only_when_it_is_allowed(strict):
 
 
 def test_every_response_carries_the_security_headers(cluster, account):
-    auth = {"Authorization": f"Bearer {account.token}"}
     answers = {
-        "list": requests.get(cluster.core_url + "/api/v1/batches", headers=auth, timeout=30),
+        "list": call_api(cluster, account, "GET", "/api/v1/batches"),
         "unknown route": requests.get(cluster.base_url + "/nowhere", timeout=30),
         "no token": requests.get(cluster.core_url + "/api/v1/batches", timeout=30),
         "login": requests.post(
@@ -469,9 +477,7 @@ def _time(iso: str) -> datetime:
 
 
 def _get(cluster, account: Account, path: str) -> dict[str, Any]:
-    response = requests.get(
-        cluster.core_url + path, headers={"Authorization": f"Bearer {account.token}"}, timeout=30
-    )
+    response = call_api(cluster, account, "GET", path)
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()["data"]
     return data

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import secrets
 import signal
@@ -29,27 +27,16 @@ from scheduler.loop import make_producer
 from tests import sequences
 from tests.conftest import RunningCluster, make_settings
 from tests.drivers import BLOCKING_RUNS, POISON_RUNS, STUBBORN_RUNS
-from tests.helpers import create_body, hold_qpu, wait_for
+from tests.helpers import call_api, create_body, hold_qpu, post_gzip, wait_for
 
 SEQ = sequences.parametrized()
 JOB = {"runs": 5, "variables": {"omega_max": 6}}
 
 
-def post(cluster, account, path: str, body, key: str | None = None) -> requests.Response:
-    headers = {
-        "Authorization": f"Bearer {account.token}",
-        "Content-Encoding": "gzip",
-        "Content-Type": "application/json",
-    }
-    if key is not None:
-        headers["Idempotency-Key"] = key
-    # gzip stamps the time into its header: a retry a second later differs on the wire.
-    return requests.post(
-        cluster.core_url + path,
-        data=gzip.compress(json.dumps(body).encode()),
-        headers=headers,
-        timeout=30,
-    )
+def post(cluster, account, path: str, body, key: str | None = None, mtime: float | None = None):
+    """A POST as the SDK sends it, with an Idempotency-Key when `key` is given."""
+    headers = {"Idempotency-Key": key} if key is not None else None
+    return post_gzip(cluster, account, path, body, headers, mtime)
 
 
 def batch_count(cluster, account) -> int:
@@ -74,9 +61,9 @@ def another_scheduler(cluster) -> Iterator[subprocess.Popen]:
 
 def test_idempotency_key_makes_a_retried_create_return_the_first_batch(cluster, account):
     body = create_body(account, SEQ, jobs=[JOB], open=True)
-    first = post(cluster, account, "/api/v1/batches", body, key="retry-1")
-    time.sleep(1.1)
-    again = post(cluster, account, "/api/v1/batches", body, key="retry-1")
+    first = post(cluster, account, "/api/v1/batches", body, key="retry-1", mtime=1)
+    # A retry a second later: the same body, other bytes on the wire (gzip's time stamp).
+    again = post(cluster, account, "/api/v1/batches", body, key="retry-1", mtime=2)
     assert first.status_code == again.status_code == 201
     batch_id = first.json()["data"]["id"]
     assert again.json()["data"]["id"] == batch_id
@@ -103,16 +90,8 @@ def test_idempotency_key_makes_a_retried_create_return_the_first_batch(cluster, 
     ]
     assert [r.status_code for r in added] == [201, 201]
     assert cluster.store.get_batch(batch_id).jobs_count == 2  # the retry added nothing
-    requests.patch(
-        f"{cluster.core_url}/api/v2/batches/{batch_id}/complete",
-        timeout=30,
-        headers={"Authorization": f"Bearer {account.token}"},
-    ).raise_for_status()
-    requests.patch(
-        f"{cluster.core_url}/api/v2/batches/{mine.json()['data']['id']}/cancel",
-        timeout=30,
-        headers={"Authorization": f"Bearer {other_user.token}"},
-    )
+    call_api(cluster, account, "PATCH", f"/api/v2/batches/{batch_id}/complete").raise_for_status()
+    call_api(cluster, other_user, "PATCH", f"/api/v2/batches/{mine.json()['data']['id']}/cancel")
 
 
 def test_a_job_that_kills_its_worker_every_time_ends_error_and_frees_the_qpu(scripted):
@@ -263,10 +242,9 @@ def test_duplicate_delivery_runs_once_and_counts_once(cluster, sdk):
 def test_results_links_cannot_be_pointed_at_another_job(cluster, account, sdk):
     batch = sdk.create_batch(SEQ, [JOB, JOB], device_type="EMU_FREE", wait=True)
     first, second = (j.id for j in batch.ordered_jobs)
-    headers = {"Authorization": f"Bearer {account.token}"}
-    link = requests.get(
-        f"{cluster.core_url}/api/v1/jobs/{first}/results_link", headers=headers, timeout=10
-    ).json()["data"]["results_link"]
+    link = call_api(cluster, account, "GET", f"/api/v1/jobs/{first}/results_link").json()["data"][
+        "results_link"
+    ]
     assert requests.get(link, timeout=10).status_code == 200
     swapped = requests.get(link.replace(first, second), timeout=10)
     assert swapped.status_code == 403 and "signature" in swapped.text
@@ -324,9 +302,8 @@ def test_the_sdk_waits_out_a_rate_limit_by_itself(limited):
     account = limited.new_account()
     sdk = limited.sdk(account)
     batch = sdk.create_batch(SEQ, [JOB], device_type="EMU_FREE", wait=True)
-    headers = {"Authorization": f"Bearer {account.token}"}
     for _ in range(40):
-        reply = requests.get(f"{limited.core_url}/api/v1/batches", headers=headers, timeout=10)
+        reply = call_api(limited, account, "GET", "/api/v1/batches")
         if reply.status_code != 200:
             break
     assert reply.status_code == 429 and reply.headers["Retry-After"] == "1"
@@ -408,12 +385,7 @@ def test_a_full_redis_refuses_cleanly_and_evicts_nothing(start_cluster):
     assert "full" in refused.json()["data"]["description"]
     assert full.client.info("stats")["evicted_keys"] == 0
     # Listing still works on a full Redis: all of them are there, and nothing partial.
-    listed = requests.get(
-        f"{full.core_url}/api/v1/batches",
-        params={"limit": 1},
-        timeout=30,
-        headers={"Authorization": f"Bearer {account.token}"},
-    )
+    listed = call_api(full, account, "GET", "/api/v1/batches", params={"limit": 1})
     assert listed.status_code == 200
     assert listed.json()["pagination"]["total"] == len(acknowledged)
     assert all(full.store.get_batch(b).jobs_count == 500 for b in acknowledged)

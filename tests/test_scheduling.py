@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from tests import sequences
-from tests.helpers import hold_qpu, wait_for
+from tests.helpers import hold_qpu, scheduler_passes, wait_for
 
 SEQ = sequences.parametrized()
 JOB = {"runs": 5, "variables": {"omega_max": 6}}
@@ -15,7 +13,7 @@ def test_open_batch_keeps_the_qpu_until_closed(cluster, sdk):
     with hold_qpu(sdk, SEQ) as holder:
         holder.add_jobs([JOB], wait=True)  # the holder's own jobs run
         waiting = sdk.create_batch(SEQ, [JOB, JOB], device_type="EMU_FREE")
-        time.sleep(2 * cluster.settings.scheduler_tick_s + 1)
+        scheduler_passes(cluster, "EMU_FREE-0")
         assert sdk.get_batch(waiting.id).status == "PENDING"
         assert {j.status for j in sdk.get_batch(waiting.id).ordered_jobs} == {"PENDING"}
         assert sdk.get_batch(holder.id).status == "RUNNING"

@@ -15,7 +15,7 @@ from pulser.backend.results import Results
 from pulser.json.abstract_repr.deserializer import deserialize_device
 
 from tests import sequences
-from tests.helpers import create_body, hold_qpu, post_gzip, wait_for
+from tests.helpers import auth, create_body, hold_qpu, post_gzip, wait_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -82,7 +82,7 @@ def test_more_than_a_page_of_jobs_and_batches(sdk, seq):
 
 def test_raw_pagination_envelope_and_filters(cluster, account, sdk, seq):
     batch = sdk.create_batch(seq, [job(3), job(7), job(12)], device_type=EMU_FREE, wait=True)
-    headers = {"Authorization": f"Bearer {account.token}"}
+    headers = auth(account)
     url = cluster.core_url + "/api/v2/jobs"
     # Un-hyphenated uppercase UUID, capitalised booleans, naive datetime: as the SDK may send.
     raw_id = batch.id.replace("-", "").upper()
@@ -128,7 +128,7 @@ def test_status_routes_results_links_and_tags(cluster, account, sdk, seq):
     assert finished.status == "DONE"
     assert sdk.get_batch_status(batch.id).value == "DONE"
 
-    headers = {"Authorization": f"Bearer {account.token}"}
+    headers = auth(account)
     link_url = f"{cluster.core_url}/api/v1/jobs/{pending.id}/results_link"
     link = requests.get(link_url, headers=headers, timeout=10).json()["data"]["results_link"]
     document = requests.get(link, timeout=10).json()  # no token: the signature is the key

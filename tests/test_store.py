@@ -427,3 +427,15 @@ def test_a_redis_failure_is_never_recorded_as_the_jobs_error(parts, redis_only, 
     later = now_us() + 3 * SECOND  # past the heartbeat deadline
     assert control.reconcile(lease, max_attempts=3, now=later) == Reconciled(1, 0)  # queued again
     assert store.get_job(job.id).status is JobStatus.PENDING
+
+
+def test_usage_counters_of_an_earlier_version_are_migrated(parts, redis_only):
+    """`queued_jobs` became `unfinished_jobs`: a project's count carries over, once."""
+    store, _, _ = parts
+    redis_only.sadd(store.keys.projects(), "p")
+    new_batch(store, runs=(1, 2))  # counted under the new name: 2
+    redis_only.hset(store.keys.project_usage("p"), "queued_jobs", 3)  # left by the old version
+    assert store.migrate() == 1
+    assert store.migrate() == 0
+    usage = redis_only.hgetall(store.keys.project_usage("p"))
+    assert usage["unfinished_jobs"] == "5" and "queued_jobs" not in usage

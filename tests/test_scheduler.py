@@ -1,0 +1,215 @@
+"""The scheduler's pass, driven by hand: `Scheduler.run_once(now)` over a real redis-server with
+a producer that records what it would send, and a clock that only moves when a test moves it.
+Leases, device status windows, timeouts and dispatch order are proved without waiting.
+
+Lease expiry is Redis's own clock (PX), so a test that needs a lease gone deletes its key, as
+expiry would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from core.celery_config import RUN_JOB_TASK
+from core.device_status import DeviceStatuses
+from core.execution import Execution
+from core.status import BatchStatus, DeviceStatus, JobStatus
+from core.store import Store
+from scheduler.loop import Scheduler
+from tests.conftest import make_settings
+from tests.test_store import NS, QPU, SECOND, T0, new_batch
+
+
+@dataclass
+class Sent:
+    job_id: str
+    delivery_id: str
+    queue: str
+
+
+@dataclass
+class RecordingProducer:
+    """Stands in for Celery: the messages a pass sends, in order."""
+
+    sent: list[Sent] = field(default_factory=list)
+
+    def send_task(self, name: str, args: list[str], queue: str) -> None:
+        assert name == RUN_JOB_TASK
+        self.sent.append(Sent(args[0], args[1], queue))
+
+    def take(self) -> list[Sent]:
+        taken, self.sent = self.sent, []
+        return taken
+
+
+@dataclass
+class Rig:
+    store: Store
+    scheduler: Scheduler
+    producer: RecordingProducer
+    execution: Execution
+    devices: DeviceStatuses
+
+    def another_scheduler(self) -> tuple[Scheduler, RecordingProducer]:
+        producer = RecordingProducer()
+        return Scheduler(self.scheduler.settings, self.store.redis, producer), producer
+
+    def run_jobs(self, sent: list[Sent], now: int) -> None:
+        """Workers claim and finish every job in `sent`."""
+        for message in sent:
+            assert self.execution.claim(message.job_id, message.delivery_id, 15, now) == 1
+            assert self.execution.commit_done(
+                message.job_id, message.delivery_id, {"counter": {"0": 1}}, now
+            )
+
+    def status(self, batch_id: str) -> BatchStatus:
+        batch = self.store.get_batch(batch_id)
+        assert batch is not None
+        return batch.status
+
+
+@pytest.fixture
+def rig(redis_only) -> Rig:
+    settings = make_settings(
+        "redis://127.0.0.1:1/0",  # unused: the scheduler gets its client
+        namespace=NS,
+        qpus={"EMU_FREE": 1},
+        worker_concurrency=2,
+        dispatch_timeout_s=5.0,
+        open_batch_timeout_s=60.0,
+        open_batch_contended_idle_s=10.0,
+    )
+    producer = RecordingProducer()
+    scheduler = Scheduler(settings, redis_only, producer)
+    return Rig(
+        Store(redis_only, NS),
+        scheduler,
+        producer,
+        Execution(redis_only, NS),
+        DeviceStatuses(redis_only, NS),
+    )
+
+
+def ids(sent: list[Sent]) -> list[str]:
+    return [message.job_id for message in sent]
+
+
+def test_a_pass_grants_the_oldest_batch_and_sends_its_jobs_in_creation_order(rig):
+    first, first_jobs = new_batch(rig.store, runs=(1, 2, 3), now=T0)
+    second, _ = new_batch(rig.store, runs=(4,), now=T0 + SECOND)
+    rig.scheduler.run_once(T0 + 2 * SECOND)
+    sent = rig.producer.take()
+    # Two in flight (worker_concurrency), to the QPU's own queue, oldest jobs first.
+    assert ids(sent) == [job.id for job in first_jobs[:2]]
+    assert {message.queue for message in sent} == {f"qpu.{QPU}"}
+    assert rig.status(first.id) is BatchStatus.RUNNING
+    assert rig.status(second.id) is BatchStatus.PENDING
+
+    rig.scheduler.run_once(T0 + 3 * SECOND)
+    assert rig.producer.take() == []  # the QPU is full: nothing more until a job ends
+    rig.run_jobs(sent[:1], T0 + 4 * SECOND)
+    rig.scheduler.run_once(T0 + 4 * SECOND)
+    assert ids(rig.producer.take()) == [first_jobs[2].id]
+
+
+def test_higher_priority_first_then_the_project_served_least_recently(rig):
+    low, _ = new_batch(rig.store, runs=(1,), priority="LOW", project="a", now=T0)
+    a1, _ = new_batch(rig.store, runs=(1,), project="a", now=T0 + 1)
+    a2, _ = new_batch(rig.store, runs=(1,), project="a", now=T0 + 2)
+    b1, _ = new_batch(rig.store, runs=(1,), project="b", now=T0 + 3)
+    high, _ = new_batch(rig.store, runs=(1,), priority="HIGH", project="b", now=T0 + 4)
+    order = []
+    now = T0 + SECOND
+    for _ in range(5):
+        rig.scheduler.run_once(now)
+        order.append(rig.scheduler.leases[QPU].batch_id)
+        rig.run_jobs(rig.producer.take(), now)
+        now += SECOND
+    # HIGH first; then MEDIUM alternating between projects (b was just served, so a goes, then
+    # b, then a again); LOW last.
+    assert order == [high.id, a1.id, b1.id, a2.id, low.id]
+
+
+def test_no_batch_starts_inside_a_calibration_window(rig):
+    rig.devices.add_calibration("EMU_FREE", T0, T0 + 10 * SECOND, T0)
+    batch, jobs = new_batch(rig.store, runs=(1,), now=T0)
+    for moment in (T0 + SECOND, T0 + 9 * SECOND):
+        rig.scheduler.run_once(moment)
+        assert rig.producer.take() == [] and rig.status(batch.id) is BatchStatus.PENDING
+    rig.scheduler.run_once(T0 + 10 * SECOND + 1)
+    assert ids(rig.producer.take()) == [jobs[0].id]
+
+
+def test_a_device_in_maintenance_pauses_its_batch_until_it_is_up(rig):
+    batch, jobs = new_batch(rig.store, runs=(1, 2, 3), now=T0)
+    rig.scheduler.run_once(T0)
+    rig.run_jobs(rig.producer.take(), T0)
+    rig.devices.set("EMU_FREE", DeviceStatus.MAINTENANCE, "laser", T0)
+    for moment in (T0 + SECOND, T0 + 600 * SECOND):
+        rig.scheduler.run_once(moment)
+        assert rig.producer.take() == []  # it keeps the QPU; its last job waits
+    assert rig.status(batch.id) is BatchStatus.RUNNING
+    rig.devices.set("EMU_FREE", DeviceStatus.UP, "", T0)
+    rig.scheduler.run_once(T0 + 601 * SECOND)
+    assert ids(rig.producer.take()) == [jobs[2].id]
+
+
+def test_a_dispatch_nobody_claims_is_sent_again_after_the_dispatch_timeout(rig):
+    _, [job] = new_batch(rig.store, runs=(1,), now=T0)
+    rig.scheduler.run_once(T0)
+    [first] = rig.producer.take()
+    rig.scheduler.run_once(T0 + 5 * SECOND - 1)
+    assert rig.producer.take() == []  # not yet
+    rig.scheduler.run_once(T0 + 5 * SECOND + 1000)
+    [again] = rig.producer.take()
+    assert again.job_id == job.id and again.delivery_id != first.delivery_id
+    assert rig.execution.claim(job.id, first.delivery_id, 15, T0 + 6 * SECOND) is None
+    assert rig.execution.claim(job.id, again.delivery_id, 15, T0 + 6 * SECOND) == 1
+
+
+def test_an_idle_open_batch_gives_the_qpu_to_another_project_waiting(rig):
+    held, _ = new_batch(rig.store, runs=(), open_=True, project="a", now=T0)
+    rig.scheduler.run_once(T0)
+    waiting, [job] = new_batch(rig.store, runs=(1,), project="b", now=T0 + SECOND)
+    rig.scheduler.run_once(T0 + 9 * SECOND)
+    assert rig.producer.take() == [] and rig.status(held.id) is BatchStatus.RUNNING
+    # Idle for the contended limit while project b waits: it ends, and b gets the QPU at once.
+    rig.scheduler.run_once(T0 + 10 * SECOND)
+    assert rig.status(held.id) is BatchStatus.TIMED_OUT
+    assert ids(rig.producer.take()) == [job.id]
+    assert rig.scheduler.leases[QPU].batch_id == waiting.id
+
+
+def test_a_finished_batch_keeps_the_qpu_until_its_last_job_is_in(rig):
+    first, _ = new_batch(rig.store, runs=(1, 2), now=T0)
+    second, _ = new_batch(rig.store, runs=(1,), project="b", now=T0 + 1)
+    rig.scheduler.run_once(T0)
+    sent = rig.producer.take()
+    rig.execution.claim(sent[0].job_id, sent[0].delivery_id, 15, T0)
+    rig.store.cancel_batch(first.id, T0, "u")  # its running job is still on the QPU
+    rig.scheduler.run_once(T0 + SECOND)
+    assert rig.producer.take() == [] and rig.scheduler.leases[QPU].batch_id == first.id
+    # The worker lets go (its result is refused): the QPU goes to the next batch.
+    assert not rig.execution.commit_done(sent[0].job_id, sent[0].delivery_id, {}, T0)
+    rig.scheduler.run_once(T0 + 2 * SECOND)
+    assert rig.scheduler.leases[QPU].batch_id == second.id
+    assert len(rig.producer.take()) == 1
+
+
+def test_a_scheduler_that_lost_its_lease_sends_nothing_and_the_new_holder_resumes(rig):
+    batch, jobs = new_batch(rig.store, runs=(1, 2, 3), now=T0)
+    rig.scheduler.run_once(T0)
+    sent = rig.producer.take()
+    rig.store.redis.delete(rig.store.keys.qpu_lease(QPU))  # its lease expired
+    other, other_producer = rig.another_scheduler()
+    other.run_once(T0 + SECOND)
+    assert other.leases[QPU].batch_id == batch.id  # the same batch, under a new epoch
+    assert other.leases[QPU].epoch == rig.scheduler.leases[QPU].epoch + 1
+    rig.run_jobs(sent, T0 + SECOND)  # work already running under the old epoch is kept
+    rig.scheduler.run_once(T0 + 2 * SECOND)  # the old holder wakes up
+    assert rig.producer.take() == [] and QPU not in rig.scheduler.leases
+    other.run_once(T0 + 2 * SECOND)
+    assert ids(other_producer.take()) == [jobs[2].id]
+    assert [j.status for j in rig.store.batch_jobs(batch.id)][:2] == [JobStatus.DONE] * 2

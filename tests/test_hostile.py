@@ -50,7 +50,7 @@ def strict(start_cluster):
         qpus={"EMU_FREE": 1},
         open_batch_max_hold_s=6.0,
         input_retention_s=1.0,
-        login_attempts_per_min=Settings.login_attempts_per_min,
+        login_attempts_per_min=Settings.model_fields["login_attempts_per_min"].default,
         allowed_hosts="tweezer.lab.example",
     )
 

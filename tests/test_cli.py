@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -113,8 +114,16 @@ def _healthy(port: int) -> bool:
 def test_tweezer_up_restarts_every_child_killed_mid_batch(tmp_path):
     port = free_port()
     data_dir = tmp_path / "data"
+    # The lost job is run again once its heartbeats stop for the TTL: 3 s, not the default 15.
+    env = {**os.environ, "TWEEZER_JOB_HEARTBEAT_TTL_S": "3"}
     up = tweezer_up(
-        port, data_dir, "--qpus", "EMU_FREE=1", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        port,
+        data_dir,
+        "--qpus",
+        "EMU_FREE=1",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
     try:
         wait_for(lambda: _healthy(port), timeout_s=60)

@@ -11,6 +11,7 @@ from api.context import Services
 from api.errors import register_error_handlers
 from api.submission import Submission
 from core.accounts import Accounts
+from core.costs import Costs
 from core.device_status import DeviceStatuses
 from core.devices import device_registry
 from core.errors import ConfigurationError
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         store=Store(client, settings.namespace, settings.project_max_stored_bytes),
         accounts=Accounts(client, settings.namespace),
         registry=registry,
-        submission=Submission(settings, registry),
+        submission=Submission(settings, registry, Costs(client, settings)),
         devices=DeviceStatuses(client, settings.namespace),
         rate_limiter=RateLimiter(
             client, settings.namespace, settings.rate_limit_per_s, settings.rate_limit_burst

@@ -11,9 +11,10 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from api import jsend
+from api import filters, jsend
 from api.body import read_json
 from api.context import principal, services
+from api.render import forecast_json
 from api.schemas import MemberIn, NewProjectIn, NewTokenIn, NewUserIn, ProjectChangeIn, parse_model
 from core.accounts import Project, User
 from core.errors import InvalidRequest
@@ -83,7 +84,12 @@ def change_project(project_id: str) -> jsend.Reply:
     svc = services()
     body = parse_model(ProjectChangeIn, read_json(svc.settings))
     project = svc.accounts.update_project(
-        project_id, list(svc.registry), body.queue_priority, body.quotas, actor=_actor()
+        project_id,
+        list(svc.registry),
+        body.queue_priority,
+        body.quotas,
+        actor=_actor(),
+        share=body.share,
     )
     return jsend.success(_project_json(project))
 
@@ -130,6 +136,31 @@ def audit_log() -> jsend.Reply:
     return jsend.page(items, len(items), 0)
 
 
+@bp.get("/api/v1/queue")
+def queue() -> jsend.Reply:
+    """Every project's waiting batches per device type (`device_type` filters), in the order
+    the scheduling policy is expected to start them, with their forecasts."""
+    svc = services()
+    wanted = filters.device_types(request.args) or list(svc.settings.qpus)
+    items = [
+        {
+            "device_type": device_type,
+            "queue_position": i,
+            "batch_id": batch.id,
+            "project_id": batch.project_id,
+            "user_id": batch.user_id,
+            "queue_priority": batch.queue_priority,
+            "jobs": batch.jobs_count,
+            "predicted_qpu_s": round(batch.predicted_qpu_s, 3),
+            "created_at": to_iso(batch.created_us),
+            **forecast_json(batch),
+        }
+        for device_type in wanted
+        for i, batch in enumerate(svc.store.forecast_queue(device_type), start=1)
+    ]
+    return jsend.page(items, len(items), 0)
+
+
 def _actor() -> str:
     return principal().user_id
 
@@ -151,6 +182,7 @@ def _project_json(project: Project) -> dict[str, Any]:
         "name": project.name,
         "project_status": project.status,
         "queue_priority": project.queue_priority,
+        "share": project.share,
         "quotas": project.quotas.as_dict(),
     }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.records import Batch, Job
-from core.status import DeviceStatus
+from core.status import BatchStatus, DeviceStatus
 from core.timefmt import to_iso
 
 #: Above this many jobs a batch response embeds none, and the SDK pages through GET /jobs
@@ -47,12 +47,30 @@ def batch_json(
         # Not in the SDK's model: when the batch's sequences were dropped, its retention
         # period after it finished (`sequence_builder` and the jobs' `sequence` are null then).
         "inputs_expired_at": to_iso(batch.inputs_purged_us),
+        # Nor these: the scheduling policy run forward (docs/design.md, "Forecasts"): its place
+        # among the batches waiting for its device type (1: next), and when it is expected to
+        # start and end; null when it is not waiting or running, or not forecast yet.
+        **forecast_json(batch),
     }
     if with_sequence:
         data["sequence_builder"] = batch.sequence_builder
     if jobs is not None:
         data["jobs"] = [job_json(job) for job in jobs] if len(jobs) <= EMBED_JOBS_MAX else []
     return data
+
+
+def forecast_json(batch: Batch) -> dict[str, Any]:
+    f = batch.forecast
+    waiting = f is not None and batch.status is BatchStatus.PENDING
+    return {
+        "queue_position": f.position if f is not None and waiting else None,
+        "estimated_start_at": _iso_s(f.start_s) if f is not None and waiting else None,
+        "estimated_end_at": _iso_s(f.end_s) if f is not None else None,
+    }
+
+
+def _iso_s(seconds: float) -> str | None:
+    return to_iso(int(seconds * 1_000_000))
 
 
 def job_json(job: Job, with_sequence: bool = False) -> dict[str, Any]:

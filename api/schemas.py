@@ -8,7 +8,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from core.errors import InvalidRequest
 from core.priorities import DEFAULT_PRIORITY
@@ -78,6 +87,8 @@ class ProjectChangeIn(_Strict):
 
     queue_priority: StrictStr | None = None
     quotas: dict[str, Any] | None = None
+    #: Fair-share share of QPU time (checked by core/accounts.py).
+    share: StrictFloat | StrictInt | None = None
 
 
 class MemberIn(_Strict):

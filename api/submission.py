@@ -24,6 +24,7 @@ from pulser.backend.config import EmulationConfig
 from pulser.devices._device_datacls import BaseDevice
 
 from api.schemas import CreateBatchIn, EmuFreeConfigurationIn, JobIn, parse_model
+from core.costs import CostModel, Costs
 from core.device_types import DeviceKind
 from core.devices import DeviceSpec
 from core.errors import Conflict, InvalidRequest, InvalidSequence, UnknownDeviceType
@@ -51,9 +52,18 @@ class BatchPlan:
 class Submission:
     """Checks submissions against the served devices and the cluster's settings."""
 
-    def __init__(self, settings: Settings, registry: dict[str, DeviceSpec]) -> None:
+    def __init__(
+        self, settings: Settings, registry: dict[str, DeviceSpec], costs: Costs | None = None
+    ) -> None:
         self.settings = settings
         self.registry = registry
+        #: Predicted QPU time (core/costs.py); without it, the emulator's default fit.
+        self.costs = costs
+
+    def cost_model(self, spec: DeviceSpec) -> CostModel:
+        if self.costs is not None:
+            return self.costs.model(spec.device_type, spec.kind)
+        return CostModel(spec.kind, self.settings.worker_concurrency)
 
     def new_batch(
         self, body: CreateBatchIn, principal: Principal, queue_priority: str
@@ -111,6 +121,7 @@ class Submission:
             backend_configuration=body.backend_configuration,
             tags=body.tags or [],
             webhook=body.webhook,
+            predicted_qpu_s=self.cost_model(spec).batch_base_s,
         )
         return batch, self._jobs(batch, plan, body.jobs, cache)
 
@@ -175,10 +186,13 @@ class Submission:
                 f"{to_iso(original.inputs_purged_us)}, {self.settings.input_retention_s:g} s "
                 "after it finished: it can no longer be rebatched"
             )
-        copies = [
-            Job.pending(batch, job.runs, job.variables, job.sequence, job.id, job.reserved_bytes)
-            for job in jobs
-        ]
+        copies = []
+        for job in jobs:
+            copy = Job.pending(
+                batch, job.runs, job.variables, job.sequence, job.id, job.reserved_bytes
+            )
+            copy.atoms, copy.duration_ns, copy.qpu_s = job.atoms, job.duration_ns, job.qpu_s
+            copies.append(copy)
         return batch, copies
 
     # -- pieces -----------------------------------------------------------------------------
@@ -226,6 +240,7 @@ class Submission:
         self, batch: Batch, plan: BatchPlan, jobs: list[JobIn], cache: _SequenceCache
     ) -> list[Job]:
         records = []
+        costs = self.cost_model(plan.spec)
         for index, job in enumerate(jobs):
             what = f"jobs[{index}]"
             text = job.sequence or plan.sequence_builder
@@ -236,12 +251,14 @@ class Submission:
             sequence = cache.parse(
                 text, plan.spec, f"{what}.sequence" if job.sequence else "sequence_builder"
             )
-            notes = _check_build(sequence, job.variables or {}, plan.spec, what)
+            notes, duration_ns = _check_build(sequence, job.variables or {}, plan.spec, what)
             runs = self._runs(job, plan, what)
             atoms = len(sequence.get_register(include_mappable=True).qubit_ids)
             reserved = predicted_result_bytes(runs, atoms, batch.backend_configuration is not None)
             record = Job.pending(batch, runs, job.variables, job.sequence, None, reserved)
             record.warnings = notes
+            record.atoms, record.duration_ns = atoms, duration_ns
+            record.qpu_s = costs.qpu_share_s(costs.job_seconds(atoms, duration_ns, runs))
             records.append(record)
         return records
 
@@ -345,11 +362,11 @@ def _as_for_qpu(sequence: Sequence, spec: DeviceSpec, what: str) -> Sequence:
 
 def _check_build(
     sequence: Sequence, variables: dict[str, Any], spec: DeviceSpec, what: str
-) -> list[str]:
+) -> tuple[list[str], int]:
     """Builds the job's sequence as a worker will, and checks the result against the device.
-    Returns warnings for the job: variables the sequence does not declare are ignored, as
-    Pulser's own `build` does (qiskit-pasqal-provider sends the values of a sequence it built
-    already); missing ones and values of the wrong shape are refused."""
+    Returns warnings for the job (variables the sequence does not declare are ignored, as
+    Pulser's own `build` does: qiskit-pasqal-provider sends the values of a sequence it built
+    already; missing ones and values of the wrong shape are refused) and its duration (ns)."""
     declared = set(sequence.declared_variables)
     mappable = sequence.is_register_mappable()
     allowed = declared | ({"qubits"} if mappable else set())
@@ -379,7 +396,7 @@ def _check_build(
             f"{what}: the sequence lasts {duration} ns; {spec.device_type} allows at most "
             f"{spec.max_duration_ns} ns"
         )
-    return notes
+    return notes, duration
 
 
 def _first_line(exc: BaseException) -> str:

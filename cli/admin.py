@@ -23,6 +23,7 @@ from core.redis_client import connect
 from core.roles import Role
 from core.settings import ENV_PREFIX, Settings
 from core.status import DeviceStatus
+from core.store import Store
 from core.timefmt import now_us, parse_iso, to_iso
 
 
@@ -65,6 +66,40 @@ def add_device_commands(commands: argparse._SubParsersAction) -> None:
     calibrate.add_argument("--start", default="now", help="ISO-8601 time, or 'now' (default)")
     calibrate.add_argument("--duration", type=float, required=True, metavar="SECONDS")
     add_cluster_options(calibrate)
+
+
+def add_queue_command(commands: argparse._SubParsersAction) -> None:
+    queue = commands.add_parser(
+        "queue", help="the batches waiting for each device type, in their expected order"
+    )
+    queue.add_argument("--device-type", metavar="T", help="only this device type")
+    add_cluster_options(queue)
+
+
+def run_queue_command(args: argparse.Namespace) -> int:
+    """A table per device type: position, batch, project, priority, jobs, predicted QPU time
+    and expected start, from the scheduler's latest forecast."""
+    settings = cluster_settings(args)
+    if args.device_type and args.device_type not in settings.qpus:
+        raise ConfigurationError(
+            f"unknown device type {args.device_type!r}; served: {', '.join(settings.qpus)}"
+        )
+    store = Store(connect(settings), settings.namespace)
+    for device_type in [args.device_type] if args.device_type else list(settings.qpus):
+        waiting = store.forecast_queue(device_type)
+        print(f"{device_type}: {len(waiting)} waiting")
+        if not waiting:
+            continue
+        print(f"{'#':>4} {'batch':<36} {'project':<12} {'prio':<6} {'jobs':>5} {'qpu s':>8}  start")
+        for position, batch in enumerate(waiting, start=1):
+            start = batch.forecast.start_s if batch.forecast else None
+            when = (to_iso(int(start * 1e6)) or "?")[11:19] if start is not None else "?"
+            print(
+                f"{position:>4} {batch.id:<36} {batch.project_id[:12]:<12} "
+                f"{batch.queue_priority:<6} {batch.jobs_count:>5} "
+                f"{batch.predicted_qpu_s:>8.1f}  {when}"
+            )
+    return 0
 
 
 def run_device_command(args: argparse.Namespace) -> int:
@@ -121,10 +156,16 @@ def add_account_commands(commands: argparse._SubParsersAction) -> None:
     member.add_argument("--role", default=Role.MEMBER, choices=list(Role))
     add_cluster_options(member)
     change = actions.add_parser(
-        "set", help="change a project's priority and quotas ('none' lifts a quota)"
+        "set", help="change a project's priority, share and quotas ('none' lifts a quota)"
     )
     change.add_argument("project_id")
     change.add_argument("--priority", choices=PRIORITIES)
+    change.add_argument(
+        "--share",
+        type=float,
+        metavar="N",
+        help="the project's share of QPU time under the fair-share policy (default 1)",
+    )
     for name in LIMITS:
         change.add_argument(f"--{name.replace('_', '-')}", type=_limit, metavar="N|none")
     change.add_argument(
@@ -182,7 +223,7 @@ def run_account_command(args: argparse.Namespace) -> int:
             changes = {n: getattr(args, n) for n in (*LIMITS, ALLOWED_DEVICE_TYPES)}
             quotas = {n: (None if v == _LIFT else v) for n, v in changes.items() if v is not None}
             project = accounts.update_project(
-                args.project_id, list(settings.qpus), args.priority, quotas
+                args.project_id, list(settings.qpus), args.priority, quotas, share=args.share
             )
             print(f"project updated: {_project_line(project)}")
         else:
@@ -228,7 +269,8 @@ def _project_line(project: Project) -> str:
         for name, v in project.quotas.as_dict().items()
         if v is not None
     )
-    return f"{project.id} {project.queue_priority} {project.name} {quotas}".rstrip()
+    share = f"share={project.share:g}"
+    return f"{project.id} {project.queue_priority} {project.name} {share} {quotas}".rstrip()
 
 
 def _read_password() -> str:

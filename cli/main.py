@@ -1,4 +1,5 @@
-"""The `tweezer` command: `up` (the whole cluster), `api`, `scheduler`, `worker`, `demo`."""
+"""The `tweezer` command: `up` (the whole cluster), `api`, `scheduler`, `worker`, `demo`,
+admin commands, and `simulate`."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from typing import Any
 from cli.admin import (
     add_account_commands,
     add_device_commands,
+    add_queue_command,
     run_account_command,
     run_device_command,
+    run_queue_command,
 )
+from cli.simulate import add_simulate_command, run_simulate
 from core.errors import ConfigurationError, TweezerError
 from core.settings import Settings, parse_qpus
+from scheduler.policies import load_policy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         "built for is not served or refuses it (default EMU_FREE when served)",
     )
     up.add_argument(
+        "--policy",
+        metavar="NAME",
+        help="which waiting batch a free QPU runs next: fifo, priority, fair-share, "
+        "shortest-first, or module:Class (default fair-share; README, 'Scheduling policies')",
+    )
+    up.add_argument(
+        "--fair-share-half-life",
+        type=float,
+        metavar="SECONDS",
+        help="fair share: past QPU usage counts half as much after this long (default 604800)",
+    )
+    up.add_argument(
         "--bridge-speedup",
         type=float,
         metavar="X",
@@ -84,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
     add_device_commands(commands)
     add_account_commands(commands)
+    add_simulate_command(commands)
+    add_queue_command(commands)
 
     demo = commands.add_parser("demo", help="submit the guide's example batch to a running cluster")
     demo.add_argument("--data-dir", type=Path, default=Path(".tweezer"))
@@ -102,6 +121,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _up(args)
     if args.command == "device":
         return run_device_command(args)
+    if args.command == "simulate":
+        return run_simulate(args)
+    if args.command == "queue":
+        return run_queue_command(args)
     if args.command in ("user", "project", "token", "audit"):
         return run_account_command(args)
     if args.command == "demo":
@@ -153,6 +176,10 @@ def _up(args: argparse.Namespace) -> int:
         overrides["default_device_type"] = args.default_device_type
     if args.bridge_speedup is not None:
         overrides["bridge_speedup"] = args.bridge_speedup
+    if args.policy is not None:
+        overrides["policy"] = args.policy
+    if args.fair_share_half_life is not None:
+        overrides["fair_share_half_life_s"] = args.fair_share_half_life
     redis_server = None
     if args.redis_url:
         overrides["redis_url"] = args.redis_url
@@ -169,6 +196,7 @@ def _up(args: argparse.Namespace) -> int:
         overrides["redis_url"] = redis_server.url
     try:
         settings = Settings.from_env(**overrides)
+        load_policy(settings.policy)  # a policy that cannot load stops here, not in a child
         base = f"http://{args.host}:{args.port}"
         from api import ACCOUNT_PREFIX, CORE_PREFIX
 

@@ -9,6 +9,7 @@ HS256 only, `exp`, `sub` and our audience required.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 import uuid
@@ -40,6 +41,8 @@ class Project:
     status: str
     queue_priority: str
     quotas: Quotas = field(default_factory=Quotas)
+    #: Its share of QPU time under the fair-share policy, relative to other projects' (1).
+    share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -180,10 +183,12 @@ class Accounts:
         queue_priority: str | None = None,
         quotas: dict[str, object] | None = None,
         actor: str = CLI_ACTOR,
+        share: float | None = None,
     ) -> Project:
-        """Sets a project's queue priority (its batches submitted from now on carry it) and
-        quota changes (see core/quotas.parse_changes; None lifts a limit). Returns the project
-        as the commit left it, built without reading it back (nothing may fail after it)."""
+        """Sets a project's queue priority (its batches submitted from now on carry it), its
+        fair-share `share`, and quota changes (see core/quotas.parse_changes; None lifts a
+        limit). Returns the project as the commit left it, built without reading it back
+        (nothing may fail after it)."""
         fields: dict[str, str] = self.redis.hgetall(self.keys.project(project_id))
         if not fields:
             raise NotFound(f"project {project_id} not found")
@@ -191,7 +196,11 @@ class Accounts:
         if queue_priority is not None:
             _check_priority(queue_priority)
             to_set["queue_priority"] = queue_priority
-        detail = {"queue_priority": queue_priority, "quotas": quotas or {}}
+        if share is not None:
+            if not (math.isfinite(share) and 0 < share <= 1_000_000):
+                raise InvalidRequest(f"share must be > 0 and at most 1000000, got {share}")
+            to_set["share"] = repr(float(share))
+        detail = {"queue_priority": queue_priority, "quotas": quotas or {}, "share": share}
         pipe = self._commit(Audit(actor, "project.update", detail), project_id)
         if to_set:
             pipe.hset(self.keys.project(project_id), mapping=to_set)
@@ -333,7 +342,14 @@ class Accounts:
 
 def _project(h: dict[str, str]) -> Project:
     """A project from its hash."""
-    return Project(h["id"], h["name"], h["status"], h["queue_priority"], Quotas.from_hash(h))
+    return Project(
+        h["id"],
+        h["name"],
+        h["status"],
+        h["queue_priority"],
+        Quotas.from_hash(h),
+        float(h.get("share", "1")),
+    )
 
 
 def _check_priority(queue_priority: str) -> None:

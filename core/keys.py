@@ -23,12 +23,19 @@ Indexes (zsets of ids scored by creation time; filters intersect them, never sca
   idx:jobs:{field}:{value}        jobs by project_id, user_id, status, errors
   idx:jobs:runs                   zset  job ids scored by runs (min_runs / max_runs)
 
-Scheduling (fair share within a priority level: docs/design.md, "Scheduling policy")
-  queue:{device_type}:{priority}  zset    projects with PENDING batches waiting at this level,
-                                          scored by when the project last got a QPU of the type
+Scheduling (the policy chooses in Python: scheduler/policies.py; docs/design.md)
+  queue:{device_type}:{priority}  zset    projects with PENDING batches waiting at this level
+                                          (score 0: a set the snapshot reads in order)
   queue:{device_type}:{priority}:{project}
                                   zset    that project's waiting batches, by creation time
-  device:{type}:served            hash    project id -> when it last got a QPU of the type (µs)
+  device:{type}:usage             hash    project id -> QPU seconds its batches held QPUs of
+                                          the type, decayed to device:{type}:usage-at
+  device:{type}:usage-at          hash    project id -> when its usage was last counted (µs)
+  device:{type}:costs             hash    atom count -> fitted seconds per job per (1 + µs of
+                                          pulse) on this type (core/costs.py)
+  forecast:{type}                 hash    batch id -> [position, start, end]: when its waiting
+                                          and running batches are expected to start and end
+                                          (core/forecasts.py; replaced whole, expires)
   qpu:{name}:lease                string  lease token of the batch holding the QPU (PX = TTL)
   qpu:{name}:epoch                string  fencing epoch, INCR on every lease grant
   qpu:{name}:batch                string  batch the QPU serves; outlives the lease so a new
@@ -103,7 +110,10 @@ _PATTERNS: dict[str, str] = {
     "jobs_by_runs": "idx:jobs:runs",
     "queue": "queue:{0}:{1}",
     "project_queue": "queue:{0}:{1}:{2}",
-    "device_served": "device:{0}:served",
+    "device_usage": "device:{0}:usage",
+    "device_usage_at": "device:{0}:usage-at",
+    "device_costs": "device:{0}:costs",
+    "forecast": "forecast:{0}",
     "qpu_lease": "qpu:{0}:lease",
     "qpu_epoch": "qpu:{0}:epoch",
     "qpu_batch": "qpu:{0}:batch",
@@ -188,8 +198,17 @@ class Keys:
     def project_queue(self, device_type: str, priority: str, project_id: str) -> str:
         return self._key("project_queue", device_type, priority, project_id)
 
-    def device_served(self, device_type: str) -> str:
-        return self._key("device_served", device_type)
+    def device_usage(self, device_type: str) -> str:
+        return self._key("device_usage", device_type)
+
+    def device_usage_at(self, device_type: str) -> str:
+        return self._key("device_usage_at", device_type)
+
+    def device_costs(self, device_type: str) -> str:
+        return self._key("device_costs", device_type)
+
+    def forecast(self, device_type: str) -> str:
+        return self._key("forecast", device_type)
 
     def qpu_lease(self, qpu: str) -> str:
         return self._key("qpu_lease", qpu)

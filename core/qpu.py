@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,22 +74,34 @@ class QpuControl:
             qpu for qpu, at in seen.items() if int(at) >= since and device_type_of_qpu(qpu) in types
         )
 
-    def acquire(self, qpu: str, ttl_s: float, now: int) -> Lease | None:
-        """Grants `qpu` to the batch it was serving or to the next queued one; None if the QPU
-        is held by someone else, its device is not UP, or nothing waits."""
+    def acquire(
+        self, qpu: str, ttl_s: float, now: int, choose: Callable[[], str | None]
+    ) -> Lease | None:
+        """Grants `qpu` to the batch it was serving, else to the waiting batch `choose()` names
+        (the scheduling policy, asked only when the QPU is free and batches wait); None if the
+        QPU is held by someone else, its device is not UP, nothing waits, or the choice was
+        taken meanwhile (the next pass chooses again)."""
         token = secrets.token_hex(16)
-        reply = self.scripts.call(
-            "acquire_qpu",
-            now,
-            qpu,
-            device_type_of_qpu(qpu),
-            token,
-            int(ttl_s * 1000),
-            json.dumps(PRIORITIES),
-            keys=self._qpu_keys(qpu),
-        )
-        acquired = replies.decode_acquired(reply)
-        if acquired is None:
+
+        def grant(candidate: str) -> replies.Acquired | bool:
+            reply = self.scripts.call(
+                "acquire_qpu",
+                now,
+                qpu,
+                device_type_of_qpu(qpu),
+                token,
+                int(ttl_s * 1000),
+                candidate,
+                json.dumps(PRIORITIES),
+                keys=self._qpu_keys(qpu),
+            )
+            return replies.decode_acquired(reply)
+
+        acquired = grant("")
+        if acquired is True:
+            candidate = choose()
+            acquired = grant(candidate) if candidate is not None else False
+        if not isinstance(acquired, replies.Acquired):
             return None
         return Lease(qpu=qpu, token=token, epoch=acquired.epoch, batch_id=acquired.batch_id)
 
@@ -97,9 +109,11 @@ class QpuControl:
         """False when the lease is lost (expired, or taken over)."""
         return replies.decode_fenced_ok(self._fenced("renew_lease", lease, int(ttl_s * 1000)))
 
-    def release(self, lease: Lease) -> bool:
-        """True when the QPU is free again: its batch is finished and nothing is in flight."""
-        return replies.decode_fenced_ok(self._fenced("release_qpu", lease))
+    def release(self, lease: Lease, usage_half_life_s: float, now: int) -> bool:
+        """True when the QPU is free again: its batch is finished and nothing is in flight (the
+        time it held the QPU is then counted as its project's usage)."""
+        reply = self._fenced("release_qpu", lease, usage_half_life_s, now=now)
+        return replies.decode_fenced_ok(reply)
 
     def dispatch(
         self, lease: Lease, capacity: int, timeout_s: float, now: int

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.forecasts import Forecast
 from core.roles import Role
 from core.status import BatchStatus, JobStatus
 
@@ -48,6 +49,11 @@ class Batch:
     qpu: str | None = None
     #: When its sequences were dropped, `Settings.input_retention_s` after it finished.
     inputs_purged_us: int | None = None
+    #: How long it is expected to hold its QPU (core/costs.py): what it holds before any job,
+    #: given at creation, plus each job's share, added as jobs are stored.
+    predicted_qpu_s: float = 0.0
+    #: When it is expected to start and end, while it waits or runs (core/forecasts.py).
+    forecast: Forecast | None = None
     #: Job count per status (all five keys), from `batch:{id}:counts`.
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -73,6 +79,7 @@ class Batch:
             end_us=_int(h.get("end_us")),
             qpu=h.get("qpu"),
             inputs_purged_us=_int(h.get("inputs_purged_us")),
+            predicted_qpu_s=float(h.get("predicted_qpu_s", 0.0)),
             counts={s.value: int((counts or {}).get(s.value, 0)) for s in JobStatus},
         )
 
@@ -94,6 +101,7 @@ class Batch:
             "backend_configuration": self.backend_configuration,
             "webhook": self.webhook,
             "parent_id": self.parent_id,
+            "predicted_qpu_s": repr(self.predicted_qpu_s) if self.predicted_qpu_s else None,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         return fields
@@ -129,6 +137,12 @@ class Job:
     reserved_bytes: int = 0
     #: What the API noted at submission without refusing the job (ignored variables...).
     warnings: list[str] = field(default_factory=list)
+    #: Its register's atom count and its built sequence's duration, as checked at submission:
+    #: what its cost is predicted from and, once it ran, fitted on (core/costs.py).
+    atoms: int | None = None
+    duration_ns: int | None = None
+    #: Predicted seconds it adds to its batch's hold of the QPU.
+    qpu_s: float = 0.0
 
     @classmethod
     def pending(
@@ -180,6 +194,9 @@ class Job:
             progress=int(h.get("progress", 0)),
             reserved_bytes=int(h.get("reserved_bytes", 0)),
             warnings=_json(h.get("warnings")) or [],
+            atoms=_int(h.get("atoms")),
+            duration_ns=_int(h.get("duration_ns")),
+            qpu_s=float(h.get("qpu_s", 0.0)),
         )
 
     def creation_fields(self) -> dict[str, str]:
@@ -200,6 +217,9 @@ class Job:
             "sequence_sha": None if self.sequence is None else sequence_sha(self.sequence),
             "parent_id": self.parent_id,
             "warnings": json.dumps(self.warnings) if self.warnings else None,
+            "atoms": None if self.atoms is None else str(self.atoms),
+            "duration_ns": None if self.duration_ns is None else str(self.duration_ns),
+            "qpu_s": repr(self.qpu_s) if self.qpu_s else None,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         return fields

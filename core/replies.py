@@ -48,13 +48,16 @@ class Reply(StrEnum):
     HELD = "held"
     #: Nothing to do: no batch waits for the QPU (acquire_qpu), none runs on it (dispatch).
     NOTHING = "nothing"
+    #: acquire_qpu: the QPU is free and batches wait: the policy chooses, then asks again.
+    CHOOSE = "choose"
     #: acquire_qpu / dispatch: the device is not UP; its status follows.
     PAUSED = "paused"
     #: A scheduler write whose lease or epoch is no longer current: nothing was written.
     FENCED = "fenced"
     #: release_qpu: the batch still needs the QPU (not finished, or jobs in flight).
     BUSY = "busy"
-    #: A worker's claim, heartbeat or commit whose delivery no longer owns the job; its status.
+    #: No longer current: a worker's claim, heartbeat or commit whose delivery no longer owns
+    #: the job (its status follows), or a policy's choice that no longer waits (its id).
     STALE = "stale"
     #: expire_open_batch: the batch ended TIMED_OUT; its id and why follow.
     TIMED_OUT = "timed_out"
@@ -190,9 +193,13 @@ class Acquired:
     epoch: int
 
 
-def decode_acquired(reply: Sequence[str]) -> Acquired | None:
-    """acquire_qpu: None when the QPU is held, idle or paused."""
-    return Acquired(reply[1], int(reply[2])) if reply[0] == Reply.ACQUIRED else None
+def decode_acquired(reply: Sequence[str]) -> Acquired | bool:
+    """acquire_qpu: the grant; True when the QPU is free and the policy must choose among the
+    batches waiting; False when it is held, paused, has nothing to run, or the choice went
+    stale."""
+    if reply[0] == Reply.ACQUIRED:
+        return Acquired(reply[1], int(reply[2]))
+    return reply[0] == Reply.CHOOSE
 
 
 def decode_fenced_ok(reply: Sequence[str]) -> bool:

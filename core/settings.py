@@ -49,6 +49,16 @@ class Settings(BaseModel):
     default_device_type: str = ""
     #: Pool processes per QPU worker. A QPU runs one batch at a time; these run its jobs.
     worker_concurrency: int = 1
+    #: Which waiting batch a free QPU runs next (scheduler/policies.py): fifo, priority,
+    #: fair-share, shortest-first, or a lab's own `module:Class`. Every scheduler of a cluster
+    #: must use the same.
+    policy: str = "fair-share"
+    #: Fair share: past QPU usage counts half as much after this long (Slurm's
+    #: PriorityDecayHalfLife, a week by default).
+    fair_share_half_life_s: float = 7 * 86_400.0
+    #: How often a scheduler runs the policy forward to forecast when waiting batches start
+    #: (`queue_position`, `estimated_start_at` on batches; `tweezer queue`).
+    forecast_interval_s: float = 5.0
 
     #: An open batch whose jobs are all terminal and that receives nothing for this long ends
     #: TIMED_OUT and frees its QPU.
@@ -263,6 +273,8 @@ class Settings(BaseModel):
             "open_batch_max_hold_s",
             "open_batch_contended_idle_s",
             "input_retention_s",
+            "fair_share_half_life_s",
+            "forecast_interval_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:

@@ -16,10 +16,14 @@ import redis
 from core import replies
 from core.audit import Audit
 from core.errors import TweezerError
+from core.forecasts import ForecastBook
 from core.keys import Keys
 from core.records import Batch, Job, creation_rows
 from core.scripts import Scripts
-from core.status import JobStatus
+from core.status import BatchStatus, JobStatus
+
+#: Batches that have a forecast: waiting ones, and running ones (their expected end).
+_FORECAST_STATUSES = (BatchStatus.PENDING, BatchStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ class Store:
         self.redis = client
         self.keys = Keys(namespace)
         self.scripts = Scripts(client, namespace)
+        self.forecasts = ForecastBook(client, namespace)
         #: A project's stored-bytes limit unless it has its own (0: none).
         self.max_stored_bytes = max_stored_bytes
 
@@ -226,11 +231,27 @@ class Store:
             pipe.hgetall(self.keys.batch(batch_id))
             pipe.hgetall(self.keys.batch_counts(batch_id))
         replies = pipe.execute()
-        return [
+        batches = [
             Batch.from_hash(h, counts)
             for h, counts in zip(replies[::2], replies[1::2], strict=True)
             if h
         ]
+        live = [(b.device_type, b.id) for b in batches if b.status in _FORECAST_STATUSES]
+        forecasts = self.forecasts.read(live)
+        for batch in batches:
+            batch.forecast = forecasts.get(batch.id)
+        return batches
+
+    def forecast_queue(self, device_type: str) -> list[Batch]:
+        """The batches waiting for `device_type`, in the order the policy is expected to
+        start them (the scheduler's latest forecast; empty before its first)."""
+        waiting = {
+            batch_id: f.position
+            for batch_id, f in self.forecasts.all(device_type).items()
+            if f.position > 0
+        }
+        batches = [b for b in self.get_batches(waiting) if b.status is BatchStatus.PENDING]
+        return sorted(batches, key=lambda b: waiting[b.id])
 
     def get_job(self, job_id: str) -> Job | None:
         found = self.get_jobs([job_id])

@@ -20,12 +20,16 @@ import redis
 from celery import Celery
 
 from core.celery_config import RUN_JOB_TASK, celery_config
-from core.device_types import qpu_names
+from core.device_types import device_type_of_qpu, qpu_names
+from core.forecasts import ForecastBook
 from core.keys import Keys
 from core.qpu import PRESENCE_TTL_S, Lease, OpenBatchHold, QpuControl
 from core.settings import Settings
 from core.store import Store
 from core.timefmt import now_us
+from scheduler.forecast import FORECAST_WINDOW, forecast
+from scheduler.policies import load_policy
+from scheduler.snapshot import SnapshotReader
 
 log = logging.getLogger("tweezer.scheduler")
 
@@ -42,10 +46,19 @@ class Scheduler:
         self.leases: dict[str, Lease] = {}
         self.hold = OpenBatchHold.from_settings(settings)
         self.store = Store(client, settings.namespace)
+        self.policy = load_policy(settings.policy)
+        self.snapshots = SnapshotReader(client, settings.namespace, settings.fair_share_half_life_s)
+        self.forecasts = ForecastBook(client, settings.namespace)
+        #: When this scheduler last wrote forecasts (µs; 0: never).
+        self.forecast_us = 0
 
     def run(self, stop: threading.Event) -> None:
         """Passes until `stop` is set; Redis outages are waited out, never fatal."""
-        log.info("scheduler serving QPUs %s", ", ".join(self.configured_qpus))
+        log.info(
+            "scheduler serving QPUs %s under the %s policy",
+            ", ".join(self.configured_qpus),
+            self.policy.name,
+        )
         while not stop.is_set():
             try:
                 self.run_once()
@@ -71,12 +84,16 @@ class Scheduler:
 
     def run_once(self, now: int | None = None) -> None:
         now = now_us() if now is None else now
-        for qpu in self.serving(now):
-            self.serve(qpu, now)
+        serving = self.serving(now)
+        for qpu in serving:
+            self.serve(qpu, now, serving)
+        if now - self.forecast_us >= self.settings.forecast_interval_s * 1_000_000:
+            self.forecast(serving, now)
+            self.forecast_us = now
         if self.store.purge_inputs(self.settings.input_retention_s, now):
             log.info("dropped the sequences of batches past their retention")
 
-    def serve(self, qpu: str, now: int) -> None:
+    def serve(self, qpu: str, now: int, serving: list[str]) -> None:
         s = self.settings
         lease = self.leases.get(qpu)
         if lease is not None and not self.control.renew(lease, s.lease_ttl_s):
@@ -95,12 +112,14 @@ class Scheduler:
             why = self.control.expire_open_batch(lease, self.hold, now)
             if why:
                 log.info("%s: open batch %s timed out (%s)", qpu, lease.batch_id, why)
-            if self.control.release(lease):
+            if self.control.release(lease, s.fair_share_half_life_s, now):
                 log.info("%s: released by batch %s", qpu, lease.batch_id)
                 del self.leases[qpu]
                 lease = None
         if lease is None:
-            lease = self.control.acquire(qpu, s.lease_ttl_s, now)
+            lease = self.control.acquire(
+                qpu, s.lease_ttl_s, now, lambda: self.choose(qpu, serving, now)
+            )
             if lease is None:
                 return
             log.info("%s: leased to batch %s (epoch %s)", qpu, lease.batch_id, lease.epoch)
@@ -114,6 +133,24 @@ class Scheduler:
                 args=[dispatch.job_id, dispatch.delivery_id],
                 queue=Keys.celery_queue(qpu),
             )
+
+    def forecast(self, serving: list[str], now: int) -> None:
+        """Runs the policy forward for each device type served and publishes when its waiting
+        batches are expected to start (scheduler/forecast.py)."""
+        s = self.settings
+        for device_type in sorted({device_type_of_qpu(q) for q in serving}):
+            qpus = [q for q in serving if device_type_of_qpu(q) == device_type]
+            snapshot = self.snapshots.read(device_type, qpus, FORECAST_WINDOW, now)
+            expected = forecast(self.policy, snapshot, len(qpus), s.fair_share_half_life_s)
+            self.forecasts.write(device_type, expected, ttl_s=3 * s.forecast_interval_s)
+
+    def choose(self, qpu: str, serving: list[str], now: int) -> str | None:
+        """The policy's choice for the free `qpu`, from a snapshot of its device type."""
+        device_type = device_type_of_qpu(qpu)
+        siblings = [q for q in serving if q != qpu and device_type_of_qpu(q) == device_type]
+        snapshot = self.snapshots.read(device_type, siblings, self.policy.window, now)
+        chosen = self.policy.choose(snapshot)
+        return None if chosen is None else chosen.id
 
 
 def make_producer(settings: Settings) -> Celery:

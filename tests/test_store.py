@@ -11,6 +11,7 @@ import redis
 
 from core.accounts import Accounts
 from core.audit import AuditLog
+from core.device_types import device_type_of_qpu
 from core.errors import QuotaExceeded
 from core.execution import Execution
 from core.keys import _PATTERNS, Keys, lua_functions
@@ -21,6 +22,8 @@ from core.status import BatchStatus, JobStatus
 from core.store import BatchQuery, JobQuery, Page, Store
 from core.timefmt import now_us
 from scheduler.loop import Scheduler
+from scheduler.policies import FairShare
+from scheduler.snapshot import SnapshotReader
 from tests.conftest import make_settings
 from workers.runner import execute_job
 
@@ -73,9 +76,32 @@ def new_batch(
     return batch, jobs
 
 
+WEEK_S = 7 * 86_400.0
+
+
+class Granting(QpuControl):
+    """QpuControl as the scheduler drives it, with the default policy (fair share) choosing
+    from the live snapshot when a test does not say who to grant."""
+
+    def acquire(self, qpu, ttl_s, now, choose=None):
+        if choose is None:
+            policy = FairShare()
+            reader = SnapshotReader(self.redis, self.keys.namespace, WEEK_S)
+
+            def choose():
+                snapshot = reader.read(device_type_of_qpu(qpu), [], policy.window, now)
+                chosen = policy.choose(snapshot)
+                return None if chosen is None else chosen.id
+
+        return super().acquire(qpu, ttl_s, now, choose)
+
+    def release(self, lease, usage_half_life_s=WEEK_S, now=T0):
+        return super().release(lease, usage_half_life_s, now)
+
+
 @pytest.fixture
 def parts(redis_only):
-    return Store(redis_only, NS), QpuControl(redis_only, NS), Execution(redis_only, NS)
+    return Store(redis_only, NS), Granting(redis_only, NS), Execution(redis_only, NS)
 
 
 def test_every_key_is_named_the_same_in_lua(redis_only):
@@ -228,8 +254,8 @@ def test_priority_order_and_open_batch_timeout(parts):
 
 def test_fair_share_between_projects_within_a_priority_level(parts):
     """Two projects flood one QPU, one after the other: within a level the QPU alternates
-    between them (least recently served first), each project's batches in submission order;
-    a higher level still goes first."""
+    between them (the one with less QPU time so far first), each project's batches in
+    submission order; a higher level still goes first."""
     store, control, _ = parts
     a = [new_batch(store, runs=(1,), project="A")[0].id for _ in range(3)]
     b = [new_batch(store, runs=(1,), project="B")[0].id for _ in range(3)]
@@ -239,7 +265,7 @@ def test_fair_share_between_projects_within_a_priority_level(parts):
     while lease := control.acquire(QPU, ttl_s=10, now=now):
         order.append(lease.batch_id)
         store.cancel_batch(lease.batch_id, now, "tester")
-        assert control.release(lease)
+        assert control.release(lease, now=now + SECOND // 2)  # each held it half a second
         now += SECOND
     assert order == [urgent, b[0], a[0], b[1], a[1], b[2], a[2]]
 
@@ -290,8 +316,8 @@ def test_an_open_batch_idles_shorter_while_another_project_waits(parts):
     assert control.expire_open_batch(lease, HOLD, now=T0 + 29 * SECOND) is None
     assert control.expire_open_batch(lease, HOLD, now=idle) == "contended_idle"
     assert store.get_batch(opened.id).status is BatchStatus.TIMED_OUT
-    assert control.release(lease)
-    assert control.acquire(QPU, ttl_s=10, now=idle).batch_id == other.id  # B: not served yet
+    assert control.release(lease, now=idle)  # A held it 31 s
+    assert control.acquire(QPU, ttl_s=10, now=idle).batch_id == other.id  # B: no usage yet
 
 
 def test_an_open_batch_kept_busy_ends_at_its_longest_hold(parts):

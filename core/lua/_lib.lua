@@ -36,12 +36,12 @@ local function next_created(now)
   return ts
 end
 
--- Fair share: a priority level's queue holds projects, scored by when each last got a QPU of
--- the device type (0: never), and each project's own queue holds its batches in creation order.
+-- The waiting set the scheduling policy chooses from (scheduler/snapshot.py reads it): a
+-- priority level's queue holds the projects with batches waiting there, and each project's
+-- own queue holds its batches in creation order.
 local function enqueue_batch(batch_id, device_type, priority, project_id, created)
   redis.call('ZADD', K.project_queue(device_type, priority, project_id), created, batch_id)
-  local served = redis.call('HGET', K.device_served(device_type), project_id) or '0'
-  redis.call('ZADD', K.queue(device_type, priority), 'NX', served, project_id)
+  redis.call('ZADD', K.queue(device_type, priority), 'NX', 0, project_id)
 end
 
 local function dequeue_batch(batch_id, device_type, priority, project_id)
@@ -50,6 +50,18 @@ local function dequeue_batch(batch_id, device_type, priority, project_id)
   if redis.call('ZCARD', own) == 0 then
     redis.call('ZREM', K.queue(device_type, priority), project_id)
   end
+end
+
+-- Adds `held_s` QPU seconds to a project's usage of a device type, after decaying what was
+-- counted before by `half_life_s` (halved every half-life: scheduler/policies.py decayed() is
+-- the same rule, which the snapshot applies up to its `now`).
+local function add_usage(device_type, project_id, held_s, now, half_life_s)
+  local value = tonumber(redis.call('HGET', K.device_usage(device_type), project_id) or '0')
+  local since = tonumber(redis.call('HGET', K.device_usage_at(device_type), project_id) or now)
+  local elapsed_s = (tonumber(now) - since) / 1000000
+  if elapsed_s > 0 then value = value * 2 ^ (-elapsed_s / half_life_s) end
+  redis.call('HSET', K.device_usage(device_type), project_id, string.format('%.6f', value + held_s))
+  redis.call('HSET', K.device_usage_at(device_type), project_id, now)
 end
 
 -- Counts `bytes` (negative: freed) against the project's storage. Through int(): a Lua -0 is
@@ -167,6 +179,20 @@ local function set_job_errors(job_id, errors)
   redis.call('ZADD', K.job_index('errors', '1'), redis.call('HGET', job, 'created_us'), job_id)
 end
 
+-- Folds a finished job's run time into its device type's cost fit (core/costs.py): seconds per
+-- job per (1 + µs of pulse), by atom count, an exponentially weighted mean. Only a first attempt
+-- counts (a retried job's start is its first attempt's).
+local COST_FIT_WEIGHT = 0.2
+local function fit_cost(job, batch_id, now)
+  local j = redis.call('HMGET', job, 'atoms', 'duration_ns', 'start_us', 'attempts')
+  if not (j[1] and j[2] and j[3]) or j[4] ~= '1' then return end
+  local device_type = redis.call('HGET', K.batch(batch_id), 'device_type')
+  local per = (tonumber(now) - tonumber(j[3])) / 1000000 / (1 + tonumber(j[2]) / 1000)
+  local old = redis.call('HGET', K.device_costs(device_type), j[1])
+  if old then per = (1 - COST_FIT_WEIGHT) * tonumber(old) + COST_FIT_WEIGHT * per end
+  redis.call('HSET', K.device_costs(device_type), j[1], string.format('%.6f', per))
+end
+
 -- Writes one new job of `batch_id` (fields from core/records.py Job.creation_fields).
 local function create_job(fields, batch_id, ts)
   local job_id = fields['id']
@@ -185,6 +211,11 @@ local function create_job(fields, batch_id, ts)
   redis.call('ZADD', K.jobs_by_runs(), fields['runs'], job_id)
   redis.call('HINCRBY', K.batch_counts(batch_id), fields['status'], 1)
   redis.call('HINCRBY', K.project_usage(fields['project_id']), 'unfinished_jobs', 1)
+  -- What the scheduling policy reads of a waiting batch without reading its jobs.
+  local batch = K.batch(batch_id)
+  redis.call('HINCRBY', batch, 'jobs_total', 1)
+  redis.call('HINCRBY', batch, 'runs_total', fields['runs'])
+  if fields['qpu_s'] then redis.call('HINCRBYFLOAT', batch, 'predicted_qpu_s', fields['qpu_s']) end
 end
 
 -- Bytes of a record's field names and values (a table of strings).

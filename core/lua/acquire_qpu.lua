@@ -1,39 +1,26 @@
--- Grants a free QPU to a batch: the one it was serving (its lease expired with a scheduler that
--- died) or else a waiting batch of its device type: HIGH before MEDIUM before LOW, and within a
--- level the oldest batch of the project that got a QPU of this type least recently (fair share,
--- docs/design.md "Scheduling policy"; a project never served yet goes first).
+-- Grants a free QPU: to the batch it was serving (its lease expired with a scheduler that
+-- died), else to `candidate`, the waiting batch the scheduling policy chose
+-- (scheduler/policies.py). The choice is made in Python; this is the fenced grant: it happens
+-- only if the QPU is still free, the device UP and the candidate still waiting, so schedulers
+-- racing each other grant each QPU once and each batch once.
 -- KEYS the QPU's lease, epoch, batch and in-flight keys (qpu_keys() in _lib.lua)
 -- ARGV[2] now (µs)
 -- ARGV[3] QPU name
 -- ARGV[4] device type
 -- ARGV[5] new lease token
 -- ARGV[6] lease TTL (ms)
--- ARGV[7] priorities, highest first (JSON array)
--- Also touches the batch it grants and the device type's queues (K.*).
--- Returns {R.ACQUIRED, batch id, epoch} | {R.HELD} | {R.NOTHING} | {R.PAUSED, device status}.
+-- ARGV[7] candidate batch id ('' to ask whether there is anything to choose from)
+-- ARGV[8] priorities (JSON array)
+-- Also writes the granted batch and its queue (K.*).
+-- Returns {R.ACQUIRED, batch id, epoch} | {R.HELD} | {R.NOTHING} | {R.PAUSED, device status}
+--       | {R.CHOOSE} (it is free and batches wait: call again with a candidate)
+--       | {R.STALE, candidate} (the candidate no longer waits here).
 -- A batch the QPU was serving is resumed whatever the device's status (it pauses rather than
 -- loses its QPU); a new batch starts only on a device that is UP.
 local now, qpu, device_type, token, ttl_ms = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local priorities = cjson.decode(ARGV[7])
+local candidate = ARGV[7]
 local q = qpu_keys()
 if redis.call('EXISTS', q.lease) == 1 then return {R.HELD} end
-
--- The next batch of one level: among the projects served least recently (ties are common: all
--- projects never served), the one whose oldest waiting batch is oldest.
-local function next_batch(priority)
-  local level = K.queue(device_type, priority)
-  local least = redis.call('ZRANGE', level, 0, 0, 'WITHSCORES')
-  if #least == 0 then return nil end
-  local best, best_created = nil, nil
-  for _, project_id in ipairs(redis.call('ZRANGEBYSCORE', level, least[2], least[2])) do
-    local own = K.project_queue(device_type, priority, project_id)
-    local head = redis.call('ZRANGE', own, 0, 0, 'WITHSCORES')
-    if head[1] and (best == nil or tonumber(head[2]) < best_created) then
-      best, best_created = head[1], tonumber(head[2])
-    end
-  end
-  return best
-end
 
 local batch_id = redis.call('GET', q.batch)
 if batch_id then
@@ -43,20 +30,16 @@ end
 if not batch_id then
   local status = device_status(device_type, now)
   if status ~= DEVICE.UP then return {R.PAUSED, status} end
-  for _, priority in ipairs(priorities) do
-    batch_id = next_batch(priority)
-    if batch_id then break end
-  end
-  if not batch_id then
+  if candidate == '' then
+    for _, priority in ipairs(cjson.decode(ARGV[8])) do
+      if redis.call('EXISTS', K.queue(device_type, priority)) == 1 then return {R.CHOOSE} end
+    end
     redis.call('DEL', q.batch)
     return {R.NOTHING}
   end
-  -- The project was just served: it goes behind the others in every level of this type.
-  local project_id = redis.call('HGET', K.batch(batch_id), 'project_id')
-  redis.call('HSET', K.device_served(device_type), project_id, now)
-  for _, priority in ipairs(priorities) do
-    redis.call('ZADD', K.queue(device_type, priority), 'XX', now, project_id)
-  end
+  local b = redis.call('HMGET', K.batch(candidate), 'status', 'device_type')
+  if b[1] ~= BATCH.PENDING or b[2] ~= device_type then return {R.STALE, candidate} end
+  batch_id = candidate
 end
 
 redis.call('SET', q.lease, token, 'PX', ttl_ms)

@@ -7,7 +7,8 @@
 -- ARGV[4] delivery id
 -- ARGV[5] outcome: DONE or ERROR
 -- ARGV[6] payload: results document (DONE) or errors as a JSON array of strings (ERROR)
--- Also writes the result, the job's indexes, its batch and its QPU's in-flight set (K.*).
+-- Also writes the result, the job's indexes, its batch, its QPU's in-flight set and its device
+-- type's cost fit (K.*).
 -- Returns {R.OK} | {R.STALE, status or 'MISSING'}.
 local job, now, job_id, delivery = KEYS[1], ARGV[2], ARGV[3], ARGV[4]
 local outcome, payload = ARGV[5], ARGV[6]
@@ -22,6 +23,7 @@ end
 add_stored_bytes(h[5], #payload)
 if outcome == JOB.DONE then
   redis.call('SET', K.job_result(job_id), payload)
+  fit_cost(job, h[3], now)
 else
   set_job_errors(job_id, payload)
 end

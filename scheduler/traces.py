@@ -1,0 +1,235 @@
+"""Workload traces: Tweezer's own JSONL format (docs/traces.md) and the Standard Workload Format
+of the Parallel Workloads Archive (SWF 2.2), both read into the simulator's batches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.priorities import DEFAULT_PRIORITY, Priority
+from scheduler.simulator import SimBatch, SimJob
+
+FORMAT = "tweezer-trace"
+VERSION = 1
+
+Seconds = Annotated[float, Field(ge=0)]
+M = TypeVar("M", bound=BaseModel)
+
+
+class TraceError(ValueError):
+    """A trace line that cannot be read; the message names the file and line."""
+
+
+class TraceJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runs: Annotated[int, Field(ge=1)] = 1
+    #: QPU seconds the job took (or takes); absent: `default_qpu_s` of the reader.
+    qpu_s: Seconds | None = None
+    #: Open batches: seconds between the previous job's results and this job being added.
+    think_s: Seconds = 0.0
+
+
+class TraceBatch(BaseModel):
+    """One line of a trace: a batch as submitted, and (in recorded traces) what happened."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    submit_s: Seconds
+    project: str
+    user: str
+    priority: Priority = DEFAULT_PRIORITY
+    device_type: str = "EMU_FREE"
+    open: bool = False
+    jobs: Annotated[list[TraceJob], Field(min_length=1)]
+    # Recorded by `tweezer load` / `tweezer trace export` (the next issue); ignored here.
+    start_s: Seconds | None = None
+    end_s: Seconds | None = None
+    qpu: str | None = None
+    status: str | None = None
+
+
+class TraceHeader(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["tweezer-trace"]
+    version: Literal[1]
+
+
+def read_trace(path: Path, default_qpu_s: float = 1.0) -> list[SimBatch]:
+    """The batches of a JSONL trace, in file order (the first line may be the header)."""
+    batches = []
+    for number, line in _lines(path):
+        data = _json(path, number, line)
+        if number == 1 and isinstance(data, dict) and "format" in data:
+            _model(TraceHeader, data, path, number)
+            continue
+        record = _model(TraceBatch, data, path, number)
+        jobs = tuple(
+            SimJob(
+                qpu_s=default_qpu_s if job.qpu_s is None else job.qpu_s,
+                runs=job.runs,
+                think_s=job.think_s if record.open else 0.0,
+            )
+            for job in record.jobs
+        )
+        batches.append(
+            SimBatch(
+                id=record.id,
+                project=record.project,
+                user=record.user,
+                priority=record.priority.value,
+                device_type=record.device_type,
+                submit_s=record.submit_s,
+                open=record.open,
+                jobs=jobs,
+            )
+        )
+    _unique(batches, path)
+    return batches
+
+
+def write_trace_line(batch: TraceBatch) -> str:
+    return json.dumps(batch.model_dump(exclude_none=True), sort_keys=True)
+
+
+def header_line() -> str:
+    return json.dumps({"format": FORMAT, "version": VERSION}, sort_keys=True)
+
+
+# -- SWF ------------------------------------------------------------------------------------
+
+#: SWF queue number (field 15) -> priority; anything else is MEDIUM.
+SWF_QUEUES = {1: Priority.HIGH, 2: Priority.MEDIUM, 3: Priority.LOW}
+
+
+@dataclass
+class _SwfJob:
+    number: int
+    submit_s: float
+    run_s: float
+    processors: int
+    user: str
+    group: str
+    priority: str
+    preceding: int
+    think_s: float
+
+
+def read_swf(path: Path, device_type: str) -> list[SimBatch]:
+    """The batches of an SWF file (docs/traces.md, "SWF"): each job is a closed batch holding
+    its QPU for its run time, with one job per processor; a job naming a preceding job (fields
+    17-18) is added to that job's batch, which becomes open, after the think time. Jobs whose
+    submit or run time is unknown (-1) are skipped: there is nothing to simulate."""
+    jobs: dict[int, _SwfJob] = {}
+    for number, line in _lines(path):
+        if line.startswith(";"):
+            continue  # header comments
+        fields = line.split()
+        if len(fields) != 18:
+            raise TraceError(f"{path}:{number}: an SWF line has 18 fields, this one {len(fields)}")
+        try:
+            values = [float(f) for f in fields]
+        except ValueError:
+            raise TraceError(f"{path}:{number}: SWF fields are numbers: {line!r}") from None
+        submit, run = values[1], values[3]
+        if submit < 0 or run < 0:
+            continue
+        processors = int(values[4]) if values[4] > 0 else int(values[7]) if values[7] > 0 else 1
+        job = _SwfJob(
+            number=int(values[0]),
+            submit_s=submit,
+            run_s=run,
+            processors=processors,
+            user=_id(values[11]),
+            group=_id(values[12]),
+            priority=SWF_QUEUES.get(int(values[14]), Priority.MEDIUM).value,
+            preceding=int(values[16]),
+            think_s=max(0.0, values[17]),
+        )
+        jobs[job.number] = job
+    return _swf_batches(jobs, device_type)
+
+
+def _swf_batches(jobs: dict[int, _SwfJob], device_type: str) -> list[SimBatch]:
+    """Chains of preceding jobs become one open batch, rooted at the first job of the chain."""
+    root: dict[int, int] = {}
+    members: dict[int, list[_SwfJob]] = {}
+    for number in sorted(jobs):
+        # A preceding job comes earlier in the file (a smaller number); any other reference
+        # (unknown, skipped, or later) starts a chain of its own.
+        preceding = jobs[number].preceding
+        root[number] = root[preceding] if 0 < preceding < number and preceding in root else number
+        members.setdefault(root[number], []).append(jobs[number])
+    batches = []
+    for first, chain in members.items():
+        head = jobs[first]
+        chain.sort(key=lambda j: (j.submit_s, j.number))
+        sim_jobs: list[SimJob] = []
+        for i, job in enumerate(chain):
+            share = job.run_s / job.processors
+            think = job.think_s if i > 0 else 0.0
+            sim_jobs.append(SimJob(qpu_s=share, think_s=think))
+            sim_jobs.extend(SimJob(qpu_s=share) for _ in range(job.processors - 1))
+        batches.append(
+            SimBatch(
+                id=str(first),
+                project=head.group,
+                user=head.user,
+                priority=head.priority,
+                device_type=device_type,
+                submit_s=head.submit_s,
+                open=len(chain) > 1,
+                jobs=tuple(sim_jobs),
+            )
+        )
+    batches.sort(key=lambda b: (b.submit_s, int(b.id)))
+    return batches
+
+
+def _id(value: float) -> str:
+    """An SWF user or group number as a name; -1 (unknown) is `unknown`."""
+    return "unknown" if value < 0 else str(int(value))
+
+
+# -- shared -----------------------------------------------------------------------------------
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.strip()
+            if line:
+                yield number, line
+
+
+def _json(path: Path, number: int, line: str) -> object:
+    try:
+        return json.loads(line)
+    except ValueError as exc:
+        raise TraceError(f"{path}:{number}: not JSON: {exc}") from None
+
+
+def _model(model: type[M], data: object, path: Path, number: int) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'line'}: {e['msg']}" for e in exc.errors()
+        )
+        raise TraceError(f"{path}:{number}: {problems}") from None
+
+
+def _unique(batches: Iterable[SimBatch], path: Path) -> None:
+    seen: set[str] = set()
+    for batch in batches:
+        if batch.id in seen:
+            raise TraceError(f"{path}: batch id {batch.id!r} appears twice")
+        seen.add(batch.id)

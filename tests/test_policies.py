@@ -1,0 +1,392 @@
+"""Scheduling policies, the simulator, traces and `tweezer simulate`: each policy's rule on small
+hand-built workloads with exact start times, the live scheduler (now-driven, real Redis) making
+the very same choices at the very same times, fair share converging to the shares,
+shortest-first's aging bound, SWF parsing, and byte-identical output."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from cli.main import main
+from core.errors import ConfigurationError
+from core.execution import Execution
+from core.records import Batch, Job
+from core.status import BatchStatus, JobStatus
+from core.store import Store
+from scheduler.loop import Scheduler
+from scheduler.policies import ShortestFirst, load_policy
+from scheduler.report import CSV_COLUMNS, percentile
+from scheduler.simulator import Outcome, SimBatch, SimJob, Simulation
+from scheduler.traces import TraceError, read_swf, read_trace
+from tests.conftest import make_settings
+from tests.test_scheduler import RecordingProducer
+
+NS = "t"
+SECOND = 1_000_000
+T0 = 1_800_000_000 * SECOND
+
+
+def closed(id_: str, submit: float, project: str, priority: str, *qpu_s: float) -> SimBatch:
+    return SimBatch(
+        id=id_,
+        project=project,
+        user=f"u{project}",
+        priority=priority,
+        device_type="EMU_FREE",
+        submit_s=submit,
+        open=False,
+        jobs=tuple(SimJob(qpu_s=s) for s in qpu_s),
+    )
+
+
+#: Five batches on one QPU: A floods at MEDIUM, B has a short LOW and a MEDIUM, C a HIGH one.
+WORKLOAD = [
+    closed("a1", 0, "A", "MEDIUM", 10),
+    closed("a2", 1, "A", "MEDIUM", 10),
+    closed("b1", 2, "B", "LOW", 1),
+    closed("c1", 3, "C", "HIGH", 7),
+    closed("b2", 4, "B", "MEDIUM", 4),
+]
+#: (id, start, end) of each, by policy.
+EXPECTED = {
+    "fifo": [("a1", 0, 10), ("a2", 10, 20), ("b1", 20, 21), ("c1", 21, 28), ("b2", 28, 32)],
+    # HIGH, then MEDIUM in submission order, then LOW.
+    "priority": [("a1", 0, 10), ("c1", 10, 17), ("a2", 17, 27), ("b2", 27, 31), ("b1", 31, 32)],
+    # As priority, but within MEDIUM project B (no QPU time yet) goes before A (10 s).
+    "fair-share": [
+        ("a1", 0, 10),
+        ("c1", 10, 17),
+        ("b2", 17, 21),
+        ("a2", 21, 31),
+        ("b1", 31, 32),
+    ],
+    # At 10: b1 scores 1 - 8/10, b2 4 - 6/10, c1 7 - 7/10, a2 10 - 9/10: shortest first.
+    "shortest-first": [
+        ("a1", 0, 10),
+        ("b1", 10, 11),
+        ("b2", 11, 15),
+        ("c1", 15, 22),
+        ("a2", 22, 32),
+    ],
+    # A lab's own policy, loaded by module:Class.
+    "tests.policies:NewestFirst": [
+        ("a1", 0, 10),
+        ("b2", 10, 14),
+        ("c1", 14, 21),
+        ("b1", 21, 22),
+        ("a2", 22, 32),
+    ],
+}
+
+
+def starts(outcomes: list[Outcome]) -> list[tuple[str, float, float]]:
+    return [(o.batch.id, o.start_s, o.end_s) for o in outcomes]
+
+
+@pytest.mark.parametrize("policy", EXPECTED)
+def test_each_policy_on_a_hand_built_workload(policy):
+    outcomes = Simulation(load_policy(policy), {"EMU_FREE": 1}).run(WORKLOAD)
+    assert starts(outcomes) == EXPECTED[policy]
+
+
+@pytest.mark.parametrize("policy", EXPECTED)
+def test_the_live_scheduler_makes_the_same_choices_at_the_same_times(redis_only, policy):
+    """The workload through the real scheduler pass over a real Redis, its clock moved to each
+    moment the simulator acts at: every batch starts when the simulator says."""
+    live = LiveRun(redis_only, policy)
+    assert live.drive(WORKLOAD) == [(i, float(s), float(e)) for i, s, e in EXPECTED[policy]]
+
+
+class LiveRun:
+    """A real scheduler over a real Redis, driven through a workload on a hand-moved clock:
+    batches are stored at their submission time, and each job a worker would run is claimed
+    when sent and committed when its batch's QPU time is up."""
+
+    def __init__(self, redis_only, policy: str, namespace: str = NS) -> None:
+        self.settings = make_settings(
+            "redis://127.0.0.1:1/0", namespace=namespace, qpus={"EMU_FREE": 1}, policy=policy
+        )
+        self.producer = RecordingProducer()
+        self.scheduler = Scheduler(self.settings, redis_only, self.producer)
+        self.store = Store(redis_only, namespace)
+        self.execution = Execution(redis_only, namespace)
+        self.ids: dict[str, str] = {}  # stored batch id -> workload id
+
+    def drive(
+        self, workload: list[SimBatch], predicted: dict[str, float] | None = None, until=None
+    ) -> list[tuple[str, float, float]]:
+        """(workload id, start s, end s) of each batch, in the order they started; stops after
+        the pass at `until` (s) when given. `predicted` overrides a batch's predicted QPU time."""
+        ends: dict[int, list[str]] = {}  # µs -> job deliveries to commit then
+        started: list[tuple[str, float, float]] = []
+        moments = sorted({int(b.submit_s * SECOND) for b in workload})
+        while moments:
+            now = moments.pop(0)
+            for item in ends.pop(now, []):
+                job_id, delivery_id = item.split(" ")
+                assert self.execution.commit_done(job_id, delivery_id, {"counter": {}}, T0 + now)
+            for batch in workload:
+                if int(batch.submit_s * SECOND) == now:
+                    guess = (predicted or {}).get(batch.id, batch.hold_s)
+                    self.ids[_store(self.store, batch, T0 + now, guess)] = batch.id
+            self.scheduler.run_once(T0 + now)
+            for sent in self.producer.take():
+                lease = self.scheduler.leases["EMU_FREE-0"]
+                original = next(b for b in workload if b.id == self.ids[lease.batch_id])
+                end = now + int(original.hold_s * SECOND)
+                assert self.execution.claim(sent.job_id, sent.delivery_id, 3600, T0 + now) == 1
+                ends.setdefault(end, []).append(f"{sent.job_id} {sent.delivery_id}")
+                started.append((original.id, now / SECOND, end / SECOND))
+                moments = sorted({*moments, end})
+            if until is not None and now >= until * SECOND:
+                break
+        return started
+
+
+def _store(store: Store, batch: SimBatch, now: int, predicted_qpu_s: float) -> str:
+    """The workload's batch in the store: one job of its whole QPU time (what a policy reads is
+    the batch's predicted QPU time, its project, user, priority and submission time)."""
+    record = Batch(
+        id=f"{batch.id}-{now}",
+        project_id=batch.project,
+        user_id=batch.user,
+        device_type=batch.device_type,
+        status=BatchStatus.PENDING,
+        open=False,
+        queue_priority=batch.priority,
+        created_us=0,
+        updated_us=0,
+        sequence_builder="{}",
+        predicted_qpu_s=predicted_qpu_s,
+    )
+    job = Job(
+        id=f"{batch.id}-job",
+        batch_id=record.id,
+        project_id=batch.project,
+        user_id=batch.user,
+        status=JobStatus.PENDING,
+        runs=1,
+        created_us=0,
+        updated_us=0,
+    )
+    store.create_batch(record, [job], now)
+    return record.id
+
+
+def test_fair_share_gives_each_project_its_share_of_qpu_time():
+    """Two projects flood one QPU with one-second batches; with shares 3 and 1, while both
+    wait, A gets three quarters of the QPU time."""
+    flood = [closed(f"a{i}", 0, "A", "MEDIUM", 1) for i in range(200)]
+    flood += [closed(f"b{i}", 0, "B", "MEDIUM", 1) for i in range(200)]
+    outcomes = Simulation(load_policy("fair-share"), {"EMU_FREE": 1}, shares={"A": 3}).run(flood)
+    first_100 = [o.batch.project for o in outcomes if o.start_s < 100]
+    assert first_100.count("A") == 75 and first_100.count("B") == 25
+    # With equal shares they alternate.
+    even = Simulation(load_policy("fair-share"), {"EMU_FREE": 1}).run(flood)
+    assert [o.batch.project for o in even[:6]] == ["A", "B", "A", "B", "A", "B"]
+
+
+def test_shortest_first_ages_so_a_long_batch_is_not_starved():
+    """A 10 s batch among a stream of 1 s batches arriving faster than they run: it is
+    overtaken only by batches submitted less than aging x 10 s after it, so it starts once
+    those ran; without aging it would wait for the whole stream."""
+    stream = [closed(f"s{i:03}", i * 0.5, "S", "MEDIUM", 1) for i in range(600)]
+    long = closed("long", 0.1, "L", "MEDIUM", 10)
+    outcomes = Simulation(ShortestFirst(), {"EMU_FREE": 1}).run([*stream, long])
+    start = next(o.start_s for o in outcomes if o.batch.id == long.id)
+    overtakers = [b for b in stream if b.submit_s < long.submit_s + ShortestFirst.aging * 10]
+    assert start <= sum(b.hold_s for b in overtakers)  # the documented bound: 201 s here
+    assert start < 300  # and the stream is still arriving: it did not wait for its end
+
+    class NoAging(ShortestFirst):
+        aging = 1e12
+
+    starved = Simulation(NoAging(), {"EMU_FREE": 1}).run([*stream, long])
+    assert next(o for o in starved if o.batch.id == long.id) is starved[-1]
+
+
+def test_open_batches_hold_their_qpu_while_they_think():
+    loop = SimBatch(
+        id="loop",
+        project="A",
+        user="u",
+        priority="MEDIUM",
+        device_type="EMU_FREE",
+        submit_s=0,
+        open=True,
+        jobs=(SimJob(2), SimJob(2, think_s=5), SimJob(2, think_s=5)),
+    )
+    other = closed("other", 1, "B", "MEDIUM", 1)
+    outcomes = Simulation(load_policy("fifo"), {"EMU_FREE": 1}).run([loop, other])
+    assert starts(outcomes) == [("loop", 0, 16), ("other", 16, 17)]
+
+
+def test_a_user_policy_is_checked_when_loaded():
+    with pytest.raises(ConfigurationError, match="no 'choose'"):
+        load_policy("tests.policies:Broken")
+    with pytest.raises(ConfigurationError, match="cannot be loaded"):
+        load_policy("tests.policies:Missing")
+    with pytest.raises(ConfigurationError, match="unknown policy"):
+        load_policy("round-robin")
+
+
+SWF = """\
+; Version: 2.2
+; Computer: a test machine
+; MaxJobs: 6
+; Queue: 1 fast, 2 normal, 3 batch
+1   0  5 100  4 -1 -1  4 200 -1 1  7  3 -1 1 1 -1 -1
+2  10 -1  50 -1 -1 -1  2  60 -1 1  8  3 -1 3 1 -1 -1
+3  20  0  30  1 -1 -1  1  30 -1 1  7  3 -1 2 1  1 15
+4  30  0  -1  1 -1 -1  1  30 -1 0  9  4 -1 1 1 -1 -1
+5  -1  0  10  1 -1 -1  1  10 -1 1  9  4 -1 1 1 -1 -1
+6  40  0  20  2 -1 -1  2  20 -1 1  7  3 -1 9 1  3  5
+7  50  0  12  3 -1 -1  3  12 -1 1 -1 -1 -1 -1 -1 99 -1
+"""
+
+
+def test_swf_lines_become_batches(tmp_path):
+    path = tmp_path / "log.swf"
+    path.write_text(SWF)
+    batches = {b.id: b for b in read_swf(path, "EMU_FREE")}
+    # 4 has no run time and 5 no submit time: skipped. 3 and 6 follow 1: one open batch.
+    assert sorted(batches) == ["1", "2", "7"]
+    loop = batches["1"]
+    assert (loop.user, loop.project, loop.priority, loop.open) == ("7", "3", "HIGH", True)
+    assert [(j.qpu_s, j.think_s) for j in loop.jobs] == [
+        (25.0, 0.0), (25.0, 0.0), (25.0, 0.0), (25.0, 0.0),  # job 1: 4 processors x 25 s
+        (30.0, 15.0),  # job 3, 15 s after job 1 ended
+        (10.0, 5.0), (10.0, 0.0),  # job 6: 2 processors
+    ]  # fmt: skip
+    assert loop.hold_s == 100 + 30 + 20 + 15 + 5
+    # Allocated processors unknown: the requested ones; queue 3 is LOW.
+    assert [j.qpu_s for j in batches["2"].jobs] == [25.0, 25.0]
+    assert batches["2"].priority == "LOW" and not batches["2"].open
+    # Unknown user, group and queue; a preceding job that is not in the file: a batch alone.
+    assert (batches["7"].user, batches["7"].project, batches["7"].priority) == (
+        "unknown",
+        "unknown",
+        "MEDIUM",
+    )
+
+
+def test_a_bad_trace_line_is_named(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"id": "x", "submit_s": 0, "project": "p", "user": "u", "jobs": []}\n')
+    with pytest.raises(TraceError, match=r"t.jsonl:1: jobs: List should have at least 1 item"):
+        read_trace(path)
+    path.write_text("; not an swf line with 18 fields\n1 2 3\n")
+    with pytest.raises(TraceError, match="18 fields"):
+        read_swf(path, "EMU_FREE")
+
+
+def test_tweezer_simulate_writes_the_same_bytes_twice(tmp_path, capsys):
+    trace = tmp_path / "lab.jsonl"
+    lines = [json.dumps({"format": "tweezer-trace", "version": 1})]
+    for i in range(300):
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"b{i}",
+                    "submit_s": i * 7 % 113 + i / 10,
+                    "project": f"p{i % 4}",
+                    "user": f"u{i % 7}",
+                    "priority": ("HIGH", "MEDIUM", "LOW")[i % 3],
+                    "open": i % 5 == 0,
+                    "jobs": [{"runs": 10, "qpu_s": 1 + i % 3, "think_s": 0.5}] * (1 + i % 2),
+                }
+            )
+        )
+    trace.write_text("\n".join(lines) + "\n")
+    outputs = []
+    for run in ("one", "two"):
+        out = tmp_path / run
+        argv = ["simulate", "--trace", str(trace), "--policy", "fair-share", "--out", str(out)]
+        assert main([*argv, "--qpus", "EMU_FREE=2", "--shares", "p0=2"]) == 0
+        outputs.append(((out / "batches.csv").read_bytes(), (out / "summary.json").read_bytes()))
+    assert outputs[0] == outputs[1]
+    csv_lines = outputs[0][0].decode().splitlines()
+    assert csv_lines[0] == ",".join(CSV_COLUMNS) and len(csv_lines) == 301
+    summary = json.loads(outputs[0][1])
+    assert summary["batches"] == 300 and summary["qpus"] == {"EMU_FREE": 2}
+    split = summary["utilisation"]
+    assert split["computing"] + split["held_idle"] + split["free"] == pytest.approx(1, abs=1e-5)
+    assert split["held_idle"] > 0  # the open batches' think time
+    assert set(summary["wait_s"]["by_priority"]) == {"HIGH", "MEDIUM", "LOW"}
+    assert 0 < summary["fairness"]["jain_index"] <= 1
+    assert "fair-share: 300 batches" in capsys.readouterr().out
+
+
+def test_tweezer_simulate_refuses_bad_options(tmp_path, capsys):
+    assert main(["simulate", "--swf", str(tmp_path / "missing.swf")]) == 2
+    assert "missing.swf" in capsys.readouterr().err
+    path = tmp_path / "ok.swf"
+    path.write_text(SWF)
+    assert main(["simulate", "--swf", str(path), "--policy", "nope"]) == 2
+    assert "unknown policy" in capsys.readouterr().err
+    assert main(["simulate", "--swf", str(path), "--shares", "A=0"]) == 2
+
+
+def test_the_simulator_takes_a_live_state_to_forecast_from():
+    """QPUs already busy and usage already counted, as a forecast from a live cluster starts."""
+    from scheduler.policies import Holding
+    from scheduler.simulator import Busy
+
+    waiting = [closed("x", 0, "A", "MEDIUM", 5), closed("y", 0, "B", "MEDIUM", 5)]
+    sim = Simulation(load_policy("fair-share"), {"EMU_FREE": 1}, usage={"EMU_FREE": {"A": 50}})
+    busy = [Busy("EMU_FREE-0", 3.0, Holding("z", "C", -10.0))]
+    assert starts(sim.run(waiting, busy)) == [("y", 3.0, 8.0), ("x", 8.0, 13.0)]
+
+
+def queue_of(count: int, seed: int) -> list[SimBatch]:
+    """`count` batches of three projects and three levels, all waiting at t=0."""
+    rng = random.Random(seed)
+    return [
+        closed(f"q{i:02}", 0, "ABC"[i % 3], ("HIGH", "MEDIUM", "LOW")[i % 3], rng.randint(1, 20))
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("policy", ["fair-share", "shortest-first"])
+def test_forecasts_say_when_each_waiting_batch_starts(redis_only, policy):
+    """With predictions that are right, the forecast made when the queue formed is what then
+    happens, to the second, batch by batch."""
+    workload = queue_of(12, seed=1)
+    live = LiveRun(redis_only, policy)
+    live.drive(workload, until=0)  # the queue forms; one batch takes the QPU; a forecast is made
+    forecast = {
+        live.ids[b.id]: b.forecast
+        for b in live.store.get_batches(live.ids)
+        if b.forecast is not None
+    }
+    queue = live.store.forecast_queue("EMU_FREE")
+    assert [b.forecast.position for b in queue] == list(range(1, 12))
+    happened = LiveRun(redis_only, policy, namespace="t2").drive(workload)
+    assert {i: s for i, s, _ in happened} == {
+        i: f.start_s - T0 / SECOND for i, f in forecast.items()
+    }
+
+
+def test_the_eta_error_on_a_workload_with_imperfect_predictions(redis_only):
+    """Predictions off by up to ±50%: the error of each forecast start, relative to the wait,
+    made when the queue formed. Reported in the README ("Scheduling policies")."""
+    workload = queue_of(30, seed=2)
+    rng = random.Random(3)
+    predicted = {b.id: b.hold_s * rng.uniform(0.5, 1.5) for b in workload}
+    live = LiveRun(redis_only, "fair-share")
+    live.drive(workload, predicted, until=0)
+    forecast = {live.ids[b.id]: b.forecast for b in live.store.get_batches(live.ids)}
+    happened = LiveRun(redis_only, "fair-share", namespace="t2").drive(workload, predicted)
+    errors = sorted(
+        abs(forecast[i].start_s - T0 / SECOND - start) / start
+        for i, start, _ in happened
+        if start > 0
+    )
+    median, p90 = percentile(errors, 50), percentile(errors, 90)
+    print(
+        f"ETA error, |estimated - actual start| / actual wait: median {median:.2f}, p90 {p90:.2f}"
+    )
+    assert median < 0.25 and p90 < 0.5, (median, p90)

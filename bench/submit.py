@@ -5,6 +5,8 @@
   run       one closed batch of 100 two-atom jobs, submission to DONE, on one EMU_FREE QPU
   spread    a zero-cost device (bench/spread.py): jobs/s with its worker on another network
             host beside the same on this host, and Redis's CPU and commands per job
+  simulate  a 100,000-job SWF trace through each built-in policy (bench/simulate.py), beside
+            the time the trace spans
 
 `make bench ARGS=--save` records the figures as the new baseline.
 """
@@ -26,7 +28,7 @@ from typing import Any
 import psutil
 import requests
 
-from bench import spread
+from bench import simulate, spread
 from cli.cluster import Cluster, bootstrap, secret
 from cli.demo import guide_sequence
 from cli.redis_server import RedisServer, free_port
@@ -62,8 +64,11 @@ def main() -> None:
             figures = measure(info)
             figures.update(peak_memory(c))
     figures.update(spread.measure())
+    simulated = simulate.measure()
     show(figures)
     show_spread(figures)
+    simulate.show(simulated)
+    figures.update(simulated)
     if args.save:
         BASELINE.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"baseline saved to {BASELINE}")

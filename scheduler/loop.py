@@ -2,13 +2,14 @@
 
 One pass over every QPU of the cluster: renew the leases it holds (a lost lease is dropped at
 once, before anything else), recover jobs whose worker vanished, end open batches that held
-their QPU too long, release QPUs whose batch is finished, grant each free QPU to the batch it
-was serving or the next waiting one (HIGH before MEDIUM before LOW; within a level, the oldest
-batch of the project served least recently: docs/design.md "Scheduling policy"), and dispatch
-the jobs of each held QPU's batch in creation order. Every write is fenced by the lease, so
-several schedulers may run at once: at most one holds a given QPU, and a paused one that lost its
-lease writes nothing when it wakes. Between passes it sleeps on the wake-up list, which the API
-and the workers poke when there is something to do.
+their QPU too long, release QPUs whose batch is finished (counting its project's usage), grant
+each free QPU to the batch it was serving or the waiting batch the cluster's policy chooses
+(scheduler/policies.py; the grant itself is fenced in Lua), dispatch the jobs of each held
+QPU's batch in creation order, and now and then publish forecasts of when waiting batches
+start. Every write is fenced by the lease, so several schedulers may run at once: at most one
+holds a given QPU, and a paused one that lost its lease writes nothing when it wakes. Between
+passes it sleeps on the wake-up list, which the API and the workers poke when there is
+something to do.
 """
 
 from __future__ import annotations

@@ -65,8 +65,9 @@ class Snapshot:
 
     now_s: float
     device_type: str
-    #: The waiting batches, oldest first: of each project and priority level, its oldest
-    #: `window` ones (the policy's own window), which keeps a pass cheap on a long queue.
+    #: The waiting batches, in no particular order (policies compare their own keys and break
+    #: ties by id): of each project and priority level, its oldest `window` ones (the policy's
+    #: own window), which keeps a pass cheap on a long queue.
     waiting: tuple[Waiting, ...]
     #: Batches on the type's other QPUs (their QPU time so far counts as usage).
     holding: tuple[Holding, ...] = ()
@@ -155,8 +156,9 @@ class ShortestFirst:
     before it: nothing starves, and short batches still overtake long ones that just came."""
 
     name: ClassVar[str] = "shortest-first"
-    #: It compares every batch it sees: 50 per project and level.
-    window: ClassVar[int] = 50
+    #: It compares every batch it sees: 20 per project and level (deeper ones wait their turn
+    #: to come into view), which keeps a choice cheap on a long queue.
+    window: ClassVar[int] = 20
     aging: ClassVar[float] = 10.0
 
     def choose(self, snapshot: Snapshot) -> Waiting | None:

@@ -18,6 +18,7 @@ import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain, islice
 
 from core.device_types import device_type_of_qpu, qpu_name
 from scheduler.policies import Holding, Policy, Snapshot, Waiting, decayed
@@ -106,6 +107,9 @@ class _Type:
     free: list[str]
     #: (priority level, project) -> its waiting batches, in submission order.
     queues: dict[tuple[int, str], deque[tuple[SimBatch, Waiting]]] = field(default_factory=dict)
+    #: (priority level, project) -> the first `window` of them, as the policy sees them (kept
+    #: up to date as the queue changes, so a snapshot costs no more than joining these).
+    heads: dict[tuple[int, str], tuple[Waiting, ...]] = field(default_factory=dict)
     holding: dict[str, Holding] = field(default_factory=dict)
     #: project -> (QPU seconds, when counted)
     usage: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -178,7 +182,11 @@ class Simulation:
     def _arrive(self, batch: SimBatch) -> None:
         state = self.types[batch.device_type]
         waiting = batch.waiting()
-        state.queues.setdefault((waiting.level, batch.project), deque()).append((batch, waiting))
+        key = (waiting.level, batch.project)
+        queue = state.queues.setdefault(key, deque())
+        queue.append((batch, waiting))
+        if len(queue) <= self.policy.window:
+            state.heads[key] = (*state.heads.get(key, ()), waiting)
         state.waiting_count += 1
 
     def _release(self, qpu: str, now: float) -> str:
@@ -194,14 +202,7 @@ class Simulation:
 
     def snapshot(self, device_type: str, now: float) -> Snapshot:
         state = self.types[device_type]
-        window = self.policy.window
-        waiting: list[Waiting] = []
-        for queue in state.queues.values():
-            for i, (_, w) in enumerate(queue):
-                if i == window:
-                    break
-                waiting.append(w)
-        waiting.sort(key=lambda w: (w.submitted_s, w.id))
+        waiting = tuple(chain.from_iterable(state.heads.values()))
         usage = {
             project: decayed(value, since, now, self.half_life_s)
             for project, (value, since) in state.usage.items()
@@ -209,7 +210,7 @@ class Simulation:
         return Snapshot(
             now_s=now,
             device_type=device_type,
-            waiting=tuple(waiting),
+            waiting=waiting,
             holding=tuple(state.holding.values()),
             usage=usage,
             shares=self.shares,
@@ -227,7 +228,8 @@ class Simulation:
             chosen = self.policy.choose(self.snapshot(device_type, now))
             if chosen is None:
                 return
-            queue = state.queues.get((chosen.level, chosen.project), deque())
+            key = (chosen.level, chosen.project)
+            queue = state.queues.get(key, deque())
             item = next((item for item in queue if item[1].id == chosen.id), None)
             if item is None:
                 raise ValueError(
@@ -235,8 +237,10 @@ class Simulation:
                 )
             queue.remove(item)
             batch = item[0]
-            if not queue:
-                del state.queues[(chosen.level, chosen.project)]
+            if queue:
+                state.heads[key] = tuple(w for _, w in islice(queue, self.policy.window))
+            else:
+                del state.queues[key], state.heads[key]
             state.waiting_count -= 1
             qpu = state.free.pop(0)
             state.holding[qpu] = Holding(batch.id, batch.project, now)

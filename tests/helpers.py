@@ -124,7 +124,9 @@ def post_gzip(
 
 def record_keys(cluster: Any) -> set[str]:
     """Every record and index key of a cluster (Celery's, temporary, scheduling and wake-up
-    keys aside): what "nothing stored" is checked against."""
+    keys aside): what "nothing stored" is checked against. Keys that other batches of the
+    shared cluster change as they progress (status indexes, queues, usage, forecasts) are left
+    out: a refused request must add no record, whatever the scheduler does meanwhile."""
     ns = cluster.settings.namespace
     skip = (
         f"{ns}:celery:",
@@ -133,6 +135,12 @@ def record_keys(cluster: Any) -> set[str]:
         f"{ns}:qpu:",
         f"{ns}:deliveries",
         f"{ns}:rate:",  # rate-limit state: every request counts, refused or not
+        f"{ns}:queue:",
+        f"{ns}:idx:batches:status:",
+        f"{ns}:idx:jobs:status:",
+        f"{ns}:device:",
+        f"{ns}:forecast:",
+        f"{ns}:retention",
     )
     return {k for k in cluster.client.scan_iter(f"{ns}:*") if not k.startswith(skip)}
 

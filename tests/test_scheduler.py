@@ -18,6 +18,7 @@ from core.execution import Execution
 from core.status import BatchStatus, DeviceStatus, JobStatus
 from core.store import Store
 from scheduler.loop import Scheduler
+from scheduler.policies import BUILT_IN, load_policy
 from tests.conftest import make_settings
 from tests.test_store import NS, QPU, SECOND, T0, new_batch
 
@@ -70,8 +71,14 @@ class Rig:
         return batch.status
 
 
-@pytest.fixture
-def rig(redis_only) -> Rig:
+@pytest.fixture(params=list(BUILT_IN))
+def rig(redis_only, request) -> Rig:
+    """A rig under each built-in policy: leases, fencing, device windows and timeouts are the
+    grant's and the pass's, and must hold whichever policy chooses."""
+    return make_rig(redis_only, request.param)
+
+
+def make_rig(redis_only, policy: str) -> Rig:
     settings = make_settings(
         "redis://127.0.0.1:1/0",  # unused: the scheduler gets its client
         namespace=NS,
@@ -80,6 +87,7 @@ def rig(redis_only) -> Rig:
         dispatch_timeout_s=5.0,
         open_batch_timeout_s=60.0,
         open_batch_contended_idle_s=10.0,
+        policy=policy,
     )
     producer = RecordingProducer()
     scheduler = Scheduler(settings, redis_only, producer)
@@ -114,7 +122,8 @@ def test_a_pass_grants_the_oldest_batch_and_sends_its_jobs_in_creation_order(rig
     assert ids(rig.producer.take()) == [first_jobs[2].id]
 
 
-def test_higher_priority_first_then_the_project_served_least_recently(rig):
+def test_fair_share_serves_higher_priority_first_then_the_project_with_less_qpu_time(redis_only):
+    rig = make_rig(redis_only, "fair-share")
     low, _ = new_batch(rig.store, runs=(1,), priority="LOW", project="a", now=T0)
     a1, _ = new_batch(rig.store, runs=(1,), project="a", now=T0 + 1)
     a2, _ = new_batch(rig.store, runs=(1,), project="a", now=T0 + 2)
@@ -127,8 +136,8 @@ def test_higher_priority_first_then_the_project_served_least_recently(rig):
         order.append(rig.scheduler.leases[QPU].batch_id)
         rig.run_jobs(rig.producer.take(), now)
         now += SECOND
-    # HIGH first; then MEDIUM alternating between projects (b was just served, so a goes, then
-    # b, then a again); LOW last.
+    # HIGH first; then MEDIUM alternating between projects (b has just had a second of QPU
+    # time, so a goes, then b, then a again); LOW last.
     assert order == [high.id, a1.id, b1.id, a2.id, low.id]
 
 
@@ -213,3 +222,57 @@ def test_a_scheduler_that_lost_its_lease_sends_nothing_and_the_new_holder_resume
     other.run_once(T0 + 2 * SECOND)
     assert ids(other_producer.take()) == [jobs[2].id]
     assert [j.status for j in rig.store.batch_jobs(batch.id)][:2] == [JobStatus.DONE] * 2
+
+
+class RacingPolicy:
+    """Wraps a policy: between its choice and the grant, the other scheduler makes a whole
+    pass (the widest window a race between two schedulers can have; one level deep)."""
+
+    def __init__(self, inner, now: int) -> None:
+        self.inner, self.now = inner, now
+        self.name, self.window = inner.name, inner.window
+        self.other: Scheduler | None = None
+        self.racing = False
+
+    def choose(self, snapshot):
+        choice = self.inner.choose(snapshot)
+        other = self.other
+        if other is not None and not other.policy.racing:
+            self.racing = True
+            try:
+                other.run_once(self.now)
+            finally:
+                self.racing = False
+        return choice
+
+
+@pytest.mark.parametrize("policy", list(BUILT_IN))
+def test_racing_schedulers_grant_each_qpu_once(redis_only, policy):
+    """Whichever scheduler chooses, the other grants its own choice before that choice's
+    grant: the late grant finds the QPU held and writes nothing; each batch runs once, one at
+    a time."""
+    rig = make_rig(redis_only, policy)
+    batches = [
+        new_batch(rig.store, runs=(1,), project=p, now=T0 + i)[0] for i, p in enumerate("abc")
+    ]
+    other, other_producer = rig.another_scheduler()
+    pair = [(rig.scheduler, rig.producer), (other, other_producer)]
+    for mine, theirs in ((rig.scheduler, other), (other, rig.scheduler)):
+        mine.policy = RacingPolicy(load_policy(policy), T0)
+        mine.policy.other = theirs
+    now, first, granted = T0 + SECOND, rig.scheduler, []
+    while len(granted) < len(batches):
+        for scheduler, _ in pair:
+            scheduler.policy.now = now
+        first.run_once(now)  # releases what it holds, chooses; the other grants meanwhile
+        sent = [(s, m) for s, producer in pair for m in producer.take()]
+        assert len(sent) == 1  # one grant, one job sent
+        running = [b for b in rig.store.get_batches(b.id for b in batches)]
+        assert [b.status for b in running].count(BatchStatus.RUNNING) == 1
+        granted.append(next(b.id for b in running if b.status is BatchStatus.RUNNING))
+        holder, message = sent[0]
+        assert holder is not first and QPU in holder.leases and QPU not in first.leases
+        rig.run_jobs([message], now)
+        now += SECOND
+        first = holder  # next round, the holder releases and races the other
+    assert sorted(granted) == sorted(b.id for b in batches)

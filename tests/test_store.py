@@ -11,7 +11,8 @@ import redis
 
 from core.accounts import Accounts
 from core.audit import AuditLog
-from core.device_types import device_type_of_qpu
+from core.costs import Costs, emulator_default
+from core.device_types import DeviceKind, device_type_of_qpu
 from core.errors import QuotaExceeded
 from core.execution import Execution
 from core.keys import _PATTERNS, Keys, lua_functions
@@ -22,7 +23,7 @@ from core.status import BatchStatus, JobStatus
 from core.store import BatchQuery, JobQuery, Page, Store
 from core.timefmt import now_us
 from scheduler.loop import Scheduler
-from scheduler.policies import FairShare
+from scheduler.policies import FairShare, decayed
 from scheduler.snapshot import SnapshotReader
 from tests.conftest import make_settings
 from workers.runner import execute_job
@@ -465,3 +466,43 @@ def test_usage_counters_of_an_earlier_version_are_migrated(parts, redis_only):
     assert store.migrate() == 0
     usage = redis_only.hgetall(store.keys.project_usage("p"))
     assert usage["unfinished_jobs"] == "5" and "queued_jobs" not in usage
+
+
+def test_a_released_batch_counts_its_qpu_time_as_decayed_usage(parts, redis_only):
+    """release_qpu.lua adds the time a batch held its QPU to its project's usage, after
+    decaying what was there by the half-life: the rule scheduler/policies.decayed() applies."""
+    store, control, _ = parts
+    keys = store.keys
+    for start, held, project in ((T0, 30, "p"), (T0 + 3600 * SECOND, 10, "p")):
+        batch, _ = new_batch(store, runs=(1,), project=project, now=start)
+        lease = control.acquire(QPU, ttl_s=10, now=start)
+        assert lease.batch_id == batch.id
+        store.cancel_batch(batch.id, start, "tester")
+        assert control.release(lease, usage_half_life_s=3600.0, now=start + held * SECOND)
+    usage = float(redis_only.hget(keys.device_usage("EMU_FREE"), "p"))
+    expected = decayed(30.0, T0 / SECOND + 30, T0 / SECOND + 3610, 3600.0) + 10
+    assert usage == pytest.approx(expected, abs=1e-5)  # 30 s, halved after an hour, + 10 s
+
+
+def test_finished_jobs_fit_the_emulator_cost_model(parts, redis_only):
+    """commit_job.lua folds each first-attempt run into seconds per job per (1 + µs of pulse)
+    by atom count; core/costs.py predicts from the fit, or from its default before any."""
+    store, control, execution = parts
+    settings = make_settings("redis://127.0.0.1:1/0", namespace=NS)
+    costs = Costs(redis_only, settings)
+    assert costs.model("EMU_FREE", DeviceKind.EMULATOR).job_seconds(4, 1000, 100) == (
+        pytest.approx(2 * emulator_default(4))
+    )
+    for run_s in (2.0, 4.0):
+        _, [job] = new_batch(store, runs=(1,))
+        redis_only.hset(store.keys.job(job.id), mapping={"atoms": 4, "duration_ns": 1000})
+        lease = control.acquire(QPU, ttl_s=10, now=T0)
+        [sent] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
+        execution.claim(sent.job_id, sent.delivery_id, 5, T0)
+        execution.commit_done(sent.job_id, sent.delivery_id, {}, T0 + int(run_s * SECOND))
+        assert control.release(lease)
+    # 2 s for a 1 µs pulse: 1.0 per (1 + µs); then 4 s: 0.8 * 1.0 + 0.2 * 2.0.
+    model = costs.model("EMU_FREE", DeviceKind.EMULATOR)
+    assert model.fitted == {4: pytest.approx(1.2)}
+    assert model.job_seconds(4, 1000, 100) == pytest.approx(2.4)
+    assert model.job_seconds(6, 1000, 100) == pytest.approx(2 * emulator_default(6))

@@ -1,0 +1,129 @@
+"""Each scheduling policy end to end: a cluster started with `policy=...`, a queue of batches
+submitted through the SDK by projects of several priorities and shares while another batch
+holds the QPU, then released. The order batches start in is the simulator's on the same
+workload (submission times and the QPU seconds each batch really took), and the forecasts the
+SDK shows for the waiting batches name that order."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+import pytest
+
+from core.accounts import Accounts
+from core.costs import Costs
+from core.device_types import DeviceKind
+from core.devices import device_registry
+from scheduler.policies import Holding, load_policy
+from scheduler.simulator import Busy, SimBatch, SimJob, Simulation
+from tests import sequences
+from tests.helpers import call_api, run_admin, wait_for
+
+OMEGA = {"omega_max": 6}
+#: (name, priority, share of its project, shots): one project per name letter. On a virtual
+#: QPU at 250 shots/s, 25 shots take 0.1 s and 600 take 2.4 s.
+WORKLOAD = [
+    ("a1", "MEDIUM", 3, 100),
+    ("b1", "MEDIUM", 1, 100),
+    ("a2", "MEDIUM", 3, 100),
+    ("l1", "LOW", 1, 25),
+    ("h1", "HIGH", 1, 600),
+    ("b2", "MEDIUM", 1, 300),
+    ("a3", "MEDIUM", 3, 100),
+]
+EXPECTED = {
+    "fifo": ["a1", "b1", "a2", "l1", "h1", "b2", "a3"],
+    "priority": ["h1", "a1", "b1", "a2", "b2", "a3", "l1"],
+    # HIGH first; then A (share 3) is below its share until it has three times B's QPU time.
+    "fair-share": ["h1", "a1", "b1", "a2", "a3", "b2", "l1"],
+    "shortest-first": ["l1", "a1", "b1", "a2", "a3", "b2", "h1"],
+    "tests.policies:NewestFirst": ["a3", "b2", "h1", "l1", "a2", "b1", "a1"],
+}
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+@pytest.mark.parametrize("policy", EXPECTED)
+def test_a_queue_starts_in_the_policys_order_as_the_simulator_says(start_cluster, policy):
+    cluster = start_cluster(
+        qpus={"FRESNEL": 1}, policy=policy, bridge_speedup=50.0, forecast_interval_s=0.5
+    )
+    device = device_registry(cluster.settings)["FRESNEL"].pulser_device
+    sequence = sequences.fresnel(device).to_abstract_repr()
+    projects: dict[str, object] = {}
+    for name, priority, share, _ in WORKLOAD:
+        if name[0] not in projects:
+            account = cluster.new_account(priority)
+            if share != 1:
+                run_admin(cluster, "project", "set", account.project_id, "--share", str(share))
+            projects[name[0]] = account
+    holder_sdk = cluster.sdk(cluster.new_account())
+    holder = holder_sdk.create_batch(sequence, [], open=True, device_type="FRESNEL")
+    wait_for(lambda: holder_sdk.get_batch(holder.id).status == "RUNNING")
+    batches = {}
+    for name, _, _, runs in WORKLOAD:
+        sdk = cluster.sdk(projects[name[0]])
+        job = {"runs": runs, "variables": OMEGA}
+        batches[name] = (sdk, sdk.create_batch(sequence, [job], device_type="FRESNEL"))
+
+    # While they wait, the SDK shows each one's place in the policy's order.
+    def forecast() -> list[str] | None:
+        positions = {n: sdk.get_batch(b.id).queue_position for n, (sdk, b) in batches.items()}
+        if None in positions.values():
+            return None
+        return sorted(positions, key=lambda n: positions[n])
+
+    assert wait_for(forecast, timeout_s=10) == EXPECTED[policy]
+    waiting = batches["a1"][0].get_batch(batches["a1"][1].id)
+    assert waiting.status == "PENDING" and waiting.estimated_start_at and waiting.estimated_end_at
+    # The same order for administrators: `tweezer queue` and GET /admin/api/v1/queue.
+    names = {batch.id: name for name, (_, batch) in batches.items()}
+    table = run_admin(cluster, "queue", "--device-type", "FRESNEL").splitlines()
+    assert [names[line.split()[1]] for line in table[2:]] == EXPECTED[policy]
+    accounts = Accounts(cluster.client, cluster.settings.namespace)
+    admin = accounts.create_user(f"admin-{policy}", admin=True)
+    token = accounts.issue_token(admin).token
+    queue = call_api(cluster, token, "GET", "/admin/api/v1/queue").json()["data"]
+    assert [names[item["batch_id"]] for item in queue] == EXPECTED[policy]
+    assert [item["queue_position"] for item in queue] == list(range(1, len(WORKLOAD) + 1))
+
+    holder.close()
+    done = {
+        name: wait_for(lambda s=sdk, b=batch: (f := s.get_batch(b.id)).status == "DONE" and f)
+        for name, (sdk, batch) in batches.items()
+    }
+    started = sorted(done, key=lambda n: _ts(done[n].start_datetime))
+    assert started == EXPECTED[policy]
+
+    # The simulator, given what happened (when each batch was submitted and how long it held
+    # the QPU, the holder's end), starts them in the same order.
+    holder_done = holder_sdk.get_batch(holder.id)
+    shares = {name[0]: float(share) for name, _, share, _ in WORKLOAD}
+    trace = [
+        SimBatch(
+            id=name,
+            project=name[0],
+            user=name[0],
+            priority=priority,
+            device_type="FRESNEL",
+            submit_s=_ts(done[name].created_at),
+            open=False,
+            jobs=(SimJob(_ts(done[name].end_datetime) - _ts(done[name].start_datetime)),),
+        )
+        for name, priority, _, _ in WORKLOAD
+    ]
+    # What the scheduler was told each would take (core/costs.py), as the live policy saw it.
+    costs = Costs(cluster.client, cluster.settings).model("FRESNEL", DeviceKind.QPU)
+    predicted = {
+        name: costs.batch_base_s + costs.qpu_share_s(costs.job_seconds(2, 500, runs))
+        for name, _, _, runs in WORKLOAD
+    }
+    trace = [replace(b, predicted_qpu_s=predicted[b.id]) for b in trace]
+    release = _ts(holder_done.end_datetime)
+    busy = [Busy("FRESNEL-0", release, Holding(holder.id, "holder", _ts(holder_done.created_at)))]
+    simulation = Simulation(load_policy(policy), {"FRESNEL": 1}, shares=shares)
+    simulated = [o.batch.id for o in simulation.run(trace, busy)]
+    assert simulated == started

@@ -403,7 +403,9 @@ def test_cancel_close_and_rebatch_are_audited_with_who_did_them(cluster, lab):
 
 def test_two_projects_flooding_one_qpu_take_turns(cluster):
     """Project A submits three batches, then project B three more, while the QPU is busy: the
-    QPU then alternates between the projects instead of serving A's three first."""
+    QPU then goes to whichever has had less QPU time, instead of serving A's three first. With
+    batches of about the same length they take turns: neither gets two batches ahead (two in a
+    row happen when a batch of the other ran a little longer)."""
     holder, a, b = (cluster.new_account() for _ in range(3))
     with hold_qpu(cluster.sdk(holder), SEQ):
         batches = [
@@ -415,4 +417,7 @@ def test_two_projects_flooding_one_qpu_take_turns(cluster):
     wait_for(lambda: all(store.get_batch(x.id).status == "DONE" for x in batches), timeout_s=120)
     started = sorted(store.get_batches(x.id for x in batches), key=lambda x: x.start_us)
     owner = {a.project_id: "A", b.project_id: "B"}
-    assert [owner[x.project_id] for x in started] == ["A", "B", "A", "B", "A", "B"]
+    order = [owner[x.project_id] for x in started]
+    assert order[0] == "A"  # the oldest batch, with no usage on either side
+    ahead = [order[:n].count("A") - order[:n].count("B") for n in range(1, len(order) + 1)]
+    assert max(map(abs, ahead)) <= 1, order

@@ -7,9 +7,9 @@ an open batch (a variational loop), the think time before each job it adds. Usag
 is counted when a batch lets go of its QPU and decays with the same half-life rule as the live
 cluster's.
 
-Deterministic: events at the same time are handled in a fixed order (QPUs freed, then arrivals,
-by id), and all of them before any QPU is granted, so the same input and policy always give the
-same outcome.
+Deterministic: events at the same time are handled in a fixed order (QPUs freed, by name; then
+arrivals, in submission order, then by id), and all of them before any QPU is granted, so the
+same input and policy always give the same outcome.
 """
 
 from __future__ import annotations
@@ -152,23 +152,25 @@ class Simulation:
         """Every batch's outcome, in the order they started. Batches of a device type with no
         QPU never start (they are left out). With `present_s`, batches submitted before it
         arrive then (a forecast: they are waiting already)."""
-        events: list[tuple[float, int, str, object]] = []
+        # (time, kind, order within the kind, payload): ends by QPU name, arrivals in
+        # submission order (several arrive at once when a forecast starts from the present).
+        events: list[tuple[float, int, tuple[float, str], object]] = []
         for b in busy:
             state = self.types[device_type_of_qpu(b.qpu)]
             state.free.remove(b.qpu)
             state.holding[b.qpu] = b.holding
-            events.append((b.until_s, _END, b.qpu, None))
+            events.append((b.until_s, _END, (0.0, b.qpu), None))
         for batch in batches:
             if batch.device_type in self.types:
                 arrival = batch.submit_s if present_s is None else max(batch.submit_s, present_s)
-                events.append((arrival, _ARRIVE, batch.id, batch))
+                events.append((arrival, _ARRIVE, (batch.submit_s, batch.id), batch))
         heapq.heapify(events)
         outcomes: list[Outcome] = []
         while events:
             now = events[0][0]
             touched: set[str] = set()
             while events and events[0][0] == now:
-                _, kind, key, payload = heapq.heappop(events)
+                _, kind, (_, key), payload = heapq.heappop(events)
                 if kind == _END:
                     touched.add(self._release(key, now))
                 else:
@@ -220,7 +222,7 @@ class Simulation:
         self,
         device_type: str,
         now: float,
-        events: list[tuple[float, int, str, object]],
+        events: list[tuple[float, int, tuple[float, str], object]],
         outcomes: list[Outcome],
     ) -> None:
         state = self.types[device_type]
@@ -246,4 +248,4 @@ class Simulation:
             state.holding[qpu] = Holding(batch.id, batch.project, now)
             end = now + batch.hold_s
             outcomes.append(Outcome(batch, qpu, now, end))
-            heapq.heappush(events, (end, _END, qpu, None))
+            heapq.heappush(events, (end, _END, (0.0, qpu), None))

@@ -23,15 +23,15 @@ from tests.helpers import call_api, run_admin, wait_for
 
 OMEGA = {"omega_max": 6}
 #: (name, priority, share of its project, shots): one project per name letter. On a virtual
-#: QPU at 250 shots/s, 25 shots take 0.1 s and 600 take 2.4 s.
+#: QPU at 250 shots/s, 12 shots take 0.05 s and 300 take 1.2 s.
 WORKLOAD = [
-    ("a1", "MEDIUM", 3, 100),
-    ("b1", "MEDIUM", 1, 100),
-    ("a2", "MEDIUM", 3, 100),
-    ("l1", "LOW", 1, 25),
-    ("h1", "HIGH", 1, 600),
-    ("b2", "MEDIUM", 1, 300),
-    ("a3", "MEDIUM", 3, 100),
+    ("a1", "MEDIUM", 3, 50),
+    ("b1", "MEDIUM", 1, 50),
+    ("a2", "MEDIUM", 3, 50),
+    ("l1", "LOW", 1, 12),
+    ("h1", "HIGH", 1, 300),
+    ("b2", "MEDIUM", 1, 150),
+    ("a3", "MEDIUM", 3, 50),
 ]
 EXPECTED = {
     "fifo": ["a1", "b1", "a2", "l1", "h1", "b2", "a3"],

@@ -18,7 +18,9 @@ from cli.admin import (
     run_device_command,
     run_queue_command,
 )
+from cli.report import add_report_command, run_report
 from cli.simulate import add_simulate_command, run_simulate
+from cli.trace import add_trace_commands, run_trace_command
 from core.errors import ConfigurationError, TweezerError
 from core.settings import Settings, parse_qpus
 from scheduler.policies import load_policy
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     add_device_commands(commands)
     add_account_commands(commands)
     add_simulate_command(commands)
+    add_report_command(commands)
+    add_trace_commands(commands)
     add_queue_command(commands)
 
     demo = commands.add_parser("demo", help="submit the guide's example batch to a running cluster")
@@ -123,6 +127,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_device_command(args)
     if args.command == "simulate":
         return run_simulate(args)
+    if args.command == "report":
+        return run_report(args)
+    if args.command == "trace":
+        return run_trace_command(args)
     if args.command == "queue":
         return run_queue_command(args)
     if args.command in ("user", "project", "token", "audit"):

@@ -11,7 +11,14 @@ from core.settings import parse_qpus
 from scheduler.policies import DEFAULT_POLICY, load_policy
 from scheduler.report import batches_csv, summary, summary_json
 from scheduler.simulator import Simulation
-from scheduler.traces import TraceError, read_swf, read_trace
+from scheduler.traces import (
+    TraceError,
+    TraceHeader,
+    read_swf,
+    read_trace,
+    record_of,
+    write_trace,
+)
 
 
 def add_simulate_command(commands: argparse._SubParsersAction) -> None:
@@ -19,7 +26,8 @@ def add_simulate_command(commands: argparse._SubParsersAction) -> None:
         "simulate",
         help="run a scheduling policy over a workload trace on a virtual clock",
         description="Runs the same policy objects as the live scheduler over a trace (Tweezer's "
-        "JSONL, docs/traces.md, or SWF) and writes DIR/batches.csv and DIR/summary.json.",
+        "JSONL, docs/traces.md, or SWF) and writes DIR/batches.csv, DIR/summary.json and "
+        "DIR/trace.jsonl (the workload with what happened, for `tweezer report`).",
     )
     source = simulate.add_mutually_exclusive_group(required=True)
     source.add_argument("--trace", type=Path, metavar="FILE.jsonl", help="a Tweezer trace")
@@ -81,6 +89,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "batches.csv").write_text(batches_csv(outcomes))
     (args.out / "summary.json").write_text(summary_json(data))
+    # The workload with what happened to it: `tweezer report` reads it beside recorded runs.
+    ran = {o.batch.id: o for o in outcomes}
+    header = TraceHeader(source="simulate", policy=policy.name, qpus=qpus, shares=shares)
+    records = (record_of(b, ran.get(b.id), "DONE" if b.id in ran else None) for b in batches)
+    write_trace(args.out / "trace.jsonl", header, records)
     print(
         f"{policy.name}: {data['batches']} batches on {sum(qpus.values())} QPU(s), makespan "
         f"{data['makespan_s']:.0f} s, wait p50 {data['wait_s']['all']['p50']:.1f} s / p95 "

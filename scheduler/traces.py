@@ -13,10 +13,10 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.priorities import DEFAULT_PRIORITY, Priority
-from scheduler.simulator import SimBatch, SimJob
+from scheduler.simulator import Outcome, SimBatch, SimJob
 
-FORMAT = "tweezer-trace"
-VERSION = 1
+FORMAT: Literal["tweezer-trace"] = "tweezer-trace"
+VERSION: Literal[1] = 1
 
 Seconds = Annotated[float, Field(ge=0)]
 M = TypeVar("M", bound=BaseModel)
@@ -57,51 +57,92 @@ class TraceBatch(BaseModel):
 
 
 class TraceHeader(BaseModel):
+    """The optional first line: what the trace is, and what produced it."""
+
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["tweezer-trace"]
-    version: Literal[1]
+    format: Literal["tweezer-trace"] = FORMAT
+    version: Literal[1] = VERSION
+    #: `simulate`, `load` or `export`: where the outcomes (start_s, end_s, qpu) come from.
+    source: str | None = None
+    #: The policy and the cluster's QPUs per device type and shares, when known.
+    policy: str | None = None
+    qpus: dict[str, int] | None = None
+    shares: dict[str, float] | None = None
+    #: The Unix time `submit_s` 0 stands for, when the trace comes from a real cluster.
+    origin_s: float | None = None
+
+
+def read_records(path: Path) -> tuple[TraceHeader, list[TraceBatch]]:
+    """A JSONL trace's header (a default one if the file has none) and its lines."""
+    header = TraceHeader()
+    records = []
+    for number, line in _lines(path):
+        data = _json(path, number, line)
+        if number == 1 and isinstance(data, dict) and "format" in data:
+            header = _model(TraceHeader, data, path, number)
+            continue
+        records.append(_model(TraceBatch, data, path, number))
+    return header, records
 
 
 def read_trace(path: Path, default_qpu_s: float = 1.0) -> list[SimBatch]:
     """The batches of a JSONL trace, in file order (the first line may be the header)."""
-    batches = []
-    for number, line in _lines(path):
-        data = _json(path, number, line)
-        if number == 1 and isinstance(data, dict) and "format" in data:
-            _model(TraceHeader, data, path, number)
-            continue
-        record = _model(TraceBatch, data, path, number)
-        jobs = tuple(
-            SimJob(
-                qpu_s=default_qpu_s if job.qpu_s is None else job.qpu_s,
-                runs=job.runs,
-                think_s=job.think_s if record.open else 0.0,
-            )
-            for job in record.jobs
-        )
-        batches.append(
-            SimBatch(
-                id=record.id,
-                project=record.project,
-                user=record.user,
-                priority=record.priority.value,
-                device_type=record.device_type,
-                submit_s=record.submit_s,
-                open=record.open,
-                jobs=jobs,
-            )
-        )
+    batches = [sim_batch(record, default_qpu_s) for record in read_records(path)[1]]
     _unique(batches, path)
     return batches
 
 
-def write_trace_line(batch: TraceBatch) -> str:
-    return json.dumps(batch.model_dump(exclude_none=True), sort_keys=True)
+def sim_batch(record: TraceBatch, default_qpu_s: float = 1.0) -> SimBatch:
+    """A trace line as the simulator's batch."""
+    jobs = tuple(
+        SimJob(
+            qpu_s=default_qpu_s if job.qpu_s is None else job.qpu_s,
+            runs=job.runs,
+            think_s=job.think_s if record.open else 0.0,
+        )
+        for job in record.jobs
+    )
+    return SimBatch(
+        id=record.id,
+        project=record.project,
+        user=record.user,
+        priority=record.priority.value,
+        device_type=record.device_type,
+        submit_s=record.submit_s,
+        open=record.open,
+        jobs=jobs,
+    )
 
 
-def header_line() -> str:
-    return json.dumps({"format": FORMAT, "version": VERSION}, sort_keys=True)
+def record_of(batch: SimBatch, outcome: Outcome | None, status: str | None) -> TraceBatch:
+    """A simulated batch, and what happened to it, as a trace line."""
+    return TraceBatch(
+        id=batch.id,
+        submit_s=batch.submit_s,
+        project=batch.project,
+        user=batch.user,
+        priority=Priority(batch.priority),
+        device_type=batch.device_type,
+        open=batch.open,
+        jobs=[TraceJob(runs=j.runs, qpu_s=j.qpu_s, think_s=j.think_s) for j in batch.jobs],
+        start_s=None if outcome is None else outcome.start_s,
+        end_s=None if outcome is None else outcome.end_s,
+        qpu=None if outcome is None else outcome.qpu,
+        status=status,
+    )
+
+
+def trace_lines(header: TraceHeader, records: Iterable[TraceBatch]) -> Iterator[str]:
+    """The trace as JSONL lines: the header, then one per batch (fields sorted: the same
+    records always give the same bytes)."""
+    yield json.dumps(header.model_dump(exclude_none=True), sort_keys=True)
+    for record in records:
+        yield json.dumps(record.model_dump(mode="json", exclude_none=True), sort_keys=True)
+
+
+def write_trace(path: Path, header: TraceHeader, records: Iterable[TraceBatch]) -> None:
+    path.write_text("".join(line + "\n" for line in trace_lines(header, records)))
 
 
 # -- SWF ------------------------------------------------------------------------------------

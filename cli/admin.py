@@ -48,7 +48,9 @@ def cluster_settings(args: argparse.Namespace) -> Settings:
         raise ConfigurationError(
             f"no cluster.json in {args.data_dir}: pass --data-dir or --redis-url"
         )
-    return Settings.from_env(redis_url=json.loads(info_path.read_text())["redis_url"])
+    info = json.loads(info_path.read_text())
+    known = {name: info[name] for name in ("namespace", "qpus", "policy") if name in info}
+    return Settings.from_env(redis_url=info["redis_url"], **known)
 
 
 def add_device_commands(commands: argparse._SubParsersAction) -> None:

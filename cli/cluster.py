@@ -75,6 +75,10 @@ def bootstrap(
         "admin_username": DEFAULT_USER,
         "admin_password": password,
         "redis_url": settings.redis_url,
+        # What admin commands with --data-dir need to know of the cluster they talk to.
+        "namespace": settings.namespace,
+        "qpus": settings.qpus,
+        "policy": settings.policy,
     }
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     info_path.chmod(0o600)  # it holds a token

@@ -57,12 +57,9 @@ def run_admin(cluster: Any, *args: str, stdin: str = "") -> str:
         capture_output=True,
         text=True,
         timeout=60,
-        env={
-            **os.environ,
-            # The URL holds the Redis password: in the environment, not the process list.
-            "TWEEZER_REDIS_URL": cluster.settings.redis_url,
-            "TWEEZER_NAMESPACE": cluster.settings.namespace,
-        },
+        # The cluster's settings, as an administrator's environment holds them (the URL with
+        # the Redis password: in the environment, not the process list).
+        env={**os.environ, **cluster.settings.to_env()},
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

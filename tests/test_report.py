@@ -96,7 +96,7 @@ def test_a_clusters_history_exports_as_a_trace_and_replays(cluster, tmp_path):
     exported = tmp_path / "history.jsonl"
     exported.write_text(run_admin(cluster, "trace", "export"))
     header, records = read_records(exported)
-    assert header.source == "export" and header.qpus == {"EMU_FREE": 1} and header.origin_s
+    assert header.source == "export" and header.qpus == cluster.settings.qpus and header.origin_s
     mine = {r.id: r for r in records if r.project == account.project_id}
     assert set(mine) == {closed.id, loop.id}
     for r in mine.values():

@@ -13,24 +13,27 @@ DEMO_OMEGAS = (6, 10.5)
 
 def connect_sdk(info: dict[str, Any]) -> Any:
     """An SDK client for the cluster described by a cluster.json document."""
+    return sdk_client(info["core_url"], info["account_url"], info["project_id"], info["token"])
+
+
+def sdk_client(core_url: str, account_url: str, project_id: str, token: str) -> Any:
+    """The unmodified SDK, as a user configures it: a project and an API token."""
     import warnings
 
     from pasqal_cloud.authentication import TokenProvider
     from pasqal_cloud.endpoints import Endpoints
     from pasqal_cloud.sdk import SDK
 
-    token = info["token"]
-
-    class ClusterToken(TokenProvider):
+    class StaticToken(TokenProvider):
         def get_token(self) -> str:
-            return str(token)
+            return token
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return SDK(
-            project_id=info["project_id"],
-            token_provider=ClusterToken(),
-            endpoints=Endpoints(core=info["core_url"], account=info["account_url"]),
+            project_id=project_id,
+            token_provider=StaticToken(),
+            endpoints=Endpoints(core=core_url, account=account_url),
         )
 
 

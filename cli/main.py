@@ -18,6 +18,7 @@ from cli.admin import (
     run_device_command,
     run_queue_command,
 )
+from cli.load import add_load_command, run_load
 from cli.report import add_report_command, run_report
 from cli.simulate import add_simulate_command, run_simulate
 from cli.trace import add_trace_commands, run_trace_command
@@ -84,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         help="fair share: past QPU usage counts half as much after this long (default 604800)",
     )
     up.add_argument(
+        "--synthetic-devices",
+        action="store_true",
+        help="every job takes the QPU seconds a load test gives it, no QuTiP: load-test the "
+        "platform, not the emulator (README, 'Load tests')",
+    )
+    up.add_argument(
         "--bridge-speedup",
         type=float,
         metavar="X",
@@ -106,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     add_simulate_command(commands)
     add_report_command(commands)
     add_trace_commands(commands)
+    add_load_command(commands)
     add_queue_command(commands)
 
     demo = commands.add_parser("demo", help="submit the guide's example batch to a running cluster")
@@ -131,6 +139,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_report(args)
     if args.command == "trace":
         return run_trace_command(args)
+    if args.command == "load":
+        return run_load(args)
     if args.command == "queue":
         return run_queue_command(args)
     if args.command in ("user", "project", "token", "audit"):
@@ -186,6 +196,8 @@ def _up(args: argparse.Namespace) -> int:
         overrides["bridge_speedup"] = args.bridge_speedup
     if args.policy is not None:
         overrides["policy"] = args.policy
+    if args.synthetic_devices:
+        overrides["synthetic_devices"] = True
     if args.fair_share_half_life is not None:
         overrides["fair_share_half_life_s"] = args.fair_share_half_life
     redis_server = None

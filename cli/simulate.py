@@ -19,6 +19,8 @@ from scheduler.traces import (
     record_of,
     write_trace,
 )
+from scheduler.workload import WorkloadError, plan, read_workload, sim_batches
+from scheduler.workload import shares as workload_shares
 
 
 def add_simulate_command(commands: argparse._SubParsersAction) -> None:
@@ -33,6 +35,13 @@ def add_simulate_command(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--trace", type=Path, metavar="FILE.jsonl", help="a Tweezer trace")
     source.add_argument(
         "--swf", type=Path, metavar="FILE.swf", help="a Standard Workload Format file"
+    )
+    source.add_argument(
+        "--workload",
+        type=Path,
+        metavar="FILE.yaml",
+        help="a workload file (docs/workloads.md): its planned batches, their QPU time "
+        "predicted as a fresh cluster would (no cancellations)",
     )
     simulate.add_argument(
         "--policy",
@@ -78,9 +87,13 @@ def run_simulate(args: argparse.Namespace) -> int:
     try:
         if args.trace is not None:
             batches = read_trace(args.trace)
+        elif args.workload is not None:
+            workload = read_workload(args.workload)
+            batches = sim_batches(plan(workload), {})
+            shares = {**workload_shares(workload), **shares}
         else:
             batches = read_swf(args.swf, args.device_type or next(iter(qpus)))
-    except (OSError, TraceError) as exc:
+    except (OSError, TraceError, WorkloadError) as exc:
         raise ConfigurationError(str(exc)) from None
     started = time.perf_counter()
     outcomes = Simulation(policy, qpus, args.fair_share_half_life, shares).run(batches)

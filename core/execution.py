@@ -27,6 +27,11 @@ class JobInputs:
     runs: int
     configuration: dict[str, Any] | None
     backend_configuration: str | None
+    job_id: str = ""
+    #: Its register's atom count, and its predicted share of its batch's QPU time (a
+    #: synthetic device runs that long when the job does not say; core/costs.py).
+    atoms: int = 1
+    qpu_s: float = 0.0
 
 
 class Execution:
@@ -68,7 +73,14 @@ class Execution:
 
     def inputs(self, job_id: str) -> JobInputs:
         job = self.redis.hmget(
-            self.keys.job(job_id), "sequence_sha", "variables", "runs", "batch_id", "sequence"
+            self.keys.job(job_id),
+            "sequence_sha",
+            "variables",
+            "runs",
+            "batch_id",
+            "sequence",
+            "atoms",
+            "qpu_s",
         )
         # The job's own sequence (if any) and its batch's fields, in one round trip.
         pipe = self.redis.pipeline(transaction=False)
@@ -86,4 +98,7 @@ class Execution:
             runs=int(job[2]),
             configuration=json.loads(batch[1]) if batch[1] else None,
             backend_configuration=batch[2],
+            job_id=job_id,
+            atoms=int(job[5] or 1),
+            qpu_s=float(job[6] or 0.0),
         )

@@ -149,6 +149,10 @@ class Settings(BaseModel):
     emu_free_max_runs: int = 100_000
     emu_free_max_duration_ns: int = 20_000
 
+    #: Every device's jobs take exactly the QPU seconds a load test gives them (else their
+    #: predicted time) and return synthetic bitstrings, without QuTiP: load-tests the platform,
+    #: not the emulator (`tweezer up --synthetic-devices`, workers/synthetic.py).
+    synthetic_devices: bool = False
     #: The FRESNEL bridge's device driver, as `module:Class` (see workers/drivers/).
     bridge_driver: str = "workers.drivers.virtual:VirtualQpu"
     #: The virtual QPU's pace: shots per second, and the time to load a batch's register.

@@ -137,6 +137,8 @@ class PlannedJob:
     runs: int
     atoms: int
     pulse_ns: int
+    #: Its QPU seconds when known (a replayed trace): given to a synthetic device.
+    qpu_s: float | None = None
 
 
 @dataclass(frozen=True)

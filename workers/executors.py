@@ -34,6 +34,10 @@ class Emulator:
 
 
 def executor_for(settings: Settings, qpu: str) -> Executor:
+    if settings.synthetic_devices:
+        from workers.synthetic import SyntheticDevice
+
+        return SyntheticDevice(settings.worker_concurrency)
     if KIND[DeviceType(device_type_of_qpu(qpu))] is DeviceKind.EMULATOR:
         return Emulator()
     from workers.bridge import Bridge

@@ -1,0 +1,341 @@
+"""`tweezer load`: a workload (or a trace, or SWF) thrown at a real cluster through the unmodified
+SDK, one client per simulated user with its own token, and a trace of what happened.
+
+Each planned batch is a client session: it waits for its submission time (divided by
+`--speedup`), creates its batch (open when it has several rounds), and for a variational loop
+waits for each round's results, thinks, adds the next round, and closes it; a batch the
+workload cancels is cancelled after its delay. Ctrl-C stops submitting and closes the open
+batches. Users and projects are created for the run (`load-<run>-<name>`), with the workload's
+priorities and shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cli.admin import add_cluster_options, cluster_settings
+from cli.demo import sdk_client
+from core.accounts import Accounts
+from core.costs import QPU_SECONDS_VARIABLE
+from core.device_types import DeviceType
+from core.errors import ConfigurationError
+from core.keys import Keys
+from core.redis_client import connect
+from core.settings import Settings
+from core.store import Store
+from scheduler.export import trace_record
+from scheduler.simulator import SimBatch
+from scheduler.traces import TraceError, TraceHeader, read_records, read_swf, sim_batch, write_trace
+from scheduler.workload import (
+    PlannedBatch,
+    PlannedJob,
+    WorkloadError,
+    plan,
+    read_workload,
+)
+
+#: How often a session looks at its batch while it waits for a round's results.
+POLL_S = 0.2
+TERMINAL = {"DONE", "ERROR", "CANCELED", "TIMED_OUT"}
+
+
+def add_load_command(commands: argparse._SubParsersAction) -> None:
+    load = commands.add_parser(
+        "load",
+        help="drive a real cluster with a workload, a trace or an SWF file through the SDK",
+    )
+    load.add_argument("workload", nargs="?", type=Path, help="a workload file (YAML or JSON)")
+    load.add_argument("--trace", type=Path, help="replay a Tweezer trace instead")
+    load.add_argument("--swf", type=Path, help="replay an SWF file instead")
+    load.add_argument("--device-type", help="device type of an SWF file's batches")
+    load.add_argument(
+        "--speedup", type=float, default=1.0, metavar="X",
+        help="divide the workload's times (arrivals, think times, QPU seconds) by X",
+    )  # fmt: skip
+    load.add_argument(
+        "--clients", type=int, default=32, metavar="N", help="client sessions at once (32)"
+    )
+    load.add_argument("--out", type=Path, help="write the trace of what happened here")
+    add_cluster_options(load)
+
+
+@dataclass
+class Session:
+    """What a planned batch became."""
+
+    planned: PlannedBatch
+    batch_id: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Tally:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    submitted: int = 0
+    finished: int = 0
+    errors: int = 0
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+
+def run_load(args: argparse.Namespace) -> int:
+    settings = cluster_settings(args)
+    info = _cluster_info(args)
+    if args.speedup <= 0 or args.clients < 1:
+        raise ConfigurationError("--speedup must be > 0 and --clients >= 1")
+    planned, shares = _planned(args, settings)
+    if not planned:
+        raise ConfigurationError("the workload plans no batch")
+    client = connect(settings)
+    run_id = secrets.token_hex(3)
+    accounts = _provision(Accounts(client, settings.namespace), run_id, planned, shares)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    tally = Tally()
+    sessions = [Session(p) for p in planned]
+    sdks = {key: sdk_client(info["core_url"], info["account_url"], a[0], a[1])
+            for key, a in accounts.items()}  # fmt: skip
+    start = time.monotonic()
+    origin_us = int(time.time() * 1_000_000)
+    planned_s = max(p.submit_s for p in planned) / args.speedup
+    printer = threading.Thread(
+        target=_progress, args=(client, settings, sessions, tally, start, planned_s, stop),
+        daemon=True,
+    )  # fmt: skip
+    printer.start()
+    with ThreadPoolExecutor(max_workers=args.clients) as pool:
+        for session in sessions:
+            sdk = sdks[(session.planned.user, session.planned.project)]
+            pool.submit(_drive, session, sdk, settings, args.speedup, start, stop, tally)
+    stop.set()
+    printer.join()
+    _progress_line(client, settings, sessions, tally, start, planned_s)
+    sys.stderr.write("\n")
+    if args.out is not None:
+        _write_trace(args.out, Store(client, settings.namespace), sessions, settings, shares,
+                     origin_us)  # fmt: skip
+        print(f"trace of {tally.submitted} batch(es) -> {args.out}")
+    return 130 if stop.is_set() and tally.submitted < len(sessions) else 0
+
+
+def _cluster_info(args: argparse.Namespace) -> dict[str, Any]:
+    path = args.data_dir / "cluster.json"
+    if not path.exists():
+        raise ConfigurationError(f"no cluster.json in {args.data_dir}: pass --data-dir")
+    info: dict[str, Any] = json.loads(path.read_text())
+    return info
+
+
+def _planned(args: argparse.Namespace, settings: Settings) -> tuple[list[PlannedBatch], dict]:
+    sources = [x for x in (args.workload, args.trace, args.swf) if x is not None]
+    if len(sources) != 1:
+        raise ConfigurationError("give one of WORKLOAD, --trace FILE, --swf FILE")
+    try:
+        if args.workload is not None:
+            workload = read_workload(args.workload)
+            return plan(workload), {p.name: p.share for p in workload.projects}
+        if args.trace is not None:
+            header, records = read_records(args.trace)
+            return [_replayed(sim_batch(r)) for r in records], dict(header.shares or {})
+        device_type = args.device_type or next(iter(settings.qpus))
+        return [_replayed(b) for b in read_swf(args.swf, device_type)], {}
+    except (OSError, TraceError, WorkloadError) as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def _replayed(batch: SimBatch) -> PlannedBatch:
+    """A trace's batch as a plan: a closed batch sends its jobs at once, an open one each job
+    as a round after its think time; each job asks for its recorded QPU seconds."""
+    jobs = [PlannedJob(j.runs, 2, 200, qpu_s=j.qpu_s) for j in batch.jobs]
+    rounds = (tuple(jobs),) if not batch.open else tuple((j,) for j in jobs)
+    think = tuple(j.think_s for j in batch.jobs[1:]) if batch.open else ()
+    return PlannedBatch(batch.id, batch.submit_s, batch.project, batch.user, batch.priority,
+                        batch.device_type, rounds, think, None)  # fmt: skip
+
+
+def _provision(
+    accounts: Accounts, run_id: str, planned: list[PlannedBatch], shares: dict[str, float]
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """A project per workload project and a user with an API token per workload user, named
+    for this run; (user, project) -> (project id, token)."""
+    priorities = {p.project: p.priority for p in planned}
+    project_ids: dict[str, str] = {}
+    for name, priority in sorted(priorities.items()):
+        created = accounts.create_project(f"load-{run_id}-{name}", priority)
+        if shares.get(name, 1.0) != 1.0:
+            accounts.update_project(created.id, [], share=shares[name])
+        project_ids[name] = created.id
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    user_ids: dict[str, str] = {}
+    for user, name in sorted({(p.user, p.project) for p in planned}):
+        if user not in user_ids:
+            user_ids[user] = accounts.create_user(f"load-{run_id}-{user}")
+        accounts.add_member(project_ids[name], user_ids[user])
+        out[(user, name)] = (project_ids[name], accounts.issue_token(user_ids[user]).token)
+    return out
+
+
+def _drive(
+    session: Session,
+    sdk: Any,
+    settings: Settings,
+    speedup: float,
+    start: float,
+    stop: threading.Event,
+    tally: Tally,
+) -> None:
+    """One planned batch, as its user's client would submit and follow it."""
+    p = session.planned
+    if stop.wait(max(0.0, start + p.submit_s / speedup - time.monotonic())):
+        return
+    sequence = _sequence(p.device_type, p.rounds[0][0].atoms, p.rounds[0][0].pulse_ns, settings)
+    try:
+        batch = sdk.create_batch(
+            sequence, _jobs(p.rounds[0], speedup), open=p.open, device_type=p.device_type
+        )
+        session.batch_id = batch.id
+        tally.add(submitted=1)
+        cancel_at = None
+        if p.cancel_after_s is not None:
+            cancel_at = time.monotonic() + p.cancel_after_s / speedup
+        for round_jobs, think in zip(p.rounds[1:], p.think_s, strict=True):
+            if not _await_round(sdk, batch.id, cancel_at, stop):
+                break
+            if stop.wait(think / speedup):
+                break
+            sdk.add_jobs(batch.id, _jobs(round_jobs, speedup))
+        if p.open:
+            sdk.close_batch(batch.id)  # also after Ctrl-C: an open batch must not squat
+        if cancel_at is not None and not stop.is_set():
+            stop.wait(max(0.0, cancel_at - time.monotonic()))
+            sdk.cancel_batch(batch.id)
+        tally.add(finished=1)
+    except Exception as exc:  # a client error is this session's, not the run's
+        session.error = f"{type(exc).__name__}: {exc}"
+        tally.add(errors=1)
+
+
+def _await_round(sdk: Any, batch_id: str, cancel_at: float | None, stop: threading.Event) -> bool:
+    """Waits until every job of the batch so far is finished (an optimiser needs the round's
+    results); False if the batch ended or the run stops first."""
+    while not stop.wait(POLL_S):
+        batch = sdk.get_batch(batch_id)
+        if batch.status in TERMINAL:
+            return False
+        if all(count == 0 for status, count in batch.jobs_count_per_status.items()
+               if status in ("PENDING", "RUNNING")):  # fmt: skip
+            return True
+        if cancel_at is not None and time.monotonic() >= cancel_at:
+            return False
+    return False
+
+
+def _jobs(jobs: tuple[PlannedJob, ...], speedup: float) -> list[dict[str, Any]]:
+    out = []
+    for job in jobs:
+        entry: dict[str, Any] = {"runs": job.runs}
+        if job.qpu_s is not None:  # for a synthetic device; Pulser ignores the variable
+            entry["variables"] = {QPU_SECONDS_VARIABLE: job.qpu_s / speedup}
+        out.append(entry)
+    return out
+
+
+_SEQUENCES: dict[tuple[str, int, int], str] = {}
+_SEQUENCES_LOCK = threading.Lock()
+
+
+def _sequence(device_type: str, atoms: int, pulse_ns: int, settings: Settings) -> str:
+    """A sequence of `atoms` atoms under a constant pulse of `pulse_ns`, for the device type
+    (the emulator's cost grows with both); built once per shape."""
+    key = (device_type, atoms, pulse_ns)
+    with _SEQUENCES_LOCK:
+        if key not in _SEQUENCES:
+            _SEQUENCES[key] = _build_sequence(device_type, atoms, pulse_ns, settings)
+        return _SEQUENCES[key]
+
+
+def _build_sequence(device_type: str, atoms: int, pulse_ns: int, settings: Settings) -> str:
+    from pulser import Pulse, Register, Sequence
+    from pulser.devices import MockDevice
+    from pulser.waveforms import ConstantWaveform
+
+    from core.devices import pulser_device
+
+    if device_type == DeviceType.FRESNEL:
+        device = pulser_device(DeviceType.FRESNEL, settings)
+        layout = device.pre_calibrated_layouts[0]  # type: ignore[attr-defined]
+        register = layout.define_register(*range(atoms), qubit_ids=[f"q{i}" for i in range(atoms)])
+    else:
+        device = MockDevice
+        register = Register.from_coordinates([(6.0 * i, 0.0) for i in range(atoms)], prefix="q")
+    sequence = Sequence(register, device)
+    sequence.declare_channel("rydberg", "rydberg_global")
+    sequence.add(Pulse.ConstantDetuning(ConstantWaveform(pulse_ns, 1.0), 0.0, 0.0), "rydberg")
+    sequence.measure("ground-rydberg")
+    return str(sequence.to_abstract_repr())
+
+
+def _progress(client: Any, settings: Settings, sessions: list[Session], tally: Tally,
+              start: float, planned_s: float, stop: threading.Event) -> None:  # fmt: skip
+    while not stop.wait(1.0):
+        _progress_line(client, settings, sessions, tally, start, planned_s)
+
+
+def _progress_line(client: Any, settings: Settings, sessions: list[Session], tally: Tally,
+                   start: float, planned_s: float) -> None:  # fmt: skip
+    """submitted / running / done / errors, QPU busy %, elapsed vs planned, on one line."""
+    keys = Keys(settings.namespace)
+    ids = [s.batch_id for s in sessions if s.batch_id]
+    pipe = client.pipeline(transaction=False)
+    for batch_id in ids:
+        pipe.hget(keys.batch(batch_id), "status")
+    statuses = pipe.execute() if ids else []
+    qpus = [f"{t}-{i}" for t, n in settings.qpus.items() for i in range(n)]
+    for qpu in qpus:
+        pipe.exists(keys.qpu_lease(qpu))
+    busy = sum(pipe.execute()) if qpus else 0
+    running = statuses.count("RUNNING")
+    done = sum(1 for s in statuses if s in TERMINAL)
+    sys.stderr.write(
+        f"\rsubmitted {tally.submitted}/{len(sessions)}  running {running}  done {done}  "
+        f"errors {tally.errors}  QPU busy {100 * busy / max(1, len(qpus)):.0f}%  "
+        f"elapsed {time.monotonic() - start:.0f}/{planned_s:.0f} s  "
+    )
+    sys.stderr.flush()
+
+
+def _write_trace(path: Path, store: Store, sessions: list[Session], settings: Settings,
+                 shares: dict[str, float], origin_us: int) -> None:  # fmt: skip
+    """What happened to every submitted batch, once they are all finished (bounded wait)."""
+    ids = [s.batch_id for s in sessions if s.batch_id]
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        batches = store.get_batches(ids)
+        if all(b.status.value in TERMINAL for b in batches):
+            break
+        time.sleep(0.5)
+    names = {s.batch_id: s.planned for s in sessions if s.batch_id}
+    records = []
+    for batch in store.get_batches(ids):
+        record = trace_record(batch, store.batch_jobs(batch.id), origin_us)
+        planned = names[batch.id]
+        # The workload's own names: a replay or a report reads its projects and users.
+        records.append(record.model_copy(update={"id": planned.id, "project": planned.project,
+                                                 "user": planned.user}))  # fmt: skip
+    header = TraceHeader(source="load", policy=settings.policy, qpus=dict(settings.qpus),
+                         shares=shares, origin_s=origin_us / 1_000_000)  # fmt: skip
+    write_trace(path, header, records)

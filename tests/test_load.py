@@ -1,0 +1,144 @@
+"""`tweezer load` against a real cluster with synthetic devices: a workload through the SDK,
+its open-batch loops waiting for their results, the recorded trace, its replay in the
+simulator, and Ctrl-C closing open batches. And workload files planned the same every time."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.accounts import Accounts
+from core.store import BatchQuery, Page
+from scheduler.traces import read_records
+from scheduler.workload import WorkloadError, plan, read_workload
+from tests.helpers import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+WORKLOAD = """\
+name: test
+seed: 3
+duration_s: 30
+projects:
+  - name: loops
+    share: 2
+    users: [ada, bo]
+    arrivals: {bursts: [{at_s: 0, batches: 2}]}
+    jobs: {min: 1, max: 2}
+    runs: {choices: [20]}
+    open_fraction: 1
+    rounds: {min: 3, max: 3}
+    think_s: {min: 4, max: 4}
+  - name: batchers
+    priority: LOW
+    users: [cy]
+    arrivals: {bursts: [{at_s: 0, batches: 3}, {at_s: 10, batches: 2}]}
+    jobs: {min: 2, max: 3}
+    runs: {min: 10, max: 30}
+"""
+
+
+@pytest.fixture(scope="module")
+def synthetic(start_cluster, tmp_path_factory):
+    """A cluster whose device is synthetic, and a data dir that names it (cluster.json)."""
+    cluster = start_cluster(qpus={"EMU_FREE": 1}, synthetic_devices=True, forecast_interval_s=1.0)
+    data_dir = tmp_path_factory.mktemp("load")
+    info = {
+        "core_url": cluster.core_url,
+        "account_url": cluster.account_url,
+        "redis_url": cluster.settings.redis_url,
+        "namespace": cluster.settings.namespace,
+        "qpus": cluster.settings.qpus,
+        "policy": cluster.settings.policy,
+    }
+    (data_dir / "cluster.json").write_text(json.dumps(info))
+    return cluster, data_dir
+
+
+def load(data_dir: Path, *args: str, **popen) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "cli.main", "load", *args, "--data-dir", str(data_dir)]
+    return subprocess.Popen(argv, cwd=ROOT, text=True, **popen)
+
+
+def test_a_workload_file_is_planned_the_same_every_time(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text(WORKLOAD)
+    first, again = plan(read_workload(path)), plan(read_workload(path))
+    assert first == again and len(first) == 7
+    assert sum(b.open for b in first) == 2 and all(len(b.rounds) == 3 for b in first if b.open)
+    path.write_text(WORKLOAD.replace("seed: 3", "seed: 4"))
+    assert plan(read_workload(path)) != first
+    path.write_text(WORKLOAD.replace("runs: {choices: [20]}", "runs: {min: 5}"))
+    with pytest.raises(WorkloadError, match="give either min and max, or choices"):
+        read_workload(path)
+
+
+def test_a_workload_through_the_sdk_is_recorded_and_replays_in_the_simulator(synthetic, tmp_path):
+    _, data_dir = synthetic
+    workload = tmp_path / "w.yaml"
+    workload.write_text(WORKLOAD)
+    trace = tmp_path / "run.jsonl"
+    done = load(data_dir, str(workload), "--speedup", "10", "--out", str(trace),
+                stderr=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    _, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err
+    assert "submitted 7/7" in err and "errors 0" in err  # the progress line
+
+    header, records = read_records(trace)
+    assert header.source == "load" and header.shares == {"loops": 2.0, "batchers": 1.0}
+    assert len(records) == 7 and {r.status for r in records} == {"DONE"}
+    for r in records:
+        assert r.submit_s <= r.start_s <= r.end_s
+    loops = [r for r in records if r.project == "loops"]
+    assert len(loops) == 2 and all(r.open for r in loops)
+    for r in loops:
+        thinks = [j.think_s for j in r.jobs if j.think_s > 0]
+        # Two rounds after the first, each added 4 s / 10 after the last results came in.
+        assert len(thinks) == 2 and all(t >= 0.4 for t in thinks), r.jobs
+
+    # The simulator, given what happened, starts the batches in the same order.
+    sim = tmp_path / "sim"
+    argv = [sys.executable, "-m", "cli.main", "simulate", "--trace", str(trace), "--out", str(sim)]
+    subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
+    with (sim / "batches.csv").open() as handle:
+        simulated = [row["id"] for row in sorted(csv.DictReader(handle),
+                                                 key=lambda r: float(r["start_s"]))]  # fmt: skip
+    recorded = [r.id for r in sorted(records, key=lambda r: r.start_s)]
+    agreement = sum(a == b for a, b in zip(simulated, recorded, strict=True)) / len(recorded)
+    print(f"start order agreement, load vs simulate of its trace: {agreement:.0%}")
+    assert simulated == recorded
+
+
+def test_ctrl_c_stops_submitting_and_closes_open_batches(synthetic, tmp_path):
+    cluster, data_dir = synthetic
+    workload = tmp_path / "long.yaml"
+    workload.write_text(
+        WORKLOAD.replace("duration_s: 30", "duration_s: 600").replace(
+            "think_s: {min: 4, max: 4}", "think_s: {min: 300, max: 300}"
+        )
+    )
+    trace = tmp_path / "stopped.jsonl"
+    running = load(data_dir, str(workload), "--out", str(trace),
+                   stderr=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    accounts = Accounts(cluster.client, cluster.settings.namespace)
+
+    def mine() -> list:
+        projects = [p.id for p in accounts.projects() if p.name.endswith("-loops")]
+        query = BatchQuery(project_id=projects)
+        return cluster.store.query_batches(query, Page(limit=100))[1] if projects else []
+
+    # The loops' first rounds are in and they are thinking (300 s): interrupt the run.
+    wait_for(lambda: len(mine()) >= 2 and all(b.jobs_count >= 1 for b in mine()), timeout_s=60)
+    time.sleep(1.0)
+    running.send_signal(signal.SIGINT)
+    _, err = running.communicate(timeout=120)
+    assert running.returncode == 130, err
+    assert all(not b.open for b in mine())  # closed, not left holding the QPU
+    assert trace.exists() and len(read_records(trace)[1]) >= 2

@@ -19,15 +19,15 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from cli.admin import add_cluster_options, cluster_settings
 from cli.demo import sdk_client
 from core.accounts import Accounts
-from core.costs import QPU_SECONDS_VARIABLE
-from core.device_types import DeviceType
+from core.costs import QPU_SECONDS_VARIABLE, Costs
+from core.device_types import KIND, DeviceType
 from core.errors import ConfigurationError
 from core.keys import Keys
 from core.redis_client import connect
@@ -60,7 +60,8 @@ def add_load_command(commands: argparse._SubParsersAction) -> None:
     load.add_argument("--device-type", help="device type of an SWF file's batches")
     load.add_argument(
         "--speedup", type=float, default=1.0, metavar="X",
-        help="divide the workload's times (arrivals, think times, QPU seconds) by X",
+        help="divide the workload's times by X: arrivals, think times, and the QPU seconds "
+        "it asks of a synthetic device (tweezer up --synthetic-devices)",
     )  # fmt: skip
     load.add_argument(
         "--clients", type=int, default=32, metavar="N", help="client sessions at once (32)"
@@ -100,6 +101,7 @@ def run_load(args: argparse.Namespace) -> int:
     if not planned:
         raise ConfigurationError("the workload plans no batch")
     client = connect(settings)
+    planned = _with_qpu_seconds(planned, Costs(client, settings))
     run_id = secrets.token_hex(3)
     accounts = _provision(Accounts(client, settings.namespace), run_id, planned, shares)
     stop = threading.Event()
@@ -165,6 +167,27 @@ def _replayed(batch: SimBatch) -> PlannedBatch:
     think = tuple(j.think_s for j in batch.jobs[1:]) if batch.open else ()
     return PlannedBatch(batch.id, batch.submit_s, batch.project, batch.user, batch.priority,
                         batch.device_type, rounds, think, None)  # fmt: skip
+
+
+def _with_qpu_seconds(planned: list[PlannedBatch], costs: Costs) -> list[PlannedBatch]:
+    """Each job that does not say its QPU seconds (a workload's) asks for its predicted time,
+    as the cluster's cost model predicts it (core/costs.py): a synthetic device then takes
+    that long, divided by --speedup like every other time of the workload."""
+    models = {t: costs.model(t, KIND[DeviceType(t)]) for t in {p.device_type for p in planned}}
+    out = []
+    for p in planned:
+        model = models[p.device_type]
+        rounds = tuple(
+            tuple(
+                job
+                if job.qpu_s is not None
+                else replace(job, qpu_s=model.job_seconds(job.atoms, job.pulse_ns, job.runs))
+                for job in jobs
+            )
+            for jobs in p.rounds
+        )
+        out.append(replace(p, rounds=rounds))
+    return out
 
 
 def _provision(

@@ -7,6 +7,8 @@
             host beside the same on this host, and Redis's CPU and commands per job
   simulate  a 100,000-job SWF trace through each built-in policy (bench/simulate.py), beside
             the time the trace spans
+  ceiling   jobs/s and batches/s on a synthetic device (bench/ceiling.py), beside bare Celery's
+            no-op tasks/s on the same machine and Redis durability
 
 `make bench ARGS=--save` records the figures as the new baseline.
 """
@@ -28,7 +30,7 @@ from typing import Any
 import psutil
 import requests
 
-from bench import simulate, spread
+from bench import ceiling, simulate, spread
 from cli.cluster import Cluster, bootstrap, secret
 from cli.demo import guide_sequence
 from cli.redis_server import RedisServer, free_port
@@ -65,10 +67,13 @@ def main() -> None:
             figures.update(peak_memory(c))
     figures.update(spread.measure())
     simulated = simulate.measure()
+    limits = ceiling.measure()
     show(figures)
     show_spread(figures)
     simulate.show(simulated)
+    ceiling.show(limits)
     figures.update(simulated)
+    figures.update(limits)
     if args.save:
         BASELINE.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"baseline saved to {BASELINE}")

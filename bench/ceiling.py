@@ -17,7 +17,7 @@ import redis
 from bench.spread import _finish
 from cli.cluster import Cluster, bootstrap, secret
 from cli.redis_server import RedisServer, free_port
-from core.costs import QPU_SECONDS_VARIABLE
+from core.hints import QPU_SECONDS_VARIABLE
 from core.settings import Settings
 from tests import sequences
 

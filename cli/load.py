@@ -26,9 +26,10 @@ from typing import Any
 from cli.admin import add_cluster_options, cluster_settings
 from cli.demo import sdk_client
 from core.accounts import Accounts
-from core.costs import QPU_SECONDS_VARIABLE, Costs
+from core.costs import Costs
 from core.device_types import KIND, DeviceType
 from core.errors import ConfigurationError
+from core.hints import QPU_SECONDS_VARIABLE, SEED_VARIABLE
 from core.keys import Keys
 from core.redis_client import connect
 from core.settings import Settings
@@ -40,6 +41,7 @@ from scheduler.workload import (
     PlannedBatch,
     PlannedJob,
     WorkloadError,
+    job_seed,
     plan,
     read_workload,
 )
@@ -162,7 +164,10 @@ def _planned(args: argparse.Namespace, settings: Settings) -> tuple[list[Planned
 def _replayed(batch: SimBatch) -> PlannedBatch:
     """A trace's batch as a plan: a closed batch sends its jobs at once, an open one each job
     as a round after its think time; each job asks for its recorded QPU seconds."""
-    jobs = [PlannedJob(j.runs, 2, 200, qpu_s=j.qpu_s) for j in batch.jobs]
+    jobs = [
+        PlannedJob(j.runs, 2, 200, qpu_s=j.qpu_s, seed=job_seed(0, batch.id, i))
+        for i, j in enumerate(batch.jobs)
+    ]
     rounds = (tuple(jobs),) if not batch.open else tuple((j,) for j in jobs)
     think = tuple(j.think_s for j in batch.jobs[1:]) if batch.open else ()
     return PlannedBatch(batch.id, batch.submit_s, batch.project, batch.user, batch.priority,
@@ -268,12 +273,14 @@ def _await_round(sdk: Any, batch_id: str, cancel_at: float | None, stop: threadi
 
 
 def _jobs(jobs: tuple[PlannedJob, ...], speedup: float) -> list[dict[str, Any]]:
+    """The SDK's job dicts, with the hints Pulser ignores (core/hints.py): the QPU seconds a
+    synthetic device takes, and the seed of the job's shots."""
     out = []
     for job in jobs:
-        entry: dict[str, Any] = {"runs": job.runs}
-        if job.qpu_s is not None:  # for a synthetic device; Pulser ignores the variable
-            entry["variables"] = {QPU_SECONDS_VARIABLE: job.qpu_s / speedup}
-        out.append(entry)
+        hints: dict[str, Any] = {SEED_VARIABLE: job.seed}
+        if job.qpu_s is not None:
+            hints[QPU_SECONDS_VARIABLE] = job.qpu_s / speedup
+        out.append({"runs": job.runs, "variables": hints})
     return out
 
 

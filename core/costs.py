@@ -24,10 +24,6 @@ from core.device_types import DeviceKind
 from core.keys import Keys
 from core.settings import Settings
 
-#: The job variable in which a load test gives a job's QPU seconds to a synthetic device
-#: (`tweezer up --synthetic-devices`). Pulser ignores it: no sequence declares it.
-QPU_SECONDS_VARIABLE = "tweezer_qpu_s"
-
 
 def emulator_default(atoms: int) -> float:
     """Seconds per job per (1 + µs of pulse) before the cluster measured any: QuTiP's state

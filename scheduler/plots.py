@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 
 import matplotlib.pyplot as plt
 
-from scheduler.report import TAU_S
+from scheduler.report import TAU_S, jain
 from scheduler.runs import Run, segments
 
 #: Time bins of the over-time plots.
@@ -149,3 +149,6 @@ def _fair_share(ax: Any, run: Run) -> None:
     ax.set_xticks(list(xs), projects, rotation=45, fontsize=7)
     ax.set_ylabel("fraction")
     ax.legend(fontsize=7)
+    per_share = [time_of.get(p, 0.0) / shares.get(p, 1.0) for p in projects]
+    ax.text(0.02, 0.95, f"Jain's index {jain(per_share):.3f}", transform=ax.transAxes,
+            fontsize=8, va="top")  # fmt: skip

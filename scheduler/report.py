@@ -82,7 +82,7 @@ def summary(
             },
             "bounded_slowdown": {"tau_s": TAU_S, **_spread(_slowdown(o) for o in outcomes)},
             "fairness": {
-                "jain_index": _jain([qpu_time.get(p, 0.0) / shares.get(p, 1.0) for p in projects]),
+                "jain_index": jain([qpu_time.get(p, 0.0) / shares.get(p, 1.0) for p in projects]),
                 "qpu_s_by_project": {p: qpu_time.get(p, 0.0) for p in projects},
                 "shares": {p: shares.get(p, 1.0) for p in projects},
             },
@@ -136,7 +136,7 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
-def _jain(values: Sequence[float]) -> float:
+def jain(values: Sequence[float]) -> float:
     """(sum x)^2 / (n * sum x^2): 1 when every project got QPU time in proportion to its share,
     1/n when one got it all."""
     squares = math.fsum(v * v for v in values)

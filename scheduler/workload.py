@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -139,6 +139,8 @@ class PlannedJob:
     pulse_ns: int
     #: Its QPU seconds when known (a replayed trace): given to a synthetic device.
     qpu_s: float | None = None
+    #: The seed of its shots (core/hints.py): the same workload gives the same counts.
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -177,12 +179,14 @@ def plan(workload: Workload) -> list[PlannedBatch]:
                 times.append(t)
                 t += rng.expovariate(project.arrivals.per_hour / 3600)
         for n, submit in enumerate(sorted(t for t in times if t < workload.duration_s)):
-            batches.append(_batch(project, rng, f"{project.name}-{n:05}", submit))
+            batches.append(_batch(project, rng, f"{project.name}-{n:05}", submit, workload.seed))
     batches.sort(key=lambda b: (b.submit_s, b.id))
     return batches
 
 
-def _batch(project: ProjectSpec, rng: random.Random, id_: str, submit: float) -> PlannedBatch:
+def _batch(
+    project: ProjectSpec, rng: random.Random, id_: str, submit: float, seed: int
+) -> PlannedBatch:
     opened = rng.random() < project.open_fraction
     atoms, pulse_ns = project.atoms.draw(rng), project.pulse_ns.draw(rng)
     rounds = tuple(
@@ -191,6 +195,11 @@ def _batch(project: ProjectSpec, rng: random.Random, id_: str, submit: float) ->
             for _ in range(max(1, project.jobs.draw(rng)))
         )
         for _ in range(max(1, project.rounds.draw(rng)) if opened else 1)
+    )
+    numbered = iter(range(10**9))
+    rounds = tuple(
+        tuple(replace(job, seed=job_seed(seed, id_, next(numbered))) for job in jobs)
+        for jobs in rounds
     )
     think = tuple(project.think_s.draw(rng) for _ in rounds[1:])
     cancel = project.cancel_after_s.draw(rng) if rng.random() < project.cancel_fraction else None
@@ -209,6 +218,12 @@ def _batch(project: ProjectSpec, rng: random.Random, id_: str, submit: float) ->
 
 def _seed(seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "big")
+
+
+def job_seed(seed: int, batch_id: str, index: int) -> int:
+    """The seed of a planned job's shots: from the workload's seed and the job's place in it
+    (the cluster's own job ids differ from one run to the next)."""
+    return _seed(seed, f"{batch_id}/{index}") % 2**31
 
 
 def sim_batches(planned: list[PlannedBatch], costs: dict[str, CostModel]) -> list[SimBatch]:

@@ -58,3 +58,14 @@ def test_mappable_register_is_built_with_the_chosen_traps():
 def test_unbuildable_job_raises():
     with pytest.raises(TypeError, match="omega_max"):
         run_emulation(sequences.parametrized(), {}, 5, EmulationOptions())
+
+
+def test_a_seed_gives_the_same_shots_and_another_seed_others():
+    """A load test's `tweezer_seed` (core/hints.py) makes a replay's counts the same."""
+    sequence, variables = sequences.parametrized(), {"omega_max": 6, "tweezer_seed": 1}
+
+    def shots(seed: int) -> list[str]:
+        return run_emulation(sequence, variables, 200, EmulationOptions(), seed)["raw"]
+
+    assert shots(7) == shots(7)
+    assert shots(7) != shots(8)

@@ -72,6 +72,8 @@ def test_a_workload_file_is_planned_the_same_every_time(tmp_path):
     path.write_text(WORKLOAD)
     first, again = plan(read_workload(path)), plan(read_workload(path))
     assert first == again and len(first) == 7
+    seeds = [job.seed for batch in first for jobs in batch.rounds for job in jobs]
+    assert len(set(seeds)) == len(seeds)  # each job's shots have a seed of their own
     assert sum(b.open for b in first) == 2 and all(len(b.rounds) == 3 for b in first if b.open)
     path.write_text(WORKLOAD.replace("seed: 3", "seed: 4"))
     assert plan(read_workload(path)) != first

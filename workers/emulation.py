@@ -46,6 +46,9 @@ def run_emulation(
     sequence = job_sequence(sequence_json, variables)
 
     config = _emulation_config(options, runs)
+    if seed is not None:
+        # Pulser samples shots (and SPAM flips) from numpy's global generator.
+        np.random.seed(seed % 2**32)
     with warnings.catch_warnings():
         # QuTiP and Pulser warn about solver details; they are not the user's business here.
         warnings.simplefilter("ignore")

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from core.device_types import KIND, DeviceKind, DeviceType, device_type_of_qpu
 from core.execution import JobInputs
+from core.hints import SEED_VARIABLE
 from core.settings import Settings
 from workers.emulation import EmulationOptions, run_emulation
 
@@ -27,7 +28,9 @@ class Emulator:
             backend_configuration=inputs.backend_configuration,
             with_noise=bool((inputs.configuration or {}).get("with_noise", False)),
         )
-        return run_emulation(inputs.sequence, inputs.variables, inputs.runs, options)
+        seed = (inputs.variables or {}).get(SEED_VARIABLE)
+        seed = seed if isinstance(seed, int) else None  # a load test's (core/hints.py)
+        return run_emulation(inputs.sequence, inputs.variables, inputs.runs, options, seed)
 
     def abort(self) -> None:
         """An emulation cannot be interrupted; a cancelled job's result is refused at commit."""

@@ -1,6 +1,7 @@
 """A synthetic device (`tweezer up --synthetic-devices`): each job takes exactly the QPU seconds
 its load test gives it (the job variable `tweezer_qpu_s`, core/costs.py), else its predicted
-time, and returns bitstrings drawn from a generator seeded by the job id. No QuTiP: a replayed
+time, and returns bitstrings drawn from a generator seeded by the job's `tweezer_seed`
+(else its id). No QuTiP: a replayed
 trace keeps its timing, and thousands of jobs a minute exercise the API, the store, the
 scheduler and the workers rather than the emulator.
 """
@@ -13,8 +14,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from core.costs import QPU_SECONDS_VARIABLE
 from core.execution import JobInputs
+from core.hints import QPU_SECONDS_VARIABLE, SEED_VARIABLE
 from workers.drivers import Aborted
 
 #: Progress is reported (and an abort noticed) at least this often.
@@ -43,7 +44,8 @@ class SyntheticDevice:
                 raise Aborted("aborted by the synthetic device")
             elapsed += step
             progress(int(inputs.runs * elapsed / total))
-        rng = random.Random(inputs.job_id)
+        seed = (inputs.variables or {}).get(SEED_VARIABLE)
+        rng = random.Random(seed if isinstance(seed, int) else inputs.job_id)
         bits = max(1, inputs.atoms)
         shots = ["".join(rng.choice("01") for _ in range(bits)) for _ in range(inputs.runs)]
         return {"counter": dict(Counter(shots)), "raw": shots}

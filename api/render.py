@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.records import Batch, Job
-from core.status import BatchStatus, DeviceStatus
+from core.status import BatchStatus, DeviceStatus, JobStatus
 from core.timefmt import to_iso
 
 #: Above this many jobs a batch response embeds none, and the SDK pages through GET /jobs
@@ -90,7 +90,7 @@ def job_json(job: Job, with_sequence: bool = False) -> dict[str, Any]:
         "parent_id": job.parent_id,
         # Not in the SDK's model (it keeps extra fields): shots done while the job runs, and
         # what the API noted at submission without refusing the job.
-        "progress": job.runs if job.status == "DONE" else job.progress,
+        "progress": job.runs if job.status is JobStatus.DONE else job.progress,
         "warnings": job.warnings,
     }
     if with_sequence:

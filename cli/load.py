@@ -33,6 +33,12 @@ from core.hints import QPU_SECONDS_VARIABLE, SEED_VARIABLE
 from core.keys import Keys
 from core.redis_client import connect
 from core.settings import Settings
+from core.status import (
+    TERMINAL_BATCH_STATUSES,
+    TERMINAL_JOB_STATUSES,
+    BatchStatus,
+    JobStatus,
+)
 from core.store import Store
 from scheduler.export import trace_record
 from scheduler.simulator import SimBatch
@@ -48,7 +54,8 @@ from scheduler.workload import (
 
 #: How often a session looks at its batch while it waits for a round's results.
 POLL_S = 0.2
-TERMINAL = {"DONE", "ERROR", "CANCELED", "TIMED_OUT"}
+TERMINAL = {status.value for status in TERMINAL_BATCH_STATUSES}
+ACTIVE_JOB = {status.value for status in JobStatus if status not in TERMINAL_JOB_STATUSES}
 
 
 def add_load_command(commands: argparse._SubParsersAction) -> None:
@@ -106,9 +113,14 @@ def run_load(args: argparse.Namespace) -> int:
     planned = _with_qpu_seconds(planned, Costs(client, settings))
     run_id = secrets.token_hex(3)
     accounts = _provision(Accounts(client, settings.namespace), run_id, planned, shares)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop, interrupted = threading.Event(), threading.Event()
+
+    def interrupt(*_: object) -> None:
+        interrupted.set()
+        stop.set()
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     tally = Tally()
     sessions = [Session(p) for p in planned]
     sdks = {key: sdk_client(info["core_url"], info["account_url"], a[0], a[1])
@@ -133,7 +145,11 @@ def run_load(args: argparse.Namespace) -> int:
         _write_trace(args.out, Store(client, settings.namespace), sessions, settings, shares,
                      origin_us)  # fmt: skip
         print(f"trace of {tally.submitted} batch(es) -> {args.out}")
-    return 130 if stop.is_set() and tally.submitted < len(sessions) else 0
+    if tally.errors:
+        for session in sessions:
+            if session.error:
+                print(f"tweezer: {session.planned.id}: {session.error}", file=sys.stderr)
+    return 130 if interrupted.is_set() else 1 if tally.errors else 0
 
 
 def _cluster_info(args: argparse.Namespace) -> dict[str, Any]:
@@ -265,7 +281,7 @@ def _await_round(sdk: Any, batch_id: str, cancel_at: float | None, stop: threadi
         if batch.status in TERMINAL:
             return False
         if all(count == 0 for status, count in batch.jobs_count_per_status.items()
-               if status in ("PENDING", "RUNNING")):  # fmt: skip
+               if status in ACTIVE_JOB):  # fmt: skip
             return True
         if cancel_at is not None and time.monotonic() >= cancel_at:
             return False
@@ -338,7 +354,7 @@ def _progress_line(client: Any, settings: Settings, sessions: list[Session], tal
     for qpu in qpus:
         pipe.exists(keys.qpu_lease(qpu))
     busy = sum(pipe.execute()) if qpus else 0
-    running = statuses.count("RUNNING")
+    running = statuses.count(BatchStatus.RUNNING.value)
     done = sum(1 for s in statuses if s in TERMINAL)
     sys.stderr.write(
         f"\rsubmitted {tally.submitted}/{len(sessions)}  running {running}  done {done}  "

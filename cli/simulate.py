@@ -8,6 +8,7 @@ from pathlib import Path
 
 from core.errors import ConfigurationError
 from core.settings import parse_qpus
+from core.status import BatchStatus
 from scheduler.policies import DEFAULT_POLICY, load_policy
 from scheduler.report import batches_csv, summary, summary_json
 from scheduler.simulator import Simulation
@@ -105,7 +106,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     # The workload with what happened to it: `tweezer report` reads it beside recorded runs.
     ran = {o.batch.id: o for o in outcomes}
     header = TraceHeader(source="simulate", policy=policy.name, qpus=qpus, shares=shares)
-    records = (record_of(b, ran.get(b.id), "DONE" if b.id in ran else None) for b in batches)
+    done = BatchStatus.DONE.value
+    records = (record_of(b, ran.get(b.id), done if b.id in ran else None) for b in batches)
     write_trace(args.out / "trace.jsonl", header, records)
     print(
         f"{policy.name}: {data['batches']} batches on {sum(qpus.values())} QPU(s), makespan "

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 
 from core.priorities import Priority
 from core.records import Batch, Job
+from core.status import BatchStatus
 from core.store import BatchQuery, Page, Store
 from scheduler.traces import TraceBatch, TraceJob
 
@@ -100,7 +101,8 @@ def swf_lines(records: Iterable[TraceBatch], origin_s: float) -> Iterator[str]:
         user = users.setdefault(r.user, len(users) + 1)
         group = groups.setdefault(r.project, len(groups) + 1)
         wait = -1.0 if r.start_s is None else r.start_s - r.submit_s
-        status = 1 if r.status == "DONE" else 5 if r.status == "CANCELED" else 0
+        # SWF status: 1 completed, 5 cancelled, 0 failed.
+        status = {BatchStatus.DONE.value: 1, BatchStatus.CANCELED.value: 5}.get(r.status or "", 0)
         parts = [r.jobs] if not r.open else [[job] for job in r.jobs]
         previous = -1
         submit = r.submit_s

@@ -14,6 +14,7 @@ import redis
 
 from core.keys import Keys
 from core.priorities import PRIORITIES
+from core.status import BatchStatus
 from scheduler.policies import Holding, Snapshot, Waiting, decayed
 
 SECOND_US = 1_000_000
@@ -66,7 +67,7 @@ class SnapshotReader:
         holding = [
             Holding(batch_id, h[0], int(h[1]) / SECOND_US, float(h[3] or 0.0))
             for batch_id, h in zip(held, replies[len(replies) - len(held) :], strict=True)
-            if h[0] and h[1] and h[2] == "RUNNING"
+            if h[0] and h[1] and h[2] == BatchStatus.RUNNING
         ]
 
         for batch_id in queued:
@@ -95,7 +96,7 @@ class SnapshotReader:
                 predicted_qpu_s=float(row[6] or 0.0),
             )
             for batch_id, row in zip(queued, rows, strict=True)
-            if row[0] and row[8] == "PENDING"  # a batch granted meanwhile is no longer waiting
+            if row[0] and row[8] == BatchStatus.PENDING  # one granted meanwhile no longer waits
         ]
         waiting.sort(key=lambda w: (w.submitted_s, w.id))
         decayed_usage = {

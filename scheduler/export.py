@@ -49,9 +49,16 @@ def trace_record(batch: Batch, jobs: list[Job], origin_us: int) -> TraceBatch:
             think_s = max(0.0, (job.created_us - previous_end) / SECOND_US)
         trace_jobs.append(TraceJob(runs=max(1, job.runs), qpu_s=max(0.0, qpu_s), think_s=think_s))
         previous_end = job.end_us if job.end_us is not None else previous_end
+    submit_s = (batch.created_us - origin_us) / SECOND_US
+    # Creation times are the cluster's unique, increasing stamps, which a burst of jobs may
+    # push a millisecond ahead of the clock that stamps starts: never let a start precede them.
+    start_s = _relative(batch.start_us, origin_us)
+    start_s = None if start_s is None else max(start_s, submit_s)
+    end_s = _relative(batch.end_us, origin_us) if start_s is not None else None
+    end_s = None if end_s is None or start_s is None else max(end_s, start_s)
     return TraceBatch(
         id=batch.id,
-        submit_s=(batch.created_us - origin_us) / SECOND_US,
+        submit_s=submit_s,
         project=batch.project_id,
         user=batch.user_id,
         priority=Priority(batch.queue_priority),
@@ -59,8 +66,8 @@ def trace_record(batch: Batch, jobs: list[Job], origin_us: int) -> TraceBatch:
         open=batch.open or any(j.think_s > 0 for j in trace_jobs),
         # A trace line has at least one job: a batch that got none is one of no QPU time.
         jobs=trace_jobs or [TraceJob(runs=1, qpu_s=0.0)],
-        start_s=_relative(batch.start_us, origin_us),
-        end_s=_relative(batch.end_us, origin_us) if batch.start_us is not None else None,
+        start_s=start_s,
+        end_s=end_s,
         qpu=batch.qpu,
         status=batch.status.value,
     )

@@ -127,12 +127,15 @@ def test_ctrl_c_stops_submitting_and_closes_open_batches(synthetic, tmp_path):
         )
     )
     trace = tmp_path / "stopped.jsonl"
+    accounts = Accounts(cluster.client, cluster.settings.namespace)
+    earlier = {p.id for p in accounts.projects()}  # other runs' projects
     running = load(data_dir, str(workload), "--out", str(trace),
                    stderr=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
-    accounts = Accounts(cluster.client, cluster.settings.namespace)
 
     def mine() -> list:
-        projects = [p.id for p in accounts.projects() if p.name.endswith("-loops")]
+        projects = [
+            p.id for p in accounts.projects() if p.name.endswith("-loops") and p.id not in earlier
+        ]
         query = BatchQuery(project_id=projects)
         return cluster.store.query_batches(query, Page(limit=100))[1] if projects else []
 

@@ -3,9 +3,11 @@ last week under another policy, in `tweezer simulate` or against a cluster.
 
 Each batch becomes a trace line: when it was submitted (seconds after the first batch
 exported; the header keeps that origin), who submitted it, its priority and device type,
-open or not, and its jobs: their shots, the QPU seconds each took (from its start to its end;
-0 for a job that never ran) and, in an open batch, how long after the previous job's end it
-was added (its think time). What happened (start, end, QPU, status) comes along.
+open or not, and its jobs: their shots, their QPU seconds and, in an open batch, how long after
+the previous job's end each was added (its think time). A job's QPU seconds are its run time
+(0 for a job that never ran) scaled so that the batch's jobs and think times add up to the time
+it held its QPU: a replay keeps the batch's timing. What happened (start, end, QPU, status)
+comes along.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def trace_record(batch: Batch, jobs: list[Job], origin_us: int) -> TraceBatch:
             think_s = max(0.0, (job.created_us - previous_end) / SECOND_US)
         trace_jobs.append(TraceJob(runs=max(1, job.runs), qpu_s=max(0.0, qpu_s), think_s=think_s))
         previous_end = job.end_us if job.end_us is not None else previous_end
+    trace_jobs = _held(trace_jobs, batch)
     submit_s = (batch.created_us - origin_us) / SECOND_US
     # Creation times are the cluster's unique, increasing stamps, which a burst of jobs may
     # push a millisecond ahead of the clock that stamps starts: never let a start precede them.
@@ -71,6 +74,25 @@ def trace_record(batch: Batch, jobs: list[Job], origin_us: int) -> TraceBatch:
         qpu=batch.qpu,
         status=batch.status.value,
     )
+
+
+def _held(jobs: list[TraceJob], batch: Batch) -> list[TraceJob]:
+    """The jobs' QPU seconds scaled so that, with the think times, they add up to the time the
+    batch held its QPU (start to end): what the simulator and fair share count. The runs alone
+    leave out what the platform spends between them (dispatch, claim, commit), which a replay
+    must keep to keep the timing."""
+    if batch.start_us is None or batch.end_us is None or not jobs:
+        return jobs
+    computing = (batch.end_us - batch.start_us) / SECOND_US - sum(j.think_s for j in jobs)
+    ran = sum(j.qpu_s or 0.0 for j in jobs)
+    if computing <= 0:
+        return jobs
+    return [
+        j.model_copy(
+            update={"qpu_s": (j.qpu_s or 0.0) * computing / ran if ran else computing / len(jobs)}
+        )  # fmt: skip
+        for j in jobs
+    ]
 
 
 #: The jobs of the request that creates a batch get its creation time + 1 µs each

@@ -87,10 +87,9 @@ def _held(jobs: list[TraceJob], batch: Batch) -> list[TraceJob]:
     ran = sum(j.qpu_s or 0.0 for j in jobs)
     if computing <= 0:
         return jobs
+    scale = computing / ran if ran else 0.0
     return [
-        j.model_copy(
-            update={"qpu_s": (j.qpu_s or 0.0) * computing / ran if ran else computing / len(jobs)}
-        )  # fmt: skip
+        j.model_copy(update={"qpu_s": (j.qpu_s or 0.0) * scale if ran else computing / len(jobs)})
         for j in jobs
     ]
 

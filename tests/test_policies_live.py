@@ -6,7 +6,10 @@ SDK shows for the waiting batches name that order."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import datetime
 
@@ -47,11 +50,31 @@ def _ts(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-@pytest.mark.parametrize("policy", EXPECTED)
-def test_a_queue_starts_in_the_policys_order_as_the_simulator_says(start_cluster, policy):
-    cluster = start_cluster(
-        qpus={"FRESNEL": 1}, policy=policy, bridge_speedup=50.0, forecast_interval_s=0.5
+@pytest.fixture(scope="module")
+def fresnel(start_cluster):
+    """One FRESNEL cluster for every policy: each test gives it a scheduler of its own."""
+    return start_cluster(qpus={"FRESNEL": 1}, bridge_speedup=50.0, forecast_interval_s=0.5)
+
+
+def use_policy(cluster, policy: str) -> None:
+    """Replaces the cluster's scheduler with `tweezer scheduler` under `policy` (as a cluster
+    restarted with TWEEZER_POLICY would run it); the cluster stops it with the others."""
+    child = cluster.cluster.child("scheduler")
+    child.process.terminate()
+    child.process.wait(30)
+    settings = cluster.settings.replace(policy=policy)
+    child.process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "scheduler"],
+        env={**os.environ, **settings.to_env()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+
+
+@pytest.mark.parametrize("policy", EXPECTED)
+def test_a_queue_starts_in_the_policys_order_as_the_simulator_says(fresnel, policy):
+    cluster = fresnel
+    use_policy(cluster, policy)
     device = device_registry(cluster.settings)["FRESNEL"].pulser_device
     sequence = sequences.fresnel(device).to_abstract_repr()
     projects: dict[str, object] = {}

@@ -65,15 +65,16 @@ class Reply(StrEnum):
     LIMITED = "limited"
 
 
-def lua_replies() -> str:
-    """`R.OK`, `R.CREATED`, ... for the Lua prelude (core/scripts.py)."""
-    inner = ", ".join(f"{code.name} = '{code.value}'" for code in Reply)
-    return f"local R = {{{inner}}}\n"
-
-
 #: What a script aborts with when a status move is not in the transition table; the Lua side
 #: raises it through `raise_transition` in _lib.lua.
 TRANSITION_ERROR_PREFIX = "TWEEZER " + Reply.INVALID_TRANSITION
+
+
+def lua_replies() -> str:
+    """`R.OK`, `R.CREATED`, ... and TRANSITION_ERROR_PREFIX for the Lua prelude
+    (core/scripts.py)."""
+    inner = ", ".join(f"{code.name} = '{code.value}'" for code in Reply)
+    return f"local R = {{{inner}}}\nlocal TRANSITION_ERROR_PREFIX = '{TRANSITION_ERROR_PREFIX}'\n"
 
 
 def transition_error(message: str) -> InvalidTransition | None:

@@ -74,8 +74,8 @@ end
 -- callers check a record's status before they move it, so this guards against a bug, and it
 -- comes before any write of the move.
 local function raise_transition(entity, id, from, to)
-  error({err = 'TWEEZER ' .. R.INVALID_TRANSITION .. ' ' .. entity .. ' ' .. id .. ' '
-    .. tostring(from) .. ' ' .. to})
+  error({err = TRANSITION_ERROR_PREFIX .. ' ' .. entity .. ' ' .. id .. ' ' .. tostring(from)
+    .. ' ' .. to})
 end
 
 local function set_job_status(job_id, batch_id, from, to, now)

@@ -27,6 +27,7 @@ from cli.admin import add_cluster_options, cluster_settings
 from cli.demo import sdk_client
 from core.accounts import Accounts
 from core.costs import Costs
+from core.device_status import DeviceStatuses
 from core.device_types import KIND, DeviceType
 from core.errors import ConfigurationError
 from core.hints import QPU_SECONDS_VARIABLE, SEED_VARIABLE
@@ -40,7 +41,8 @@ from core.status import (
     JobStatus,
 )
 from core.store import Store
-from scheduler.export import trace_record
+from core.timefmt import now_us
+from scheduler.export import down_intervals, trace_record
 from scheduler.simulator import SimBatch
 from scheduler.traces import TraceError, TraceHeader, read_records, read_swf, sim_batch, write_trace
 from scheduler.workload import (
@@ -382,6 +384,8 @@ def _write_trace(path: Path, store: Store, sessions: list[Session], settings: Se
         # The workload's own names: a replay or a report reads its projects and users.
         records.append(record.model_copy(update={"id": planned.id, "project": planned.project,
                                                  "user": planned.user}))  # fmt: skip
+    devices = DeviceStatuses(store.redis, settings.namespace)
+    down = down_intervals(devices, settings.qpus, origin_us, now_us())
     header = TraceHeader(source="load", policy=settings.policy, qpus=dict(settings.qpus),
-                         shares=shares, origin_s=origin_us / 1_000_000)  # fmt: skip
+                         shares=shares, origin_s=origin_us / 1_000_000, down=down)  # fmt: skip
     write_trace(path, header, records)

@@ -19,6 +19,7 @@ TABLE = (
     ("makespan (s)", ("makespan_s",)),
     ("QPU computing", ("utilisation", "computing")),
     ("QPU held idle", ("utilisation", "held_idle")),
+    ("QPU down", ("utilisation", "down")),
     ("QPU free", ("utilisation", "free")),
     ("wait p50 (s)", ("wait_s", "all", "p50")),
     ("wait p95 (s)", ("wait_s", "all", "p95")),
@@ -46,7 +47,9 @@ def run_report(args: argparse.Namespace) -> int:
         raise ConfigurationError(str(exc)) from None
     _unique_names(runs)
     summaries = {
-        run.name: summary(run.outcomes, run.batches, run.qpus, run.shares, run.policy)
+        run.name: summary(
+            run.outcomes, run.batches, run.qpus, run.shares, run.policy, run.header.down
+        )
         for run in runs
     }
     data = {"runs": summaries, "differences": differences(summaries)}

@@ -8,10 +8,17 @@ from itertools import chain
 
 from cli.admin import add_cluster_options, cluster_settings
 from core.accounts import Accounts
+from core.device_status import DeviceStatuses
 from core.redis_client import connect
 from core.store import Store
-from core.timefmt import parse_iso
-from scheduler.export import SECOND_US, stored_batches, swf_lines, trace_record
+from core.timefmt import now_us, parse_iso
+from scheduler.export import (
+    SECOND_US,
+    down_intervals,
+    stored_batches,
+    swf_lines,
+    trace_record,
+)
 from scheduler.traces import TraceHeader, trace_lines
 
 
@@ -52,6 +59,9 @@ def run_trace_command(args: argparse.Namespace) -> int:
             qpus=dict(settings.qpus),
             shares=shares,
             origin_s=origin / SECOND_US,
+            down=down_intervals(
+                DeviceStatuses(client, settings.namespace), settings.qpus, origin, now_us()
+            ),
         )
         lines = trace_lines(header, records)
     for line in lines:

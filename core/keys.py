@@ -59,6 +59,9 @@ Devices
   device:{type}                   hash    status (DeviceStatus; absent = UP), reason, updated_us
   device:{type}:calibrations      zset    calibration windows "start_us:end_us", by start
                                           (calibration_window() below)
+  device:{type}:history           zset    "at_us:STATUS" of each status set and
+                                          "start_us:<window>" of each calibration window, by
+                                          time (the newest 10,000): when it was out of service
 
 Accounts
   token:{sha256 of token}         hash    user_id, token_id, expires_us of an API token (only its
@@ -125,6 +128,7 @@ _PATTERNS: dict[str, str] = {
     "idempotency": "idempotency:{0}:{1}",
     "device": "device:{0}",
     "device_calibrations": "device:{0}:calibrations",
+    "device_history": "device:{0}:history",
     "token": "token:{0}",
     "token_id": "token-id:{0}",
     "users": "users",
@@ -239,6 +243,9 @@ class Keys:
 
     def device_calibrations(self, device_type: str) -> str:
         return self._key("device_calibrations", device_type)
+
+    def device_history(self, device_type: str) -> str:
+        return self._key("device_history", device_type)
 
     def token(self, token_hash: str) -> str:
         return self._key("token", token_hash)

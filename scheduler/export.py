@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from core.device_status import DeviceStatuses
 from core.priorities import Priority
 from core.records import Batch, Job
 from core.status import BatchStatus
@@ -74,6 +75,23 @@ def trace_record(batch: Batch, jobs: list[Job], origin_us: int) -> TraceBatch:
         qpu=batch.qpu,
         status=batch.status.value,
     )
+
+
+def down_intervals(
+    devices: DeviceStatuses, device_types: Iterable[str], origin_us: int, until_us: int
+) -> dict[str, list[tuple[float, float]]]:
+    """When each device type was out of service, on the trace's clock (seconds after
+    `origin_us`), for the trace header."""
+    out = {}
+    for device_type in device_types:
+        spans = [
+            (max(0.0, (a - origin_us) / SECOND_US), (b - origin_us) / SECOND_US)
+            for a, b in devices.down_intervals(device_type, until_us)
+            if b > origin_us
+        ]
+        if spans:
+            out[device_type] = spans
+    return out
 
 
 def _held(jobs: list[TraceJob], batch: Batch) -> list[TraceJob]:

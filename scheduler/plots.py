@@ -97,12 +97,20 @@ def _qpu_state(ax: Any, run: Run) -> None:
     for outcome in run.outcomes:
         for a, b, busy in segments(outcome):
             _spread(computing if busy else idle, a, b, start, width)
+    down = [0.0] * BINS
+    for device_type, spans in (run.header.down or {}).items():
+        for a, b in spans:
+            before = down.copy()
+            _spread(down, max(a, start), b, start, width)
+            for i in range(BINS):  # a device type's QPUs are all down together
+                down[i] = before[i] + (down[i] - before[i]) * run.qpus.get(device_type, 0)
     capacity = width * max(1, sum(run.qpus.values()))
     x = [start + (i + 0.5) * width - start for i in range(BINS)]
     c = [v / capacity for v in computing]
     h = [v / capacity for v in idle]
-    f = [max(0.0, 1 - a - b) for a, b in zip(c, h, strict=True)]
-    ax.stackplot(x, c, h, f, labels=["computing", "held idle (open batch)", "free"])
+    d = [v / capacity for v in down]
+    f = [max(0.0, 1 - a - b - e) for a, b, e in zip(c, h, d, strict=True)]
+    ax.stackplot(x, c, h, d, f, labels=["computing", "held idle (open batch)", "down", "free"])
     ax.set_xlabel("time (s)")
     ax.set_ylabel("fraction of QPUs")
     ax.set_ylim(0, 1)

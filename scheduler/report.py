@@ -50,7 +50,10 @@ def summary(
     qpus: Mapping[str, int],
     shares: Mapping[str, float],
     policy: str,
+    down: Mapping[str, Sequence[tuple[float, float]]] | None = None,
 ) -> dict[str, Any]:
+    """The metrics of a run; `down`: when each device type was out of service (its QPUs then
+    count as down, not free)."""
     started = {o.batch.id for o in outcomes}
     first_submit = min((b.submit_s for b in batches), default=0.0)
     last_end = max((o.end_s for o in outcomes), default=first_submit)
@@ -58,6 +61,12 @@ def summary(
     capacity = sum(qpus.values()) * makespan
     computing = sum(o.batch.computing_s for o in outcomes)
     held_idle = sum(o.batch.thinking_s for o in outcomes)
+    down_s = sum(
+        qpus.get(device_type, 0) * (min(b, last_end) - max(a, first_submit))
+        for device_type, spans in (down or {}).items()
+        for a, b in spans
+        if b > first_submit and a < last_end
+    )
     qpu_time: dict[str, float] = {}
     for o in outcomes:
         qpu_time[o.batch.project] = qpu_time.get(o.batch.project, 0.0) + o.end_s - o.start_s
@@ -73,7 +82,8 @@ def summary(
             "utilisation": {
                 "computing": _ratio(computing, capacity),
                 "held_idle": _ratio(held_idle, capacity),
-                "free": _ratio(capacity - computing - held_idle, capacity),
+                "down": _ratio(down_s, capacity),
+                "free": _ratio(max(0.0, capacity - computing - held_idle - down_s), capacity),
             },
             "wait_s": {
                 "all": _spread(o.wait_s for o in outcomes),

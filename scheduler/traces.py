@@ -71,6 +71,9 @@ class TraceHeader(BaseModel):
     shares: dict[str, float] | None = None
     #: The Unix time `submit_s` 0 stands for, when the trace comes from a real cluster.
     origin_s: float | None = None
+    #: When each device type was out of service (not UP, or calibrating): [from_s, to_s]
+    #: intervals on the trace's clock (recorded runs only).
+    down: dict[str, list[tuple[float, float]]] | None = None
 
 
 def read_records(path: Path) -> tuple[TraceHeader, list[TraceBatch]]:

@@ -49,7 +49,12 @@ def test_report_compares_two_policies_in_numbers_and_pictures(tmp_path, capsys):
         "max": 18.0,
     }
     assert fifo["makespan_s"] == 28.0
-    assert fifo["utilisation"] == {"computing": 0.892857, "held_idle": 0.107143, "free": 0.0}
+    assert fifo["utilisation"] == {
+        "computing": 0.892857,
+        "held_idle": 0.107143,
+        "down": 0.0,
+        "free": 0.0,
+    }
     # Bounded slowdown, tau 10: a1 1, a2 (9+10)/10, b1 (18+1)/10, c1 (18+7)/10.
     assert fifo["bounded_slowdown"]["max"] == 2.5 and fifo["bounded_slowdown"]["mean"] == 1.825
     # QPU time per project 20, 1, 7 with equal shares: (28^2) / (3 * (400 + 1 + 49)).
@@ -93,9 +98,18 @@ def test_a_clusters_history_exports_as_a_trace_and_replays(cluster, tmp_path):
     loop.close(wait=True)
     assert sdk.get_batch(loop.id).jobs_count == 3
 
+    # The device goes down for a moment: the trace says when, and the report counts it.
+    run_admin(cluster, "device", "status", "FRESNEL", "DOWN", "--reason", "test")
+    time.sleep(0.2)
+    run_admin(cluster, "device", "status", "FRESNEL", "UP")
     exported = tmp_path / "history.jsonl"
     exported.write_text(run_admin(cluster, "trace", "export"))
     header, records = read_records(exported)
+    [(went, came)] = header.down["FRESNEL"]
+    assert 0.2 <= came - went < 30 and "EMU_FREE" not in header.down
+    assert main(["report", str(exported), "--out", str(tmp_path / "report")]) == 0
+    down = json.loads((tmp_path / "report" / "summary.json").read_text())["runs"]["history"]
+    assert down["utilisation"]["down"] > 0
     assert header.source == "export" and header.qpus == cluster.settings.qpus and header.origin_s
     mine = {r.id: r for r in records if r.project == account.project_id}
     assert set(mine) == {closed.id, loop.id}

@@ -113,9 +113,10 @@ def test_copies_of_one_big_sequence_are_stored_once(cluster):
         assert created.status_code == 201, created.text
         batch = created.json()["data"]
         sdk.cancel_batch(batch["id"])
-    # One copy of the sequence plus ~2 KB of record and indexes per job, not 120 copies
-    # (and the quota counts about as much as Redis really took).
-    assert grown < 2 * len(big) + 120 * 4096, (grown, len(big))
+    # One copy of the sequence plus ~2 KB of record and indexes per job, not 120 copies (and
+    # the quota counts about as much as Redis really took). The allowance also covers the
+    # request's own buffers, which Redis frees lazily, and the scheduler's state beside it.
+    assert grown < 2 * len(big) + 120 * 6144, (grown, len(big))
     assert grown < inflated / 20
     counted = cluster.store.stored_bytes(account.project_id)
     assert len(big) < counted < 2 * grown, (counted, grown)
@@ -285,6 +286,7 @@ def test_logins_are_limited_per_address_and_forwarded_headers_are_not_trusted(st
     assert login(strict, client_at("127.0.0.4"), "someone", "guess").status_code == 403
 
 
+@pytest.mark.serial  # its latencies and rates mean something only on an otherwise idle machine
 def test_a_flood_of_unknown_user_logins_does_not_slow_other_users(strict):
     """Many addresses logging in as unknown users: the cluster checks at most its global rate
     of passwords (5/s, bursts of 20) and a few at a time per API process, so everyone else's

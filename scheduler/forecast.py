@@ -13,7 +13,7 @@ from __future__ import annotations
 from core.device_types import qpu_name
 from core.forecasts import Forecast
 from scheduler.policies import Policy, Snapshot
-from scheduler.simulator import Busy, SimBatch, SimJob, Simulation
+from scheduler.simulator import Busy, SimBatch, Simulation
 
 #: A running batch past its predicted end is expected to end this much later still.
 OVERRUN_S = 1.0
@@ -35,19 +35,7 @@ def forecast(
         until = now + (left if left > 0 else OVERRUN_S)
         busy.append(Busy(qpu_name(snapshot.device_type, index), until, holding))
         out[holding.id] = Forecast(0, holding.started_s, until)
-    batches = [
-        SimBatch(
-            id=w.id,
-            project=w.project,
-            user=w.user,
-            priority=w.priority,
-            device_type=w.device_type,
-            submit_s=w.submitted_s,
-            open=False,
-            jobs=(SimJob(qpu_s=w.predicted_qpu_s, runs=w.runs),),
-        )
-        for w in snapshot.waiting
-    ]
+    batches = [SimBatch.of_waiting(w) for w in snapshot.waiting]
     simulation = Simulation(
         policy,
         {snapshot.device_type: qpu_count},

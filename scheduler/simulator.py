@@ -61,6 +61,12 @@ class SimBatch:
         """How long it holds its QPU once granted."""
         return self.computing_s + self.thinking_s
 
+    @classmethod
+    def of_waiting(cls, w: Waiting) -> SimBatch:
+        """A live waiting batch as the simulator's: one job of its predicted QPU time."""
+        job = SimJob(qpu_s=w.predicted_qpu_s, runs=w.runs)
+        return cls(w.id, w.project, w.user, w.priority, w.device_type, w.submitted_s, False, (job,))
+
     def waiting(self) -> Waiting:
         predicted = self.hold_s if self.predicted_qpu_s is None else self.predicted_qpu_s
         return Waiting(

@@ -119,6 +119,20 @@ def test_a_workload_through_the_sdk_is_recorded_and_replays_in_the_simulator(syn
     print(f"start order agreement, load vs simulate of its trace: {agreement:.0%}")
     assert simulated == recorded
 
+    # The same workload simulated from the file compares with the real run, batch for batch.
+    planned = tmp_path / "planned"
+    argv = [sys.executable, "-m", "cli.main", "simulate", "--workload", str(workload),
+            "--out", str(planned)]  # fmt: skip
+    subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
+    assert {r.id for r in read_records(planned / "trace.jsonl")[1]} == {r.id for r in records}
+    report = tmp_path / "report"
+    argv = [sys.executable, "-m", "cli.main", "report", str(trace), str(planned / "trace.jsonl"),
+            "--out", str(report)]  # fmt: skip
+    subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
+    compared = json.loads((report / "summary.json").read_text())
+    assert set(compared["runs"]) == {"run", "planned"}
+    assert compared["runs"]["run"]["batches"] == compared["runs"]["planned"]["batches"] == 7
+
 
 def test_ctrl_c_stops_submitting_and_closes_open_batches(synthetic, tmp_path):
     cluster, data_dir = synthetic

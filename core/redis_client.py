@@ -54,7 +54,9 @@ def check_access(settings: Settings, wait_s: float = 3600.0) -> None:
                 f"Redis at {where(settings)} refused our credentials ({exc}): check the user "
                 "and password in TWEEZER_REDIS_URL"
             ) from None
-        if "SSL" in text or "certificate" in text:
+        # OpenSSL words it many ways ("SSL: ...", "_ssl.c", "EOF occurred in violation of
+        # protocol", "certificate ..."), depending on which side gave up first.
+        if "ssl" in text.lower() or "certificate" in text or "violation of protocol" in text:
             raise ConfigurationError(
                 f"TLS with Redis at {where(settings)} failed ({text}): check "
                 "TWEEZER_REDIS_TLS_CA_FILE (and the client certificate, if Redis asks one)"

@@ -130,6 +130,7 @@ def record_keys(cluster: Any) -> set[str]:
         f"{ns}:tmp:",
         f"{ns}:wakeup",
         f"{ns}:qpu:",
+        f"{ns}:qpu-presence",  # workers announce themselves every few seconds
         f"{ns}:deliveries",
         f"{ns}:rate:",  # rate-limit state: every request counts, refused or not
         f"{ns}:queue:",

@@ -162,7 +162,9 @@ def _cluster_info(args: argparse.Namespace) -> dict[str, Any]:
     return info
 
 
-def _planned(args: argparse.Namespace, settings: Settings) -> tuple[list[PlannedBatch], dict]:
+def _planned(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[list[PlannedBatch], dict[str, float]]:
     sources = [x for x in (args.workload, args.trace, args.swf) if x is not None]
     if len(sources) != 1:
         raise ConfigurationError("give one of WORKLOAD, --trace FILE, --swf FILE")

@@ -44,6 +44,8 @@ Scheduling (the policy chooses in Python: scheduler/policies.py; docs/design.md)
                                           (ms) of their claim or heartbeat
   qpu-presence                    hash    QPU name -> when a worker of it last said it was alive
                                           (µs): how schedulers learn of QPUs added later
+  scheduler-presence              hash    scheduler (host:pid) -> its last pass (µs): readiness
+                                          (core/liveness.py)
   deliveries                      string  counter giving each dispatch a unique delivery id
   wakeup                          list    pokes that wake the scheduler before its tick
 
@@ -122,6 +124,7 @@ _PATTERNS: dict[str, str] = {
     "qpu_batch": "qpu:{0}:batch",
     "qpu_inflight": "qpu:{0}:inflight",
     "qpu_presence": "qpu-presence",
+    "scheduler_presence": "scheduler-presence",
     "deliveries": "deliveries",
     "retention": "retention",
     "wakeup": "wakeup",
@@ -228,6 +231,9 @@ class Keys:
 
     def qpu_presence(self) -> str:
         return self._key("qpu_presence")
+
+    def scheduler_presence(self) -> str:
+        return self._key("scheduler_presence")
 
     def deliveries(self) -> str:
         return self._key("deliveries")

@@ -15,6 +15,8 @@ something to do.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 
 import redis
@@ -24,6 +26,7 @@ from core.celery_config import RUN_JOB_TASK, celery_config
 from core.device_types import device_type_of_qpu, qpu_names
 from core.forecasts import ForecastBook
 from core.keys import Keys
+from core.liveness import Liveness
 from core.qpu import PRESENCE_TTL_S, Lease, OpenBatchHold, QpuControl
 from core.settings import Settings
 from core.store import Store
@@ -52,6 +55,9 @@ class Scheduler:
         self.forecasts = ForecastBook(client, settings.namespace)
         #: When this scheduler last wrote forecasts (µs; 0: never).
         self.forecast_us = 0
+        self.liveness = Liveness(client, settings.namespace)
+        #: How readiness (GET /readyz) knows this scheduler.
+        self.scheduler_id = f"{socket.gethostname()}:{os.getpid()}"
 
     def run(self, stop: threading.Event) -> None:
         """Passes until `stop` is set; Redis outages are waited out, never fatal."""
@@ -91,6 +97,7 @@ class Scheduler:
         if now - self.forecast_us >= self.settings.forecast_interval_s * 1_000_000:
             self.forecast(serving, now)
             self.forecast_us = now
+        self.liveness.scheduler_passed(self.scheduler_id, now)
         if self.store.purge_inputs(self.settings.input_retention_s, now):
             log.info("dropped the sequences of batches past their retention")
 

@@ -381,6 +381,7 @@ def test_every_response_carries_the_security_headers(cluster, account):
             timeout=30,
         ),
         "health": requests.get(cluster.base_url + "/healthz", timeout=30),
+        "ready": requests.get(cluster.base_url + "/readyz", timeout=30),
     }
     for name, response in answers.items():
         assert response.headers["X-Content-Type-Options"] == "nosniff", name

@@ -15,6 +15,7 @@ import pytest
 from core.celery_config import RUN_JOB_TASK
 from core.device_status import DeviceStatuses
 from core.execution import Execution
+from core.liveness import Liveness
 from core.status import BatchStatus, DeviceStatus, JobStatus
 from core.store import Store
 from scheduler.loop import Scheduler
@@ -276,3 +277,19 @@ def test_racing_schedulers_grant_each_qpu_once(redis_only, policy):
         now += SECOND
         first = holder  # next round, the holder releases and races the other
     assert sorted(granted) == sorted(b.id for b in batches)
+
+
+def test_readiness_follows_scheduler_passes_and_worker_announcements(rig):
+    """Ready while a scheduler passed and every configured QPU's worker announced itself in
+    the last 30 s; past that, it says what is missing."""
+    liveness = Liveness(rig.store.redis, NS)
+    assert not liveness.readiness([QPU], T0).ready  # nobody yet
+    rig.scheduler.run_once(T0)
+    rig.scheduler.control.announce(QPU, T0)
+    assert liveness.readiness([QPU], T0 + 10 * SECOND).ready
+    later = liveness.readiness([QPU, "EMU_FREE-1"], T0 + 10 * SECOND)
+    assert not later.ready and later.missing() == [
+        "no worker of EMU_FREE-1 announced itself in the last 30 s"
+    ]
+    stale = liveness.readiness([QPU], T0 + 31 * SECOND)
+    assert stale.schedulers == 0 and stale.qpus == {QPU: False}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import requests
+
 from tests import sequences
 from tests.helpers import hold_qpu, scheduler_passes, wait_for
 
@@ -40,3 +42,15 @@ def test_batches_wait_in_priority_order(cluster):
     started = sorted(done, key=lambda tag: done[tag].start_datetime)
     # HIGH before MEDIUM before LOW; first come, first served within a level.
     assert started == [("high", 1), ("high", 2), ("medium", 1), ("low", 1), ("low", 2)]
+
+
+def test_the_cluster_says_when_it_is_ready(cluster):
+    """GET /readyz: a scheduler passed and every configured QPU has a live worker."""
+
+    def ready() -> requests.Response | None:
+        answer = requests.get(cluster.base_url + "/readyz", timeout=30)
+        return answer if answer.status_code == 200 else None
+
+    data = wait_for(ready, timeout_s=30).json()["data"]
+    assert data["schedulers"] >= 1
+    assert data["qpus"] == {"EMU_FREE-0": True, "FRESNEL-0": True}

@@ -1,0 +1,61 @@
+"""Who is alive: schedulers say so on every pass, workers every few seconds (workers/presence.py),
+and readiness (`GET /readyz`, `tweezer` probes) asks whether a cluster can run a batch now: its
+Redis answers, a scheduler passed recently, and every configured QPU has a live worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis
+
+from core.keys import Keys
+from core.qpu import PRESENCE_TTL_S
+
+SECOND_US = 1_000_000
+#: A scheduler silent this long is forgotten (its entry is dropped by the next one's pass).
+FORGET_AFTER_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Readiness:
+    schedulers: int
+    #: Configured QPU -> whether one of its workers announced itself within PRESENCE_TTL_S.
+    qpus: dict[str, bool]
+
+    @property
+    def ready(self) -> bool:
+        return self.schedulers > 0 and all(self.qpus.values())
+
+    def missing(self) -> list[str]:
+        out = [] if self.schedulers else ["no scheduler passed in the last 30 s"]
+        out += [f"no worker of {q} announced itself in the last 30 s"
+                for q, alive in self.qpus.items() if not alive]  # fmt: skip
+        return out
+
+
+class Liveness:
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.redis = client
+        self.keys = Keys(namespace)
+
+    def scheduler_passed(self, scheduler_id: str, now: int) -> None:
+        """A scheduler made a pass; schedulers silent for FORGET_AFTER_S are dropped."""
+        key = self.keys.scheduler_presence()
+        seen: dict[str, str] = self.redis.hgetall(key)
+        stale = [s for s, at in seen.items() if int(at) < now - FORGET_AFTER_S * SECOND_US]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, scheduler_id, now)
+        if stale:
+            pipe.hdel(key, *stale)
+        pipe.execute()
+
+    def readiness(self, qpus: Iterable[str], now: int) -> Readiness:
+        since = now - int(PRESENCE_TTL_S * SECOND_US)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.scheduler_presence())
+        pipe.hgetall(self.keys.qpu_presence())
+        schedulers, workers = pipe.execute()
+        alive = sum(1 for at in schedulers.values() if int(at) >= since)
+        return Readiness(alive, {q: int(workers.get(q, 0)) >= since for q in qpus})

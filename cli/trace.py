@@ -9,6 +9,7 @@ from itertools import chain
 from cli.admin import add_cluster_options, cluster_settings
 from core.accounts import Accounts
 from core.device_status import DeviceStatuses
+from core.errors import ConfigurationError
 from core.redis_client import connect
 from core.store import Store
 from core.timefmt import now_us, parse_iso
@@ -41,7 +42,10 @@ def run_trace_command(args: argparse.Namespace) -> int:
     settings = cluster_settings(args)
     client = connect(settings)
     store = Store(client, settings.namespace)
-    since = parse_iso(args.since) if args.since else None
+    try:
+        since = parse_iso(args.since) if args.since else None
+    except ValueError:
+        raise ConfigurationError(f"--since {args.since!r} is not an ISO-8601 time") from None
     history = stored_batches(store, since)
     first = next(history, None)
     if first is None:

@@ -90,6 +90,11 @@ def test_a_clusters_history_exports_as_a_trace_and_replays(cluster, tmp_path):
     seq = sequences.parametrized()
     job = {"runs": 5, "variables": {"omega_max": 6}}
     closed = sdk.create_batch(seq, [job, job], device_type="EMU_FREE", wait=True)
+    # A device goes down for a moment between two batches: the trace says when, and the
+    # report counts its QPU's time as down.
+    run_admin(cluster, "device", "status", "FRESNEL", "DOWN", "--reason", "test")
+    time.sleep(0.2)
+    run_admin(cluster, "device", "status", "FRESNEL", "UP")
     loop = sdk.create_batch(seq, [job], device_type="EMU_FREE", open=True)
     for _ in range(2):  # a variational loop: each round waits for the last one's results
         wait_for(lambda: sdk.get_batch(loop.id).jobs_count_per_status["DONE"] == loop.jobs_count)
@@ -98,10 +103,6 @@ def test_a_clusters_history_exports_as_a_trace_and_replays(cluster, tmp_path):
     loop.close(wait=True)
     assert sdk.get_batch(loop.id).jobs_count == 3
 
-    # The device goes down for a moment: the trace says when, and the report counts it.
-    run_admin(cluster, "device", "status", "FRESNEL", "DOWN", "--reason", "test")
-    time.sleep(0.2)
-    run_admin(cluster, "device", "status", "FRESNEL", "UP")
     exported = tmp_path / "history.jsonl"
     exported.write_text(run_admin(cluster, "trace", "export"))
     header, records = read_records(exported)

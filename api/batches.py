@@ -62,8 +62,9 @@ def create_batch() -> jsend.Reply:
 def get_batch(batch_id: str) -> jsend.Reply:
     # No embedded jobs: the SDK pages them through GET /api/v2/jobs when it needs them. Their
     # ids, in creation order, are what qrmi reads.
-    batch = visible_batch(batch_id)
-    return jsend.success({**_json(batch), "job_ids": services().store.batch_job_ids(batch.id)})
+    store = services().store
+    [batch] = store.with_forecasts([visible_batch(batch_id)])
+    return jsend.success({**_json(batch), "job_ids": store.batch_job_ids(batch.id)})
 
 
 @bp.get("/api/v1/batches/<batch_id>/full_results")
@@ -81,8 +82,9 @@ def full_results(batch_id: str) -> jsend.Reply:
 @bp.get("/api/v1/batches/<batch_id>")
 def get_batch_with_jobs(batch_id: str) -> jsend.Reply:
     """The pre-0.24 route, still used by older SDKs: the batch with all its jobs."""
-    batch = visible_batch(batch_id)
-    return jsend.success(_json(batch, services().store.batch_jobs(batch.id)))
+    store = services().store
+    [batch] = store.with_forecasts([visible_batch(batch_id)])
+    return jsend.success(_json(batch, store.batch_jobs(batch.id)))
 
 
 @bp.get("/api/v1/batches/<batch_id>/status")
@@ -166,7 +168,9 @@ def rebatch(batch_id: str) -> jsend.Reply:
 def list_batches() -> jsend.Reply:
     query, page = filters.batch_query(request.args)
     query.project_id = scoped_projects(query.project_id)
-    total, batches = services().store.query_batches(query, page)
+    store = services().store
+    total, batches = store.query_batches(query, page)
+    batches = store.with_forecasts(batches)
     return jsend.page([_json(b, with_sequence=False) for b in batches], total, page.offset)
 
 
@@ -228,7 +232,7 @@ def _batch_json_after_commit(batch: Batch) -> dict[str, Any]:
     store = services().store
 
     def read() -> dict[str, Any]:
-        fresh = store.get_batch(batch.id) or batch
+        [fresh] = store.with_forecasts([store.get_batch(batch.id) or batch])
         return _json(fresh, store.batch_jobs(batch.id))
 
     return after_commit(read, batch_json(batch))
@@ -241,6 +245,7 @@ def _replay(batch_id: str) -> jsend.Reply:
     batch = store.get_batch(batch_id)
     if batch is None:
         raise NotFound(f"Batch {batch_id} not found")
+    [batch] = store.with_forecasts([batch])
     return jsend.success(_json(batch, store.batch_jobs(batch.id)), 201)
 
 

@@ -231,11 +231,15 @@ class Store:
             pipe.hgetall(self.keys.batch(batch_id))
             pipe.hgetall(self.keys.batch_counts(batch_id))
         replies = pipe.execute()
-        batches = [
+        return [
             Batch.from_hash(h, counts)
             for h, counts in zip(replies[::2], replies[1::2], strict=True)
             if h
         ]
+
+    def with_forecasts(self, batches: list[Batch]) -> list[Batch]:
+        """`batches`, those waiting or running given their forecast (one round trip): for the
+        responses that show it, not for every read of a batch."""
         live = [(b.device_type, b.id) for b in batches if b.status in _FORECAST_STATUSES]
         forecasts = self.forecasts.read(live)
         for batch in batches:
@@ -251,7 +255,7 @@ class Store:
             if f.position > 0
         }
         batches = [b for b in self.get_batches(waiting) if b.status is BatchStatus.PENDING]
-        return sorted(batches, key=lambda b: waiting[b.id])
+        return sorted(self.with_forecasts(batches), key=lambda b: waiting[b.id])
 
     def get_job(self, job_id: str) -> Job | None:
         found = self.get_jobs([job_id])

@@ -359,7 +359,7 @@ def test_forecasts_say_when_each_waiting_batch_starts(redis_only, policy):
     live.drive(workload, until=0)  # the queue forms; one batch takes the QPU; a forecast is made
     forecast = {
         live.ids[b.id]: b.forecast
-        for b in live.store.get_batches(live.ids)
+        for b in live.store.with_forecasts(live.store.get_batches(live.ids))
         if b.forecast is not None
     }
     queue = live.store.forecast_queue("EMU_FREE")
@@ -378,7 +378,10 @@ def test_the_eta_error_on_a_workload_with_imperfect_predictions(redis_only):
     predicted = {b.id: b.hold_s * rng.uniform(0.5, 1.5) for b in workload}
     live = LiveRun(redis_only, "fair-share")
     live.drive(workload, predicted, until=0)
-    forecast = {live.ids[b.id]: b.forecast for b in live.store.get_batches(live.ids)}
+    forecast = {
+        live.ids[b.id]: b.forecast
+        for b in live.store.with_forecasts(live.store.get_batches(live.ids))
+    }
     happened = LiveRun(redis_only, "fair-share", namespace="t2").drive(workload, predicted)
     errors = sorted(
         abs(forecast[i].start_s - T0 / SECOND - start) / start

@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 
 import matplotlib.pyplot as plt
 
-from scheduler.report import TAU_S, jain
+from scheduler.report import TAU_S, bounded_slowdown, jain, qpu_time_by_project
 from scheduler.runs import Run, segments
 
 #: Time bins of the over-time plots.
@@ -75,11 +75,7 @@ def _cdfs(ax: Any, series: dict[str, list[float]], xlabel: str = "wait (s)") -> 
 
 
 def _slowdown(ax: Any, run: Run) -> None:
-    values = [
-        max(1.0, (o.wait_s + o.end_s - o.start_s) / max(o.end_s - o.start_s, TAU_S))
-        for o in run.outcomes
-    ]
-    _cdfs(ax, {"all batches": values}, "bounded slowdown")
+    _cdfs(ax, {"all batches": [bounded_slowdown(o) for o in run.outcomes]}, "bounded slowdown")
     ax.set_xscale("log")
 
 
@@ -142,9 +138,7 @@ def _queue_length(ax: Any, run: Run) -> None:
 
 
 def _fair_share(ax: Any, run: Run) -> None:
-    time_of: dict[str, float] = {}
-    for o in run.outcomes:
-        time_of[o.batch.project] = time_of.get(o.batch.project, 0.0) + o.end_s - o.start_s
+    time_of = qpu_time_by_project(run.outcomes)
     projects = sorted({b.project for b in run.batches})
     shares = run.shares
     total_time = sum(time_of.values()) or 1.0

@@ -67,9 +67,7 @@ def summary(
         for a, b in spans
         if b > first_submit and a < last_end
     )
-    qpu_time: dict[str, float] = {}
-    for o in outcomes:
-        qpu_time[o.batch.project] = qpu_time.get(o.batch.project, 0.0) + o.end_s - o.start_s
+    qpu_time = qpu_time_by_project(outcomes)
     projects = sorted({b.project for b in batches})
     data: dict[str, Any] = _rounded(
         {
@@ -90,7 +88,7 @@ def summary(
                 "by_priority": _grouped(outcomes, lambda o: o.batch.priority),
                 "by_project": _grouped(outcomes, lambda o: o.batch.project),
             },
-            "bounded_slowdown": {"tau_s": TAU_S, **_spread(_slowdown(o) for o in outcomes)},
+            "bounded_slowdown": {"tau_s": TAU_S, **_spread(bounded_slowdown(o) for o in outcomes)},
             "fairness": {
                 "jain_index": jain([qpu_time.get(p, 0.0) / shares.get(p, 1.0) for p in projects]),
                 "qpu_s_by_project": {p: qpu_time.get(p, 0.0) for p in projects},
@@ -111,9 +109,18 @@ def summary_json(data: Mapping[str, Any]) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def _slowdown(o: Outcome) -> float:
+def bounded_slowdown(o: Outcome) -> float:
+    """max(1, (wait + run) / max(run, TAU_S)): how much longer than its run a batch took."""
     run = o.end_s - o.start_s
     return max(1.0, (o.wait_s + run) / max(run, TAU_S))
+
+
+def qpu_time_by_project(outcomes: Iterable[Outcome]) -> dict[str, float]:
+    """Seconds each project's batches held a QPU."""
+    held: dict[str, float] = {}
+    for o in outcomes:
+        held[o.batch.project] = held.get(o.batch.project, 0.0) + o.end_s - o.start_s
+    return held
 
 
 def _grouped(outcomes: Sequence[Outcome], key: Any) -> dict[str, dict[str, float]]:

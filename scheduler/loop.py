@@ -56,8 +56,9 @@ class Scheduler:
         #: When this scheduler last wrote forecasts (µs; 0: never).
         self.forecast_us = 0
         self.liveness = Liveness(client, settings.namespace)
-        #: How readiness (GET /readyz) knows this scheduler.
+        #: How readiness (GET /readyz) knows this scheduler, and when it last said it was alive.
         self.scheduler_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.announced_us = 0
 
     def run(self, stop: threading.Event) -> None:
         """Passes until `stop` is set; Redis outages are waited out, never fatal."""
@@ -97,7 +98,11 @@ class Scheduler:
         if now - self.forecast_us >= self.settings.forecast_interval_s * 1_000_000:
             self.forecast(serving, now)
             self.forecast_us = now
-        self.liveness.scheduler_passed(self.scheduler_id, now)
+        # As often as workers announce their QPUs: passes come on every job's commit, and
+        # readiness needs no more than one in PRESENCE_TTL_S.
+        if now - self.announced_us >= PRESENCE_TTL_S / 6 * 1_000_000:
+            self.liveness.scheduler_passed(self.scheduler_id, now)
+            self.announced_us = now
         if self.store.purge_inputs(self.settings.input_retention_s, now):
             log.info("dropped the sequences of batches past their retention")
 

@@ -28,7 +28,7 @@ from cli.demo import sdk_client
 from core.accounts import Accounts
 from core.costs import Costs
 from core.device_status import DeviceStatuses
-from core.device_types import KIND, DeviceType
+from core.device_types import KIND, DeviceType, qpu_names
 from core.errors import ConfigurationError
 from core.hints import QPU_SECONDS_VARIABLE, SEED_VARIABLE
 from core.keys import Keys
@@ -354,7 +354,7 @@ def _progress_line(client: Any, settings: Settings, sessions: list[Session], tal
     for batch_id in ids:
         pipe.hget(keys.batch(batch_id), "status")
     statuses = pipe.execute() if ids else []
-    qpus = [f"{t}-{i}" for t, n in settings.qpus.items() for i in range(n)]
+    qpus = qpu_names(settings.qpus)
     for qpu in qpus:
         pipe.exists(keys.qpu_lease(qpu))
     busy = sum(pipe.execute()) if qpus else 0

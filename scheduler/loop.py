@@ -152,7 +152,7 @@ class Scheduler:
         batches are expected to start (scheduler/forecast.py)."""
         s = self.settings
         for device_type in sorted({device_type_of_qpu(q) for q in serving}):
-            qpus = [q for q in serving if device_type_of_qpu(q) == device_type]
+            qpus = _of_type(device_type, serving)
             snapshot = self.snapshots.read(device_type, qpus, FORECAST_WINDOW, now)
             expected = forecast(self.policy, snapshot, len(qpus), s.fair_share_half_life_s)
             self.forecasts.write(device_type, expected, ttl_s=3 * s.forecast_interval_s)
@@ -160,10 +160,14 @@ class Scheduler:
     def choose(self, qpu: str, serving: list[str], now: int) -> str | None:
         """The policy's choice for the free `qpu`, from a snapshot of its device type."""
         device_type = device_type_of_qpu(qpu)
-        siblings = [q for q in serving if q != qpu and device_type_of_qpu(q) == device_type]
+        siblings = [q for q in _of_type(device_type, serving) if q != qpu]
         snapshot = self.snapshots.read(device_type, siblings, self.policy.window, now)
         chosen = self.policy.choose(snapshot)
         return None if chosen is None else chosen.id
+
+
+def _of_type(device_type: str, qpus: list[str]) -> list[str]:
+    return [q for q in qpus if device_type_of_qpu(q) == device_type]
 
 
 def make_producer(settings: Settings) -> Celery:

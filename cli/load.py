@@ -94,7 +94,6 @@ class Session:
 class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
     submitted: int = 0
-    finished: int = 0
     errors: int = 0
 
     def add(self, **counts: int) -> None:
@@ -271,7 +270,6 @@ def _drive(
         if cancel_at is not None and not stop.is_set():
             stop.wait(max(0.0, cancel_at - time.monotonic()))
             sdk.cancel_batch(batch.id)
-        tally.add(finished=1)
     except Exception as exc:  # a client error is this session's, not the run's
         session.error = f"{type(exc).__name__}: {exc}"
         tally.add(errors=1)

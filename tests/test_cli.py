@@ -45,6 +45,10 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
         data_dir,
         "--open-batch-timeout",
         "30",
+        "--policy",
+        "shortest-first",
+        "--fair-share-half-life",
+        "3600",
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -62,6 +66,7 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
             "admin_username",
             "admin_password",
         }
+        assert info["policy"] == "shortest-first"  # what every child runs under
         wait_for(lambda: _healthy(port), timeout_s=60)
         login = requests.post(
             info["token_url"],
@@ -152,3 +157,14 @@ def test_tweezer_up_restarts_every_child_killed_mid_batch(tmp_path):
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(60)
+
+
+def test_tweezer_up_refuses_a_policy_it_cannot_load(tmp_path):
+    """Before any child starts: the message names the policy and what is allowed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "up", "--data-dir", str(tmp_path / "data"),
+         "--port", str(free_port()), "--policy", "round-robin"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "unknown policy 'round-robin'" in done.stderr and "fair-share" in done.stderr

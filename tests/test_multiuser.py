@@ -184,6 +184,14 @@ def test_quotas_are_refused_at_submission_with_a_clear_403(cluster, lab):
         assert record_keys(cluster) == before
         return description(response)
 
+    # A share that is not a positive number is refused, naming it, and changes nothing.
+    path = f"/admin/api/v1/projects/{member.project_id}"
+    for share in (0, -1, "3"):
+        bad = call(cluster, lab.dave, "PATCH", path, json={"share": share})
+        assert bad.status_code == 400 and "share" in description(bad), bad.text
+    project = Accounts(cluster.client, cluster.settings.namespace).get_project(member.project_id)
+    assert project is not None and project.share == 1.0
+
     set_quotas(max_runs_per_job=10)
     message = refused(create_body(member, SEQ, jobs=[{**JOB, "runs": 11}]))
     assert "asks for 11 runs" in message and "max_runs_per_job" in message

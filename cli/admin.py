@@ -12,8 +12,8 @@ import getpass
 import json
 import os
 import sys
-from pathlib import Path
 
+from cli.data_dir import add_data_dir_option, read_cluster_info
 from core.accounts import Accounts, Project
 from core.device_status import DeviceStatuses
 from core.errors import ConfigurationError
@@ -30,7 +30,7 @@ from core.timefmt import now_us, parse_iso, to_iso
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     """`--data-dir` (a cluster started by `tweezer up --data-dir DIR`), or the cluster's Redis
     from TWEEZER_REDIS_URL or `--redis-url`."""
-    parser.add_argument("--data-dir", type=Path, default=Path(".tweezer"))
+    add_data_dir_option(parser, "the data dir of a cluster started by `tweezer up`")
     parser.add_argument(
         "--redis-url",
         help="the cluster's Redis (instead of --data-dir); a password in it shows in the "
@@ -43,12 +43,7 @@ def cluster_settings(args: argparse.Namespace) -> Settings:
         return Settings.from_env(redis_url=args.redis_url)
     if ENV_PREFIX + "REDIS_URL" in os.environ:
         return Settings.from_env()
-    info_path = args.data_dir / "cluster.json"
-    if not info_path.exists():
-        raise ConfigurationError(
-            f"no cluster.json in {args.data_dir}: pass --data-dir or --redis-url"
-        )
-    info = json.loads(info_path.read_text())
+    info = read_cluster_info(args.data_dir)
     known = {name: info[name] for name in ("namespace", "qpus", "policy") if name in info}
     return Settings.from_env(redis_url=info["redis_url"], **known)
 

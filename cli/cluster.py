@@ -3,13 +3,17 @@
 Starts a redis-server of its own (unless given --redis-url), creates the default user, project
 and token on first start, then supervises the API, the scheduler and one worker pool per QPU:
 a child that dies is restarted with backoff; Ctrl-C / SIGTERM stops everything, workers first
-(they hand back unfinished messages), Redis last. Writes `<data-dir>/cluster.json` so scripts
-and the SDK can connect.
+(they hand back unfinished messages), Redis last. Once the API answers, a scheduler passed and
+every QPU's worker pool announced itself, it writes `<data-dir>/cluster.json` (so a script that
+waits for the file can connect at once) and prints its banner, the last thing at start-up:
+each child's output goes to `<data-dir>/logs/<child>.log` (rotated), and to the terminal too
+with --verbose.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import signal
@@ -19,15 +23,19 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from cli.data_dir import INFO_FILE, write_cluster_info
 from cli.redis_server import RedisServer
 from core.accounts import Accounts
 from core.device_types import qpu_names
+from core.liveness import Liveness
 from core.redis_client import connect
 from core.roles import Role
 from core.settings import Settings
+from core.timefmt import now_us
 
 DEFAULT_USER = "admin"
 DEFAULT_PROJECT = "default"
@@ -49,9 +57,10 @@ def bootstrap(
     settings: Settings, data_dir: Path, base_url: str, core_url: str, account_url: str
 ) -> dict[str, Any]:
     """Creates the admin user (with a password), a default project and an API token on first
-    start; reuses them on later starts. A local dev cluster's credentials, in cluster.json."""
+    start; reuses them on later starts. A local dev cluster's credentials: what cluster.json
+    will say once the cluster serves (Cluster.run)."""
     accounts = Accounts(connect(settings), settings.namespace)
-    info_path = data_dir / "cluster.json"
+    info_path = data_dir / INFO_FILE
     previous = json.loads(info_path.read_text()) if info_path.exists() else {}
     token, project_id = previous.get("token"), previous.get("project_id")
     password = previous.get("admin_password")
@@ -65,7 +74,8 @@ def bootstrap(
         project_id = accounts.create_project(DEFAULT_PROJECT).id
         accounts.add_member(project_id, DEFAULT_USER, Role.ADMIN)
         token = accounts.issue_token(DEFAULT_USER).token
-    info = {
+    return {
+        "api_url": base_url,
         "core_url": core_url,
         "account_url": account_url,
         "token_url": base_url + "/oauth/token",
@@ -80,9 +90,6 @@ def bootstrap(
         "qpus": settings.qpus,
         "policy": settings.policy,
     }
-    info_path.write_text(json.dumps(info, indent=2) + "\n")
-    info_path.chmod(0o600)  # it holds a token
-    return info
 
 
 def make_private(data_dir: Path) -> None:
@@ -113,11 +120,17 @@ class Cluster:
         port: int,
         redis_server: RedisServer | None,
         log_dir: Path | None = None,
+        info: dict[str, Any] | None = None,
+        verbose: bool = False,
     ) -> None:
         self.settings = settings
-        #: Where each child's output goes (one file each); None: this terminal.
+        #: Where each child's output goes (one rotated file each); None: this terminal.
         self.log_dir = log_dir
+        #: Also copy children's output to this terminal (prefixed by who said it).
+        self.verbose = verbose
         self.data_dir = data_dir
+        #: What cluster.json says, written once the cluster serves (None: not written).
+        self.info = info
         self.host = host
         self.port = port
         self.redis_server = redis_server
@@ -140,20 +153,28 @@ class Cluster:
         """Starts everything and supervises it until SIGINT/SIGTERM."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stop.set())
+        if self.info is not None:  # a previous run's: scripts wait for the new one
+            (self.data_dir / INFO_FILE).unlink(missing_ok=True)
         try:
             self.start()
             if not self.stop.is_set():
+                if self.info is not None:
+                    write_cluster_info(self.data_dir, self.info)
                 self._print_ready()
             while not self.stop.wait(0.5):
                 self.supervise()
         finally:
             self.shutdown()
 
-    def start(self) -> Cluster:
-        """Starts every child and waits for the API (without supervising: see run)."""
+    def start(self, timeout_s: float = 60.0) -> Cluster:
+        """Starts every child and waits until the cluster serves: the API answers, a scheduler
+        passed and every QPU's worker pool announced itself (without supervising: see run)."""
+        started = now_us()
         for child in self.children:
             self._start(child)
-        self._wait_for_api()
+        deadline = time.monotonic() + timeout_s
+        self._wait_for_api(deadline)
+        self._wait_for_pools(started, deadline)
         return self
 
     def child(self, name: str) -> Child:
@@ -163,16 +184,22 @@ class Cluster:
         return {**os.environ, **self.settings.to_env()}
 
     def _start(self, child: Child) -> None:
-        output = None
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            output = open(self.log_dir / f"{child.name.replace(' ', '-')}.log", "ab")  # noqa: SIM115
+        piped = self.log_dir is not None
         child.process = subprocess.Popen(
-            child.argv, env=self._env(), stdout=output, stderr=subprocess.STDOUT if output else None
+            child.argv,
+            env=self._env(),
+            stdout=subprocess.PIPE if piped else None,
+            stderr=subprocess.STDOUT if piped else None,
         )
-        if output is not None:
-            output.close()  # the child holds its own descriptor
         child.started_at = time.monotonic()
+        if piped:
+            assert self.log_dir is not None and child.process.stdout is not None
+            threading.Thread(
+                target=pump_output,
+                args=(child.process.stdout, self.log_dir, child.name, self.verbose),
+                name=f"tweezer-log-{child.name}",
+                daemon=True,
+            ).start()
 
     def supervise(self) -> None:
         """One supervision step: restarts children that died, with backoff."""
@@ -197,8 +224,7 @@ class Cluster:
             elif now >= child.restart_at:
                 self._start(child)
 
-    def _wait_for_api(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
+    def _wait_for_api(self, deadline: float) -> None:
         while not self.stop.is_set() and time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(self.base_url + "/healthz", timeout=2):
@@ -206,10 +232,25 @@ class Cluster:
             except OSError:
                 time.sleep(0.2)
         if not self.stop.is_set():
-            raise RuntimeError(f"the API did not answer on {self.base_url} within {timeout_s} s")
+            raise RuntimeError(f"the API did not answer on {self.base_url} in time")
+
+    def _wait_for_pools(self, since: int, deadline: float) -> None:
+        """Until a scheduler passed and every QPU's pool announced itself since `since` (ready
+        to consume: workers announce once Celery says so)."""
+        liveness = Liveness(connect(self.settings), self.settings.namespace)
+        qpus = qpu_names(self.settings.qpus)
+        while not self.stop.is_set():
+            readiness = liveness.readiness(qpus, now_us(), since=since)
+            if readiness.ready:
+                return
+            if time.monotonic() >= deadline:
+                raise RuntimeError("not ready in time: " + "; ".join(readiness.missing()))
+            time.sleep(0.2)
 
     def _print_ready(self) -> None:
-        info = json.loads((self.data_dir / "cluster.json").read_text())
+        info = self.info
+        if info is None:
+            return
         print(
             f"""
 Tweezer is up: API {self.base_url}, QPUs {", ".join(qpu_names(self.settings.qpus))}.
@@ -225,7 +266,8 @@ Connection details: {self.data_dir / "cluster.json"}
     sdk = SDK(project_id="{info["project_id"]}", token_provider=Token(),
               endpoints=Endpoints(core="{info["core_url"]}", account="{info["account_url"]}"))
 
-Try `tweezer demo --data-dir {self.data_dir}`. Ctrl-C stops the cluster.
+Try `tweezer demo --data-dir {self.data_dir}` and `tweezer status --data-dir {self.data_dir}`.
+Logs: {self.log_dir}/ (--verbose shows them here). Ctrl-C stops the cluster.
 """,
             flush=True,
         )
@@ -256,3 +298,27 @@ Try `tweezer demo --data-dir {self.data_dir}`. Ctrl-C stops the cluster.
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+#: Each child's log file is rotated at this size, keeping this many older files.
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_BACKUPS = 5
+
+
+def pump_output(stream: IO[bytes], log_dir: Path, name: str, echo: bool) -> None:
+    """Copies a child's output, line by line, to its rotated log file (and to stderr when
+    `echo`) until the child closes it (it exited)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    handler = RotatingFileHandler(
+        log_dir / f"{name.replace(' ', '-')}.log", maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS
+    )
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    try:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            handler.emit(logging.makeLogRecord({"msg": line}))
+            if echo:
+                print(f"[{name}] {line}", file=sys.stderr, flush=True)
+    finally:
+        handler.close()
+        stream.close()

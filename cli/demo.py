@@ -3,9 +3,11 @@ running cluster (connection details from its cluster.json)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from cli.data_dir import read_cluster_info
+from core.errors import ConfigurationError
 
 #: The guide's values of `omega_max` (rad/µs).
 DEMO_OMEGAS = (6, 10.5)
@@ -52,10 +54,18 @@ def guide_sequence() -> str:
     return str(sequence.to_abstract_repr())
 
 
-def run(data_dir: Path) -> None:
+def run(data_dir: Path | None) -> None:
+    import requests
     from pasqal_cloud.device import DeviceTypeName
 
-    info = json.loads((data_dir / "cluster.json").read_text())
+    info = read_cluster_info(data_dir)
+    try:
+        requests.get(info["api_url"] + "/healthz", timeout=10)
+    except requests.RequestException as exc:
+        raise ConfigurationError(
+            f"the cluster's API at {info['api_url']} does not answer ({type(exc).__name__}): "
+            "is its `tweezer up` still running?"
+        ) from exc
     sdk = connect_sdk(info)
     jobs = [
         {"runs": 20, "variables": {"omega_max": DEMO_OMEGAS[0]}},

@@ -12,7 +12,6 @@ priorities and shares.
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import signal
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.admin import add_cluster_options, cluster_settings
+from cli.data_dir import read_cluster_info
 from cli.demo import sdk_client
 from core.accounts import Accounts
 from core.costs import Costs
@@ -104,7 +104,7 @@ class Tally:
 
 def run_load(args: argparse.Namespace) -> int:
     settings = cluster_settings(args)
-    info = _cluster_info(args)
+    info = read_cluster_info(args.data_dir)
     if args.speedup <= 0 or args.clients < 1:
         raise ConfigurationError("--speedup must be > 0 and --clients >= 1")
     planned, shares = _planned(args, settings)
@@ -151,14 +151,6 @@ def run_load(args: argparse.Namespace) -> int:
             if session.error:
                 print(f"tweezer: {session.planned.id}: {session.error}", file=sys.stderr)
     return 130 if interrupted.is_set() else 1 if tally.errors else 0
-
-
-def _cluster_info(args: argparse.Namespace) -> dict[str, Any]:
-    path = args.data_dir / "cluster.json"
-    if not path.exists():
-        raise ConfigurationError(f"no cluster.json in {args.data_dir}: pass --data-dir")
-    info: dict[str, Any] = json.loads(path.read_text())
-    return info
 
 
 def _planned(

@@ -7,7 +7,6 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from cli.admin import (
@@ -18,6 +17,7 @@ from cli.admin import (
     run_device_command,
     run_queue_command,
 )
+from cli.data_dir import add_data_dir_option, resolve
 from cli.load import add_load_command, run_load
 from cli.report import add_report_command, run_report
 from cli.simulate import add_simulate_command, run_simulate
@@ -34,11 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="run the whole cluster on this machine (foreground)")
     up.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    add_data_dir_option(up, "Redis data, keys, logs/ and cluster.json")
     up.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(".tweezer"),
-        help="Redis data, keys and cluster.json (default .tweezer/)",
+        "--verbose",
+        action="store_true",
+        help="also show every process's log here (always kept in <data-dir>/logs/)",
     )
     up.add_argument("--redis-url", help="use this Redis instead of starting one")
     up.add_argument("--redis-port", type=int, help="port of the Redis it starts (default: free)")
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     add_queue_command(commands)
 
     demo = commands.add_parser("demo", help="submit the guide's example batch to a running cluster")
-    demo.add_argument("--data-dir", type=Path, default=Path(".tweezer"))
+    add_data_dir_option(demo, "the data dir of a cluster started by `tweezer up`")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -178,7 +178,7 @@ def _up(args: argparse.Namespace) -> int:
     # Everything the cluster writes (keys, cluster.json, the AOF, logs) is for this account
     # only: redis-server and every child inherit the mask.
     os.umask(0o077)
-    data_dir = args.data_dir.resolve()
+    data_dir = resolve(args.data_dir).resolve()
     make_private(data_dir)
     overrides: dict[str, Any] = {
         "results_secret": secret(data_dir, "results"),
@@ -220,12 +220,22 @@ def _up(args: argparse.Namespace) -> int:
         base = f"http://{args.host}:{args.port}"
         from api import ACCOUNT_PREFIX, CORE_PREFIX
 
-        bootstrap(settings, data_dir, base, base + CORE_PREFIX, base + ACCOUNT_PREFIX)
+        info = bootstrap(settings, data_dir, base, base + CORE_PREFIX, base + ACCOUNT_PREFIX)
     except BaseException:
         if redis_server is not None:
             redis_server.stop()
         raise
-    Cluster(settings, data_dir, args.host, args.port, redis_server).run()
+    cluster = Cluster(
+        settings,
+        data_dir,
+        args.host,
+        args.port,
+        redis_server,
+        log_dir=data_dir / "logs",
+        info=info,
+        verbose=args.verbose,
+    )
+    cluster.run()
     return 0
 
 

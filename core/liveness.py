@@ -51,8 +51,10 @@ class Liveness:
             pipe.hdel(key, *stale)
         pipe.execute()
 
-    def readiness(self, qpus: Iterable[str], now: int) -> Readiness:
-        since = now - int(PRESENCE_TTL_S * SECOND_US)
+    def readiness(self, qpus: Iterable[str], now: int, since: int | None = None) -> Readiness:
+        """Who is alive at `now`: announced within PRESENCE_TTL_S, and not before `since` when
+        given (a cluster starting on a Redis that remembers its previous run)."""
+        since = max(now - int(PRESENCE_TTL_S * SECOND_US), since or 0)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.scheduler_presence())
         pipe.hgetall(self.keys.qpu_presence())

@@ -55,8 +55,14 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
     )
     try:
         info_path = data_dir / "cluster.json"
-        wait_for(lambda: info_path.exists(), timeout_s=60)
+        # A script that waits for the file connects the instant it appears: the API answers
+        # and the cluster is ready, first time.
+        wait_for(lambda: info_path.exists(), timeout_s=60, interval_s=0.005)
         info = json.loads(info_path.read_text())
+        assert requests.get(info["api_url"] + "/healthz", timeout=5).status_code == 200
+        ready = requests.get(info["api_url"] + "/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["data"]["qpus"] == {"EMU_FREE-0": True, "FRESNEL-0": True}
         assert set(info) >= {
             "core_url",
             "account_url",
@@ -79,11 +85,14 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
         )
         assert login.status_code == 200 and login.json()["expires_in"] > 60
 
+        # From another directory, the cluster found through TWEEZER_DATA_DIR.
         demo = subprocess.run(
-            [sys.executable, "-m", "cli.main", "demo", "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "cli.main", "demo"],
             capture_output=True,
             text=True,
             timeout=120,
+            cwd=tmp_path,
+            env={**os.environ, "TWEEZER_DATA_DIR": str(data_dir), "PYTHONPATH": os.getcwd()},
         )
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert ": DONE" in demo.stdout
@@ -105,6 +114,19 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
         output, _ = up.communicate(timeout=60)
     assert up.returncode == 0, output
     assert "Tweezer is up" in output and "FRESNEL-0" in output
+    # The banner was the last thing printed at start-up: what the children said is in their
+    # log files, not here (Celery's banner, gunicorn's request lines).
+    started = output[: output.index("Ctrl-C stops the cluster.")]
+    assert started.lstrip().startswith("Tweezer is up"), started
+    logs = {p.name: p.read_text() for p in (data_dir / "logs").glob("*.log")}
+    assert set(logs) == {
+        "api.log",
+        "scheduler.log",
+        "worker-EMU_FREE-0.log",
+        "worker-FRESNEL-0.log",
+    }
+    assert "[queues]" not in output and "[queues]" in logs["worker-EMU_FREE-0.log"]
+    assert "GET /healthz" not in output and "GET /healthz" in logs["api.log"]
     assert (data_dir / "redis" / "appendonlydir").is_dir()  # AOF on, in the data dir
 
 
@@ -168,3 +190,36 @@ def test_tweezer_up_refuses_a_policy_it_cannot_load(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert "unknown policy 'round-robin'" in done.stderr and "fair-share" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["demo"], ["queue"], ["device", "list"]])
+def test_commands_without_a_cluster_say_how_to_find_one(tmp_path, command):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWEEZER_")}
+    env["PYTHONPATH"] = os.getcwd()
+    found = subprocess.run(
+        [sys.executable, "-m", "cli.main", *command],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert found.returncode == 2, found.stderr
+    assert "Traceback" not in found.stderr
+    assert f"no cluster in {tmp_path / '.tweezer'}" in found.stderr
+    assert "--data-dir" in found.stderr and "TWEEZER_DATA_DIR" in found.stderr
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "cli.main", *command],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**env, "TWEEZER_DATA_DIR": str(tmp_path / "nowhere")},
+    )  # fmt: skip
+    assert elsewhere.returncode == 2 and "(from TWEEZER_DATA_DIR)" in elsewhere.stderr
+
+
+def test_demo_against_a_stopped_cluster_says_so(tmp_path):
+    port = free_port()
+    (tmp_path / "cluster.json").write_text(json.dumps({
+        "api_url": f"http://127.0.0.1:{port}", "core_url": f"http://127.0.0.1:{port}/core-fast",
+    }))  # fmt: skip
+    demo = subprocess.run(
+        [sys.executable, "-m", "cli.main", "demo", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert demo.returncode == 2 and "Traceback" not in demo.stderr
+    assert f"API at http://127.0.0.1:{port} does not answer" in demo.stderr

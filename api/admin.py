@@ -14,10 +14,10 @@ from flask import Blueprint, request
 from api import filters, jsend
 from api.body import read_json
 from api.context import principal, services
-from api.render import forecast_json
 from api.schemas import MemberIn, NewProjectIn, NewTokenIn, NewUserIn, ProjectChangeIn, parse_model
 from core.accounts import Project, User
 from core.errors import InvalidRequest
+from core.render import forecast_json
 from core.roles import Role
 from core.timefmt import to_iso
 

@@ -18,7 +18,6 @@ from api.access import (
 from api.body import read_json
 from api.context import device_status, principal, services
 from api.idempotency import idempotency
-from api.render import batch_json, batch_status_json, job_json
 from api.schemas import CancelBatchesIn, CreateBatchIn, TagsIn, parse_model
 from core.accounts import Project
 from core.audit import Audit
@@ -31,6 +30,7 @@ from core.errors import (
     NotFound,
 )
 from core.records import Batch, Job
+from core.render import batch_document, batch_json, batch_status_json, job_json
 from core.status import BatchStatus
 from core.store import Page
 from core.timefmt import now_us
@@ -64,7 +64,12 @@ def get_batch(batch_id: str) -> jsend.Reply:
     # ids, in creation order, are what qrmi reads.
     store = services().store
     [batch] = store.with_forecasts([visible_batch(batch_id)])
-    return jsend.success({**_json(batch), "job_ids": store.batch_job_ids(batch.id)})
+    data = batch_document(batch, store.batch_job_ids(batch.id), device_status(batch.device_type))
+    if batch.webhook is not None and principal().admin:
+        # Cluster administrators see how its announcement went (scheduler/webhooks.py).
+        data["webhook_state"] = batch.webhook_state
+        data["webhook_deliveries"] = store.webhook_deliveries(batch.id)
+    return jsend.success(data)
 
 
 @bp.get("/api/v1/batches/<batch_id>/full_results")

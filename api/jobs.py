@@ -8,8 +8,8 @@ from api import filters, jsend
 from api.access import after_commit, changeable_job, scoped_projects, visible_job
 from api.context import principal, services
 from api.links import make_link
-from api.render import job_json
 from core.errors import InvalidTransition
+from core.render import job_json
 from core.settings import Settings
 from core.status import JobStatus
 from core.timefmt import now_us

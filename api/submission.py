@@ -34,6 +34,7 @@ from core.sequences import built
 from core.settings import Settings
 from core.status import BatchStatus
 from core.timefmt import to_iso
+from core.webhooks import check_at_submission
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class Submission:
         if not body.jobs and not body.open:
             raise InvalidRequest("A closed batch needs at least one job (or set open: true)")
         self._check_job_count(body.jobs)
+        if body.webhook is not None:
+            check_at_submission(body.webhook, self.settings.webhook_allowlist)
         cache = _SequenceCache(self.settings.max_sequence_operations)
         if body.device_type is not None:
             spec = self.registry.get(body.device_type)

@@ -89,6 +89,8 @@ def bootstrap(
         "namespace": settings.namespace,
         "qpus": settings.qpus,
         "policy": settings.policy,
+        # What webhook receivers verify signatures with (README, "Webhooks").
+        "webhook_secret": settings.webhook_secret,
     }
 
 

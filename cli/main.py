@@ -183,6 +183,7 @@ def _up(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {
         "results_secret": secret(data_dir, "results"),
         "auth_secret": secret(data_dir, "auth"),
+        "webhook_secret": secret(data_dir, "webhook"),
     }
     if args.open_batch_timeout is not None:
         overrides["open_batch_timeout_s"] = args.open_batch_timeout

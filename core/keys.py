@@ -49,6 +49,14 @@ Scheduling (the policy chooses in Python: scheduler/policies.py; docs/design.md)
   deliveries                      string  counter giving each dispatch a unique delivery id
   wakeup                          list    pokes that wake the scheduler before its tick
 
+Webhooks (core/webhooks.py, scheduler/webhooks.py)
+  webhooks                        zset    batches whose end is still to be announced to their
+                                          webhook, scored by when the next attempt is due (µs);
+                                          a claimed delivery is pushed a lease ahead, so one
+                                          lost with its sender is made again
+  batch:{id}:webhook              list    the delivery attempts: JSON {at, outcome, status,
+                                          error, seconds}, oldest first
+
 Retention
   retention                       zset    finished batches whose sequences are still kept,
                                           scored by when they finished (µs)
@@ -127,6 +135,8 @@ _PATTERNS: dict[str, str] = {
     "scheduler_presence": "scheduler-presence",
     "deliveries": "deliveries",
     "retention": "retention",
+    "webhooks": "webhooks",
+    "batch_webhook": "batch:{0}:webhook",
     "wakeup": "wakeup",
     "idempotency": "idempotency:{0}:{1}",
     "device": "device:{0}",
@@ -177,6 +187,12 @@ class Keys:
 
     def retention(self) -> str:
         return self._key("retention")
+
+    def webhooks(self) -> str:
+        return self._key("webhooks")
+
+    def batch_webhook(self, batch_id: str) -> str:
+        return self._key("batch_webhook", batch_id)
 
     def job(self, job_id: str) -> str:
         return self._key("job", job_id)

@@ -54,6 +54,8 @@ class Batch:
     predicted_qpu_s: float = 0.0
     #: When it is expected to start and end, while it waits or runs (core/forecasts.py).
     forecast: Forecast | None = None
+    #: Where the announcement of its end to its webhook stands (WebhookState), once it ended.
+    webhook_state: str | None = None
     #: Job count per status (all five keys), from `batch:{id}:counts`.
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -80,6 +82,7 @@ class Batch:
             qpu=h.get("qpu"),
             inputs_purged_us=_int(h.get("inputs_purged_us")),
             predicted_qpu_s=float(h.get("predicted_qpu_s", 0.0)),
+            webhook_state=h.get("webhook_state"),
             counts={s.value: int((counts or {}).get(s.value, 0)) for s in JobStatus},
         )
 

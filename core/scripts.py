@@ -47,6 +47,8 @@ SCRIPT_NAMES = (
     "purge_inputs",
     "idempotency_check",
     "migrate",
+    "claim_webhooks",
+    "webhook_attempt",
 )
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.device_types import DEFAULT_QPUS, DeviceType
 from core.errors import ConfigurationError
+from core.webhooks import Allowlist
 
 ENV_PREFIX = "TWEEZER_"
 
@@ -99,6 +100,18 @@ class Settings(BaseModel):
     #: How many reverse proxies in front of the API may be trusted to set X-Forwarded-For
     #: (and -Proto, -Host). 0: the client address is the TCP peer, and those headers are ignored.
     trusted_proxy_count: int = 0
+
+    #: Key signing webhook deliveries (HMAC-SHA256, core/webhooks.py): receivers verify with it.
+    #: Without it no webhook is called (each delivery records why).
+    webhook_secret: str = ""
+    #: Non-public networks (CIDR) and host names webhooks may reach, comma-separated, e.g.
+    #: `10.1.2.0/24,hooks.lab.internal`; every other loopback, link-local or private address
+    #: is refused, so a webhook cannot reach into the lab's network.
+    webhook_allow: str = ""
+    #: One delivery attempt's time limit (connect and answer).
+    webhook_timeout_s: float = 10.0
+    #: A delivery is tried again, with backoff, for this long after its batch ended.
+    webhook_retry_for_s: float = 3600.0
 
     #: Largest request body accepted on the wire (compressed size for gzip bodies).
     max_body_bytes: int = 16 * 1024 * 1024
@@ -279,6 +292,8 @@ class Settings(BaseModel):
             "input_retention_s",
             "fair_share_half_life_s",
             "forecast_interval_s",
+            "webhook_timeout_s",
+            "webhook_retry_for_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -302,6 +317,10 @@ class Settings(BaseModel):
             raise ConfigurationError("public_url must start with http:// or https://")
         if self.trusted_proxy_count < 0:
             raise ConfigurationError("trusted_proxy_count must be >= 0")
+        try:
+            Allowlist.parse(self.webhook_allow)
+        except ValueError as exc:
+            raise ConfigurationError(f"webhook_allow: {exc}") from None
         if self.project_max_stored_bytes < 0:
             raise ConfigurationError("project_max_stored_bytes must be >= 0 (0: no limit)")
 
@@ -329,6 +348,10 @@ class Settings(BaseModel):
     def allowed_host_names(self) -> frozenset[str]:
         """`allowed_hosts` as a set of lower-case host[:port] names."""
         return frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
+
+    @property
+    def webhook_allowlist(self) -> Allowlist:
+        return Allowlist.parse(self.webhook_allow)
 
     @property
     def visibility_timeout_s(self) -> int:

@@ -57,6 +57,17 @@ class DeviceStatus(StrEnum):
     CALIBRATING = "CALIBRATING"
 
 
+class WebhookState(StrEnum):
+    """Where the announcement of a finished batch to its webhook stands (scheduler/webhooks.py)."""
+
+    #: Due, being made, or waiting to be tried again.
+    PENDING = "PENDING"
+    #: The receiver answered 2xx.
+    DELIVERED = "DELIVERED"
+    #: Every attempt failed until `webhook_retry_for_s` after the batch ended: given up.
+    FAILED = "FAILED"
+
+
 #: Every move a job makes, and nothing else.
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     # PENDING -> RUNNING: a worker claimed it; -> CANCELED: cancelled before any worker did.
@@ -88,13 +99,14 @@ TERMINAL_JOB_STATUSES = frozenset(s for s, nxt in JOB_TRANSITIONS.items() if not
 TERMINAL_BATCH_STATUSES = frozenset(s for s, nxt in BATCH_TRANSITIONS.items() if not nxt)
 
 
-E = TypeVar("E", JobStatus, BatchStatus, DeviceStatus)
+E = TypeVar("E", JobStatus, BatchStatus, DeviceStatus, WebhookState)
 
 
 def lua_tables() -> str:
     """The statuses as Lua, prepended to every script (see core/scripts.py): `JOB.PENDING`,
-    `BATCH.DONE`, `DEVICE.UP` name them, `TERMINAL_JOB[s]` / `TERMINAL_BATCH[s]` test them,
-    `JOB_STATUSES` lists them, and the transition tables check every move."""
+    `BATCH.DONE`, `DEVICE.UP`, `WEBHOOK.PENDING` name them, `TERMINAL_JOB[s]` /
+    `TERMINAL_BATCH[s]` test them, `JOB_STATUSES` lists them, and the transition tables check
+    every move."""
 
     def names(name: str, enum: type[E]) -> str:
         inner = ", ".join(f"{s.name} = '{s.value}'" for s in enum)
@@ -112,6 +124,7 @@ def lua_tables() -> str:
         names("JOB", JobStatus)
         + names("BATCH", BatchStatus)
         + names("DEVICE", DeviceStatus)
+        + names("WEBHOOK", WebhookState)
         + f"local JOB_STATUSES = {{{job_list}}}\n"
         + members("TERMINAL_JOB", TERMINAL_JOB_STATUSES)
         + members("TERMINAL_BATCH", TERMINAL_BATCH_STATUSES)

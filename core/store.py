@@ -294,6 +294,10 @@ class Store:
         used = self.redis.hget(self.keys.project_usage(project_id), "stored_bytes")
         return int(used or 0)
 
+    def webhook_deliveries(self, batch_id: str) -> list[dict[str, Any]]:
+        """The attempts to announce the batch's end to its webhook, oldest first."""
+        return [json.loads(a) for a in self.redis.lrange(self.keys.batch_webhook(batch_id), 0, -1)]
+
     def batch_job_ids(self, batch_id: str) -> list[str]:
         """Ids of a batch's jobs in creation order."""
         ids: list[str] = self.redis.zrange(self.keys.batch_jobs(batch_id), 0, -1)

@@ -7,7 +7,8 @@ each free QPU to the batch it was serving or the waiting batch the cluster's pol
 (scheduler/policies.py; the grant itself is fenced in Lua), dispatch the jobs of each held
 QPU's batch in creation order, and now and then publish forecasts of when waiting batches
 start. Every write is fenced by the lease, so several schedulers may run at once: at most one
-holds a given QPU, and a paused one that lost its lease writes nothing when it wakes. Between
+holds a given QPU, and a paused one that lost its lease writes nothing when it wakes. A thread
+of its own announces finished batches to their webhooks (scheduler/webhooks.py). Between
 passes it sleeps on the wake-up list, which the API and the workers poke when there is
 something to do.
 """
@@ -34,6 +35,7 @@ from core.timefmt import now_us
 from scheduler.forecast import FORECAST_WINDOW, forecast
 from scheduler.policies import load_policy
 from scheduler.snapshot import SnapshotReader
+from scheduler.webhooks import WebhookSender
 
 log = logging.getLogger("tweezer.scheduler")
 
@@ -188,5 +190,8 @@ def main(settings: Settings) -> None:
     client = connect(settings)
     if changed := Store(client, settings.namespace).migrate():
         log.info("brought %d record(s) of an earlier version up to date", changed)
+    # Its own thread: a slow receiver never delays a lease renewal or a dispatch.
+    sender = WebhookSender(connect(settings), settings)
+    threading.Thread(target=sender.run, args=(stop,), name="tweezer-webhooks", daemon=True).start()
     Scheduler(settings, client, make_producer(settings)).run(stop)
     log.info("scheduler stopped")

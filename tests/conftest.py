@@ -32,6 +32,7 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
         "namespace": "tz",
         "results_secret": secrets.token_hex(16),
         "auth_secret": secrets.token_hex(32),
+        "webhook_secret": secrets.token_hex(32),
         "lease_ttl_s": 3.0,
         "scheduler_tick_s": 0.2,
         "dispatch_timeout_s": 5.0,
@@ -94,8 +95,8 @@ class RunningCluster:
         accounts = Accounts(self.client, self.settings.namespace)
         return replace(account, token=accounts.issue_token(account.user_id).token)
 
-    def sdk(self, account: Account) -> Any:
-        return make_sdk(self.core_url, self.account_url, account)
+    def sdk(self, account: Account, webhook: str | None = None) -> Any:
+        return make_sdk(self.core_url, self.account_url, account, webhook)
 
     def pulser_connection(self, account: Account) -> Any:
         """Pulser's `PasqalCloudConnection` to this cluster, with the account's token."""
@@ -116,8 +117,9 @@ class RunningCluster:
         )
 
 
-def make_sdk(core_url: str, account_url: str, account: Account) -> Any:
-    """The guide's client: `SDK(project_id=..., endpoints=..., token_provider=...)`."""
+def make_sdk(core_url: str, account_url: str, account: Account, webhook: str | None = None) -> Any:
+    """The guide's client: `SDK(project_id=..., endpoints=..., token_provider=...)`, and the
+    `webhook` its batches name."""
     from pasqal_cloud.authentication import TokenProvider
     from pasqal_cloud.endpoints import Endpoints
 
@@ -137,6 +139,7 @@ def make_sdk(core_url: str, account_url: str, account: Account) -> Any:
             project_id=account.project_id,
             token_provider=StaticToken(),
             endpoints=Endpoints(core=core_url, account=account_url),
+            webhook=webhook,
         )
 
 

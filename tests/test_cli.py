@@ -153,8 +153,8 @@ def test_tweezer_up_restarts_every_child_killed_mid_batch(tmp_path):
         env=env,
     )
     try:
-        wait_for(lambda: _healthy(port), timeout_s=60)
-        info = json.loads((data_dir / "cluster.json").read_text())
+        info_path = data_dir / "cluster.json"  # there once the cluster serves
+        info = json.loads(wait_for(lambda: info_path.exists() and info_path.read_text(), 60))
         sdk = connect_sdk(info)
         batch = sdk.create_batch(
             sequences.slow(), [{"runs": 10}, {"runs": 10}], device_type="EMU_FREE"

@@ -137,6 +137,11 @@ local function set_batch_status(batch_id, from, to, now)
     redis.call('HSET', batch, 'end_us', now)
     redis.call('DEL', K.batch_pending(batch_id))
     redis.call('ZADD', K.retention(), now, batch_id)
+    -- Its end is announced to its webhook, at least once: the delivery is due now.
+    if redis.call('HEXISTS', batch, 'webhook') == 1 then
+      redis.call('ZADD', K.webhooks(), now, batch_id)
+      redis.call('HSET', batch, 'webhook_state', WEBHOOK.PENDING)
+    end
     wake_scheduler()
   end
 end

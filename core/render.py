@@ -59,6 +59,12 @@ def batch_json(
     return data
 
 
+def batch_document(batch: Batch, job_ids: list[str], device_status: str) -> dict[str, Any]:
+    """`GET /api/v2/batches/{id}`'s answer, which is also what its webhook receives: the batch
+    without embedded jobs, and their ids in creation order (what qrmi reads)."""
+    return {**batch_json(batch, None, True, device_status), "job_ids": job_ids}
+
+
 def forecast_json(batch: Batch) -> dict[str, Any]:
     f = batch.forecast
     waiting = f is not None and batch.status is BatchStatus.PENDING

@@ -1,0 +1,351 @@
+"""Webhooks: a finished batch is announced to its webhook, signed, retried with backoff, at least
+once even when its sender dies mid-delivery, and never to an address inside the lab's network
+unless the cluster's allowlist says so."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from core.accounts import Accounts
+from core.keys import Keys
+from core.records import Batch
+from core.status import BatchStatus, WebhookState
+from core.store import Store
+from core.webhooks import (
+    BATCH_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Allowlist,
+    WebhookRefused,
+    check_addresses,
+    check_at_submission,
+    sign,
+    verify,
+)
+from scheduler.webhooks import SECOND_US, WebhookSender, lease_s, next_attempt_us
+from tests import sequences
+from tests.conftest import Account, make_settings
+from tests.helpers import call_api, wait_for
+
+T0 = 1_800_000_000 * SECOND_US
+SECRET = "s3cret"
+SEQ = sequences.fixed()
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on loopback: answers each POST with the next of `statuses` (then 200),
+    and holds the first request until `release` when `hang` is set."""
+
+    server: ThreadingHTTPServer
+    statuses: list[int] = field(default_factory=list)
+    calls: list[tuple[dict[str, str], bytes, int]] = field(default_factory=list)
+    hang: threading.Event | None = None
+    release: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/batch?source=tweezer"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state: Receiver
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if state.hang is not None and not state.hang.is_set():
+                state.hang.set()
+                state.release.wait(60)
+                return  # the connection closes with no answer
+            status = state.statuses.pop(0) if state.statuses else 200
+            state.calls.append(({k: v for k, v in self.headers.items()}, body, status))
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state = Receiver(server)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    state.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+# --- what may be called ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1", "::1", "::ffff:127.0.0.1", "169.254.169.254", "10.1.2.3", "172.16.0.9",
+     "192.168.1.1", "100.64.0.1", "fc00::1", "fe80::1", "0.0.0.0", "224.0.0.1"],
+)  # fmt: skip
+def test_inside_addresses_are_refused(address):
+    with pytest.raises(WebhookRefused, match="loopback, link-local or private"):
+        check_addresses("hooks.example.org", [address], Allowlist())
+
+
+def test_public_addresses_pass_and_the_allowlist_opens_inside_ones():
+    assert check_addresses("h", ["93.184.216.34", "2606:2800:220:1::1"], Allowlist()) == (
+        "93.184.216.34",
+        "2606:2800:220:1::1",
+    )
+    allow = Allowlist.parse("10.1.2.0/24, 127.0.0.1, hooks.lab.internal")
+    assert check_addresses("x", ["10.1.2.77", "127.0.0.1"], allow) == ("10.1.2.77", "127.0.0.1")
+    assert check_addresses("hooks.lab.internal", ["192.168.5.5"], allow) == ("192.168.5.5",)
+    with pytest.raises(WebhookRefused):
+        check_addresses("x", ["10.1.3.1"], allow)  # outside the allowed network
+    with pytest.raises(ValueError, match="not a network or a host name"):
+        Allowlist.parse("10.0.0.0/8, http://evil/")
+
+
+def test_names_are_refused_by_what_they_resolve_to():
+    # Every address counts: one inside address among public ones is enough to refuse.
+    def resolve(host, port):
+        return ["93.184.216.34", "10.0.0.5"]
+
+    with pytest.raises(WebhookRefused, match=r"10\.0\.0\.5"):
+        check_at_submission("https://hooks.example.org/x", Allowlist(), resolve)
+    with pytest.raises(WebhookRefused, match="not an http"):
+        check_at_submission("ftp://hooks.example.org/x", Allowlist(), resolve)
+    with pytest.raises(WebhookRefused, match="credentials"):
+        check_at_submission("https://u:p@hooks.example.org/", Allowlist(), resolve)
+
+    def unresolvable(host, port):
+        raise OSError("Name or service not known")
+
+    # Not resolvable now: accepted (each delivery checks again, and records why it failed).
+    check_at_submission("https://hooks.example.org/x", Allowlist(), unresolvable)
+
+
+def test_signature_is_hmac_sha256_over_timestamp_dot_body():
+    body = b'{"id":"b"}'
+    signature = sign(SECRET, 1700000000, body)
+    import hashlib
+    import hmac
+
+    expected = hmac.new(SECRET.encode(), b'1700000000.{"id":"b"}', hashlib.sha256).hexdigest()
+    assert signature == "sha256=" + expected
+    assert verify(SECRET, 1700000000, body, signature)
+    assert not verify(SECRET, 1700000001, body, signature)
+    assert not verify("other", 1700000000, body, signature)
+
+
+def test_backoff_doubles_up_to_five_minutes_and_gives_up_after_the_retry_window():
+    ended = T0
+    assert next_attempt_us(ended, 1, T0, 3600) == T0 + 1 * SECOND_US
+    assert next_attempt_us(ended, 2, T0, 3600) == T0 + 2 * SECOND_US
+    assert next_attempt_us(ended, 5, T0, 3600) == T0 + 16 * SECOND_US
+    assert next_attempt_us(ended, 20, T0, 3600) == T0 + 300 * SECOND_US
+    late = T0 + 3500 * SECOND_US
+    assert next_attempt_us(ended, 20, late, 3600) is None  # past an hour after the end
+
+
+# --- delivery, driven with `now` --------------------------------------------------------------
+
+
+def _finished_batch(client, settings, webhook: str | None) -> Batch:
+    store = Store(client, settings.namespace)
+    batch = Batch(
+        id=str(uuid.uuid4()), project_id="p", user_id="u", device_type="EMU_FREE",
+        status=BatchStatus.PENDING, open=True, queue_priority="MEDIUM", created_us=0,
+        updated_us=0, webhook=webhook,
+    )  # fmt: skip
+    store.create_batch(batch, [], T0)
+    store.cancel_batch(batch.id, T0, "u")  # ends it: the delivery is due now
+    return batch
+
+
+def _sender(redis_only, **overrides) -> WebhookSender:
+    # The sender is handed its client; the settings' URL is not used.
+    return WebhookSender(redis_only, make_settings("redis://unused:1/0", **overrides))
+
+
+def test_a_finished_batch_is_posted_signed_and_recorded(redis_only, receiver):
+    sender = _sender(redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1/32")
+    batch = _finished_batch(redis_only, sender.settings, receiver.url)
+    nothing = _finished_batch(redis_only, sender.settings, None)
+    keys = Keys(sender.settings.namespace)
+    assert redis_only.zrange(keys.webhooks(), 0, -1) == [batch.id]  # not the one without
+
+    assert sender.run_once(T0) == 1
+    [(headers, body, status)] = receiver.calls
+    assert status == 200
+    assert verify(SECRET, int(headers[TIMESTAMP_HEADER]), body, headers[SIGNATURE_HEADER])
+    assert headers[BATCH_HEADER] == batch.id
+    document = json.loads(body)
+    assert document["id"] == batch.id and document["status"] == "CANCELED"
+    assert document["job_ids"] == [] and document["webhook"] == receiver.url
+    assert redis_only.zcard(keys.webhooks()) == 0
+    store = Store(redis_only, sender.settings.namespace)
+    assert store.get_batch(batch.id).webhook_state == WebhookState.DELIVERED
+    [attempt] = store.webhook_deliveries(batch.id)
+    assert attempt["outcome"] == "delivered" and attempt["status"] == 200
+    assert attempt["at"] == T0 and attempt["error"] is None
+    assert store.get_batch(nothing.id).webhook_state is None
+    assert sender.run_once(T0 + 3600 * SECOND_US) == 0  # delivered once, not again
+
+
+def test_a_failing_receiver_is_retried_with_backoff(redis_only, receiver):
+    receiver.statuses = [500, 503]
+    sender = _sender(redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1")
+    batch = _finished_batch(redis_only, sender.settings, receiver.url)
+    store = Store(redis_only, sender.settings.namespace)
+
+    assert sender.run_once(T0) == 1  # 500
+    assert store.get_batch(batch.id).webhook_state == WebhookState.PENDING
+    assert sender.run_once(T0 + SECOND_US - 1) == 0  # not due before a second
+    assert sender.run_once(T0 + SECOND_US) == 1  # 503
+    assert sender.run_once(T0 + 2 * SECOND_US) == 0  # then two seconds
+    assert sender.run_once(T0 + 3 * SECOND_US) == 1  # 200
+    assert [status for _, _, status in receiver.calls] == [500, 503, 200]
+    assert [(a["outcome"], a["status"]) for a in store.webhook_deliveries(batch.id)] == [
+        ("failed", 500),
+        ("failed", 503),
+        ("delivered", 200),
+    ]
+    assert store.get_batch(batch.id).webhook_state == WebhookState.DELIVERED
+
+
+def test_a_receiver_that_never_answers_is_given_up_after_the_retry_window(redis_only, receiver):
+    receiver.statuses = [500] * 10
+    sender = _sender(
+        redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1", webhook_retry_for_s=5
+    )
+    batch = _finished_batch(redis_only, sender.settings, receiver.url)
+    store = Store(redis_only, sender.settings.namespace)
+    now = T0
+    while sender.run_once(now) or store.get_batch(batch.id).webhook_state == WebhookState.PENDING:
+        now += SECOND_US
+    # Tried at 0, 1, 3 s; the next (7 s) is past the 5 s window.
+    assert [a["at"] for a in store.webhook_deliveries(batch.id)] == [
+        T0, T0 + SECOND_US, T0 + 3 * SECOND_US
+    ]  # fmt: skip
+    assert store.get_batch(batch.id).webhook_state == WebhookState.FAILED
+
+
+def test_an_inside_address_is_refused_at_delivery_too(redis_only, receiver):
+    # Without the allowlist, the receiver on loopback is refused before any connection; so is
+    # a name that resolved to a public address at submission and to an inside one now.
+    sender = _sender(redis_only, webhook_secret=SECRET)
+    sender.resolve = lambda host, port: ["10.20.30.40"]
+    loopback = _finished_batch(redis_only, sender.settings, receiver.url)
+    renamed = _finished_batch(redis_only, sender.settings, "https://hooks.example.org/x")
+    assert sender.run_once(T0) == 2
+    assert receiver.calls == []
+    store = Store(redis_only, sender.settings.namespace)
+    [first] = store.webhook_deliveries(loopback.id)
+    assert first["outcome"] == "failed" and "127.0.0.1" in first["error"]
+    [second] = store.webhook_deliveries(renamed.id)
+    assert "10.20.30.40" in second["error"] and "TWEEZER_WEBHOOK_ALLOW" in second["error"]
+
+
+def test_no_secret_no_call(redis_only, receiver):
+    sender = _sender(redis_only, webhook_secret="", webhook_allow="127.0.0.1")
+    batch = _finished_batch(redis_only, sender.settings, receiver.url)
+    sender.run_once(T0)
+    assert receiver.calls == []
+    [attempt] = Store(redis_only, sender.settings.namespace).webhook_deliveries(batch.id)
+    assert "TWEEZER_WEBHOOK_SECRET" in attempt["error"]
+
+
+def test_two_senders_never_make_the_same_delivery_at_once(redis_only, receiver):
+    receiver.hang = threading.Event()
+    one = _sender(redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1",
+                  webhook_timeout_s=30)  # fmt: skip
+    two = WebhookSender(redis_only, one.settings)
+    _finished_batch(redis_only, one.settings, receiver.url)
+    first = threading.Thread(target=one.run_once, args=(T0,))
+    first.start()
+    receiver.hang.wait(10)  # the first sender's request is at the receiver
+    assert two.run_once(T0) == 0  # claimed by the first
+    # Its claim lasts past one attempt's time limit; then the delivery is due again.
+    assert two.run_once(T0 + int(lease_s(one.settings) * SECOND_US)) == 1
+    receiver.release.set()
+    first.join(30)
+    assert len(receiver.calls) == 1
+
+
+# --- through the API and a real cluster ------------------------------------------------------
+
+
+def test_the_api_refuses_inside_webhooks_and_stores_nothing(cluster):
+    account = cluster.new_account()
+    before = cluster.client.zcard(Keys(cluster.settings.namespace).all_batches())
+    for url, why in [
+        ("http://127.0.0.1:9/hook", "127.0.0.1, a loopback, link-local or private address"),
+        ("http://localhost/hook", "a loopback, link-local or private address"),
+        ("http://[::1]/", "::1"),
+        ("http://169.254.169.254/latest/meta-data", "169.254.169.254"),
+        ("gopher://example.org/", "not an http:// or https:// URL"),
+    ]:
+        body = {"sequence_builder": SEQ, "jobs": [{"runs": 1}], "device_type": "EMU_FREE",
+                "project_id": account.project_id, "webhook": url}  # fmt: skip
+        reply = call_api(cluster, account, "POST", "/api/v1/batches", json=body)
+        assert reply.status_code == 400, (url, reply.text)
+        assert reply.json()["data"]["error_code"] == "webhook_refused"
+        assert why in reply.json()["message"]
+    assert cluster.client.zcard(Keys(cluster.settings.namespace).all_batches()) == before
+
+
+def _admin_in(cluster, account: Account) -> Account:
+    """A cluster administrator who is also a member of `account`'s project."""
+    accounts = Accounts(cluster.client, cluster.settings.namespace)
+    user = accounts.create_user(f"admin-{uuid.uuid4().hex[:8]}", admin=True)
+    accounts.add_member(account.project_id, user)
+    return Account(user, account.project_id, accounts.issue_token(user).token)
+
+
+@pytest.mark.slow
+def test_delivered_through_a_cluster_even_when_the_sender_is_killed_mid_delivery(
+    start_cluster, receiver
+):
+    hooks = start_cluster(qpus={"EMU_FREE": 1}, webhook_allow="127.0.0.1", webhook_timeout_s=2)
+    member = hooks.new_account()
+    receiver.hang = threading.Event()
+    sdk = hooks.sdk(member, webhook=receiver.url)
+    batch = sdk.create_batch(SEQ, [{"runs": 5}], device_type="EMU_FREE", wait=True)
+    assert batch.status == "DONE"
+    assert receiver.hang.wait(30)  # the scheduler's sender is in the middle of its POST: kill it
+    scheduler = hooks.cluster.child("scheduler")
+    os.kill(scheduler.process.pid, signal.SIGKILL)
+    scheduler.process.wait()
+    receiver.release.set()
+    hooks.cluster.supervise()  # notices the death ...
+    time.sleep(1)
+    hooks.cluster.supervise()  # ... and starts a new scheduler (after a second of backoff)
+    # Once the dead sender's claim runs out (2 s limit + 5 s), the new one delivers.
+    [(headers, body, _)] = wait_for(lambda: receiver.calls, timeout_s=60)
+    secret = hooks.settings.webhook_secret
+    assert verify(secret, int(headers[TIMESTAMP_HEADER]), body, headers[SIGNATURE_HEADER])
+    document = json.loads(body)
+    assert document["id"] == batch.id and document["status"] == "DONE"
+    assert document["jobs_count_per_status"]["DONE"] == 1
+    # It is what GET answers; a cluster administrator also sees how the delivery went, the
+    # batch's owner does not.
+    admin = _admin_in(hooks, member)
+    deliveries = wait_for(lambda: call_api(
+        hooks, admin, "GET", f"/api/v2/batches/{batch.id}"
+    ).json()["data"]["webhook_deliveries"])  # fmt: skip
+    assert [d["outcome"] for d in deliveries] == ["delivered"]
+    got = call_api(hooks, admin, "GET", f"/api/v2/batches/{batch.id}").json()["data"]
+    assert got.pop("webhook_state") == "DELIVERED"
+    got.pop("webhook_deliveries")
+    assert got == document
+    owner = call_api(hooks, member, "GET", f"/api/v2/batches/{batch.id}").json()["data"]
+    assert "webhook_deliveries" not in owner and owner == document

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import admin, batches, devices, health, jobs, oauth, projects, results
+from api import admin, batches, devices, health, jobs, metrics, oauth, projects, results
 from api.auth import require_token
 from api.context import Services
 from api.errors import register_error_handlers
@@ -67,6 +67,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     require_token(admin.bp, admin_only=True)
     app.register_blueprint(admin.bp, url_prefix=ADMIN_PREFIX)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)  # public: nothing secret on it (api/metrics.py)
+    metrics.instrument(app)
     app.register_blueprint(oauth.bp)  # public: it is where credentials are exchanged
     register_error_handlers(app)
     app.after_request(_security_headers)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response, g, jsonify
 
 #: What a route returns: the JSON response and its HTTP status.
 Reply = tuple[Response, int]
@@ -31,6 +31,7 @@ def page(items: list[Any], total: int, offset: int) -> Reply:
 
 
 def failure(status: int, message: str, code: str, details: dict[str, Any]) -> Response:
+    g.error_code = code  # counted by api/metrics.py
     body = {
         "status": "fail" if status < 500 else "error",
         "code": status,

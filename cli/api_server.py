@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -10,6 +12,13 @@ from core.settings import Settings
 
 #: gunicorn's default format with `%(U)s` (path) in place of the request line `%(r)s`.
 ACCESS_LOG_FORMAT = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(L)ss'
+
+
+def _worker_exited(server: Any, worker: Any) -> None:
+    """A gunicorn worker died: its live gauges leave the sums (its counters stay)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 class _Gunicorn(BaseApplication):
@@ -29,6 +38,10 @@ class _Gunicorn(BaseApplication):
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+    # Request metrics are kept per worker process in files prometheus_client sums at each
+    # scrape (api/metrics.py): a directory of this server's own, set before any worker starts.
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tweezer-metrics-")
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -44,5 +57,6 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int) 
         "access_log_format": ACCESS_LOG_FORMAT,
         "errorlog": "-",
         "loglevel": "info",
+        "child_exit": _worker_exited,
     }
     _Gunicorn(settings, options).run()

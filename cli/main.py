@@ -1,5 +1,5 @@
 """The `tweezer` command: `up` (the whole cluster), `api`, `scheduler`, `worker`, `demo`,
-admin commands, and `simulate`."""
+`status`, admin commands, and the load-test tools (`simulate`, `load`, `trace`, `report`)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from cli.data_dir import add_data_dir_option, resolve
 from cli.load import add_load_command, run_load
 from cli.report import add_report_command, run_report
 from cli.simulate import add_simulate_command, run_simulate
+from cli.status import add_status_command, run_status
 from cli.trace import add_trace_commands, run_trace_command
 from core.errors import ConfigurationError, TweezerError
 from core.settings import Settings, parse_qpus
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     add_trace_commands(commands)
     add_load_command(commands)
     add_queue_command(commands)
+    add_status_command(commands)
 
     demo = commands.add_parser("demo", help="submit the guide's example batch to a running cluster")
     add_data_dir_option(demo, "the data dir of a cluster started by `tweezer up`")
@@ -143,6 +145,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_load(args)
     if args.command == "queue":
         return run_queue_command(args)
+    if args.command == "status":
+        return run_status(args)
     if args.command in ("user", "project", "token", "audit"):
         return run_account_command(args)
     if args.command == "demo":

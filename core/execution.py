@@ -40,10 +40,14 @@ class Execution:
         self.keys = Keys(namespace)
         self.scripts = Scripts(client, namespace)
 
-    def claim(self, job_id: str, delivery: str, heartbeat_ttl_s: float, now: int) -> int | None:
-        """The attempt number if this delivery now runs the job, else None."""
+    def claim(
+        self, job_id: str, delivery: str, heartbeat_ttl_s: float, now: int, worker: str = ""
+    ) -> int | None:
+        """The attempt number if this delivery now runs the job, else None. `worker` (host:pid)
+        goes into the job's history."""
         ttl_ms = int(heartbeat_ttl_s * 1000)
-        claimed = replies.decode_claimed(self._call("claim_job", now, job_id, delivery, ttl_ms))
+        reply = self._call("claim_job", now, job_id, delivery, ttl_ms, worker)
+        claimed = replies.decode_claimed(reply)
         return None if isinstance(claimed, replies.Stale) else claimed
 
     def heartbeat(

@@ -46,6 +46,10 @@ Scheduling (the policy chooses in Python: scheduler/policies.py; docs/design.md)
                                           (µs): how schedulers learn of QPUs added later
   scheduler-presence              hash    scheduler (host:pid) -> its last pass (µs): readiness
                                           (core/liveness.py)
+  scheduler-leases                hash    scheduler (host:pid) -> the QPUs whose leases it holds,
+                                          space-separated (as of its last announcement)
+  worker-presence                 hash    worker ("{qpu}/{host}:{pid}") -> when it last said it
+                                          was alive (µs); dropped when it stops cleanly
   deliveries                      string  counter giving each dispatch a unique delivery id
   wakeup                          list    pokes that wake the scheduler before its tick
 
@@ -56,6 +60,11 @@ Webhooks (core/webhooks.py, scheduler/webhooks.py)
                                           lost with its sender is made again
   batch:{id}:webhook              list    the delivery attempts: JSON {at, outcome, status,
                                           error, seconds}, oldest first
+
+Counting (core/counters.py; read by /metrics and `tweezer status`)
+  totals                          hash    "batch|job:{device type}:{status}" -> how many now
+  counters                        hash    counters and histogram buckets of what happened
+  throughput:{slot}               string  jobs finished in that 10-second slot (expires)
 
 Retention
   retention                       zset    finished batches whose sequences are still kept,
@@ -133,6 +142,11 @@ _PATTERNS: dict[str, str] = {
     "qpu_inflight": "qpu:{0}:inflight",
     "qpu_presence": "qpu-presence",
     "scheduler_presence": "scheduler-presence",
+    "scheduler_leases": "scheduler-leases",
+    "worker_presence": "worker-presence",
+    "totals": "totals",
+    "counters": "counters",
+    "throughput": "throughput:{0}",
     "deliveries": "deliveries",
     "retention": "retention",
     "webhooks": "webhooks",
@@ -250,6 +264,21 @@ class Keys:
 
     def scheduler_presence(self) -> str:
         return self._key("scheduler_presence")
+
+    def scheduler_leases(self) -> str:
+        return self._key("scheduler_leases")
+
+    def worker_presence(self) -> str:
+        return self._key("worker_presence")
+
+    def totals(self) -> str:
+        return self._key("totals")
+
+    def counters(self) -> str:
+        return self._key("counters")
+
+    def throughput(self, slot: int) -> str:
+        return self._key("throughput", slot)
 
     def deliveries(self) -> str:
         return self._key("deliveries")

@@ -5,6 +5,8 @@ Redis answers, a scheduler passed recently, and every configured QPU has a live 
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -16,6 +18,20 @@ from core.qpu import PRESENCE_TTL_S
 SECOND_US = 1_000_000
 #: A scheduler silent this long is forgotten (its entry is dropped by the next one's pass).
 FORGET_AFTER_S = 3600.0
+
+
+def process_name() -> str:
+    """This process, as schedulers and job histories name it: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_name(qpu: str) -> str:
+    """A worker process of `qpu`, as worker presence names it: QPU/host:pid."""
+    return f"{qpu}/{process_name()}"
+
+
+def qpu_of_worker(worker: str) -> str:
+    return worker.split("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -40,15 +56,24 @@ class Liveness:
         self.redis = client
         self.keys = Keys(namespace)
 
-    def scheduler_passed(self, scheduler_id: str, now: int) -> None:
-        """A scheduler made a pass; schedulers silent for FORGET_AFTER_S are dropped."""
-        key = self.keys.scheduler_presence()
-        seen: dict[str, str] = self.redis.hgetall(key)
-        stale = [s for s, at in seen.items() if int(at) < now - FORGET_AFTER_S * SECOND_US]
+    def scheduler_passed(self, scheduler_id: str, now: int, leases: Iterable[str] = ()) -> None:
+        """A scheduler made a pass holding the leases of `leases` (QPU names); schedulers and
+        workers silent for FORGET_AFTER_S are dropped."""
+        forget = now - FORGET_AFTER_S * SECOND_US
+        presence, workers = self.keys.scheduler_presence(), self.keys.worker_presence()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(key, scheduler_id, now)
+        pipe.hgetall(presence)
+        pipe.hgetall(workers)
+        schedulers_seen, workers_seen = pipe.execute()
+        stale = [s for s, at in schedulers_seen.items() if int(at) < forget]
+        lost = [w for w, at in workers_seen.items() if int(at) < forget]
+        pipe.hset(presence, scheduler_id, now)
+        pipe.hset(self.keys.scheduler_leases(), scheduler_id, " ".join(sorted(leases)))
         if stale:
-            pipe.hdel(key, *stale)
+            pipe.hdel(presence, *stale)
+            pipe.hdel(self.keys.scheduler_leases(), *stale)
+        if lost:
+            pipe.hdel(workers, *lost)
         pipe.execute()
 
     def readiness(self, qpus: Iterable[str], now: int, since: int | None = None) -> Readiness:

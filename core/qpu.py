@@ -61,9 +61,18 @@ class QpuControl:
         self.keys = Keys(namespace)
         self.scripts = Scripts(client, namespace)
 
-    def announce(self, qpu: str, now: int) -> None:
-        """A worker of `qpu` is alive (workers say so every few seconds)."""
-        self.redis.hset(self.keys.qpu_presence(), qpu, now)
+    def announce(self, qpu: str, now: int, worker: str = "") -> None:
+        """A worker of `qpu` is alive (workers say so every few seconds); `worker` names it
+        (core/liveness.py worker_name) for `tweezer status` and /metrics."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.keys.qpu_presence(), qpu, now)
+        if worker:
+            pipe.hset(self.keys.worker_presence(), worker, now)
+        pipe.execute()
+
+    def depart(self, worker: str) -> None:
+        """A worker stops cleanly: it is gone, not lost."""
+        self.redis.hdel(self.keys.worker_presence(), worker)
 
     def announced(self, device_types: Iterable[str], since: int) -> list[str]:
         """QPUs of `device_types` whose workers said they were alive at `since` or later:

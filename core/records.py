@@ -54,6 +54,9 @@ class Batch:
     predicted_qpu_s: float = 0.0
     #: When it is expected to start and end, while it waits or runs (core/forecasts.py).
     forecast: Forecast | None = None
+    #: Shots its jobs ask for, and shots of its DONE jobs.
+    runs_total: int = 0
+    runs_done: int = 0
     #: Where the announcement of its end to its webhook stands (WebhookState), once it ended.
     webhook_state: str | None = None
     #: Job count per status (all five keys), from `batch:{id}:counts`.
@@ -83,6 +86,8 @@ class Batch:
             inputs_purged_us=_int(h.get("inputs_purged_us")),
             predicted_qpu_s=float(h.get("predicted_qpu_s", 0.0)),
             webhook_state=h.get("webhook_state"),
+            runs_total=int(h.get("runs_total", 0)),
+            runs_done=int(h.get("runs_done", 0)),
             counts={s.value: int((counts or {}).get(s.value, 0)) for s in JobStatus},
         )
 
@@ -112,6 +117,32 @@ class Batch:
     @property
     def jobs_count(self) -> int:
         return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class JobAttempt:
+    """One start of a job on a worker, as its `history` field keeps it (core/lua/_lib.lua)."""
+
+    attempt: int
+    qpu: str | None
+    #: The worker process that ran it: host:pid.
+    worker: str | None
+    started_us: int
+    ended_us: int | None
+    #: DONE, ERROR, CANCELED, or LOST (its worker stopped heart-beating; run again); None
+    #: while it runs.
+    outcome: str | None
+
+    @classmethod
+    def from_json(cls, item: dict[str, Any]) -> JobAttempt:
+        return cls(
+            attempt=int(item["attempt"]),
+            qpu=item.get("qpu") or None,
+            worker=item.get("worker") or None,
+            started_us=int(item["started_us"]),
+            ended_us=_int(item.get("ended_us")),
+            outcome=item.get("outcome"),
+        )
 
 
 @dataclass
@@ -146,6 +177,8 @@ class Job:
     duration_ns: int | None = None
     #: Predicted seconds it adds to its batch's hold of the QPU.
     qpu_s: float = 0.0
+    #: Every start on a worker, oldest first.
+    history: list[JobAttempt] = field(default_factory=list)
 
     @classmethod
     def pending(
@@ -200,6 +233,7 @@ class Job:
             atoms=_int(h.get("atoms")),
             duration_ns=_int(h.get("duration_ns")),
             qpu_s=float(h.get("qpu_s", 0.0)),
+            history=[JobAttempt.from_json(a) for a in _json(h.get("history")) or []],
         )
 
     def creation_fields(self) -> dict[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.records import Batch, Job
+from core.records import Batch, Job, JobAttempt
 from core.status import BatchStatus, DeviceStatus, JobStatus
 from core.timefmt import to_iso
 
@@ -98,12 +98,26 @@ def job_json(job: Job, with_sequence: bool = False) -> dict[str, Any]:
         # what the API noted at submission without refusing the job.
         "progress": job.runs if job.status is JobStatus.DONE else job.progress,
         "warnings": job.warnings,
+        # Nor this: each start on a worker (which QPU and worker process, when, how it ended),
+        # so a job that failed or was lost says where and how often.
+        "history": [attempt_json(a) for a in job.history],
     }
     if with_sequence:
         # The job's own sequence, or null when it uses the batch's (so `batch.retry` sends
         # `sequence: null` with the variables rather than both).
         data["sequence"] = job.sequence
     return data
+
+
+def attempt_json(attempt: JobAttempt) -> dict[str, Any]:
+    return {
+        "attempt": attempt.attempt,
+        "qpu": attempt.qpu,
+        "worker": attempt.worker,
+        "started_at": to_iso(attempt.started_us),
+        "ended_at": to_iso(attempt.ended_us),
+        "outcome": attempt.outcome,
+    }
 
 
 def batch_status_json(batch: Batch) -> dict[str, Any]:

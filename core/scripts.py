@@ -20,6 +20,7 @@ from typing import Any
 import redis
 
 from core.audit import lua_audit
+from core.counters import lua_counters
 from core.keys import lua_functions
 from core.replies import lua_replies, transition_error
 from core.status import lua_tables
@@ -48,6 +49,7 @@ SCRIPT_NAMES = (
     "idempotency_check",
     "migrate",
     "claim_webhooks",
+    "overview",
     "webhook_attempt",
 )
 
@@ -61,6 +63,7 @@ FLAGS = {
     # Only read.
     "device_status": "no-writes",
     "idempotency_check": "no-writes",
+    "overview": "no-writes",
     # Reads, through temporary keys it deletes before returning: lists keep working when
     # Redis is full, at the cost of a brief, bounded use of memory.
     "query": "allow-oom",
@@ -88,6 +91,7 @@ def script_source(name: str) -> str:
         + lua_audit()
         + lua_tables()
         + lua_replies()
+        + lua_counters()
         + _read("_lib")
     )
     return shebang + prelude + "\n-- " + name + ".lua\n" + _read(name)

@@ -16,8 +16,6 @@ something to do.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 
 import redis
@@ -27,7 +25,7 @@ from core.celery_config import RUN_JOB_TASK, celery_config
 from core.device_types import device_type_of_qpu, qpu_names
 from core.forecasts import ForecastBook
 from core.keys import Keys
-from core.liveness import Liveness
+from core.liveness import Liveness, process_name
 from core.qpu import PRESENCE_TTL_S, Lease, OpenBatchHold, QpuControl
 from core.settings import Settings
 from core.store import Store
@@ -59,8 +57,10 @@ class Scheduler:
         self.forecast_us = 0
         self.liveness = Liveness(client, settings.namespace)
         #: How readiness (GET /readyz) knows this scheduler, and when it last said it was alive.
-        self.scheduler_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.scheduler_id = process_name()
         self.announced_us = 0
+        #: The leases it held when it last announced itself.
+        self.announced: list[str] = []
 
     def run(self, stop: threading.Event) -> None:
         """Passes until `stop` is set; Redis outages are waited out, never fatal."""
@@ -102,9 +102,11 @@ class Scheduler:
             self.forecast_us = now
         # As often as workers announce their QPUs: passes come on every job's commit, and
         # readiness needs no more than one in PRESENCE_TTL_S.
-        if now - self.announced_us >= PRESENCE_TTL_S / 6 * 1_000_000:
-            self.liveness.scheduler_passed(self.scheduler_id, now)
-            self.announced_us = now
+        # And whenever the leases it holds change, so `tweezer status` shows who holds what.
+        held = sorted(self.leases)
+        if now - self.announced_us >= PRESENCE_TTL_S / 6 * 1_000_000 or held != self.announced:
+            self.liveness.scheduler_passed(self.scheduler_id, now, held)
+            self.announced_us, self.announced = now, held
         if self.store.purge_inputs(self.settings.input_retention_s, now):
             log.info("dropped the sequences of batches past their retention")
 

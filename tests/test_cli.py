@@ -192,7 +192,7 @@ def test_tweezer_up_refuses_a_policy_it_cannot_load(tmp_path):
     assert "unknown policy 'round-robin'" in done.stderr and "fair-share" in done.stderr
 
 
-@pytest.mark.parametrize("command", [["demo"], ["queue"], ["device", "list"]])
+@pytest.mark.parametrize("command", [["demo"], ["queue"], ["device", "list"], ["status"]])
 def test_commands_without_a_cluster_say_how_to_find_one(tmp_path, command):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWEEZER_")}
     env["PYTHONPATH"] = os.getcwd()

@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import Celery
 from celery.exceptions import TimeLimitExceeded
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
 from celery.worker import state as worker_state
 
 from core.celery_config import RUN_JOB_TASK, celery_config
@@ -55,17 +55,29 @@ def make_celery(settings: Settings, qpu: str) -> Celery:
     def run_job(job_id: str, delivery: str) -> str:
         return execute_job(execution(), settings, executor(), job_id, delivery)
 
+    stop, threads = threading.Event(), list[threading.Thread]()
+
     @worker_ready.connect(weak=False)
     def start_threads(**_: Any) -> None:
         # In the main process, once it consumes: the watchdog watches the consumer, not the
         # jobs; the announcements tell schedulers this QPU is alive.
-        client, stop = connect(settings), threading.Event()
+        client = connect(settings)
         queue_key = Keys(settings.namespace).celery_prefix() + Keys.celery_queue(qpu)
         for name, target, args in (
             ("watchdog", watch, (client, queue_key, _busy, settings.worker_stall_s, stop)),
             ("presence", announce_forever, (QpuControl(client, settings.namespace), qpu, stop)),
         ):
-            threading.Thread(target=target, args=args, name=f"tweezer-{name}", daemon=True).start()
+            thread = threading.Thread(target=target, args=args, name=f"tweezer-{name}")
+            thread.daemon = True
+            thread.start()
+            threads.append(thread)
+
+    @worker_shutdown.connect(weak=False)
+    def stop_threads(**_: Any) -> None:
+        # A clean stop: the presence thread says this worker left (it is not "lost").
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=2)
 
     return app
 

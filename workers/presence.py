@@ -9,15 +9,20 @@ import threading
 
 import redis
 
+from core.liveness import worker_name
 from core.qpu import PRESENCE_TTL_S, QpuControl
 from core.timefmt import now_us
 
 
 def announce_forever(control: QpuControl, qpu: str, stop: threading.Event) -> None:
-    """Announces `qpu` now and every PRESENCE_TTL_S / 6 until `stop`."""
+    """Announces `qpu` and this worker now and every PRESENCE_TTL_S / 6 until `stop`; then
+    says this worker left."""
+    worker = worker_name(qpu)
     while True:
         # Redis away: Celery's reconnection is in charge; say it again next time.
         with contextlib.suppress(redis.exceptions.RedisError):
-            control.announce(qpu, now_us())
+            control.announce(qpu, now_us(), worker)
         if stop.wait(PRESENCE_TTL_S / 6):
-            return
+            break
+    with contextlib.suppress(redis.exceptions.RedisError):
+        control.depart(worker)

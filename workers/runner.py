@@ -18,6 +18,7 @@ from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
 from core.execution import Execution, JobInputs
+from core.liveness import process_name
 from core.settings import Settings
 from core.timefmt import now_us
 from workers.drivers import Aborted
@@ -44,7 +45,7 @@ def execute_job(
 ) -> str:
     """Runs one delivered job; returns what happened (for logs and tests)."""
     ttl = settings.job_heartbeat_ttl_s
-    attempt = execution.claim(job_id, delivery, ttl, now_us())
+    attempt = execution.claim(job_id, delivery, ttl, now_us(), worker=process_name())
     if attempt is None:
         log.info("job %s: delivery %s is stale, skipped", job_id, delivery)
         return "stale"

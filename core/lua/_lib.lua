@@ -73,6 +73,52 @@ end
 -- Aborts the script with the error core/replies.py turns into InvalidTransition (a 409). The
 -- callers check a record's status before they move it, so this guards against a bug, and it
 -- comes before any write of the move.
+-- What happened, counted in the step that made it happen (core/counters.py): a counter, a
+-- histogram observation, and the current number of batches and jobs per device type and status.
+local function count(name, labels)
+  redis.call('HINCRBY', K.counters(), name .. ':' .. labels, 1)
+end
+
+local function observe(name, labels, seconds)
+  local bounds = HISTOGRAMS[name]
+  local slot = #bounds + 1
+  for i, bound in ipairs(bounds) do
+    if seconds <= bound then slot = i break end
+  end
+  local field = name .. ':' .. labels .. ':'
+  redis.call('HINCRBY', K.counters(), field .. slot, 1)
+  redis.call('HINCRBYFLOAT', K.counters(), field .. 'sum', string.format('%.6f', seconds))
+end
+
+local function move_total(kind, device_type, from, to)
+  if from then redis.call('HINCRBY', K.totals(), kind .. ':' .. device_type .. ':' .. from, -1) end
+  redis.call('HINCRBY', K.totals(), kind .. ':' .. device_type .. ':' .. to, 1)
+end
+
+local function seconds_between(from_us, to_us)
+  return (tonumber(to_us) - tonumber(from_us)) / 1000000
+end
+
+-- A job's attempts (core/records.py JobAttempt): a JSON array in its `history` field, times
+-- as strings (cjson would round 16-digit integers).
+local function history_append(job, entry)
+  local history = cjson.decode(redis.call('HGET', job, 'history') or '[]')
+  table.insert(history, entry)
+  redis.call('HSET', job, 'history', cjson.encode(history))
+end
+
+local function history_close(job, outcome, now)
+  local raw = redis.call('HGET', job, 'history')
+  if not raw then return end
+  local history = cjson.decode(raw)
+  local last = history[#history]
+  if last and not last['ended_us'] then
+    last['ended_us'] = tostring(now)
+    last['outcome'] = outcome
+    redis.call('HSET', job, 'history', cjson.encode(history))
+  end
+end
+
 local function raise_transition(entity, id, from, to)
   error({err = TRANSITION_ERROR_PREFIX .. ' ' .. entity .. ' ' .. id .. ' ' .. tostring(from)
     .. ' ' .. to})
@@ -82,7 +128,19 @@ local function set_job_status(job_id, batch_id, from, to, now)
   if not (JOB_TRANSITIONS[from] or {})[to] then raise_transition('job', job_id, from, to) end
   local job = K.job(job_id)
   redis.call('HSET', job, 'status', to, 'updated_us', now)
-  local created = redis.call('HGET', job, 'created_us')
+  local j = redis.call('HMGET', job, 'created_us', 'device_type', 'start_us', 'qpu', 'worker',
+    'attempts')
+  local created = j[1]
+  -- Jobs stored before device_type was on the job carry it on their batch only.
+  local device_type = j[2] or redis.call('HGET', K.batch(batch_id), 'device_type')
+  move_total('job', device_type, from, to)
+  if to == JOB.RUNNING then
+    history_append(job, {attempt = (tonumber(j[6] or '0') + 1), qpu = j[4], worker = j[5],
+      started_us = tostring(now)})
+  elseif from == JOB.RUNNING then
+    -- Back to PENDING from RUNNING: its worker was lost and the job is queued again.
+    history_close(job, to == JOB.PENDING and 'LOST' or to, now)
+  end
   redis.call('ZREM', K.job_index('status', from), job_id)
   redis.call('ZADD', K.job_index('status', to), created, job_id)
   redis.call('HINCRBY', K.batch_counts(batch_id), from, -1)
@@ -95,6 +153,13 @@ local function set_job_status(job_id, batch_id, from, to, now)
   end
   if TERMINAL_JOB[to] then
     redis.call('HSET', job, 'end_us', now)
+    count('jobs_finished', device_type .. ',' .. to)
+    if j[3] and to ~= JOB.CANCELED then
+      observe('job_run_seconds', device_type .. ',' .. to, seconds_between(j[3], now))
+      local slot = K.throughput(math.floor(tonumber(now) / 1000000 / THROUGHPUT_SLOT_S))
+      redis.call('INCR', slot)
+      redis.call('EXPIRE', slot, THROUGHPUT_KEEP_S)
+    end
     local project_id = redis.call('HGET', job, 'project_id')
     redis.call('HINCRBY', K.project_usage(project_id), 'unfinished_jobs', -1)
     -- Its results are stored (commit_job counted them) or never will be.
@@ -126,13 +191,16 @@ local function set_batch_status(batch_id, from, to, now)
   redis.call('HSET', batch, 'status', to, 'updated_us', now)
   redis.call('ZREM', K.batch_index('status', from), batch_id)
   redis.call('ZADD', K.batch_index('status', to), b[1], batch_id)
+  move_total('batch', b[2], from, to)
   if from == BATCH.PENDING then
     dequeue_batch(batch_id, b[2], b[3], b[4])
   end
   if to == BATCH.RUNNING then
     redis.call('HSET', batch, 'start_us', now, 'activity_us', now)
+    observe('batch_wait_seconds', b[3], seconds_between(b[1], now))
   end
   if TERMINAL_BATCH[to] then
+    observe('batch_turnaround_seconds', b[2] .. ',' .. to, seconds_between(b[1], now))
     set_batch_open(batch_id, false, now)
     redis.call('HSET', batch, 'end_us', now)
     redis.call('DEL', K.batch_pending(batch_id))
@@ -199,13 +267,14 @@ local function fit_cost(job, batch_id, now)
 end
 
 -- Writes one new job of `batch_id` (fields from core/records.py Job.creation_fields).
-local function create_job(fields, batch_id, ts)
+local function create_job(fields, batch_id, device_type, ts)
   local job_id = fields['id']
   local job = K.job(job_id)
   for name, value in pairs(fields) do
     redis.call('HSET', job, name, value)
   end
-  redis.call('HSET', job, 'created_us', ts, 'updated_us', ts)
+  redis.call('HSET', job, 'created_us', ts, 'updated_us', ts, 'device_type', device_type)
+  move_total('job', device_type, nil, fields['status'])
   redis.call('ZADD', K.batch_jobs(batch_id), ts, job_id)
   redis.call('RPUSH', K.batch_pending(batch_id), job_id)
   redis.call('ZADD', K.all_jobs(), ts, job_id)
@@ -264,9 +333,10 @@ end
 -- Creates `jobs` (a list of field tables) in `batch_id`; returns their creation timestamps.
 local function create_jobs(jobs, batch_id, now)
   local stamps = {}
+  local device_type = redis.call('HGET', K.batch(batch_id), 'device_type')
   for i, fields in ipairs(jobs) do
     local ts = next_created(now)
-    create_job(fields, batch_id, ts)
+    create_job(fields, batch_id, device_type, ts)
     stamps[i] = ts
   end
   return stamps

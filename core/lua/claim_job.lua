@@ -5,6 +5,7 @@
 -- ARGV[3] job id
 -- ARGV[4] delivery id
 -- ARGV[5] heartbeat TTL (ms)
+-- ARGV[6] the worker claiming it (shown in the job's history)
 -- Also writes the job's status indexes and its QPU's in-flight set (K.*).
 -- Returns {R.OK, attempts} | {R.STALE, status or 'MISSING'}.
 local job, now, job_id, delivery, ttl_ms = KEYS[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
@@ -12,6 +13,7 @@ local h = redis.call('HMGET', job, 'status', 'delivery', 'batch_id', 'qpu', 'sta
 if not h[1] or h[2] ~= delivery or h[1] ~= JOB.PENDING then
   return {R.STALE, h[1] or MISSING}
 end
+redis.call('HSET', job, 'worker', ARGV[6])
 set_job_status(job_id, h[3], JOB.PENDING, JOB.RUNNING, now)
 local attempts = redis.call('HINCRBY', job, 'attempts', 1)
 if not h[5] then redis.call('HSET', job, 'start_us', now) end

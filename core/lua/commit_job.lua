@@ -23,6 +23,8 @@ end
 add_stored_bytes(h[5], #payload)
 if outcome == JOB.DONE then
   redis.call('SET', K.job_result(job_id), payload)
+  -- Shots done, for the batch's progress (`tweezer status`, the dashboard).
+  redis.call('HINCRBY', K.batch(h[3]), 'runs_done', redis.call('HGET', job, 'runs'))
   fit_cost(job, h[3], now)
 else
   set_job_errors(job_id, payload)

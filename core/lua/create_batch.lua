@@ -40,6 +40,7 @@ for _, tag in ipairs(cjson.decode(fields['tags'])) do
   redis.call('ZADD', K.batch_index('tag', tag), ts, batch_id)
 end
 enqueue_batch(batch_id, fields['device_type'], fields['queue_priority'], project_id, ts)
+move_total('batch', fields['device_type'], nil, fields['status'])
 if fields['open'] == '1' then
   redis.call('SADD', K.project_open_batches(project_id), batch_id)
 end

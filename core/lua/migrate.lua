@@ -1,6 +1,8 @@
 -- Brings records written by an earlier version up to date; idempotent, run by every scheduler
 -- at start (core/store.py Store.migrate).
 --   * project usage: `queued_jobs` became `unfinished_jobs` (it always counted running jobs).
+--   * `totals` (batches and jobs per device type and status, core/counters.py) are counted
+--     from the records once, then kept by every move; until then they are counted afresh.
 -- KEYS[1] the set of every project
 -- Returns the number of records changed (data, no reply code).
 local changed = 0
@@ -12,5 +14,20 @@ for _, project_id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     redis.call('HDEL', usage, 'queued_jobs')
     changed = changed + 1
   end
+end
+if redis.call('HEXISTS', K.totals(), TOTALS_COUNTED) == 0 then
+  redis.call('DEL', K.totals())
+  for _, batch_id in ipairs(redis.call('ZRANGE', K.all_batches(), 0, -1)) do
+    local b = redis.call('HMGET', K.batch(batch_id), 'device_type', 'status')
+    if b[1] then
+      move_total('batch', b[1], nil, b[2])
+      local counts = redis.call('HGETALL', K.batch_counts(batch_id))
+      for i = 1, #counts, 2 do
+        redis.call('HINCRBY', K.totals(), 'job:' .. b[1] .. ':' .. counts[i], counts[i + 1])
+      end
+    end
+  end
+  redis.call('HSET', K.totals(), TOTALS_COUNTED, 1)
+  changed = changed + 1
 end
 return changed

@@ -3,9 +3,14 @@ between two scrapes, summed over the API's two gunicorn workers, and shows nothi
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import psutil
 import pytest
 import requests
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.overview import QpuState
@@ -131,6 +136,32 @@ def test_a_created_batch_is_one_201(metered):
     after, _ = scrape(metered)
     route = {"route": "/core-fast/api/v1/batches", "method": "POST"}
     assert moved(before, after, "tweezer_http_requests_total", **route, status="201") == 1
-    assert moved(before, after, "tweezer_batches", device_type="EMU_FREE", status="PENDING") + (
-        moved(before, after, "tweezer_batches", device_type="EMU_FREE", status="RUNNING")
-    ) + moved(before, after, "tweezer_batches", device_type="EMU_FREE", status="DONE") == 1
+    assert (
+        moved(before, after, "tweezer_batches", device_type="EMU_FREE", status="PENDING")
+        + (moved(before, after, "tweezer_batches", device_type="EMU_FREE", status="RUNNING"))
+        + moved(before, after, "tweezer_batches", device_type="EMU_FREE", status="DONE")
+        == 1
+    )
+
+
+def test_shipped_prometheus_grafana_and_alerts_use_only_metrics_we_expose(metered):
+    """deploy/prometheus.yml, deploy/tweezer-alerts.yml and deploy/grafana/tweezer.json name
+    only series a real scrape has (a renamed metric breaks them here, not in a lab)."""
+    samples, _ = scrape(metered)
+    exposed = {name for name, _ in samples}
+    deploy = Path(__file__).resolve().parent.parent / "deploy"
+    config = yaml.safe_load((deploy / "prometheus.yml").read_text())
+    [job] = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert [(deploy / f).exists() for f in config["rule_files"]] == [True]
+    rules = yaml.safe_load((deploy / "tweezer-alerts.yml").read_text())["groups"][0]["rules"]
+    assert {r["alert"] for r in rules} == {"TweezerQpuWithoutWorkers", "TweezerBatchWaitingTooLong"}
+    dashboard = json.loads((deploy / "grafana" / "tweezer.json").read_text())
+    assert dashboard["uid"] and dashboard["panels"]
+    expressions = [r["expr"] for r in rules] + [
+        t["expr"] for panel in dashboard["panels"] for t in panel["targets"]
+    ]
+    named = {name for expr in expressions for name in re.findall(r"\btweezer_[a-z_]+", expr)}
+    assert named and named <= exposed, named - exposed
+    # The alerts fire on what a real scrape says: one QPU with a live worker, nothing waiting.
+    assert value(samples, "tweezer_qpu_workers_alive", qpu="EMU_FREE-0", device_type="EMU_FREE")

@@ -12,6 +12,7 @@ import redis
 from core.accounts import Accounts
 from core.audit import AuditLog
 from core.costs import Costs, emulator_default
+from core.counters import parse_totals
 from core.device_types import DeviceKind, device_type_of_qpu
 from core.errors import QuotaExceeded
 from core.execution import Execution
@@ -462,10 +463,36 @@ def test_usage_counters_of_an_earlier_version_are_migrated(parts, redis_only):
     redis_only.sadd(store.keys.projects(), "p")
     new_batch(store, runs=(1, 2))  # counted under the new name: 2
     redis_only.hset(store.keys.project_usage("p"), "queued_jobs", 3)  # left by the old version
-    assert store.migrate() == 1
+    assert store.migrate() == 2  # the usage, and the totals counted from the records
     assert store.migrate() == 0
     usage = redis_only.hgetall(store.keys.project_usage("p"))
     assert usage["unfinished_jobs"] == "5" and "queued_jobs" not in usage
+
+
+def test_totals_of_an_earlier_version_are_counted_from_the_records_once(parts, redis_only):
+    """Records written before `totals` existed are counted at the first migration; from then
+    on every move keeps them (core/counters.py)."""
+    store, control, execution = parts
+    first, _ = new_batch(store, runs=(1, 2))
+    new_batch(store, runs=(3,))
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
+    execution.claim(d.job_id, d.delivery_id, 5, T0)
+    redis_only.delete(store.keys.totals())  # as an earlier version left it
+    assert store.migrate() == 1
+    expected = {
+        ("batch", "EMU_FREE", "RUNNING"): 1,
+        ("batch", "EMU_FREE", "PENDING"): 1,
+        ("job", "EMU_FREE", "RUNNING"): 1,
+        ("job", "EMU_FREE", "PENDING"): 2,
+    }
+    totals = parse_totals(redis_only.hgetall(store.keys.totals()))
+    assert {k: v for k, v in totals.items() if v} == expected
+    execution.commit_done(d.job_id, d.delivery_id, {"counter": {"0": 1}}, T0)
+    assert store.migrate() == 0  # counted once; the commit moved them
+    totals = parse_totals(redis_only.hgetall(store.keys.totals()))
+    assert totals[("job", "EMU_FREE", "DONE")] == 1 and totals[("job", "EMU_FREE", "RUNNING")] == 0
+    assert first.id
 
 
 def test_a_released_batch_counts_its_qpu_time_as_decayed_usage(parts, redis_only):

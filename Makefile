@@ -10,7 +10,7 @@ ARGS ?=
 .PHONY: install install-clients run test lint typecheck bench clean
 
 install: $(VENV)/.installed
-	@scripts/ensure-redis-server.sh
+	@scripts/ensure-debian-packages.sh redis-server redis-server
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-# The clients tests/test_clients.py drives, installed by name from PyPI like any user would.
+# The clients tests/test_clients.py drives, installed by name from PyPI like any user would, and
+# the headless browser tests/test_dashboard.py drives (Debian's chromium and chromedriver).
 install-clients: install $(VENV)/.clients $(SHIM_VENV)/.installed
+	@scripts/ensure-debian-packages.sh chromium chromium chromium-driver
+	@scripts/ensure-debian-packages.sh chromedriver chromium chromium-driver
 
 $(VENV)/.clients: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev,test-clients]'

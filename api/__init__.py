@@ -5,7 +5,18 @@ from __future__ import annotations
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import admin, batches, devices, health, jobs, metrics, oauth, projects, results
+from api import (
+    admin,
+    batches,
+    dashboard,
+    devices,
+    health,
+    jobs,
+    metrics,
+    oauth,
+    projects,
+    results,
+)
 from api.auth import require_token
 from api.context import Services
 from api.errors import register_error_handlers
@@ -66,6 +77,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(projects.bp, url_prefix=ACCOUNT_PREFIX)
     require_token(admin.bp, admin_only=True)
     app.register_blueprint(admin.bp, url_prefix=ADMIN_PREFIX)
+    require_token(dashboard.bp, public_endpoints=dashboard.PUBLIC_ENDPOINTS)
+    app.register_blueprint(dashboard.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)  # public: nothing secret on it (api/metrics.py)
     metrics.instrument(app)

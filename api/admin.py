@@ -19,7 +19,7 @@ from core.accounts import Project, User
 from core.errors import InvalidRequest
 from core.render import forecast_json
 from core.roles import Role
-from core.timefmt import to_iso
+from core.timefmt import now_us, to_iso
 
 bp = Blueprint("admin", __name__)
 
@@ -134,6 +134,22 @@ def audit_log() -> jsend.Reply:
     for item in items:
         del item["at_us"]
     return jsend.page(items, len(items), 0)
+
+
+@bp.get("/api/v1/usage")
+def usage() -> jsend.Reply:
+    """Every project's use of the cluster: jobs not finished, bytes stored, open batches, and
+    QPU seconds per device type as fair share counts them now (decayed by the half-life)."""
+    svc = services()
+    projects = svc.accounts.projects()
+    items = svc.store.usage([p.id for p in projects], list(svc.settings.qpus),
+                            svc.settings.fair_share_half_life_s, now_us())  # fmt: skip
+    return jsend.page(
+        [{"project_id": p.id, "name": p.name, "share": p.share, "queue_priority":
+          p.queue_priority, **u} for p, u in zip(projects, items, strict=True)],
+        len(projects),
+        0,
+    )  # fmt: skip
 
 
 @bp.get("/api/v1/queue")

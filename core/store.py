@@ -15,6 +15,7 @@ import redis
 
 from core import replies
 from core.audit import Audit
+from core.decay import decayed
 from core.errors import TweezerError
 from core.forecasts import ForecastBook
 from core.keys import Keys
@@ -293,6 +294,39 @@ class Store:
         """What the project stores, as its quota counts it."""
         used = self.redis.hget(self.keys.project_usage(project_id), "stored_bytes")
         return int(used or 0)
+
+    def usage(
+        self, project_ids: list[str], device_types: list[str], half_life_s: float, now: int
+    ) -> list[dict[str, Any]]:
+        """Per project: unfinished jobs, stored bytes, open batches, and QPU seconds per device
+        type decayed to `now` (what the fair-share policy weighs), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for project_id in project_ids:
+            pipe.hgetall(self.keys.project_usage(project_id))
+            pipe.scard(self.keys.project_open_batches(project_id))
+        for device_type in device_types:
+            pipe.hgetall(self.keys.device_usage(device_type))
+            pipe.hgetall(self.keys.device_usage_at(device_type))
+        replies = pipe.execute()
+        n = 2 * len(project_ids)
+        used = {t: (replies[n + 2 * i], replies[n + 2 * i + 1]) for i, t in enumerate(device_types)}
+        out = []
+        for i, project_id in enumerate(project_ids):
+            counts, open_batches = replies[2 * i], replies[2 * i + 1]
+            qpu_s = {
+                t: round(decayed(float(values.get(project_id, 0.0)),
+                                 int(at.get(project_id, now)) / 1e6, now / 1e6, half_life_s), 3)
+                for t, (values, at) in used.items()
+            }  # fmt: skip
+            out.append(
+                {
+                    "unfinished_jobs": int(counts.get("unfinished_jobs", 0)),
+                    "stored_bytes": int(counts.get("stored_bytes", 0)),
+                    "open_batches": open_batches,
+                    "qpu_seconds": qpu_s,
+                }
+            )
+        return out
 
     def webhook_deliveries(self, batch_id: str) -> list[dict[str, Any]]:
         """The attempts to announce the batch's end to its webhook, oldest first."""

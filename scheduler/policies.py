@@ -14,7 +14,6 @@ a class built without arguments that has `name`, `window` and `choose` as below.
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
@@ -196,12 +195,3 @@ def load_policy(name: str) -> Policy:
     if not isinstance(policy.window, int) or policy.window < 1:
         raise ConfigurationError(f"policy {name!r}: window must be an int >= 1")
     return policy
-
-
-def decayed(value: float, since_s: float, now_s: float, half_life_s: float) -> float:
-    """`value` (QPU seconds counted at `since_s`) as it counts at `now_s`: halved every
-    `half_life_s`, as Slurm's fair-share usage decays (PriorityDecayHalfLife). The Lua side
-    (`add_usage` in core/lua/_lib.lua) applies the same rule when it adds a batch's time."""
-    if value == 0.0 or now_s <= since_s:
-        return value
-    return value * math.pow(2.0, -(now_s - since_s) / half_life_s)

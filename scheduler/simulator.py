@@ -20,8 +20,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import chain, islice
 
+from core.decay import decayed
 from core.device_types import device_type_of_qpu, qpu_name
-from scheduler.policies import Holding, Policy, Snapshot, Waiting, decayed
+from scheduler.policies import Holding, Policy, Snapshot, Waiting
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ from collections.abc import Iterable
 
 import redis
 
+from core.decay import decayed
 from core.keys import Keys
 from core.priorities import PRIORITIES
 from core.status import BatchStatus
-from scheduler.policies import Holding, Snapshot, Waiting, decayed
+from scheduler.policies import Holding, Snapshot, Waiting
 
 SECOND_US = 1_000_000
 

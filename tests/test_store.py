@@ -13,6 +13,7 @@ from core.accounts import Accounts
 from core.audit import AuditLog
 from core.costs import Costs, emulator_default
 from core.counters import parse_totals
+from core.decay import decayed
 from core.device_types import DeviceKind, device_type_of_qpu
 from core.errors import QuotaExceeded
 from core.execution import Execution
@@ -24,7 +25,7 @@ from core.status import BatchStatus, JobStatus
 from core.store import BatchQuery, JobQuery, Page, Store
 from core.timefmt import now_us
 from scheduler.loop import Scheduler
-from scheduler.policies import FairShare, decayed
+from scheduler.policies import FairShare
 from scheduler.snapshot import SnapshotReader
 from tests.conftest import make_settings
 from workers.runner import execute_job

@@ -307,12 +307,14 @@ LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 5
 
 
-def pump_output(stream: IO[bytes], log_dir: Path, name: str, echo: bool) -> None:
-    """Copies a child's output, line by line, to its rotated log file (and to stderr when
-    `echo`) until the child closes it (it exited)."""
+def pump_output(
+    stream: IO[bytes], log_dir: Path, name: str, echo: bool, max_bytes: int = LOG_MAX_BYTES
+) -> None:
+    """Copies a child's output, line by line, to its log file, rotated past `max_bytes` (and
+    to stderr when `echo`), until the child closes it (it exited)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     handler = RotatingFileHandler(
-        log_dir / f"{name.replace(' ', '-')}.log", maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS
+        log_dir / f"{name.replace(' ', '-')}.log", maxBytes=max_bytes, backupCount=LOG_BACKUPS
     )
     handler.setFormatter(logging.Formatter("%(message)s"))
     try:

@@ -139,6 +139,10 @@ def record_keys(cluster: Any) -> set[str]:
         f"{ns}:device:",
         f"{ns}:forecast:",
         f"{ns}:retention",
+        f"{ns}:throughput:",  # jobs finished per 10 s: expiring, as other batches finish
+        f"{ns}:webhooks",
+        f"{ns}:worker-presence",
+        f"{ns}:scheduler-",
     )
     return {k for k in cluster.client.scan_iter(f"{ns}:*") if not k.startswith(skip)}
 

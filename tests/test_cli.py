@@ -12,6 +12,7 @@ import psutil
 import pytest
 import requests
 
+from cli.cluster import LOG_BACKUPS, pump_output
 from cli.demo import connect_sdk
 from cli.redis_server import free_port
 from tests import sequences
@@ -143,15 +144,12 @@ def test_tweezer_up_restarts_every_child_killed_mid_batch(tmp_path):
     data_dir = tmp_path / "data"
     # The lost job is run again once its heartbeats stop for the TTL: 3 s, not the default 15.
     env = {**os.environ, "TWEEZER_JOB_HEARTBEAT_TTL_S": "3"}
-    up = tweezer_up(
-        port,
-        data_dir,
-        "--qpus",
-        "EMU_FREE=1",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    terminal = tmp_path / "terminal.txt"
+    with terminal.open("w") as out:
+        up = tweezer_up(
+            port, data_dir, "--qpus", "EMU_FREE=1", "--verbose",
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
     try:
         info_path = data_dir / "cluster.json"  # there once the cluster serves
         info = json.loads(wait_for(lambda: info_path.exists() and info_path.read_text(), 60))
@@ -176,6 +174,10 @@ def test_tweezer_up_restarts_every_child_killed_mid_batch(tmp_path):
         assert [j.status for j in done.ordered_jobs] == ["DONE", "DONE"]
         restarted = {c.pid for c in psutil.Process(up.pid).children()}
         assert not restarted & {v.pid for v in victims}
+        # --verbose: what every child says shows in the terminal too, named, and the restarts.
+        shown = terminal.read_text()
+        assert "[worker EMU_FREE-0]" in shown and "[api]" in shown and "[scheduler]" in shown
+        assert "exited" in shown and "restarting" in shown
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(60)
@@ -223,3 +225,25 @@ def test_demo_against_a_stopped_cluster_says_so(tmp_path):
     )  # fmt: skip
     assert demo.returncode == 2 and "Traceback" not in demo.stderr
     assert f"API at http://127.0.0.1:{port} does not answer" in demo.stderr
+
+
+def test_a_childs_log_is_rotated_and_echoed_only_when_verbose(tmp_path, capfd):
+    read, write = os.pipe()
+    with os.fdopen(write, "wb") as child:
+        child.writelines(f"line {i} of a chatty child\n".encode() for i in range(400))
+    with os.fdopen(read, "rb") as stream:
+        pump_output(stream, tmp_path, "worker EMU_FREE-0", echo=False, max_bytes=2000)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [
+        "worker-EMU_FREE-0.log", *(f"worker-EMU_FREE-0.log.{i}" for i in range(1, LOG_BACKUPS + 1))
+    ]  # fmt: skip
+    assert all(p.stat().st_size <= 2000 for p in tmp_path.iterdir())
+    assert (tmp_path / "worker-EMU_FREE-0.log").read_text().endswith("line 399 of a chatty child\n")
+    assert capfd.readouterr().err == ""
+
+    read, write = os.pipe()
+    with os.fdopen(write, "wb") as child:
+        child.write(b"celery is ready\n")
+    with os.fdopen(read, "rb") as stream:
+        pump_output(stream, tmp_path / "v", "scheduler", echo=True)
+    assert capfd.readouterr().err == "[scheduler] celery is ready\n"

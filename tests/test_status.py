@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -130,6 +132,20 @@ def test_a_job_keeps_each_attempt_and_its_whole_error(parts, redis_only):
     [job_json] = json.loads(as_json.stdout)["jobs"]
     assert job_json["errors"] == [message]
     assert [a["outcome"] for a in job_json["history"]] == ["LOST", "ERROR"]
+
+
+def test_watch_redraws_in_place_until_ctrl_c(redis_only):
+    env = {**os.environ, "TWEEZER_REDIS_URL": _url(redis_only), "TWEEZER_NAMESPACE": NS,
+           "TWEEZER_QPUS": "EMU_FREE=1"}  # fmt: skip
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "status", "--watch", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    time.sleep(3)
+    watching.send_signal(signal.SIGINT)
+    out, err = watching.communicate(timeout=30)
+    assert watching.returncode == 0, err
+    assert out.count("\x1b[H\x1b[2J") >= 2 and "EMU_FREE-0" in out
 
 
 def _url(client) -> str:

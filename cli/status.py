@@ -73,8 +73,8 @@ def run_status(args: argparse.Namespace) -> int:
 def render(view: Overview, settings: Settings) -> str:
     now = view.now_us
     lines = [
-        f"Tweezer · {to_iso(now)} · policy {settings.policy} · "
-        f"{view.jobs_per_s:.2f} jobs/s (last minute)",
+        f"Tweezer · {(to_iso(now) or '')[:19].replace('T', ' ')} UTC · policy {settings.policy}"
+        f" · {view.jobs_per_s:.2f} jobs/s",
         "",
         f"{'QPU':<14}{'STATE':<11}{'DEVICE':<13}{'WORKERS':<17}SCHEDULER",
     ]
@@ -99,6 +99,7 @@ def render(view: Overview, settings: Settings) -> str:
             + "".join(f"{levels.get(p, 0):>8}" for p in priorities)
             + f"   {_duration(oldest) if oldest is not None else '-'}"
         )
+    lines += ["", "(jobs/s: jobs that finished DONE or ERROR over the last minute)"]
     return "\n".join(line[:WIDTH] for line in lines)
 
 

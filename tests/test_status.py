@@ -13,6 +13,7 @@ import time
 import pytest
 
 from core.execution import Execution
+from core.keys import Keys
 from core.liveness import Liveness
 from core.overview import QpuState, overview_json, read_overview
 from core.store import Store
@@ -228,3 +229,13 @@ def test_status_json_of_a_held_qpu_and_a_queue(busy):
     assert attempt["worker"].split(":")[0] == worker["name"].split("/")[1].split(":")[0]
     busy.sdk(holder).close_batch(held.id)
     assert waiting.id
+
+
+def test_a_worker_stopped_cleanly_is_gone_not_lost(busy):
+    """Last in the module: it stops the cluster's worker."""
+    keys = Keys(busy.settings.namespace)
+    [name] = wait_for(lambda: list(busy.client.hgetall(keys.worker_presence())))
+    worker = busy.cluster.child("worker EMU_FREE-0").process
+    worker.terminate()  # a warm shutdown, as systemd or Ctrl-C asks
+    worker.wait(60)
+    assert name not in busy.client.hgetall(keys.worker_presence())

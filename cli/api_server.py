@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -40,9 +41,10 @@ class _Gunicorn(BaseApplication):
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
     # Request metrics are kept per worker process in files prometheus_client sums at each
     # scrape (api/metrics.py): a directory of this server's own, set before any worker starts.
-    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    if own_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tweezer-metrics-")
-    options = {
+    options: dict[str, Any] = {
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
@@ -59,4 +61,7 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int) 
         "loglevel": "info",
         "child_exit": _worker_exited,
     }
+    if own_dir:  # the request counts of a stopped server mean nothing to the next one
+        directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        options["on_exit"] = lambda _server: shutil.rmtree(directory, ignore_errors=True)
     _Gunicorn(settings, options).run()

@@ -108,6 +108,9 @@ class Settings(BaseModel):
     #: `10.1.2.0/24,hooks.lab.internal`; every other loopback, link-local or private address
     #: is refused, so a webhook cannot reach into the lab's network.
     webhook_allow: str = ""
+    #: CA certificates (PEM) that https:// webhook receivers' certificates must chain to;
+    #: empty: the system's. A lab's internal CA goes here.
+    webhook_ca_file: str = ""
     #: One delivery attempt's time limit (connect and answer).
     webhook_timeout_s: float = 10.0
     #: A delivery is tried again, with backoff, for this long after its batch ended.
@@ -317,6 +320,8 @@ class Settings(BaseModel):
             raise ConfigurationError("public_url must start with http:// or https://")
         if self.trusted_proxy_count < 0:
             raise ConfigurationError("trusted_proxy_count must be >= 0")
+        if self.webhook_ca_file and not os.path.isfile(self.webhook_ca_file):
+            raise ConfigurationError(f"webhook_ca_file: no such file {self.webhook_ca_file!r}")
         try:
             Allowlist.parse(self.webhook_allow)
         except ValueError as exc:

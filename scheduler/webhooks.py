@@ -167,7 +167,15 @@ class WebhookSender:
         }
         try:
             where = target(batch.webhook, self.allow, self.resolve)
-            return post(where, batch.webhook, headers, body, self.settings.webhook_timeout_s), None
+            status = post(
+                where,
+                batch.webhook,
+                headers,
+                body,
+                self.settings.webhook_timeout_s,
+                self.settings.webhook_ca_file or None,
+            )
+            return status, None
         except WebhookRefused as exc:
             return None, exc.message
         except (OSError, urllib3.exceptions.HTTPError) as exc:
@@ -189,9 +197,17 @@ class WebhookSender:
                 stop.wait(poll_s)
 
 
-def post(where: Target, url: str, headers: dict[str, str], body: bytes, timeout_s: float) -> int:
+def post(
+    where: Target,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    timeout_s: float,
+    ca_file: str | None = None,
+) -> int:
     """POSTs to one of `where`'s checked addresses (never resolving the name again: what was
-    checked is what is called), with the URL's host in Host and in TLS; no redirects."""
+    checked is what is called), with the URL's host in Host, in TLS's SNI and as the name the
+    certificate must carry (chained to `ca_file`, else the system's CAs); no redirects."""
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     default_port = 443 if where.scheme == "https" else 80
@@ -206,6 +222,7 @@ def post(where: Target, url: str, headers: dict[str, str], body: bytes, timeout_
                 server_hostname=where.host,
                 assert_hostname=where.host,
                 cert_reqs="CERT_REQUIRED",
+                ca_certs=ca_file,
             )
         else:
             pool = urllib3.HTTPConnectionPool(address, where.port)

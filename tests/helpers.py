@@ -159,9 +159,9 @@ def hold_qpu(sdk: Any, sequence: str) -> Iterator[Any]:
         holder.close()
 
 
-def certificates(directory: Any, address: str) -> dict[str, Any]:
-    """A test CA, a Redis server certificate for `address` (an IP) and a client certificate,
-    both signed by it."""
+def certificates(directory: Any, address: str, dns_name: str = "") -> dict[str, Any]:
+    """A test CA, a server certificate (`redis.*`) for `address` (an IP) and `dns_name` if
+    given, and a client certificate, both signed by it."""
     names = ("ca.key", "ca.crt", "redis.key", "redis.crt", "client.key", "client.crt")
     paths = {n: directory / n for n in names}
 
@@ -175,7 +175,7 @@ def certificates(directory: Any, address: str) -> dict[str, Any]:
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=redis", "-keyout",
             str(paths["redis.key"]), "-out", str(request))  # fmt: skip
     extensions = directory / "san.cnf"
-    extensions.write_text(f"subjectAltName=IP:{address}\n")
+    extensions.write_text(f"subjectAltName=IP:{address}{f',DNS:{dns_name}' if dns_name else ''}\n")
     openssl("x509", "-req", "-in", str(request), "-CA", ca_crt, "-CAkey", ca_key,
             "-CAcreateserial", "-days", "1", "-extfile", str(extensions),
             "-out", str(paths["redis.crt"]))  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ from core.webhooks import (
 from scheduler.webhooks import SECOND_US, WebhookSender, lease_s, next_attempt_us
 from tests import sequences
 from tests.conftest import Account, make_settings
-from tests.helpers import call_api, wait_for
+from tests.helpers import call_api, certificates, wait_for
 
 T0 = 1_800_000_000 * SECOND_US
 SECRET = "s3cret"
@@ -58,8 +59,7 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/batch?source=tweezer"
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def _serve(context: ssl.SSLContext | None = None) -> Receiver:
     state: Receiver
 
     class Handler(BaseHTTPRequestHandler):
@@ -78,13 +78,36 @@ def receiver() -> Iterator[Receiver]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     state = Receiver(server)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return state
+
+
+def _stop(state: Receiver) -> None:
     state.release.set()
-    server.shutdown()
-    server.server_close()
+    state.server.shutdown()
+    state.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = _serve()
+    yield state
+    _stop(state)
+
+
+@pytest.fixture
+def tls_receiver(tmp_path) -> Iterator[tuple[Receiver, str]]:
+    """An https:// receiver on loopback whose certificate, from a test CA, names hooks.test;
+    and that CA's file."""
+    paths = certificates(tmp_path, "127.0.0.1", dns_name="hooks.test")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(paths["redis.crt"], paths["redis.key"])
+    state = _serve(context)
+    yield state, str(paths["ca.crt"])
+    _stop(state)
 
 
 # --- what may be called ---------------------------------------------------------------------
@@ -253,6 +276,27 @@ def test_an_inside_address_is_refused_at_delivery_too(redis_only, receiver):
     assert first["outcome"] == "failed" and "127.0.0.1" in first["error"]
     [second] = store.webhook_deliveries(renamed.id)
     assert "10.20.30.40" in second["error"] and "TWEEZER_WEBHOOK_ALLOW" in second["error"]
+
+
+def test_https_is_verified_against_the_name_in_the_url_at_the_checked_address(
+    redis_only, tls_receiver
+):
+    receiver, ca_file = tls_receiver
+    port = receiver.server.server_address[1]
+    sender = _sender(
+        redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1", webhook_ca_file=ca_file
+    )
+    sender.resolve = lambda host, port: ["127.0.0.1"]  # hooks.test and other.test, here
+    good = _finished_batch(redis_only, sender.settings, f"https://hooks.test:{port}/in")
+    wrong = _finished_batch(redis_only, sender.settings, f"https://other.test:{port}/in")
+    assert sender.run_once(T0) == 2
+    [(headers, _, _)] = receiver.calls  # only the one whose certificate names its host
+    assert headers["Host"] == f"hooks.test:{port}" and headers[BATCH_HEADER] == good.id
+    store = Store(redis_only, sender.settings.namespace)
+    assert store.get_batch(good.id).webhook_state == WebhookState.DELIVERED
+    [refused] = store.webhook_deliveries(wrong.id)
+    assert refused["outcome"] == "failed" and "other.test" in refused["error"], refused
+    assert "certificate" in refused["error"].lower() or "hostname" in refused["error"].lower()
 
 
 def test_no_secret_no_call(redis_only, receiver):

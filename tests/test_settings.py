@@ -23,6 +23,9 @@ def test_round_trip_through_the_environment():
         ({"TWEEZER_REDIS_URL": "http://x"}, "redis://"),
         ({"TWEEZER_JOB_HARD_TIME_LIMIT_S": "1"}, "above job_soft_time_limit_s"),
         ({"TWEEZER_SCHEDULER_TICK_S": "9"}, "lease_ttl_s / 3"),
+        ({"TWEEZER_WEBHOOK_ALLOW": "10.0.0.0/8,http://x/"}, "not a network or a host name"),
+        ({"TWEEZER_WEBHOOK_CA_FILE": "/nowhere.pem"}, "webhook_ca_file: no such file"),
+        ({"TWEEZER_WEBHOOK_TIMEOUT_S": "0"}, "webhook_timeout_s must be > 0"),
     ],
 )
 def test_refuses_bad_values(env, words):

@@ -64,7 +64,7 @@ class Submission:
     def cost_model(self, spec: DeviceSpec) -> CostModel:
         if self.costs is not None:
             return self.costs.model(spec.device_type, spec.kind)
-        return CostModel(spec.kind, self.settings.worker_concurrency)
+        return CostModel(spec.kind, self.settings.pool_size(spec.kind))
 
     def new_batch(
         self, body: CreateBatchIn, principal: Principal, queue_priority: str

@@ -9,6 +9,8 @@
             the time the trace spans
   ceiling   jobs/s and batches/s on a synthetic device (bench/ceiling.py), beside bare Celery's
             no-op tasks/s on the same machine and Redis durability
+  emulation 100 four-atom jobs through a cluster with default settings, beside the same jobs
+            in a plain Python loop (bench/emulation.py)
 
 `make bench ARGS=--save` records the figures as the new baseline.
 """
@@ -30,7 +32,7 @@ from typing import Any
 import psutil
 import requests
 
-from bench import ceiling, simulate, spread
+from bench import ceiling, emulation, simulate, spread
 from cli.cluster import Cluster, bootstrap, secret
 from cli.demo import guide_sequence
 from cli.redis_server import RedisServer, free_port
@@ -68,12 +70,15 @@ def main() -> None:
     figures.update(spread.measure())
     simulated = simulate.measure()
     limits = ceiling.measure()
+    emulated = emulation.measure()
     show(figures)
     show_spread(figures)
     simulate.show(simulated)
     ceiling.show(limits)
+    emulation.show(emulated)
     figures.update(simulated)
     figures.update(limits)
+    figures.update(emulated)
     if args.save:
         BASELINE.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"baseline saved to {BASELINE}")

@@ -245,7 +245,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, qpu: str) -> int:
-    from core.device_types import qpu_names
+    from core.device_types import kind_of_qpu, qpu_names
     from core.keys import Keys
 
     if qpu not in qpu_names(settings.qpus):
@@ -260,7 +260,7 @@ def _worker(settings: Settings, qpu: str) -> int:
             "--queues",
             Keys.celery_queue(qpu),
             "--concurrency",
-            str(settings.worker_concurrency),
+            str(settings.pool_size(kind_of_qpu(qpu))),
             "--pool",
             "prefork",
             "--hostname",

@@ -9,7 +9,7 @@ will take, computed at submission and kept on the batch (`predicted_qpu_s`).
   `device:{type}:costs` (an exponentially weighted mean, weight 0.2). Before any job of that
   atom count ran, `emulator_default`, measured on a 2-core machine, stands in.
 
-A QPU runs `worker_concurrency` jobs at once, so each job adds its time divided by that to its
+A QPU runs `Settings.pool_size` jobs at once, so each job adds its time divided by that to its
 batch's hold of the QPU.
 """
 
@@ -36,7 +36,7 @@ class CostModel:
     """The cost model of one device type."""
 
     kind: DeviceKind
-    #: Jobs a QPU runs at once (Settings.worker_concurrency).
+    #: Jobs a QPU runs at once (Settings.pool_size).
     capacity: int
     shot_rate_hz: float = 5.0
     register_load_s: float = 20.0
@@ -73,10 +73,10 @@ class Costs:
         if kind is DeviceKind.QPU:
             return CostModel(
                 kind,
-                s.worker_concurrency,
+                s.pool_size(kind),
                 shot_rate_hz=s.bridge_shot_rate_hz * s.bridge_speedup,
                 register_load_s=s.bridge_register_load_s / s.bridge_speedup,
             )
         raw: dict[str, str] = self.redis.hgetall(self.keys.device_costs(device_type))
         fitted = {int(atoms): float(per) for atoms, per in raw.items()}
-        return CostModel(kind, s.worker_concurrency, fitted=fitted)
+        return CostModel(kind, s.pool_size(kind), fitted=fitted)

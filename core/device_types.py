@@ -43,6 +43,11 @@ def device_type_of_qpu(qpu: str) -> str:
     return qpu.rsplit("-", 1)[0]
 
 
+def kind_of_qpu(qpu: str) -> DeviceKind:
+    """`EMU_FREE-0` -> EMULATOR, `FRESNEL-0` -> QPU."""
+    return KIND[DeviceType(device_type_of_qpu(qpu))]
+
+
 def qpu_names(qpus: Mapping[str, int]) -> list[str]:
     """Every QPU of `Settings.qpus` (device type -> count), in order."""
     return [qpu_name(device_type, i) for device_type, count in qpus.items() for i in range(count)]

@@ -7,6 +7,7 @@ Imports Pulser: the scheduler never imports this module.
 from __future__ import annotations
 
 import warnings
+from functools import lru_cache
 from typing import Any
 
 from pulser import NoiseModel, Sequence
@@ -28,6 +29,19 @@ def built(sequence: Sequence, variables: dict[str, Any] | None) -> Sequence:
     return sequence
 
 
+#: Sequences a worker process keeps parsed. The jobs of a batch (and the batches of a
+#: variational loop) share one sequence text: each is parsed once per process, not once per
+#: job (parsing is a fifth of a four-atom emulation). Bounded: a worker's memory.
+PARSED_SEQUENCES = 32
+
+
+@lru_cache(maxsize=PARSED_SEQUENCES)
+def parsed(text: str) -> Sequence:
+    """A stored sequence (abstract repr), deserialised; shared, so never changed: building
+    with variables makes a new sequence."""
+    return Sequence.from_abstract_repr(text)
+
+
 def job_sequence(text: str, variables: dict[str, Any] | None) -> Sequence:
     """A stored sequence (abstract repr) built for one job."""
-    return built(Sequence.from_abstract_repr(text), variables)
+    return built(parsed(text), variables)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.device_types import DEFAULT_QPUS, DeviceType
+from core.device_types import DEFAULT_QPUS, DeviceKind, DeviceType
 from core.errors import ConfigurationError
 from core.webhooks import Allowlist
 
@@ -48,8 +48,12 @@ class Settings(BaseModel):
     #: Where a batch sent without a device type goes when the device its sequence was built for
     #: is not served or refuses it; empty: EMU_FREE when served, else nowhere.
     default_device_type: str = ""
-    #: Pool processes per QPU worker. A QPU runs one batch at a time; these run its jobs.
-    worker_concurrency: int = 1
+    #: Pool processes per QPU worker: the jobs of its batch that run at once. 0 (automatic):
+    #: an emulator QPU uses every core of its machine (the emulation is CPU-bound and its jobs
+    #: independent), a QPU bridge and a synthetic device run one job at a time (the device is
+    #: serial). Every process of a cluster must resolve it alike (see `pool_size`): with
+    #: workers on machines of other sizes, set it.
+    worker_concurrency: int = 0
     #: Which waiting batch a free QPU runs next (scheduler/policies.py): fifo, priority,
     #: fair-share, shortest-first, or a lab's own `module:Class`. Every scheduler of a cluster
     #: must use the same.
@@ -260,8 +264,9 @@ class Settings(BaseModel):
                 f"default_device_type {self.default_device_type!r} is not served; "
                 f"served: {', '.join(self.qpus)}"
             )
+        if self.worker_concurrency < 0:
+            raise ConfigurationError("worker_concurrency must be >= 0 (0: automatic)")
         positive = (
-            "worker_concurrency",
             "open_batch_timeout_s",
             "lease_ttl_s",
             "dispatch_timeout_s",
@@ -353,6 +358,16 @@ class Settings(BaseModel):
     def allowed_host_names(self) -> frozenset[str]:
         """`allowed_hosts` as a set of lower-case host[:port] names."""
         return frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
+
+    def pool_size(self, kind: DeviceKind) -> int:
+        """Jobs a QPU of `kind` runs at once: `worker_concurrency`, or when 0 the cores this
+        process may use for an emulator (not synthetic), else 1. The worker sizes its pool with
+        it, the scheduler its dispatches, the cost model its predictions."""
+        if self.worker_concurrency:
+            return self.worker_concurrency
+        if kind is DeviceKind.EMULATOR and not self.synthetic_devices:
+            return max(1, len(os.sched_getaffinity(0)))
+        return 1
 
     @property
     def webhook_allowlist(self) -> Allowlist:

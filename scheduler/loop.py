@@ -22,7 +22,7 @@ import redis
 from celery import Celery
 
 from core.celery_config import RUN_JOB_TASK, celery_config
-from core.device_types import device_type_of_qpu, qpu_names
+from core.device_types import device_type_of_qpu, kind_of_qpu, qpu_names
 from core.forecasts import ForecastBook
 from core.keys import Keys
 from core.liveness import Liveness, process_name
@@ -142,7 +142,7 @@ class Scheduler:
             log.info("%s: leased to batch %s (epoch %s)", qpu, lease.batch_id, lease.epoch)
             self.leases[qpu] = lease
         for dispatch in self.control.dispatch(
-            lease, s.worker_concurrency, s.dispatch_timeout_s, now
+            lease, s.pool_size(kind_of_qpu(qpu)), s.dispatch_timeout_s, now
         ):
             # If this send is lost, the dispatch deadline makes the reconciler send it again.
             self.producer.send_task(

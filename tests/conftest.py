@@ -33,6 +33,9 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
         "results_secret": secrets.token_hex(16),
         "auth_secret": secrets.token_hex(32),
         "webhook_secret": secrets.token_hex(32),
+        # One job at a time per QPU, whatever the machine: the tests' timings and orders. The
+        # automatic default (every core for an emulator) is tested with `tweezer up` itself.
+        "worker_concurrency": 1,
         "lease_ttl_s": 3.0,
         "scheduler_tick_s": 0.2,
         "dispatch_timeout_s": 5.0,

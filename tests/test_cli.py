@@ -74,6 +74,13 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
             "admin_password",
         }
         assert info["policy"] == "shortest-first"  # what every child runs under
+        # By default an emulator QPU's pool has a process per core; the bridge's one.
+        pools = {}
+        for child in psutil.Process(up.pid).children():
+            argv = child.cmdline()
+            if "worker" in argv:
+                pools[argv[argv.index("--qpu") + 1]] = len(child.children())
+        assert pools == {"EMU_FREE-0": len(os.sched_getaffinity(0)), "FRESNEL-0": 1}
         wait_for(lambda: _healthy(port), timeout_s=60)
         login = requests.post(
             info["token_url"],

@@ -9,6 +9,7 @@ from pulser.backend import BitStrings, Occupation
 from pulser.backend.config import EmulationConfig
 from pulser.backend.results import Results
 
+from core.sequences import PARSED_SEQUENCES, job_sequence, parsed
 from tests import sequences
 from workers.emulation import EmulationOptions, run_emulation
 
@@ -69,3 +70,27 @@ def test_a_seed_gives_the_same_shots_and_another_seed_others():
 
     assert shots(7) == shots(7)
     assert shots(7) != shots(8)
+
+
+def test_a_worker_parses_each_sequence_once_and_builds_each_job_afresh():
+    """The jobs of a batch share one sequence text: parsed once per process (a bounded cache
+    by content), then built with each job's own variables, which never leak into another's."""
+    parsed.cache_clear()
+    text = sequences.parametrized()
+    low = job_sequence(text, {"omega_max": 6})
+    high = job_sequence(text, {"omega_max": 10.5})
+    again = job_sequence(text, {"omega_max": 6})
+    assert parsed.cache_info().misses == 1 and parsed.cache_info().hits == 2
+
+    def amplitude(sequence) -> float:
+        [pulse] = [
+            slot.type for slot in sequence._schedule["rydberg"] if hasattr(slot.type, "amplitude")
+        ]
+        return float(pulse.amplitude.samples[0])
+
+    assert (amplitude(low), amplitude(high), amplitude(again)) == (6.0, 10.5, 6.0)
+    assert parsed.cache_info().maxsize == PARSED_SEQUENCES
+    # Emulated from the cached sequence, a job gets exactly its shots, again and again.
+    for _ in range(2):
+        document = run_emulation(text, {"omega_max": 6}, 25, EmulationOptions(), seed=3)
+        assert sum(document["counter"].values()) == 25

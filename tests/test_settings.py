@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from core.device_types import DeviceKind
 from core.errors import ConfigurationError
 from core.settings import Settings
 
@@ -31,3 +34,17 @@ def test_round_trip_through_the_environment():
 def test_refuses_bad_values(env, words):
     with pytest.raises(ConfigurationError, match=words):
         Settings.from_env(env)
+
+
+def test_pool_size_is_every_core_for_an_emulator_and_one_for_a_device():
+    cores = len(os.sched_getaffinity(0))
+    automatic = Settings.from_env({})
+    assert automatic.worker_concurrency == 0
+    assert automatic.pool_size(DeviceKind.EMULATOR) == cores
+    assert automatic.pool_size(DeviceKind.QPU) == 1
+    # A synthetic device stands for one serial device, whatever its type.
+    assert Settings.from_env({}, synthetic_devices=True).pool_size(DeviceKind.EMULATOR) == 1
+    fixed = Settings.from_env({"TWEEZER_WORKER_CONCURRENCY": "3"})
+    assert fixed.pool_size(DeviceKind.EMULATOR) == fixed.pool_size(DeviceKind.QPU) == 3
+    with pytest.raises(ConfigurationError, match="worker_concurrency must be >= 0"):
+        Settings.from_env({"TWEEZER_WORKER_CONCURRENCY": "-1"})

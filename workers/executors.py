@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from core.device_types import KIND, DeviceKind, DeviceType, device_type_of_qpu
+from core.device_types import DeviceKind, kind_of_qpu
 from core.execution import JobInputs
 from core.hints import SEED_VARIABLE
 from core.settings import Settings
@@ -40,8 +40,8 @@ def executor_for(settings: Settings, qpu: str) -> Executor:
     if settings.synthetic_devices:
         from workers.synthetic import SyntheticDevice
 
-        return SyntheticDevice(settings.worker_concurrency)
-    if KIND[DeviceType(device_type_of_qpu(qpu))] is DeviceKind.EMULATOR:
+        return SyntheticDevice(settings.pool_size(kind_of_qpu(qpu)))
+    if kind_of_qpu(qpu) is DeviceKind.EMULATOR:
         return Emulator()
     from workers.bridge import Bridge
     from workers.drivers import load_driver

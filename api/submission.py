@@ -261,9 +261,26 @@ class Submission:
             record = Job.pending(batch, runs, job.variables, job.sequence, None, reserved)
             record.warnings = notes
             record.atoms, record.duration_ns = atoms, duration_ns
-            record.qpu_s = costs.qpu_share_s(costs.job_seconds(atoms, duration_ns, runs))
+            seconds = costs.job_seconds(atoms, duration_ns, runs)
+            self._check_predicted_time(plan.spec, what, atoms, duration_ns, seconds)
+            record.qpu_s = costs.qpu_share_s(seconds)
             records.append(record)
         return records
+
+    def _check_predicted_time(
+        self, spec: DeviceSpec, what: str, atoms: int, duration_ns: int, seconds: float
+    ) -> None:
+        """An emulator job is priced, not capped: admitted when its predicted run time (the
+        cost model, fitted on this cluster's own jobs) fits the job time limit."""
+        limit = self.settings.job_soft_time_limit_s
+        if spec.kind is DeviceKind.EMULATOR and seconds > limit:
+            raise InvalidSequence(
+                f"{what} is predicted to run {seconds:.0f} s on {spec.device_type} ({atoms} "
+                f"atoms, {duration_ns} ns), over the job time limit of {limit:g} s: use fewer "
+                "atoms or a shorter sequence",
+                predicted_s=round(seconds, 1),
+                limit_s=limit,
+            )
 
     def _runs(self, job: JobIn, plan: BatchPlan, what: str) -> int:
         """The job's shot count: on an emulator the backend configuration's `num_shots` when

@@ -164,8 +164,10 @@ class Settings(BaseModel):
     max_sequence_operations: int = 2000
     #: Shots for an emulator job sent without `runs` and without a BitStrings observable.
     default_runs: int = 100
-    #: Limits of the EMU_FREE (QuTiP) emulator; its cost grows as 2**atoms and with duration.
-    emu_free_max_atoms: int = 12
+    #: Limits of the EMU_FREE (QuTiP) emulator; its cost grows as 2**atoms and with duration,
+    #: so within them a job is also admitted by its predicted time (core/costs.py), which must
+    #: fit `job_soft_time_limit_s`.
+    emu_free_max_atoms: int = 16
     emu_free_max_runs: int = 100_000
     emu_free_max_duration_ns: int = 20_000
 

@@ -95,10 +95,10 @@ CASES = [
     (
         "no served device can run a batch without a device type",
         lambda a: batch_body(
-            a, device_type=None, sequence_builder=sequences.fixed(atoms=13), jobs=job_with(runs=5)
+            a, device_type=None, sequence_builder=sequences.fixed(atoms=17), jobs=job_with(runs=5)
         ),
         422,
-        "EMU_FREE (the cluster's default device type) refused it: sequence_builder has 13 atoms",
+        "EMU_FREE (the cluster's default device type) refused it: sequence_builder has 17 atoms",
     ),
     (
         "sequence not a sequence",
@@ -148,10 +148,19 @@ CASES = [
         "amplitude",
     ),
     (
-        "too many atoms",
-        lambda a: batch_body(a, sequence_builder=sequences.fixed(atoms=13), jobs=job_with(runs=5)),
+        "a job predicted to outrun the job time limit (16 atoms for 20 µs: ~70 s, limit 60 s)",
+        lambda a: batch_body(
+            a, sequence_builder=sequences.fixed(duration=20_000, atoms=16), jobs=job_with(runs=5)
+        ),
         422,
-        "13 atoms",
+        "jobs[0] is predicted to run 70 s on EMU_FREE (16 atoms, 20000 ns), over the job time "
+        "limit of 60 s",
+    ),
+    (
+        "too many atoms",
+        lambda a: batch_body(a, sequence_builder=sequences.fixed(atoms=17), jobs=job_with(runs=5)),
+        422,
+        "17 atoms",
     ),
     (
         "too many pulses",

@@ -29,10 +29,10 @@ ROOT = Path(__file__).parent.parent
 SHIM_PYTHON = ROOT / ".venv-shim" / "bin" / "python"
 
 
-def sequence_on(device: object, atoms: int = 2) -> str:
-    """The guide's sequence (a pulse of amplitude `omega_max` on a free register) built on
-    `device`."""
-    register = Register.rectangle(1, atoms, spacing=6, prefix="q")
+def sequence_on(device: object, atoms: int = 2, rows: int = 1) -> str:
+    """The guide's sequence (a pulse of amplitude `omega_max` on a free register of `rows`
+    rows) built on `device`."""
+    register = Register.rectangle(rows, atoms // rows, spacing=6, prefix="q")
     sequence = Sequence(register, device)
     sequence.declare_channel("rydberg", "rydberg_global")
     omega_max = sequence.declare_variable("omega_max")
@@ -68,13 +68,13 @@ def test_a_sequence_built_for_the_qpu_goes_to_the_qpu(cluster, sdk):
 
 
 def test_a_batch_nothing_served_can_run_says_what_was_considered(cluster, account):
-    body = create_body(account, sequence_on(AnalogDevice, atoms=13), device_type=None)
+    body = create_body(account, sequence_on(AnalogDevice, atoms=18, rows=3), device_type=None)
     response = post_gzip(cluster, account, "/api/v1/batches", body)
     assert response.status_code == 422
     message = response.json()["data"]["description"]
     assert "FRESNEL (the sequence's device AnalogDevice has its specs) refused it" in message
     assert "EMU_FREE (the cluster's default device type) refused it" in message
-    assert "13 atoms" in message
+    assert "18 atoms" in message
 
 
 @pytest.mark.slow

@@ -235,10 +235,19 @@ def test_uncompressed_bodies(sdk, seq, monkeypatch):
     assert [j.status for j in batch.ordered_jobs] == ["DONE", "DONE"]
 
 
-def test_device_specs_and_projects(cluster, account, sdk):
+def test_device_specs_and_projects(cluster, account, sdk, seq):
     specs = sdk.get_device_specs_dict()
     assert set(specs) == {"EMU_FREE", "FRESNEL"}
     assert all(deserialize_device(spec).max_atom_num for spec in specs.values())
+    # What EMU_FREE admits, priced by predicted time within it (tests/test_bad_input.py):
+    # 16 atoms for 500 ns are predicted at ~5 s, and accepted (cancelled before they run).
+    assert deserialize_device(specs["EMU_FREE"]).max_atom_num == 16
+    with hold_qpu(sdk, seq):
+        big = sdk.create_batch(
+            sequences.fixed(duration=500, atoms=16), [job(3)], device_type=EMU_FREE
+        )
+        assert big.status == "PENDING"
+        big.cancel()
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

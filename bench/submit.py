@@ -10,7 +10,8 @@
   ceiling   jobs/s and batches/s on a synthetic device (bench/ceiling.py), beside bare Celery's
             no-op tasks/s on the same machine and Redis durability
   emulation 100 four-atom jobs through a cluster with default settings, beside the same jobs
-            in a plain Python loop (bench/emulation.py)
+            in a plain Python loop, and one job at 8 to 16 atoms (bench/emulation.py)
+  memory    Redis bytes per stored job beyond its result (bench/memory.py)
 
 `make bench ARGS=--save` records the figures as the new baseline.
 """
@@ -32,7 +33,7 @@ from typing import Any
 import psutil
 import requests
 
-from bench import ceiling, emulation, simulate, spread
+from bench import ceiling, emulation, memory, simulate, spread
 from cli.cluster import Cluster, bootstrap, secret
 from cli.demo import guide_sequence
 from cli.redis_server import RedisServer, free_port
@@ -71,14 +72,17 @@ def main() -> None:
     simulated = simulate.measure()
     limits = ceiling.measure()
     emulated = emulation.measure()
+    stored = memory.measure()
     show(figures)
     show_spread(figures)
     simulate.show(simulated)
     ceiling.show(limits)
     emulation.show(emulated)
+    memory.show(stored)
     figures.update(simulated)
     figures.update(limits)
     figures.update(emulated)
+    figures.update(stored)
     if args.save:
         BASELINE.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"baseline saved to {BASELINE}")

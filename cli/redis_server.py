@@ -37,6 +37,11 @@ def free_port() -> int:
         return port
 
 
+#: Longest field value a hash keeps in its compact encoding (Redis's default is 64 bytes; a job's
+#: JSON fields are often longer). As in deploy/redis.conf.
+HASH_MAX_LISTPACK_VALUE = 512
+
+
 class RedisServer:
     def __init__(
         self,
@@ -100,6 +105,10 @@ class RedisServer:
             "",
             "--maxmemory-policy",
             "noeviction",
+            # A job's record (its variables, warnings, errors, attempt history) stays one
+            # compact listpack rather than a hash table: less than half the memory.
+            "--hash-max-listpack-value",
+            str(HASH_MAX_LISTPACK_VALUE),
             "--logfile",
             str(self.data_dir / "redis.log"),
             *(() if self.maxmemory_bytes is None else ("--maxmemory", str(self.maxmemory_bytes))),

@@ -2,7 +2,8 @@
 
 The profile of reliability.md §1.4: JSON only (a pickled message is refused, never run), late
 acks with requeue when a pool child dies, one message per process, time limits below the
-visibility timeout. Celery is only the delivery hint: results and states live in our own keys.
+visibility timeout, pool children replaced on memory, not on a task count. Celery is only the
+delivery hint: results and states live in our own keys.
 """
 
 from __future__ import annotations
@@ -43,7 +44,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "result_backend": None,
         "worker_prefetch_multiplier": 1,
-        "worker_max_tasks_per_child": 200,
+        # A pool child is not replaced after so many tasks (each replacement stalled the
+        # queue for up to seconds): only when, after a job, it holds more memory than this
+        # (QuTiP's state for big registers, anything a job leaked). The caches it keeps are
+        # bounded (core/sequences.py).
+        "worker_max_tasks_per_child": None,
+        "worker_max_memory_per_child": settings.worker_max_memory_mb * 1024,  # in KiB
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
         "task_soft_time_limit": settings.job_soft_time_limit_s,

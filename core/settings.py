@@ -54,6 +54,9 @@ class Settings(BaseModel):
     #: serial). Every process of a cluster must resolve it alike (see `pool_size`): with
     #: workers on machines of other sizes, set it.
     worker_concurrency: int = 0
+    #: A worker's pool process that holds more resident memory than this after a job is
+    #: replaced by a fresh one (between jobs: nothing is lost).
+    worker_max_memory_mb: int = 2048
     #: Which waiting batch a free QPU runs next (scheduler/policies.py): fifo, priority,
     #: fair-share, shortest-first, or a lab's own `module:Class`. Every scheduler of a cluster
     #: must use the same.
@@ -269,6 +272,7 @@ class Settings(BaseModel):
         if self.worker_concurrency < 0:
             raise ConfigurationError("worker_concurrency must be >= 0 (0: automatic)")
         positive = (
+            "worker_max_memory_mb",
             "open_batch_timeout_s",
             "lease_ttl_s",
             "dispatch_timeout_s",

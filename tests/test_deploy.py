@@ -14,7 +14,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cli.redis_server import RedisServer, default_maxmemory_bytes, free_port
+from cli.redis_server import (
+    HASH_MAX_LISTPACK_VALUE,
+    RedisServer,
+    default_maxmemory_bytes,
+    free_port,
+)
 from core.errors import ConfigurationError
 from core.redis_client import check_access, connect
 from core.settings import Settings
@@ -36,6 +41,7 @@ def test_shipped_redis_config_is_loopback_protected_durable_and_never_evicts():
     assert config["appendonly"] == "yes" and config["appendfsync"] == "always"
     assert config["maxmemory-policy"] == "noeviction"
     assert config["maxmemory"].endswith(("mb", "gb"))  # bounded: a full store refuses writes
+    assert config["hash-max-listpack-value"] == str(HASH_MAX_LISTPACK_VALUE)
 
 
 def test_the_redis_tweezer_up_starts_is_configured_the_same(tmp_path):
@@ -50,6 +56,7 @@ def test_the_redis_tweezer_up_starts_is_configured_the_same(tmp_path):
         assert config["bind"] == "127.0.0.1" and config["protected-mode"] == "yes"
         assert config["appendonly"] == "yes" and config["appendfsync"] == "always"
         assert config["maxmemory-policy"] == "noeviction"
+        assert config["hash-max-listpack-value"] == str(HASH_MAX_LISTPACK_VALUE)
         assert int(config["maxmemory"]) == default_maxmemory_bytes() >= 256 * 1024**2
     finally:
         server.stop()

@@ -10,6 +10,8 @@ import psutil
 import pytest
 from pasqal_cloud.errors import JobCreationError
 
+from core.hints import QPU_SECONDS_VARIABLE
+from core.store import Store
 from tests import sequences
 from tests.helpers import wait_for
 
@@ -65,3 +67,16 @@ def test_abandoned_open_batch_times_out_and_frees_the_qpu(fast, fast_sdk):
     wait_for(lambda: fast_sdk.get_batch(next_in_line.id).status == "DONE", timeout_s=20)
     with pytest.raises(JobCreationError, match="closed \\(TIMED_OUT\\)"):
         abandoned.add_jobs([job])
+
+
+def test_a_pool_process_runs_hundreds_of_jobs_without_being_replaced(start_cluster):
+    """No recycling every N tasks (each replacement stalled the queue): one pool process runs
+    all 250 jobs of a batch, as the jobs' histories show (each names the process that ran it)."""
+    synthetic = start_cluster(qpus={"EMU_FREE": 1}, synthetic_devices=True)
+    sdk = synthetic.sdk(synthetic.new_account())
+    jobs = [{"runs": 1, "variables": {QPU_SECONDS_VARIABLE: 0}}] * 250
+    batch = sdk.create_batch(sequences.fixed(), jobs, device_type="EMU_FREE", wait=True)
+    assert batch.status == "DONE"
+    store = Store(synthetic.client, synthetic.settings.namespace)
+    workers = {attempt.worker for job in store.batch_jobs(batch.id) for attempt in job.history}
+    assert len(workers) == 1 and None not in workers

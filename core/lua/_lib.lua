@@ -128,17 +128,14 @@ local function set_job_status(job_id, batch_id, from, to, now)
   if not (JOB_TRANSITIONS[from] or {})[to] then raise_transition('job', job_id, from, to) end
   local job = K.job(job_id)
   redis.call('HSET', job, 'status', to, 'updated_us', now)
-  local j = redis.call('HMGET', job, 'created_us', 'device_type', 'start_us', 'qpu', 'worker',
-    'attempts')
+  local j = redis.call('HMGET', job, 'created_us', 'device_type', 'start_us')
   local created = j[1]
   -- Jobs stored before device_type was on the job carry it on their batch only.
   local device_type = j[2] or redis.call('HGET', K.batch(batch_id), 'device_type')
   move_total('job', device_type, from, to)
-  if to == JOB.RUNNING then
-    history_append(job, {attempt = (tonumber(j[6] or '0') + 1), qpu = j[4], worker = j[5],
-      started_us = tostring(now)})
-  elseif from == JOB.RUNNING then
-    -- Back to PENDING from RUNNING: its worker was lost and the job is queued again.
+  if from == JOB.RUNNING then
+    -- The attempt ends (claim_job.lua began it); back to PENDING: its worker was lost and the
+    -- job is queued again.
     history_close(job, to == JOB.PENDING and 'LOST' or to, now)
   end
   redis.call('ZREM', K.job_index('status', from), job_id)

@@ -13,9 +13,9 @@ local h = redis.call('HMGET', job, 'status', 'delivery', 'batch_id', 'qpu', 'sta
 if not h[1] or h[2] ~= delivery or h[1] ~= JOB.PENDING then
   return {R.STALE, h[1] or MISSING}
 end
-redis.call('HSET', job, 'worker', ARGV[6])
 set_job_status(job_id, h[3], JOB.PENDING, JOB.RUNNING, now)
 local attempts = redis.call('HINCRBY', job, 'attempts', 1)
+history_append(job, {attempt = attempts, qpu = h[4], worker = ARGV[6], started_us = tostring(now)})
 if not h[5] then redis.call('HSET', job, 'start_us', now) end
 redis.call('ZADD', K.qpu_inflight(h[4]), 'XX', deadline_ms(now, ttl_ms), job_id)
 return {R.OK, tostring(attempts)}

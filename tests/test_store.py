@@ -15,10 +15,11 @@ from core.costs import Costs, emulator_default
 from core.counters import parse_totals
 from core.decay import decayed
 from core.device_types import DeviceKind, device_type_of_qpu
-from core.errors import QuotaExceeded
+from core.errors import QuotaExceeded, RateLimited
 from core.execution import Execution
 from core.keys import _PATTERNS, Keys, lua_functions
 from core.qpu import Lease, OpenBatchHold, QpuControl
+from core.ratelimit import RateLimiter
 from core.records import Batch, Job
 from core.replies import Reconciled
 from core.status import BatchStatus, JobStatus
@@ -534,3 +535,31 @@ def test_finished_jobs_fit_the_emulator_cost_model(parts, redis_only):
     assert model.fitted == {4: pytest.approx(1.2)}
     assert model.job_seconds(4, 1000, 100) == pytest.approx(2.4)
     assert model.job_seconds(6, 1000, 100) == pytest.approx(2 * emulator_default(6))
+
+
+def test_reads_and_rate_limits_write_nothing_to_the_aof(parts, redis_only):
+    """A list (whose script uses temporary keys) and a rate-limit check change nothing durable:
+    the AOF does not grow, so no read waits for an fsync. The limit still holds exactly across
+    API processes (two limiters on two connections, as two gunicorn workers)."""
+    store, _, _ = parts
+    first, _ = new_batch(store, project="p1")
+    second, _ = new_batch(store, project="p2", now=T0 + SECOND)
+    aof = int(redis_only.info("persistence")["aof_current_size"])
+
+    kwargs = redis_only.connection_pool.connection_kwargs
+    other = redis.Redis(
+        host=kwargs["host"], port=kwargs["port"], password=kwargs["password"], decode_responses=True
+    )
+    limiters = [RateLimiter(redis_only, NS, per_s=1, burst=3), RateLimiter(other, NS, 1, 3)]
+    for i in range(3):
+        limiters[i % 2].check("token", T0)
+    with pytest.raises(RateLimited):
+        limiters[1].check("token", T0)  # the fourth at once, whichever process takes it
+    limiters[0].check("token", T0 + SECOND)  # one more a second later
+    total, found = store.query_batches(
+        BatchQuery(project_id=["p1", "p2"], status=["PENDING"], id=[first.id, second.id]), Page()
+    )
+    assert total == 2 and [b.id for b in found] == [second.id, first.id]
+    assert int(redis_only.info("persistence")["aof_current_size"]) == aof
+    assert redis_only.get(Keys(NS).rate("token"))  # in memory all the same
+    assert not list(redis_only.scan_iter(Keys(NS).tmp("*")))  # no temporary key left

@@ -9,6 +9,9 @@
 --   offset, limit, desc  the page
 --   tmp     prefix for temporary keys (deleted before returning)
 -- Returns {total, id...} (data, no reply code).
+-- Its temporary keys never reach the AOF (they are gone when it returns): a list waits for no
+-- fsync.
+redis.set_repl(redis.REPL_NONE)
 local q = cjson.decode(ARGV[2])
 local temps = {}
 local function temp()

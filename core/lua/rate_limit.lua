@@ -5,6 +5,10 @@
 -- ARGV[3] interval between requests at the sustained rate (µs)
 -- ARGV[4] burst (requests)
 -- Returns {R.OK} | {R.LIMITED, µs until the next request is allowed}.
+-- The state lives in memory only: it is not written to the AOF (nor to replicas), so a request
+-- that only reads never waits for the disk's fsync; after a Redis restart every token starts
+-- with a fresh burst. One Redis still holds it for every API process: the limit is exact.
+redis.set_repl(redis.REPL_NONE)
 local key, now = KEYS[1], tonumber(ARGV[2])
 local interval, burst = tonumber(ARGV[3]), tonumber(ARGV[4])
 local tat = math.max(tonumber(redis.call('GET', key) or '0'), now)

@@ -563,3 +563,46 @@ def test_reads_and_rate_limits_write_nothing_to_the_aof(parts, redis_only):
     assert int(redis_only.info("persistence")["aof_current_size"]) == aof
     assert redis_only.get(Keys(NS).rate("token"))  # in memory all the same
     assert not list(redis_only.scan_iter(Keys(NS).tmp("*")))  # no temporary key left
+
+
+@pytest.mark.parametrize("desc", [True, False])
+def test_lists_page_and_count_exactly_whatever_the_filters(parts, desc):
+    """Single-index filters take query.lua's fast path (ZINTERCARD and a walk of the smallest
+    index); unions, time bounds and ids the general one: both page and count exactly."""
+    store, _, _ = parts
+    batches = []
+    for i in range(40):
+        tags = ("even",) if i % 2 == 0 else ()
+        batch, _ = new_batch(store, project=f"p{i % 3}", tags=tags, now=T0 + i * SECOND)
+        if i % 5 == 0:
+            store.cancel_batch(batch.id, T0 + i * SECOND, "u")
+        batches.append(store.get_batch(batch.id))
+
+    def matches(b, q: BatchQuery) -> bool:
+        return (
+            (not q.project_id or b.project_id in q.project_id)
+            and (not q.status or b.status in q.status)
+            and (q.tag is None or q.tag in b.tags)
+            and (q.start_us is None or b.created_us >= q.start_us)
+        )
+
+    queries = [
+        BatchQuery(),
+        BatchQuery(project_id=["p1"]),
+        BatchQuery(status=["CANCELED"]),
+        BatchQuery(project_id=["p0"], status=["PENDING"]),
+        BatchQuery(project_id=["p1"], tag="even"),
+        BatchQuery(project_id=["p0", "p2"], status=["CANCELED"]),  # a union: general path
+        BatchQuery(status=["PENDING"], start_us=T0 + 10 * SECOND),  # time bound: general path
+        BatchQuery(status=["DONE"]),  # nothing
+    ]
+    for query in queries:
+        expected = sorted(
+            (b for b in batches if matches(b, query)), key=lambda b: b.created_us, reverse=desc
+        )
+        for offset, limit in [(0, 100), (0, 3), (5, 4), (12, 10), (100, 5)]:
+            total, found = store.query_batches(query, Page(offset, limit, desc))
+            assert total == len(expected), query
+            assert [b.id for b in found] == [b.id for b in expected[offset : offset + limit]], (
+                query, offset, limit
+            )  # fmt: skip

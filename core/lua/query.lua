@@ -20,6 +20,45 @@ local function temp()
   return key
 end
 
+-- Fast path, the common case (every filter one index value; no unions, ids, runs or time
+-- bounds): the total is ZINTERCARD and the page walks the smallest index in order, keeping the
+-- ids every other index holds. Its cost grows with the page (and with how sparse the matches
+-- are), not with the number of matches; nothing is written.
+local function simple_query()
+  if q.ids or q.runs or q.min ~= '-inf' or q.max ~= '+inf' then return nil end
+  local keys = {}
+  for _, group in ipairs(q.groups) do
+    if #group ~= 1 then return nil end
+    table.insert(keys, group[1])
+  end
+  if #keys == 0 then keys = {q.base} end
+  local sizes = {}
+  for _, key in ipairs(keys) do sizes[key] = redis.call('ZCARD', key) end
+  table.sort(keys, function(a, b) return sizes[a] < sizes[b] end)
+  local driver = keys[1]
+  local total = #keys == 1 and sizes[driver] or redis.call('ZINTERCARD', #keys, unpack(keys))
+  local page, skip = {total}, tonumber(q.offset)
+  local want, chunk = tonumber(q.limit), math.max(tonumber(q.limit), 100)
+  local rank = 0
+  while #page - 1 < want and skip + #page - 1 < total and rank < sizes[driver] do
+    local ids = q.desc and redis.call('ZRANGE', driver, rank, rank + chunk - 1, 'REV')
+      or redis.call('ZRANGE', driver, rank, rank + chunk - 1)
+    rank = rank + chunk
+    for _, id in ipairs(ids) do
+      local everywhere = true
+      for i = 2, #keys do
+        if not redis.call('ZSCORE', keys[i], id) then everywhere = false break end
+      end
+      if everywhere then
+        if skip > 0 then skip = skip - 1 elseif #page - 1 < want then table.insert(page, id) end
+      end
+    end
+  end
+  return page
+end
+local fast = simple_query()
+if fast then return fast end
+
 local sets, weights = {q.base}, {1}
 for _, group in ipairs(q.groups) do
   if #group == 1 then

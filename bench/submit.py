@@ -12,6 +12,7 @@
   emulation 100 four-atom jobs through a cluster with default settings, beside the same jobs
             in a plain Python loop, and one job at 8 to 16 atoms (bench/emulation.py)
   memory    Redis bytes per stored job beyond its result (bench/memory.py)
+  lists     a filtered page of 100 at 1,000 and at 100,000 matching batches (bench/lists.py)
 
 `make bench ARGS=--save` records the figures as the new baseline.
 """
@@ -33,7 +34,7 @@ from typing import Any
 import psutil
 import requests
 
-from bench import ceiling, emulation, memory, simulate, spread
+from bench import ceiling, emulation, lists, memory, simulate, spread
 from cli.cluster import Cluster, bootstrap, secret
 from cli.demo import guide_sequence
 from cli.redis_server import RedisServer, free_port
@@ -73,16 +74,19 @@ def main() -> None:
     limits = ceiling.measure()
     emulated = emulation.measure()
     stored = memory.measure()
+    listed = lists.measure()
     show(figures)
     show_spread(figures)
     simulate.show(simulated)
     ceiling.show(limits)
     emulation.show(emulated)
     memory.show(stored)
+    lists.show(listed)
     figures.update(simulated)
     figures.update(limits)
     figures.update(emulated)
     figures.update(stored)
+    figures.update(listed)
     if args.save:
         BASELINE.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"baseline saved to {BASELINE}")

@@ -25,7 +25,7 @@ WAIT_BUCKETS_S = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0
 RUN_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 #: The field of `totals` saying they were counted from the records (core/lua/migrate.lua).
-TOTALS_COUNTED = "counted"
+TOTALS_COUNTED = "counted-v2"
 
 #: Finished jobs are counted per slot of this many seconds, kept for THROUGHPUT_WINDOW_S.
 THROUGHPUT_SLOT_S = 10

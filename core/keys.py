@@ -95,6 +95,8 @@ Accounts
                                           or running; max_queued_jobs counts them);
                                           stored_bytes: what it stores (core/quotas.py)
   project:{id}:open-batches       set     its open batches that are not finished
+  project:{id}:batch-counts       hash    its batches per status (a filtered list's exact total
+                                          without counting the index intersection)
   projects                        set     every project id
 
 Audit and rate limits
@@ -164,6 +166,7 @@ _PATTERNS: dict[str, str] = {
     "project": "project:{0}",
     "project_usage": "project:{0}:usage",
     "project_open_batches": "project:{0}:open-batches",
+    "project_batch_counts": "project:{0}:batch-counts",
     "projects": "projects",
     "audit": "audit",
     "rate": "rate:{0}",
@@ -321,6 +324,9 @@ class Keys:
 
     def project_open_batches(self, project_id: str) -> str:
         return self._key("project_open_batches", project_id)
+
+    def project_batch_counts(self, project_id: str) -> str:
+        return self._key("project_batch_counts", project_id)
 
     def projects(self) -> str:
         return self._key("projects")

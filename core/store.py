@@ -372,8 +372,20 @@ class Store:
             groups.append([k.batch_index("open", "1" if query.open else "0")])
         if query.tag is not None:
             groups.append([k.batch_index("tag", query.tag)])
+        # The SDK's usual list (its projects, some statuses): the exact total is the sum of
+        # the projects' counts per status, whatever the number of matches.
+        only_projects_and_status = not (
+            query.id or query.user_id or query.device_type or query.queue_priority
+            or query.open is not None or query.tag is not None
+            or query.start_us is not None or query.end_us is not None
+        )  # fmt: skip
+        counts = (
+            [[k.project_batch_counts(p), s] for p in query.project_id for s in query.status]
+            if only_projects_and_status and query.project_id and query.status
+            else None
+        )
         total, ids = self._query(
-            k.all_batches(), groups, query.id, None, query.start_us, query.end_us, page
+            k.all_batches(), groups, query.id, None, query.start_us, query.end_us, page, counts
         )
         return total, self.get_batches(ids)
 
@@ -412,6 +424,7 @@ class Store:
         start_us: int | None,
         end_us: int | None,
         page: Page,
+        counts: list[list[str]] | None = None,
     ) -> tuple[int, list[str]]:
         spec: dict[str, Any] = {
             "base": base,
@@ -428,6 +441,8 @@ class Store:
             spec["ids"] = ids
         if runs:
             spec["runs"] = runs
+        if counts:
+            spec["counts"] = counts
         total, *ids = self.scripts.call("query", json.dumps(spec))
         return int(total), ids
 

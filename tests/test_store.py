@@ -481,7 +481,12 @@ def test_totals_of_an_earlier_version_are_counted_from_the_records_once(parts, r
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
     execution.claim(d.job_id, d.delivery_id, 5, T0)
     redis_only.delete(store.keys.totals())  # as an earlier version left it
+    redis_only.delete(store.keys.project_batch_counts("p"))
+    redis_only.sadd(store.keys.projects(), "p")
     assert store.migrate() == 1
+    assert redis_only.hgetall(store.keys.project_batch_counts("p")) == {
+        "RUNNING": "1", "PENDING": "1"
+    }  # fmt: skip
     expected = {
         ("batch", "EMU_FREE", "RUNNING"): 1,
         ("batch", "EMU_FREE", "PENDING"): 1,

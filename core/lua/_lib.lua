@@ -95,6 +95,13 @@ local function move_total(kind, device_type, from, to)
   redis.call('HINCRBY', K.totals(), kind .. ':' .. device_type .. ':' .. to, 1)
 end
 
+-- A project's batches per status: the exact total of a list filtered by project and status.
+local function move_project_count(project_id, from, to)
+  local counts = K.project_batch_counts(project_id)
+  if from then redis.call('HINCRBY', counts, from, -1) end
+  redis.call('HINCRBY', counts, to, 1)
+end
+
 local function seconds_between(from_us, to_us)
   return (tonumber(to_us) - tonumber(from_us)) / 1000000
 end
@@ -189,6 +196,7 @@ local function set_batch_status(batch_id, from, to, now)
   redis.call('ZREM', K.batch_index('status', from), batch_id)
   redis.call('ZADD', K.batch_index('status', to), b[1], batch_id)
   move_total('batch', b[2], from, to)
+  move_project_count(b[4], from, to)
   if from == BATCH.PENDING then
     dequeue_batch(batch_id, b[2], b[3], b[4])
   end

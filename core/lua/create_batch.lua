@@ -41,6 +41,7 @@ for _, tag in ipairs(cjson.decode(fields['tags'])) do
 end
 enqueue_batch(batch_id, fields['device_type'], fields['queue_priority'], project_id, ts)
 move_total('batch', fields['device_type'], nil, fields['status'])
+move_project_count(project_id, nil, fields['status'])
 if fields['open'] == '1' then
   redis.call('SADD', K.project_open_batches(project_id), batch_id)
 end

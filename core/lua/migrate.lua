@@ -1,8 +1,9 @@
 -- Brings records written by an earlier version up to date; idempotent, run by every scheduler
 -- at start (core/store.py Store.migrate).
 --   * project usage: `queued_jobs` became `unfinished_jobs` (it always counted running jobs).
---   * `totals` (batches and jobs per device type and status, core/counters.py) are counted
---     from the records once, then kept by every move; until then they are counted afresh.
+--   * `totals` (batches and jobs per device type and status, core/counters.py) and each
+--     project's batches per status are counted from the records once, then kept by every
+--     move; until then they are counted afresh.
 -- KEYS[1] the set of every project
 -- Returns the number of records changed (data, no reply code).
 local changed = 0
@@ -17,10 +18,14 @@ for _, project_id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 if redis.call('HEXISTS', K.totals(), TOTALS_COUNTED) == 0 then
   redis.call('DEL', K.totals())
+  for _, project_id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    redis.call('DEL', K.project_batch_counts(project_id))
+  end
   for _, batch_id in ipairs(redis.call('ZRANGE', K.all_batches(), 0, -1)) do
-    local b = redis.call('HMGET', K.batch(batch_id), 'device_type', 'status')
+    local b = redis.call('HMGET', K.batch(batch_id), 'device_type', 'status', 'project_id')
     if b[1] then
       move_total('batch', b[1], nil, b[2])
+      move_project_count(b[3], nil, b[2])
       local counts = redis.call('HGETALL', K.batch_counts(batch_id))
       for i = 1, #counts, 2 do
         redis.call('HINCRBY', K.totals(), 'job:' .. b[1] .. ':' .. counts[i], counts[i + 1])

@@ -8,6 +8,8 @@
 --   min, max  creation-time bounds (µs, inclusive; '-inf'/'+inf' for none)
 --   offset, limit, desc  the page
 --   tmp     prefix for temporary keys (deleted before returning)
+--   counts  optional list of [hash, field] whose values sum to the exact total (a project's
+--           batches per status), so the total costs nothing however many match
 -- Returns {total, id...} (data, no reply code).
 -- Its temporary keys never reach the AOF (they are gone when it returns): a list waits for no
 -- fsync.
@@ -24,6 +26,15 @@ end
 -- bounds): the total is ZINTERCARD and the page walks the smallest index in order, keeping the
 -- ids every other index holds. Its cost grows with the page (and with how sparse the matches
 -- are), not with the number of matches; nothing is written.
+local function counted_total()
+  if not q.counts then return nil end
+  local n = 0
+  for _, pair in ipairs(q.counts) do
+    n = n + tonumber(redis.call('HGET', pair[1], pair[2]) or '0')
+  end
+  return n
+end
+
 local function simple_query()
   if q.ids or q.runs or q.min ~= '-inf' or q.max ~= '+inf' then return nil end
   local keys = {}
@@ -36,7 +47,10 @@ local function simple_query()
   for _, key in ipairs(keys) do sizes[key] = redis.call('ZCARD', key) end
   table.sort(keys, function(a, b) return sizes[a] < sizes[b] end)
   local driver = keys[1]
-  local total = #keys == 1 and sizes[driver] or redis.call('ZINTERCARD', #keys, unpack(keys))
+  local total = counted_total()
+  if not total then
+    total = #keys == 1 and sizes[driver] or redis.call('ZINTERCARD', #keys, unpack(keys))
+  end
   local page, skip = {total}, tonumber(q.offset)
   local want, chunk = tonumber(q.limit), math.max(tonumber(q.limit), 100)
   local rank = 0
@@ -99,7 +113,7 @@ if #sets > 1 then
   redis.call(unpack(args))
 end
 
-local total = redis.call('ZCOUNT', result, q.min, q.max)
+local total = counted_total() or redis.call('ZCOUNT', result, q.min, q.max)
 local page
 if q.desc then
   page = redis.call('ZRANGE', result, q.max, q.min, 'BYSCORE', 'REV', 'LIMIT', q.offset, q.limit)

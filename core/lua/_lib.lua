@@ -70,9 +70,6 @@ local function add_stored_bytes(project_id, bytes)
   redis.call('HINCRBY', K.project_usage(project_id), 'stored_bytes', int(bytes))
 end
 
--- Aborts the script with the error core/replies.py turns into InvalidTransition (a 409). The
--- callers check a record's status before they move it, so this guards against a bug, and it
--- comes before any write of the move.
 -- What happened, counted in the step that made it happen (core/counters.py): a counter, a
 -- histogram observation, and the current number of batches and jobs per device type and status.
 local function count(name, labels)
@@ -126,6 +123,9 @@ local function history_close(job, outcome, now)
   end
 end
 
+-- Aborts the script with the error core/replies.py turns into InvalidTransition (a 409). The
+-- callers check a record's status before they move it, so this guards against a bug, and it
+-- comes before any write of the move.
 local function raise_transition(entity, id, from, to)
   error({err = TRANSITION_ERROR_PREFIX .. ' ' .. entity .. ' ' .. id .. ' ' .. tostring(from)
     .. ' ' .. to})

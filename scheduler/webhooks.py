@@ -178,7 +178,8 @@ class WebhookSender:
             return status, None
         except WebhookRefused as exc:
             return None, exc.message
-        except (OSError, urllib3.exceptions.HTTPError) as exc:
+        except Exception as exc:  # whatever failed, the attempt is recorded
+            # (connection, TLS, a URL urllib3 cannot use...), so retries and giving up follow.
             return None, f"{type(exc).__name__}: {exc}"
 
     def _document(self, batch: Batch) -> dict[str, object]:

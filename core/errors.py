@@ -35,6 +35,12 @@ class InvalidRequest(TweezerError):
     http_status = 400
 
 
+class WebhookRefused(InvalidRequest):
+    """A webhook URL the cluster will not call (core/webhooks.py says which)."""
+
+    code = "webhook_refused"
+
+
 class InvalidSequence(TweezerError):
     """The Pulser sequence does not deserialize, build, or fit the device's limits."""
 

@@ -26,7 +26,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from core.errors import InvalidRequest
+from core.errors import WebhookRefused
 
 SIGNATURE_HEADER = "X-Tweezer-Signature"
 TIMESTAMP_HEADER = "X-Tweezer-Timestamp"
@@ -39,12 +39,6 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: host, port -> the addresses it resolves to (socket.getaddrinfo; tests pass their own).
 Resolver = Callable[[str, int], list[str]]
-
-
-class WebhookRefused(InvalidRequest):
-    """A webhook URL the cluster will not call."""
-
-    code = "webhook_refused"
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:

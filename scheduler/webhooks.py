@@ -24,6 +24,7 @@ import urllib3
 
 from core import replies
 from core.device_status import DeviceStatuses
+from core.errors import WebhookRefused
 from core.keys import Keys
 from core.records import Batch
 from core.render import batch_document
@@ -38,7 +39,6 @@ from core.webhooks import (
     TIMESTAMP_HEADER,
     Resolver,
     Target,
-    WebhookRefused,
     sign,
     system_resolver,
     target,

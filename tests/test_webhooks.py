@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from core.accounts import Accounts
+from core.errors import WebhookRefused
 from core.keys import Keys
 from core.records import Batch
 from core.status import BatchStatus, WebhookState
@@ -27,7 +28,6 @@ from core.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     Allowlist,
-    WebhookRefused,
     check_addresses,
     check_at_submission,
     sign,

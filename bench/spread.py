@@ -64,21 +64,21 @@ def _run(remote: bool) -> dict[str, float]:
             base = f"http://127.0.0.1:{port}"
             info = bootstrap(settings, root, base, base + "/core-fast", base + "/account")
             cluster = Cluster(settings, root, "127.0.0.1", port, server, log_dir=root / "logs")
-            if hosts is not None:  # its worker runs on host B instead
+            worker = None
+            if hosts is not None:  # its worker runs on host B instead, started first: the
+                # cluster counts as up once every QPU's pool announced itself
                 cluster.children = [c for c in cluster.children if c.name != "worker FRESNEL-0"]
-            with cluster:
-                worker = None
-                if hosts is not None:
-                    far = server.url.replace("127.0.0.1", ADDRESS["client"])
-                    env = {**os.environ, **settings.to_env(), "TWEEZER_REDIS_URL": far}
-                    argv = [sys.executable, "-m", "cli.main", "worker", "--qpu", "FRESNEL-0"]
-                    worker = hosts.run("b", argv, env, root / "worker-b.log")
-                try:
+                far = server.url.replace("127.0.0.1", ADDRESS["client"])
+                env = {**os.environ, **settings.to_env(), "TWEEZER_REDIS_URL": far}
+                argv = [sys.executable, "-m", "cli.main", "worker", "--qpu", "FRESNEL-0"]
+                worker = hosts.run("b", argv, env, root / "worker-b.log")
+            try:
+                with cluster:
                     return _time_jobs(settings, info, server)
-                finally:
-                    if worker is not None:
-                        worker.terminate()
-                        worker.wait(30)
+            finally:
+                if worker is not None:
+                    worker.terminate()
+                    worker.wait(30)
         finally:
             if hosts is not None:
                 hosts.destroy()

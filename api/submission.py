@@ -9,12 +9,15 @@ whole request passes: one bad job refuses the request and names the job.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import threading
 import uuid
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pulser import Sequence
@@ -60,6 +63,11 @@ class Submission:
         self.registry = registry
         #: Predicted QPU time (core/costs.py); without it, the emulator's default fit.
         self.costs = costs
+        #: Sequences checked by earlier requests of this process, by content.
+        self.checked = CheckedSequences()
+
+    def _cache(self) -> _SequenceCache:
+        return _SequenceCache(self.settings.max_sequence_operations, self.checked)
 
     def cost_model(self, spec: DeviceSpec) -> CostModel:
         if self.costs is not None:
@@ -74,7 +82,7 @@ class Submission:
         self._check_job_count(body.jobs)
         if body.webhook is not None:
             check_at_submission(body.webhook, self.settings.webhook_allowlist)
-        cache = _SequenceCache(self.settings.max_sequence_operations)
+        cache = self._cache()
         if body.device_type is not None:
             spec = self.registry.get(body.device_type)
             if spec is None:
@@ -162,7 +170,7 @@ class Submission:
             raise UnknownDeviceType(f"Device type {batch.device_type} is no longer served")
         config_shots = self._config_shots(batch.backend_configuration)
         plan = BatchPlan(spec, batch.sequence_builder, self.settings.default_runs, config_shots)
-        return self._jobs(batch, plan, jobs, _SequenceCache(self.settings.max_sequence_operations))
+        return self._jobs(batch, plan, jobs, self._cache())
 
     def rebatch(
         self, original: Batch, jobs: list[Job], principal: Principal
@@ -251,12 +259,12 @@ class Submission:
                 raise InvalidSequence(
                     f"{what} has no sequence and the batch has no sequence_builder"
                 )
-            sequence = cache.parse(
+            checked = cache.checked(
                 text, plan.spec, f"{what}.sequence" if job.sequence else "sequence_builder"
             )
-            notes, duration_ns = _check_build(sequence, job.variables or {}, plan.spec, what)
+            notes, duration_ns = cache.build(checked, job.variables or {}, plan.spec, what)
             runs = self._runs(job, plan, what)
-            atoms = len(sequence.get_register(include_mappable=True).qubit_ids)
+            atoms = checked.atoms
             reserved = predicted_result_bytes(runs, atoms, batch.backend_configuration is not None)
             record = Job.pending(batch, runs, job.variables, job.sequence, None, reserved)
             record.warnings = notes
@@ -300,20 +308,66 @@ class Submission:
         return runs
 
 
-class _SequenceCache:
-    """Deserializes each distinct sequence text once per request."""
+@dataclass
+class Checked:
+    """A sequence deserialised and checked against one device (for a QPU: moved onto it), and
+    the lock its builds take: Pulser's `build` sets the sequence's variables in place, so two
+    requests must not build one shared sequence at once."""
 
-    def __init__(self, max_operations: int) -> None:
+    sequence: Sequence
+    atoms: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class CheckedSequences:
+    """Sequences this API process checked, by (sha256 of the text, device type), the newest
+    `size` kept: a variational loop submits the same sequence again and again with new
+    variables, and each submission reuses the checked form instead of deserialising it (a
+    fifth of a request's time) and checking it anew. Shared by the request threads."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, str], Checked] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Checked | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str], checked: Checked) -> None:
+        with self._lock:
+            self._items[key] = checked
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+class _SequenceCache:
+    """One request's view of its sequences: each distinct text deserialised and checked once
+    (or found checked by an earlier request), each distinct variable set built once."""
+
+    def __init__(self, max_operations: int, shared: CheckedSequences) -> None:
         self.max_operations = max_operations
+        self.shared = shared
         #: As deserialized (the device is read from it when the request names none).
         self._raw: dict[str, Sequence] = {}
-        #: Checked against a device (and, for a QPU, moved onto it), by (text, device type):
-        #: a batch without a device type may be checked against several.
-        self._parsed: dict[tuple[str, str], Sequence] = {}
+        #: sha256 of each text seen.
+        self._sha: dict[str, str] = {}
+        #: (checked sequence, device type, variables) -> what checking the build found.
+        self._builds: dict[tuple[int, str, str], tuple[list[str], int]] = {}
 
-    def parse(self, text: str, spec: DeviceSpec, what: str) -> Sequence:
-        sequence = self._parsed.get((text, spec.device_type))
-        if sequence is None:
+    def sha(self, text: str) -> str:
+        if text not in self._sha:
+            self._sha[text] = hashlib.sha256(text.encode()).hexdigest()
+        return self._sha[text]
+
+    def checked(self, text: str, spec: DeviceSpec, what: str) -> Checked:
+        key = (self.sha(text), spec.device_type)
+        found = self.shared.get(key)
+        if found is None:
             sequence = self._deserialize(text, what)
             atoms = len(sequence.get_register(include_mappable=True).qubit_ids)
             if spec.kind is DeviceKind.QPU:
@@ -325,8 +379,25 @@ class _SequenceCache:
                 raise InvalidSequence(
                     f"{what} has {atoms} atoms; {spec.device_type} allows at most {spec.max_atoms}"
                 )
-            self._parsed[text, spec.device_type] = sequence
-        return sequence
+            found = Checked(sequence, atoms)
+            self.shared.put(key, found)
+        return found
+
+    def parse(self, text: str, spec: DeviceSpec, what: str) -> Sequence:
+        return self.checked(text, spec, what).sequence
+
+    def build(
+        self, checked: Checked, variables: dict[str, Any], spec: DeviceSpec, what: str
+    ) -> tuple[list[str], int]:
+        """`_check_build` once per distinct variable set of the request (a job's own `what`
+        is in its messages: the first job with a bad set names it)."""
+        key = (id(checked), spec.device_type, json.dumps(variables, sort_keys=True, default=str))
+        found = self._builds.get(key)
+        if found is None:
+            with checked.lock:
+                found = _check_build(checked.sequence, variables, spec, what)
+            self._builds[key] = found
+        return list(found[0]), found[1]
 
     def device(self, text: str) -> BaseDevice:
         """The device the sequence was built for."""

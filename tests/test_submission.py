@@ -1,0 +1,91 @@
+"""Submission checks, without a cluster: a sequence checked by one request is reused by the
+next (a variational loop's same sequence with new variables), bounded, per device type; and
+the shared sequence is built by one request thread at a time, so no request sees another's
+variables."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from pulser import Pulse, Register, Sequence
+from pulser.devices import MockDevice
+
+import api.submission as submission
+from api.schemas import CreateBatchIn
+from api.submission import Checked, CheckedSequences, Submission
+from core.devices import device_registry
+from core.errors import InvalidSequence
+from core.records import Principal
+from core.settings import Settings
+from tests import sequences
+
+SETTINGS = Settings(qpus={"EMU_FREE": 1})
+PROJECT = str(uuid.uuid4())
+ME = Principal("u", frozenset({PROJECT}))
+
+
+def body(text: str, *variables: dict) -> CreateBatchIn:
+    return CreateBatchIn(
+        sequence_builder=text,
+        jobs=[{"runs": 5, "variables": v} for v in variables],
+        device_type="EMU_FREE",
+        project_id=PROJECT,
+    )
+
+
+def waiting(length_var: str = "wait") -> str:
+    """A sequence whose duration is its variable: a delay of `wait` ns, then a pulse."""
+    sequence = Sequence(Register.rectangle(1, 2, spacing=6, prefix="q"), MockDevice)
+    sequence.declare_channel("rydberg", "rydberg_global")
+    wait = sequence.declare_variable(length_var, dtype=int)
+    sequence.delay(wait, "rydberg")
+    sequence.add(Pulse.ConstantPulse(100, 1.0, 0.0, 0.0), "rydberg")
+    return str(sequence.to_abstract_repr())
+
+
+def test_a_sequence_is_deserialised_once_across_requests(monkeypatch):
+    calls = []
+    real = submission._deserialize
+    monkeypatch.setattr(submission, "_deserialize", lambda t, w: calls.append(w) or real(t, w))
+    checks = Submission(SETTINGS, device_registry(SETTINGS))
+    text = sequences.parametrized()
+    for omega in (6, 7, 8):  # three rounds of a variational loop
+        _, jobs = checks.new_batch(body(text, {"omega_max": omega}, {"omega_max": 6}), ME, "LOW")
+        assert [j.variables for j in jobs] == [{"omega_max": omega}, {"omega_max": 6}]
+    assert len(calls) == 1
+    # A bad variable set is still refused on a checked sequence, naming its job.
+    with pytest.raises(InvalidSequence, match=r"jobs\[1\].variables: missing value"):
+        checks.new_batch(body(text, {"omega_max": 6}, {}), ME, "LOW")
+
+
+def test_the_shared_checks_are_bounded_and_per_device_type():
+    shared = CheckedSequences(size=2)
+    entry = Checked(Sequence.from_abstract_repr(sequences.fixed()), 1)
+    for key in [("a", "EMU_FREE"), ("a", "FRESNEL"), ("b", "EMU_FREE")]:
+        shared.put(key, entry)
+    assert shared.get(("a", "EMU_FREE")) is None  # the oldest went
+    assert shared.get(("a", "FRESNEL")) is entry and shared.get(("b", "EMU_FREE")) is entry
+
+
+def test_concurrent_requests_build_the_shared_sequence_with_their_own_variables():
+    checks = Submission(SETTINGS, device_registry(SETTINGS))
+    text = waiting()
+    checks.new_batch(body(text, {"wait": 4}), ME, "LOW")  # checked and shared
+
+    def submit(wait: int) -> int:
+        _, [job] = checks.new_batch(body(text, {"wait": wait}), ME, "LOW")
+        assert job.duration_ns is not None
+        return job.duration_ns
+
+    waits = [4 * (i + 1) for i in range(200)]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads preempt each other mid-build as often as they can
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            durations = list(pool.map(submit, waits))
+    finally:
+        sys.setswitchinterval(switch)
+    assert durations == [w + 100 for w in waits]

@@ -12,21 +12,13 @@ the cost model's prediction that admitted it.
 
 from __future__ import annotations
 
-import gzip
-import json
 import statistics
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import requests
-
-from cli.cluster import Cluster, bootstrap, secret
-from cli.redis_server import RedisServer, free_port
+from bench.clusters import bench_cluster, run_batch
 from core.costs import emulator_default
-from core.settings import Settings
 
 JOBS = 100
 RUNS = 100
@@ -72,50 +64,17 @@ def direct(text: str, jobs: int = JOBS) -> float:
 
 
 def through_tweezer(info: dict[str, Any], text: str, jobs: int = JOBS) -> float:
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {info['token']}"
-    payload = {
-        "sequence_builder": text,
-        "webhook": None,
-        "open": False,
-        "device_type": "EMU_FREE",
-        "project_id": info["project_id"],
-        "jobs": [{"runs": RUNS}] * jobs,
-    }
-    start = time.time()
-    created = session.post(
-        info["core_url"] + "/api/v1/batches",
-        data=gzip.compress(json.dumps(payload).encode()),
-        headers={"Content-Encoding": "gzip"},
-        timeout=60,
-    )
-    created.raise_for_status()
-    batch_id = created.json()["data"]["id"]
-    # Polled slowly (a fast poll would take CPU from the jobs), timed by the batch's own end.
-    url = f"{info['core_url']}/api/v2/batches/{batch_id}"
-    while (batch := session.get(url, timeout=30).json()["data"])["status"] != "DONE":
-        time.sleep(0.25)
-    return datetime.fromisoformat(batch["end_datetime"]).timestamp() - start
+    """Seconds from the submission to the end the batch records."""
+    batch = run_batch(info, text, [{"runs": RUNS}] * jobs)
+    return datetime.fromisoformat(batch["end_datetime"]).timestamp() - batch["submitted_at"]
 
 
 def measure() -> dict[str, float]:
     text = four_atoms()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        redis_server = RedisServer(root / "redis", password=secret(root, "redis")).start()
-        # `tweezer up`'s defaults but for the QPUs (only the emulator is measured).
-        settings = Settings(
-            redis_url=redis_server.url,
-            results_secret=secret(root, "results"),
-            auth_secret=secret(root, "auth"),
-            qpus={"EMU_FREE": 1},
-        )
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        info = bootstrap(settings, root, base, base + "/core-fast", base + "/account")
-        with Cluster(settings, root, "127.0.0.1", port, redis_server, log_dir=root / "logs"):
-            platform = [through_tweezer(info, text) for _ in range(REPEATS)]
-            big = {n: through_tweezer(info, atoms_sequence(n), jobs=1) for n in ATOMS}
+    # `tweezer up`'s defaults but for the QPUs (only the emulator is measured).
+    with bench_cluster(qpus={"EMU_FREE": 1}) as bench:
+        platform = [through_tweezer(bench.info, text) for _ in range(REPEATS)]
+        big = {n: through_tweezer(bench.info, atoms_sequence(n), jobs=1) for n in ATOMS}
     anchor = [direct(text) for _ in range(REPEATS)]
     figures = {
         "emulation s, 100 four-atom jobs": statistics.median(platform),

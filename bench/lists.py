@@ -10,19 +10,15 @@ does not change what is timed, and filling it stays quick.
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import redis
 import requests
 
-from cli.cluster import Cluster, bootstrap, secret
-from cli.redis_server import RedisServer, free_port
+from bench.clusters import bench_cluster
 from core.records import Batch
-from core.settings import Settings
 from core.status import BatchStatus
 from core.store import Store
 
@@ -33,32 +29,18 @@ GOAL_P99_MS = 20.0
 
 def measure() -> dict[str, float]:
     figures: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        redis_server = RedisServer(
-            root / "redis", password=secret(root, "redis"), appendfsync="no"
-        ).start()
-        settings = Settings(
-            redis_url=redis_server.url,
-            results_secret=secret(root, "results"),
-            auth_secret=secret(root, "auth"),
-            qpus={"EMU_FREE": 1},
-            rate_limit_per_s=0,
-        )
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        info = bootstrap(settings, root, base, base + "/core-fast", base + "/account")
-        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-        store = Store(client, settings.namespace)
-        with Cluster(settings, root, "127.0.0.1", port, redis_server, log_dir=root / "logs"):
-            stored = 0
-            for size in SIZES:
-                _fill(store, info["project_id"], info["user_id"], size - stored)
-                stored = size
-                p50, p99, total = _time_lists(info)
-                assert total == size, (total, size)  # exact
-                figures[f"list p50 ms, {size} matching"] = p50
-                figures[f"list p99 ms, {size} matching"] = p99
+    with bench_cluster(appendfsync="no", qpus={"EMU_FREE": 1}, rate_limit_per_s=0) as bench:
+        client = redis.Redis.from_url(bench.redis_server.url, decode_responses=True)
+        store = Store(client, bench.settings.namespace)
+        info = bench.info
+        stored = 0
+        for size in SIZES:
+            _fill(store, info["project_id"], info["user_id"], size - stored)
+            stored = size
+            p50, p99, total = _time_lists(info)
+            assert total == size, (total, size)  # exact
+            figures[f"list p50 ms, {size} matching"] = p50
+            figures[f"list p99 ms, {size} matching"] = p99
     return figures
 
 

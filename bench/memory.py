@@ -8,21 +8,14 @@ its share of its batch's record and sequence, and the cluster's counters.
 
 from __future__ import annotations
 
-import gzip
-import json
-import tempfile
-import time
-from pathlib import Path
+from typing import Any
 
 import redis
-import requests
 
+from bench.clusters import bench_cluster, run_batch
 from bench.emulation import atoms_sequence
-from cli.cluster import Cluster, bootstrap, secret
-from cli.redis_server import RedisServer, free_port
 from core.hints import QPU_SECONDS_VARIABLE
 from core.keys import Keys
-from core.settings import Settings
 
 BATCHES = 5
 JOBS = 100
@@ -30,28 +23,14 @@ GOAL_BYTES = 2048
 
 
 def measure() -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        redis_server = RedisServer(root / "redis", password=secret(root, "redis")).start()
-        settings = Settings(
-            redis_url=redis_server.url,
-            results_secret=secret(root, "results"),
-            auth_secret=secret(root, "auth"),
-            qpus={"EMU_FREE": 1},
-            synthetic_devices=True,
-            rate_limit_per_s=0,
-        )
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        info = bootstrap(settings, root, base, base + "/core-fast", base + "/account")
-        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-        with Cluster(settings, root, "127.0.0.1", port, redis_server, log_dir=root / "logs"):
-            before = _stored(client)
-            batch_ids = [_run_batch(info) for _ in range(BATCHES)]
-            after = _stored(client)
-            keys = Keys(settings.namespace)
-            job_ids = [j for b in batch_ids for j in client.zrange(keys.batch_jobs(b), 0, -1)]
-            results = sum(client.memory_usage(keys.job_result(j)) or 0 for j in job_ids)
+    with bench_cluster(qpus={"EMU_FREE": 1}, synthetic_devices=True, rate_limit_per_s=0) as bench:
+        client = redis.Redis.from_url(bench.redis_server.url, decode_responses=True)
+        before = _stored(client)
+        batch_ids = [_run_batch(bench.info) for _ in range(BATCHES)]
+        after = _stored(client)
+        keys = Keys(bench.settings.namespace)
+        job_ids = [j for b in batch_ids for j in client.zrange(keys.batch_jobs(b), 0, -1)]
+        results = sum(client.memory_usage(keys.job_result(j)) or 0 for j in job_ids)
     jobs = BATCHES * JOBS
     return {
         "Redis bytes per stored job beyond its result": (after - before - results) / jobs,
@@ -65,28 +44,9 @@ def _stored(client: redis.Redis) -> int:
     return sum(client.memory_usage(key, samples=0) or 0 for key in client.scan_iter(count=1000))
 
 
-def _run_batch(info: dict[str, str]) -> str:
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {info['token']}"
-    payload = {
-        "sequence_builder": atoms_sequence(4),
-        "webhook": None,
-        "open": False,
-        "device_type": "EMU_FREE",
-        "project_id": info["project_id"],
-        "jobs": [{"runs": 100, "variables": {QPU_SECONDS_VARIABLE: 0}}] * JOBS,
-    }
-    created = session.post(
-        info["core_url"] + "/api/v1/batches",
-        data=gzip.compress(json.dumps(payload).encode()),
-        headers={"Content-Encoding": "gzip"},
-        timeout=60,
-    )
-    created.raise_for_status()
-    batch_id: str = created.json()["data"]["id"]
-    status_url = f"{info['core_url']}/api/v1/batches/{batch_id}/status"
-    while session.get(status_url, timeout=30).json()["data"]["status"] != "DONE":
-        time.sleep(0.05)
+def _run_batch(info: dict[str, Any]) -> str:
+    jobs = [{"runs": 100, "variables": {QPU_SECONDS_VARIABLE: 0}}] * JOBS
+    batch_id: str = run_batch(info, atoms_sequence(4), jobs)["id"]
     return batch_id
 
 

@@ -26,7 +26,6 @@ import gzip
 import json
 import re
 import statistics
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,10 +35,9 @@ import psutil
 import requests
 
 from bench import ceiling, emulation, lists, memory, simulate, spread
-from cli.cluster import Cluster, bootstrap, secret
+from bench.clusters import bench_cluster
+from cli.cluster import Cluster
 from cli.demo import guide_sequence
-from cli.redis_server import RedisServer, free_port
-from core.settings import Settings
 
 BASELINE = Path(__file__).with_name("baseline.json")
 SUBMISSIONS = 400
@@ -54,24 +52,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--save", action="store_true", help="record these figures as the baseline")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        # As `tweezer up` starts it: with a password.
-        redis_server = RedisServer(root / "redis", password=secret(root, "redis")).start()
-        settings = Settings(
-            redis_url=redis_server.url,
-            results_secret=secret(root, "results"),
-            auth_secret=secret(root, "auth"),
-            # One token submits as fast as 8 threads can: the figures are the platform's, not
-            # the per-token rate limit's (which would answer 429 past 200 at once).
-            rate_limit_per_s=0,
-        )
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        info = bootstrap(settings, root, base, base + "/core-fast", base + "/account")
-        with Cluster(settings, root, "127.0.0.1", port, redis_server, log_dir=root / "logs") as c:
-            figures = measure(info)
-            figures.update(peak_memory(c))
+    # One token submits as fast as 8 threads can: the figures are the platform's, not the
+    # per-token rate limit's (which would answer 429 past 200 at once).
+    with bench_cluster(rate_limit_per_s=0) as bench:
+        figures = measure(bench.info)
+        figures.update(peak_memory(bench.cluster))
     figures.update(spread.measure())
     simulated = simulate.measure()
     limits = ceiling.measure()

@@ -15,7 +15,8 @@
   memory    Redis bytes per stored job beyond its result (bench/memory.py)
   lists     a filtered page of 100 at 1,000 and at 100,000 matching batches (bench/lists.py)
 
-`make bench ARGS=--save` records the figures as the new baseline.
+Ends with issue #14's goals, each figure beside its anchor (bench/goals.py). Every run's figures
+go to bench/last-run.json; `make bench ARGS=--save` records them as the new baseline.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ from typing import Any
 import psutil
 import requests
 
-from bench import ceiling, emulation, lists, memory, simulate, spread
+from bench import ceiling, emulation, goals, lists, memory, simulate, spread
 from bench.clusters import bench_cluster
 from cli.cluster import Cluster
 from cli.demo import guide_sequence
 
 BASELINE = Path(__file__).with_name("baseline.json")
+#: Every run's figures, beside the baseline (not committed).
+LAST_RUN = Path(__file__).with_name("last-run.json")
 SUBMISSIONS = 400
 THREADS = 8
 BIG_SUBMISSIONS = 400
@@ -75,6 +78,9 @@ def main() -> None:
     figures.update(emulated)
     figures.update(stored)
     figures.update(listed)
+    goals.show(figures)
+    LAST_RUN.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"\nfigures saved to {LAST_RUN}")
     if args.save:
         BASELINE.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"baseline saved to {BASELINE}")

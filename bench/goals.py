@@ -1,0 +1,77 @@
+"""Issue #14's goals in one table at the end of `make bench`: each figure beside the anchor
+measured in the same run, their ratio, the goal, and whether this run met it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Goal:
+    figure: str
+    #: Key of the figure in `make bench`'s results, and of its anchor ("" for none).
+    ours: str
+    anchor: str
+    #: What meets the goal, from (ours, anchor), and how it is written.
+    met: Callable[[float, float | None], bool]
+    goal: str
+
+
+GOALS = (
+    Goal(
+        "emulation, 100 four-atom jobs (s)",
+        "emulation s, 100 four-atom jobs",
+        "emulation s, direct loop",
+        lambda ours, anchor: anchor is not None and ours / anchor <= 0.60,
+        "ratio <= 0.60",
+    ),
+    Goal(
+        "zero-cost jobs/s vs bare Celery tasks/s",
+        "synthetic device jobs/s",
+        "bare Celery no-op tasks/s",
+        lambda ours, anchor: anchor is not None and ours / anchor >= 1.0,
+        "ratio >= 1.0",
+    ),
+    Goal(
+        "Redis commands per job",
+        "Redis commands per job",
+        "",
+        lambda ours, _: ours <= 25,
+        "<= 25",
+    ),
+    Goal(
+        "list p99 ms, 100,000 vs 1,000 matching",
+        "list p99 ms, 100000 matching",
+        "list p99 ms, 1000 matching",
+        lambda ours, _: ours <= 20,
+        "<= 20 ms",
+    ),
+    Goal(
+        "submit 10-job batches, 16 clients, p99 ms",
+        "submit 10-job p99 ms, 16 clients",
+        "",
+        lambda ours, _: ours <= 100,
+        "<= 100 ms",
+    ),
+    Goal(
+        "Redis bytes per stored job",
+        "Redis bytes per stored job beyond its result",
+        "",
+        lambda ours, _: ours <= 2048,
+        "<= 2048",
+    ),
+)
+
+
+def show(figures: dict[str, float]) -> None:
+    print(f"\n{'issue #14 goal':<42}{'Tweezer':>9}{'anchor':>9}{'ratio':>7}  {'goal':<14}met")
+    for goal in GOALS:
+        ours = figures.get(goal.ours)
+        if ours is None:
+            continue
+        anchor = figures.get(goal.anchor) if goal.anchor else None
+        ratio = f"{ours / anchor:.2f}" if anchor else "-"
+        shown = f"{anchor:.1f}" if anchor is not None else "-"
+        met = "yes" if goal.met(ours, anchor) else "no"
+        print(f"{goal.figure:<42}{ours:>9.1f}{shown:>9}{ratio:>7}  {goal.goal:<14}{met}")

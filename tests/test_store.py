@@ -572,8 +572,9 @@ def test_reads_and_rate_limits_write_nothing_to_the_aof(parts, redis_only):
 
 @pytest.mark.parametrize("desc", [True, False])
 def test_lists_page_and_count_exactly_whatever_the_filters(parts, desc):
-    """Single-index filters take query.lua's fast path (ZINTERCARD and a walk of the smallest
-    index); unions, time bounds and ids the general one: both page and count exactly."""
+    """Single-index filters, and projects x statuses (counted), take query.lua's fast path (a
+    walk of one index); other unions and time bounds the general one: both page and count
+    exactly."""
     store, _, _ = parts
     batches = []
     for i in range(40):
@@ -597,7 +598,9 @@ def test_lists_page_and_count_exactly_whatever_the_filters(parts, desc):
         BatchQuery(status=["CANCELED"]),
         BatchQuery(project_id=["p0"], status=["PENDING"]),
         BatchQuery(project_id=["p1"], tag="even"),
-        BatchQuery(project_id=["p0", "p2"], status=["CANCELED"]),  # a union: general path
+        BatchQuery(project_id=["p0", "p2"], status=["CANCELED"]),  # a union, counted
+        BatchQuery(project_id=["p0", "p1"], status=["PENDING", "CANCELED"]),  # two, counted
+        BatchQuery(project_id=["p0", "p2"]),  # a union, not counted: general path
         BatchQuery(status=["PENDING"], start_us=T0 + 10 * SECOND),  # time bound: general path
         BatchQuery(status=["DONE"]),  # nothing
     ]

@@ -22,10 +22,12 @@ local function temp()
   return key
 end
 
--- Fast path, the common case (every filter one index value; no unions, ids, runs or time
--- bounds): the total is ZINTERCARD and the page walks the smallest index in order, keeping the
--- ids every other index holds. Its cost grows with the page (and with how sparse the matches
--- are), not with the number of matches; nothing is written.
+-- Fast path, the common cases: every filter one index value (the total is ZINTERCARD), or
+-- projects and statuses whose counts give the total (`counts`; the filter may then be a union
+-- of several projects or statuses). No ids, runs or time bounds. The page walks one index in
+-- creation order, the smallest single-value filter or else every batch, keeping the ids that
+-- every other filter holds (one of its values, for a union). Its cost grows with the page (and
+-- with how sparse the matches are), not with the number of matches; nothing is written.
 local function counted_total()
   if not q.counts then return nil end
   local n = 0
@@ -35,20 +37,32 @@ local function counted_total()
   return n
 end
 
+local function in_any(keys, id)
+  for _, key in ipairs(keys) do
+    if redis.call('ZSCORE', key, id) then return true end
+  end
+  return false
+end
+
 local function simple_query()
   if q.ids or q.runs or q.min ~= '-inf' or q.max ~= '+inf' then return nil end
-  local keys = {}
+  local singles, unions = {}, {}
   for _, group in ipairs(q.groups) do
-    if #group ~= 1 then return nil end
-    table.insert(keys, group[1])
+    table.insert(#group == 1 and singles or unions, group)
   end
-  if #keys == 0 then keys = {q.base} end
-  local sizes = {}
-  for _, key in ipairs(keys) do sizes[key] = redis.call('ZCARD', key) end
-  table.sort(keys, function(a, b) return sizes[a] < sizes[b] end)
-  local driver = keys[1]
   local total = counted_total()
+  if #unions > 0 and not total then return nil end
+  local sizes = {}
+  for _, group in ipairs(singles) do sizes[group[1]] = redis.call('ZCARD', group[1]) end
+  table.sort(singles, function(a, b) return sizes[a[1]] < sizes[b[1]] end)
+  local driver = singles[1] and singles[1][1] or q.base
+  sizes[driver] = sizes[driver] or redis.call('ZCARD', driver)
+  local others = {}
+  for i = 2, #singles do table.insert(others, singles[i]) end
+  for _, group in ipairs(unions) do table.insert(others, group) end
   if not total then
+    local keys = {driver}
+    for _, group in ipairs(others) do table.insert(keys, group[1]) end
     total = #keys == 1 and sizes[driver] or redis.call('ZINTERCARD', #keys, unpack(keys))
   end
   local page, skip = {total}, tonumber(q.offset)
@@ -60,8 +74,8 @@ local function simple_query()
     rank = rank + chunk
     for _, id in ipairs(ids) do
       local everywhere = true
-      for i = 2, #keys do
-        if not redis.call('ZSCORE', keys[i], id) then everywhere = false break end
+      for _, group in ipairs(others) do
+        if not in_any(group, id) then everywhere = false break end
       end
       if everywhere then
         if skip > 0 then skip = skip - 1 elseif #page - 1 < want then table.insert(page, id) end

@@ -20,6 +20,11 @@ SECOND_US = 1_000_000
 FORGET_AFTER_S = 3600.0
 
 
+def alive_since(now: int) -> int:
+    """Who announced itself at or after this (µs) is alive at `now`: within PRESENCE_TTL_S."""
+    return now - int(PRESENCE_TTL_S * SECOND_US)
+
+
 def process_name() -> str:
     """This process, as schedulers and job histories name it: host:pid."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -79,7 +84,7 @@ class Liveness:
     def readiness(self, qpus: Iterable[str], now: int, since: int | None = None) -> Readiness:
         """Who is alive at `now`: announced within PRESENCE_TTL_S, and not before `since` when
         given (a cluster starting on a Redis that remembers its previous run)."""
-        since = max(now - int(PRESENCE_TTL_S * SECOND_US), since or 0)
+        since = max(alive_since(now), since or 0)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.scheduler_presence())
         pipe.hgetall(self.keys.qpu_presence())

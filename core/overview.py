@@ -20,9 +20,8 @@ import redis
 
 from core.counters import THROUGHPUT_WINDOW_S, parse_totals
 from core.device_types import device_type_of_qpu
-from core.liveness import SECOND_US, qpu_of_worker
+from core.liveness import SECOND_US, alive_since, qpu_of_worker
 from core.priorities import PRIORITIES
-from core.qpu import PRESENCE_TTL_S
 from core.scripts import Scripts
 from core.status import TERMINAL_JOB_STATUSES, BatchStatus, DeviceStatus
 from core.timefmt import to_iso
@@ -161,7 +160,7 @@ def read_overview(
 
 
 def decode(doc: dict[str, Any], now: int) -> Overview:
-    since = now - int(PRESENCE_TTL_S * SECOND_US)
+    since = alive_since(now)
     workers = [
         Worker(name, qpu_of_worker(name), int(at), int(at) >= since)
         for name, at in sorted(_obj(doc["workers"]).items())

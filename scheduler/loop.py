@@ -25,7 +25,7 @@ from core.celery_config import RUN_JOB_TASK, celery_config
 from core.device_types import device_type_of_qpu, kind_of_qpu, qpu_names
 from core.forecasts import ForecastBook
 from core.keys import Keys
-from core.liveness import Liveness, process_name
+from core.liveness import Liveness, alive_since, process_name
 from core.qpu import PRESENCE_TTL_S, Lease, OpenBatchHold, QpuControl
 from core.settings import Settings
 from core.store import Store
@@ -86,7 +86,7 @@ class Scheduler:
         """The configured QPUs, and those of the same device types that workers on other hosts
         announced within the last PRESENCE_TTL_S (a QPU whose workers left is not granted new
         batches; one it was serving keeps being driven while the scheduler holds its lease)."""
-        since = now - int(PRESENCE_TTL_S * 1_000_000)
+        since = alive_since(now)
         types = self.settings.qpus.keys()
         configured = self.configured_qpus
         extra = [q for q in self.control.announced(types, since) if q not in configured]

@@ -143,19 +143,17 @@ SUBMIT_RESOLVE_TIMEOUT_S = 2.0
 
 def check_at_submission(url: str, allow: Allowlist, resolve: Resolver = system_resolver) -> None:
     """Refuses (WebhookRefused, a 400) a URL that is malformed or that names or resolves to a
-    non-public address. A host that does not resolve now is accepted: every delivery checks
+    non-public address: the check of a delivery (`target`), with DNS bounded to
+    SUBMIT_RESOLVE_TIMEOUT_S. A host that does not resolve now is accepted: every delivery checks
     again, and records why it could not be made."""
-    _, host, port = split_url(url)
+
+    def bounded(host: str, port: int) -> list[str]:
+        return _resolving.submit(resolve, host, port).result(SUBMIT_RESOLVE_TIMEOUT_S)
+
     try:
-        check_addresses(host, [host], allow)  # a literal address
+        target(url, allow, bounded)
+    except (OSError, FutureTimeout):  # not resolvable now (FutureTimeout: DNS too slow)
         return
-    except ValueError:
-        pass  # a name
-    try:
-        addresses = _resolving.submit(resolve, host, port).result(SUBMIT_RESOLVE_TIMEOUT_S)
-    except (OSError, FutureTimeout):
-        return
-    check_addresses(host, addresses, allow)
 
 
 def target(url: str, allow: Allowlist, resolve: Resolver = system_resolver) -> Target:

@@ -19,8 +19,7 @@ from flask import Blueprint, Response, abort
 
 from api import jsend
 from api.context import principal, services
-from core.device_types import qpu_names
-from core.overview import overview_json, read_overview
+from core.overview import cluster_overview, overview_json
 from core.timefmt import now_us
 
 bp = Blueprint("dashboard", __name__)
@@ -68,9 +67,7 @@ def overview() -> jsend.Reply:
     projects the caller is not in are hidden unless the caller administers the cluster."""
     svc, caller = services(), principal()
     settings = svc.settings
-    view = read_overview(
-        svc.store.redis, settings.namespace, qpu_names(settings.qpus), list(settings.qpus), now_us()
-    )
+    view = cluster_overview(svc.store.redis, settings, now_us())
     visible = (lambda _: True) if caller.admin else (lambda p: p in caller.project_ids)
     return jsend.success(
         {

@@ -42,8 +42,7 @@ from prometheus_client.registry import Collector
 
 from api.context import services
 from core import counters
-from core.device_types import qpu_names
-from core.overview import QpuState, read_overview
+from core.overview import QpuState, cluster_overview
 from core.timefmt import now_us
 
 bp = Blueprint("metrics", __name__)
@@ -97,9 +96,7 @@ class ClusterCollector(Collector):
         svc = services()
         settings = svc.settings
         client = svc.store.redis
-        view = read_overview(
-            client, settings.namespace, qpu_names(settings.qpus), list(settings.qpus), now_us()
-        )
+        view = cluster_overview(client, settings, now_us())
         batches = GaugeMetricFamily(
             PREFIX + "batches", "Batches now, by device type and status.",
             labels=["device_type", "status"],
@@ -177,11 +174,10 @@ def _happened(raw: dict[str, str]) -> Iterator[Metric]:
 def _registry() -> CollectorRegistry:
     """This process's requests, or every gunicorn worker's under the multiprocess mode, and
     the cluster."""
+    registry = CollectorRegistry()
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
-        registry = CollectorRegistry()
         registry.register(_Requests())
     registry.register(ClusterCollector())
     return registry

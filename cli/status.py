@@ -12,16 +12,14 @@ import json
 import sys
 import textwrap
 import time
-from typing import Any
 
 from cli.admin import add_cluster_options, cluster_settings
-from core.device_types import qpu_names
 from core.errors import ConfigurationError
-from core.overview import Overview, Qpu, overview_json, read_overview
+from core.overview import Overview, Qpu, cluster_overview, overview_json
 from core.priorities import PRIORITIES
 from core.records import Batch, Job
 from core.redis_client import connect
-from core.render import batch_json, job_json
+from core.render import attempt_json, batch_json
 from core.settings import Settings
 from core.store import Store
 from core.timefmt import now_us, to_iso
@@ -51,9 +49,7 @@ def run_status(args: argparse.Namespace) -> int:
         return _batch(Store(client, settings.namespace), args.batch, args.json)
     try:
         while True:
-            view = read_overview(
-                client, settings.namespace, qpu_names(settings.qpus), list(settings.qpus), now_us()
-            )
+            view = cluster_overview(client, settings, now_us())
             text = (
                 json.dumps(overview_json(view), indent=2)
                 if args.json
@@ -153,9 +149,8 @@ def _batch_lines(batch: Batch, jobs: list[Job]) -> list[str]:
         f"ended {to_iso(batch.end_us) or '-'}",
     ]
     for job in jobs:
-        document: dict[str, Any] = job_json(job)
         lines.append(f"job {job.id}  {job.status}  runs {job.runs}  attempts {job.attempts}")
-        for attempt in document["history"]:
+        for attempt in map(attempt_json, job.history):
             ended = (attempt["ended_at"] or "")[11:23] or "running"
             lines.append(
                 f"  attempt {attempt['attempt']}  {attempt['qpu'] or '-'}  "

@@ -19,10 +19,11 @@ from typing import Any
 import redis
 
 from core.counters import THROUGHPUT_WINDOW_S, parse_totals
-from core.device_types import device_type_of_qpu
+from core.device_types import device_type_of_qpu, qpu_names
 from core.liveness import SECOND_US, alive_since, qpu_of_worker
 from core.priorities import PRIORITIES
 from core.scripts import Scripts
+from core.settings import Settings
 from core.status import TERMINAL_JOB_STATUSES, BatchStatus, DeviceStatus
 from core.timefmt import to_iso
 
@@ -157,6 +158,12 @@ def read_overview(
         THROUGHPUT_WINDOW_S,
     )
     return decode(json.loads(raw), now)
+
+
+def cluster_overview(client: redis.Redis, settings: Settings, now: int) -> Overview:
+    """`read_overview` of the cluster `settings` describe (its configured QPUs and types)."""
+    qpus, types = qpu_names(settings.qpus), list(settings.qpus)
+    return read_overview(client, settings.namespace, qpus, types, now)
 
 
 def decode(doc: dict[str, Any], now: int) -> Overview:

@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from cli.admin import (
@@ -130,30 +131,35 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from cli import demo
+
+    demo.run(args.data_dir)
+    return 0
+
+
+#: Commands that set up their own settings (from --data-dir, a cluster.json, a file...).
+RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "device": run_device_command,
+    "simulate": run_simulate,
+    "report": run_report,
+    "trace": run_trace_command,
+    "load": run_load,
+    "queue": run_queue_command,
+    "status": run_status,
+    "user": run_account_command,
+    "project": run_account_command,
+    "token": run_account_command,
+    "audit": run_account_command,
+    "demo": _demo,
+}
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
         return _up(args)
-    if args.command == "device":
-        return run_device_command(args)
-    if args.command == "simulate":
-        return run_simulate(args)
-    if args.command == "report":
-        return run_report(args)
-    if args.command == "trace":
-        return run_trace_command(args)
-    if args.command == "load":
-        return run_load(args)
-    if args.command == "queue":
-        return run_queue_command(args)
-    if args.command == "status":
-        return run_status(args)
-    if args.command in ("user", "project", "token", "audit"):
-        return run_account_command(args)
-    if args.command == "demo":
-        from cli import demo
-
-        demo.run(args.data_dir)
-        return 0
+    if args.command in RUNNERS:
+        return RUNNERS[args.command](args)
     settings = Settings.from_env()
     from core.redis_client import check_access
 

@@ -14,7 +14,9 @@ from typing import Any
 from core.keys import Keys
 from core.settings import Settings
 
-#: The one task name the scheduler sends and the workers run.
+#: The task the scheduler sends and the workers run: a chunk of jobs (delivery id, job ids).
+RUN_JOBS_TASK = "tweezer.run_jobs"
+#: One job (job id, delivery id): what schedulers before chunks sent; workers still run it.
 RUN_JOB_TASK = "tweezer.run_job"
 
 
@@ -52,7 +54,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_max_memory_per_child": settings.worker_max_memory_mb * 1024,  # in KiB
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
-        "task_soft_time_limit": settings.job_soft_time_limit_s,
+        # The soft limit is each job's, armed by the runner around it (a message may carry a
+        # chunk of jobs); the hard limit kills the pool child running a message (a chunk's
+        # jobs are predicted to take far less; any it did not commit are retried one by one).
+        "task_soft_time_limit": None,
         "task_time_limit": settings.job_hard_time_limit_s,
         "task_create_missing_queues": True,
         "task_default_queue": "unrouted",

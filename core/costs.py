@@ -5,7 +5,7 @@ will take, computed at submission and kept on the batch (`predicted_qpu_s`).
   the batch's register once, then each job's shots at the shot rate (both divided by the
   speedup).
 - The emulator (EMU_FREE): seconds per job per (1 + µs of pulse), by atom count, fitted on the
-  cluster's own finished jobs: `commit_job.lua` folds each first-attempt run into
+  cluster's own finished jobs: `commit_jobs.lua` folds each first-attempt run into
   `device:{type}:costs` (an exponentially weighted mean, weight 0.2). Before any job of that
   atom count ran, `emulator_default`, measured on a 2-core machine, stands in.
 

@@ -22,6 +22,10 @@ from core.priorities import PRIORITIES
 from core.scripts import Scripts
 from core.settings import Settings
 
+#: Most jobs one message carries to a worker (dispatch.lua): enough to amortise a message, a
+#: claim and a commit over many cheap jobs, few enough that a lost worker loses little.
+MAX_CHUNK_JOBS = 64
+
 #: A QPU not in TWEEZER_QPUS is served while one of its workers announced itself this recently;
 #: workers announce every sixth of it.
 PRESENCE_TTL_S = 30.0
@@ -125,9 +129,16 @@ class QpuControl:
         return replies.decode_fenced_ok(reply)
 
     def dispatch(
-        self, lease: Lease, capacity: int, timeout_s: float, now: int
+        self,
+        lease: Lease,
+        capacity: int,
+        timeout_s: float,
+        now: int,
+        chunk_s: float = 0.0,
+        max_chunk: int = MAX_CHUNK_JOBS,
     ) -> list[replies.Dispatch]:
-        """Hands out the batch's next jobs, up to `capacity` in flight on the QPU."""
+        """Hands out the batch's next jobs in chunks of about `chunk_s` predicted seconds each
+        (0: one job per chunk), for a QPU that runs `capacity` jobs at once (dispatch.lua)."""
         reply = self.scripts.call(
             "dispatch",
             now,
@@ -136,6 +147,8 @@ class QpuControl:
             lease.epoch,
             capacity,
             int(timeout_s * 1000),
+            chunk_s,
+            max_chunk,
             keys=self._qpu_keys(lease.qpu),
         )
         return replies.decode_dispatched(reply)

@@ -210,19 +210,24 @@ def decode_fenced_ok(reply: Sequence[str]) -> bool:
 
 @dataclass(frozen=True)
 class Dispatch:
-    """One dispatch of one job: the Celery message carries both."""
+    """One dispatch: a chunk of one batch's jobs, which one Celery message carries."""
 
-    job_id: str
     #: The delivery id: the fence the worker's claim, heartbeats and commit are checked against.
     delivery_id: str
+    #: In the order they are to run.
+    job_ids: tuple[str, ...]
 
 
 def decode_dispatched(reply: Sequence[str]) -> list[Dispatch]:
-    """dispatch: the jobs handed out (none when fenced, paused or nothing is left)."""
+    """dispatch: the chunks handed out (none when fenced, paused or nothing is left)."""
     if reply[0] != Reply.OK:
         return []
-    pairs = reply[2:]
-    return [Dispatch(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
+    chunks, rest = [], list(reply[2:])
+    while rest:
+        delivery, count, rest = rest[0], int(rest[1]), rest[2:]
+        chunks.append(Dispatch(delivery, tuple(rest[:count])))
+        rest = rest[count:]
+    return chunks
 
 
 @dataclass(frozen=True)
@@ -253,15 +258,61 @@ class Stale:
     status: str
 
 
-def decode_claimed(reply: Sequence[str]) -> int | Stale:
-    """claim_job: how many times the job has started, this claim included."""
-    return int(reply[1]) if reply[0] == Reply.OK else Stale(reply[1])
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job a worker now runs, with its own inputs as stored (core/execution.py reads them)."""
+
+    id: str
+    #: How many times the job has started, this claim included.
+    attempt: int
+    runs: int
+    #: JSON, or "" for none.
+    variables: str
+    #: Its sequence: in its batch's sequences under this hash, or its own copy (older records).
+    sequence_sha: str
+    sequence: str
+    atoms: int
+    qpu_s: float
 
 
-def decode_owned(reply: Sequence[str]) -> Stale | None:
-    """heartbeat / commit_job: None while the delivery owns the job (heartbeat extended, outcome
-    stored)."""
-    return None if reply[0] == Reply.OK else Stale(reply[1])
+@dataclass(frozen=True)
+class Claimed:
+    """claim_jobs: the jobs claimed, in order, what their batch and sequences hold, and the
+    jobs the delivery no longer owns."""
+
+    jobs: list[ClaimedJob]
+    #: The batch's sequence_builder, configuration and backend_configuration ("" for none).
+    batch: dict[str, str]
+    #: Sequence texts by hash.
+    sequences: dict[str, str]
+    stale: dict[str, Stale]
+
+
+def decode_claimed(reply: Sequence[str]) -> Claimed:
+    document = json.loads(reply[1])
+    # cjson writes an empty table as {}: an empty list here.
+    jobs = [
+        ClaimedJob(
+            id=job["id"],
+            attempt=int(job["attempt"]),
+            runs=int(job["runs"]),
+            variables=job["variables"],
+            sequence_sha=job["sequence_sha"],
+            sequence=job["sequence"],
+            atoms=int(job["atoms"]),
+            qpu_s=float(job["qpu_s"]),
+        )
+        for job in document["claimed"] or []
+    ]
+    stale = {job_id: Stale(status) for job_id, status in document["stale"] or []}
+    return Claimed(jobs, document["batch"] or {}, document["sequences"] or {}, stale)
+
+
+def decode_stale(reply: Sequence[str]) -> dict[str, Stale]:
+    """heartbeat / commit_jobs: the jobs the delivery no longer owns (a heartbeat extended the
+    others, a commit stored their outcomes)."""
+    items = list(reply[1:])
+    return {items[i]: Stale(items[i + 1]) for i in range(0, len(items), 2)}
 
 
 # -- limits (core/ratelimit.py) ----------------------------------------------------------------

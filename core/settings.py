@@ -75,6 +75,11 @@ class Settings(BaseModel):
     lease_ttl_s: float = 10.0
     #: A dispatched job no worker has claimed after this long is dispatched again.
     dispatch_timeout_s: float = 60.0
+    #: Jobs go to a worker in chunks of about this many predicted seconds of work (at most
+    #: core/qpu.py MAX_CHUNK_JOBS): one message, one claim and grouped commits serve many cheap
+    #: jobs; a job predicted to take longer goes alone. A chunk's jobs show RUNNING from its
+    #: claim. 0: one job per message.
+    dispatch_chunk_s: float = 0.5
     #: A running job whose worker sent no heartbeat for this long is presumed lost.
     job_heartbeat_ttl_s: float = 15.0
     #: How many times a job may start before a lost worker makes it ERROR instead of retrying.
@@ -319,6 +324,8 @@ class Settings(BaseModel):
             raise ConfigurationError("scheduler_tick_s must be at most lease_ttl_s / 3 and 5 s")
         if self.default_runs > self.emu_free_max_runs:
             raise ConfigurationError("default_runs must not exceed emu_free_max_runs")
+        if self.dispatch_chunk_s < 0:
+            raise ConfigurationError("dispatch_chunk_s must be >= 0 (0: one job per message)")
         if self.rate_limit_per_s < 0:
             raise ConfigurationError("rate_limit_per_s must be >= 0 (0: no rate limit)")
         if self.bridge_register_load_s < 0:

@@ -5,7 +5,7 @@ once, before anything else), recover jobs whose worker vanished, end open batche
 their QPU too long, release QPUs whose batch is finished (counting its project's usage), grant
 each free QPU to the batch it was serving or the waiting batch the cluster's policy chooses
 (scheduler/policies.py; the grant itself is fenced in Lua), dispatch the jobs of each held
-QPU's batch in creation order, and now and then publish forecasts of when waiting batches
+QPU's batch in creation order, in chunks (dispatch.lua), and now and then publish forecasts of when waiting batches
 start. Every write is fenced by the lease, so several schedulers may run at once: at most one
 holds a given QPU, and a paused one that lost its lease writes nothing when it wakes. A thread
 of its own announces finished batches to their webhooks (scheduler/webhooks.py). Between
@@ -21,7 +21,7 @@ import threading
 import redis
 from celery import Celery
 
-from core.celery_config import RUN_JOB_TASK, celery_config
+from core.celery_config import RUN_JOBS_TASK, celery_config
 from core.device_types import device_type_of_qpu, kind_of_qpu, qpu_names
 from core.forecasts import ForecastBook
 from core.keys import Keys
@@ -141,13 +141,14 @@ class Scheduler:
                 return
             log.info("%s: leased to batch %s (epoch %s)", qpu, lease.batch_id, lease.epoch)
             self.leases[qpu] = lease
-        for dispatch in self.control.dispatch(
-            lease, s.pool_size(kind_of_qpu(qpu)), s.dispatch_timeout_s, now
+        pool = s.pool_size(kind_of_qpu(qpu))
+        for chunk in self.control.dispatch(
+            lease, pool, s.dispatch_timeout_s, now, chunk_s=s.dispatch_chunk_s
         ):
             # If this send is lost, the dispatch deadline makes the reconciler send it again.
             self.producer.send_task(
-                RUN_JOB_TASK,
-                args=[dispatch.job_id, dispatch.delivery_id],
+                RUN_JOBS_TASK,
+                args=[chunk.delivery_id, list(chunk.job_ids)],
                 queue=Keys.celery_queue(qpu),
             )
 

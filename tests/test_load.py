@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from core.accounts import Accounts
+from core.hints import QPU_SECONDS_VARIABLE
 from core.store import BatchQuery, Page
 from scheduler.traces import read_records
 from scheduler.workload import WorkloadError, plan, read_workload
+from tests import sequences
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +62,19 @@ def synthetic(start_cluster, tmp_path_factory):
     }
     (data_dir / "cluster.json").write_text(json.dumps(info))
     return cluster, data_dir
+
+
+def test_a_synthetic_device_predicts_the_time_a_load_test_gives_each_job(synthetic):
+    """What the policies, the forecasts and the dispatcher's chunks are told of a job on a
+    synthetic device is the time it will take there (tweezer_qpu_s), not the emulator's."""
+    cluster, _ = synthetic
+    sdk = cluster.sdk(cluster.new_account())
+    jobs = [{"runs": 1, "variables": {QPU_SECONDS_VARIABLE: s}} for s in (0.25, 0.5)]
+    batch = sdk.create_batch(sequences.fixed(), jobs, device_type="EMU_FREE", wait=True)
+    assert batch.status == "DONE"
+    stored = cluster.store.get_batch(batch.id)
+    assert stored.predicted_qpu_s == pytest.approx(0.75)  # one job at a time
+    assert [cluster.store.get_job(j.id).qpu_s for j in batch.ordered_jobs] == [0.25, 0.5]
 
 
 def load(data_dir: Path, *args: str, **popen) -> subprocess.Popen:

@@ -14,14 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import psutil
+import pytest
 import redis
 import requests
 
 from cli.cluster import Cluster
 from cli.redis_server import RedisServer, free_port
-from core.celery_config import RUN_JOB_TASK
+from core.celery_config import RUN_JOB_TASK, RUN_JOBS_TASK
 from core.devices import device_registry
 from core.keys import Keys
+from core.status import JobStatus
 from core.store import BatchQuery, JobQuery, Page, Store
 from scheduler.loop import make_producer
 from tests import sequences
@@ -112,6 +114,31 @@ def test_a_job_that_kills_its_worker_every_time_ends_error_and_frees_the_qpu(scr
     assert healthy.status == "DONE"
     assert log.read_text().count(f"run {POISON_RUNS}") == cluster.settings.max_attempts
     wait_for(lambda: sdk.get_batch(next_batch.id).status == "DONE", timeout_s=30)
+
+
+def test_a_job_that_kills_its_worker_takes_its_chunk_down_once_and_nothing_is_lost(scripted):
+    """Cheap jobs go to the worker in chunks (dispatch.lua); the poison job's kill loses the
+    jobs of its chunk not committed yet, which run again, each alone: the poison job alone
+    ends ERROR, every other job DONE."""
+    cluster, log = scripted
+    sdk = cluster.sdk(cluster.new_account())
+    sequence = sequences.fresnel(device_registry(cluster.settings)["FRESNEL"].pulser_device)
+    poison = {"runs": POISON_RUNS, "variables": JOB["variables"]}
+    batch = sdk.create_batch(
+        sequence.to_abstract_repr(), [JOB, poison, JOB, JOB, JOB, JOB], device_type="FRESNEL"
+    )
+    runs_before = log.read_text().count(f"run {POISON_RUNS}")
+    finished = wait_for(lambda: (b := sdk.get_batch(batch.id)).status == "DONE" and b, timeout_s=90)
+    jobs = [cluster.store.get_job(j.id) for j in finished.ordered_jobs]
+    assert jobs[1].status is JobStatus.ERROR and "lost 3 times" in jobs[1].errors[0]
+    assert log.read_text().count(f"run {POISON_RUNS}") - runs_before == 3
+    outcomes = [[a.outcome for a in job.history] for job in jobs]
+    # The first three jobs were one chunk: the one after the poison job never ran before the
+    # kill; the one before it ran, and was committed unless the kill came first.
+    assert outcomes[2] == ["LOST", "DONE"]
+    assert outcomes[0] in (["DONE"], ["LOST", "DONE"])
+    assert outcomes[3:] == [["DONE"]] * 3
+    assert all(job.result == {"11": 5} for i, job in enumerate(finished.ordered_jobs) if i != 1)
 
 
 def test_redis_killed_and_restarted_loses_no_acknowledged_batch(start_cluster):
@@ -219,14 +246,18 @@ class _Exploit:
         return (open, (self.path, "w"))
 
 
-def test_duplicate_delivery_runs_once_and_counts_once(cluster, sdk):
+@pytest.mark.parametrize("task", [RUN_JOBS_TASK, RUN_JOB_TASK])
+def test_duplicate_delivery_runs_once_and_counts_once(cluster, sdk, task):
+    """The message again, as the scheduler sends it (a chunk) and as schedulers before chunks
+    did (one job), which workers still run."""
     batch = sdk.create_batch(sequences.slow(), [{"runs": 10}], device_type="EMU_FREE")
     job = batch.ordered_jobs[0]
     wait_for(lambda: sdk.get_job_status(job.id).value == "RUNNING", timeout_s=30)
     delivery = cluster.client.hget(Keys(cluster.settings.namespace).job(job.id), "delivery")
     # The very message again, as a broker redelivery would hand it to the worker.
+    args = [delivery, [job.id]] if task == RUN_JOBS_TASK else [job.id, delivery]
     make_producer(cluster.settings).send_task(
-        RUN_JOB_TASK, args=[job.id, delivery], queue=Keys.celery_queue("EMU_FREE-0")
+        task, args=args, queue=Keys.celery_queue("EMU_FREE-0")
     )
     worker_log = cluster.cluster.log_dir / "worker-EMU_FREE-0.log"
     wait_for(

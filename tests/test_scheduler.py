@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from core.celery_config import RUN_JOB_TASK
+from core.celery_config import RUN_JOBS_TASK
 from core.device_status import DeviceStatuses
 from core.execution import Execution
 from core.liveness import Liveness
@@ -33,13 +33,17 @@ class Sent:
 
 @dataclass
 class RecordingProducer:
-    """Stands in for Celery: the messages a pass sends, in order."""
+    """Stands in for Celery: the jobs a pass sends, in order, one Sent per job of each chunk
+    (`messages` counts the chunks)."""
 
     sent: list[Sent] = field(default_factory=list)
+    messages: int = 0
 
-    def send_task(self, name: str, args: list[str], queue: str) -> None:
-        assert name == RUN_JOB_TASK
-        self.sent.append(Sent(args[0], args[1], queue))
+    def send_task(self, name: str, args: list, queue: str) -> None:
+        assert name == RUN_JOBS_TASK
+        delivery_id, job_ids = args
+        self.messages += 1
+        self.sent += [Sent(job_id, delivery_id, queue) for job_id in job_ids]
 
     def take(self) -> list[Sent]:
         taken, self.sent = self.sent, []
@@ -86,6 +90,7 @@ def make_rig(redis_only, policy: str) -> Rig:
         qpus={"EMU_FREE": 1},
         worker_concurrency=2,
         dispatch_timeout_s=5.0,
+        dispatch_chunk_s=0.0,  # one job per message: leases and fencing, job by job
         open_batch_timeout_s=60.0,
         open_batch_contended_idle_s=10.0,
         policy=policy,

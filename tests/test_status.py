@@ -40,8 +40,8 @@ def test_a_computing_qpu_its_batch_workers_scheduler_queue_and_rate(parts, redis
     lease = control.acquire(QPU, ttl_s=10, now=T0 + 2 * SECOND)
     assert lease.batch_id == running.id
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0 + 2 * SECOND)
-    execution.claim(d.job_id, d.delivery_id, 5, T0 + 2 * SECOND, worker="host-a:17")
-    execution.commit_done(d.job_id, d.delivery_id, {"counter": {"0": 10}}, T0 + 3 * SECOND)
+    execution.claim(d.job_ids[0], d.delivery_id, 5, T0 + 2 * SECOND, worker="host-a:17")
+    execution.commit_done(d.job_ids[0], d.delivery_id, {"counter": {"0": 10}}, T0 + 3 * SECOND)
     control.dispatch(lease, capacity=1, timeout_s=5, now=T0 + 3 * SECOND)
     control.announce(QPU, T0 + 3 * SECOND, worker=f"{QPU}/host-a:16")
     control.announce(QPU, T0 - 60 * SECOND, worker=f"{QPU}/host-b:99")  # silent since: lost
@@ -89,8 +89,8 @@ def test_an_open_batch_idle_on_its_qpu_shows_how_long(parts, redis_only):
     batch, _ = new_batch(store, runs=(10,), open_=True)
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    execution.claim(d.job_id, d.delivery_id, 5, T0)
-    execution.commit_done(d.job_id, d.delivery_id, {"counter": {"0": 10}}, T0 + SECOND)
+    execution.claim(d.job_ids[0], d.delivery_id, 5, T0)
+    execution.commit_done(d.job_ids[0], d.delivery_id, {"counter": {"0": 10}}, T0 + SECOND)
     [qpu] = _view(redis_only, T0 + 13 * SECOND).qpus
     assert qpu.state is QpuState.HELD_IDLE
     assert qpu.batch.id == batch.id and qpu.batch.idle_held_s(T0 + 13 * SECOND) == 12.0
@@ -101,12 +101,12 @@ def test_a_job_keeps_each_attempt_and_its_whole_error(parts, redis_only):
     batch, [job] = new_batch(store, runs=(10,))
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    execution.claim(d.job_id, d.delivery_id, 2, T0, worker="host-a:17")
+    execution.claim(d.job_ids[0], d.delivery_id, 2, T0, worker="host-a:17")
     control.reconcile(lease, max_attempts=3, now=T0 + 5 * SECOND)  # no heartbeat: lost
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0 + 5 * SECOND)
-    execution.claim(d.job_id, d.delivery_id, 2, T0 + 6 * SECOND, worker="host-b:18")
+    execution.claim(d.job_ids[0], d.delivery_id, 2, T0 + 6 * SECOND, worker="host-b:18")
     message = "Traceback (most recent call last):\n  File x\nValueError: " + "long " * 40
-    execution.commit_error(d.job_id, d.delivery_id, message, T0 + 7 * SECOND)
+    execution.commit_error(d.job_ids[0], d.delivery_id, message, T0 + 7 * SECOND)
     stored = store.get_job(job.id)
     assert [(a.attempt, a.qpu, a.worker, a.outcome) for a in stored.history] == [
         (1, QPU, "host-a:17", "LOST"),

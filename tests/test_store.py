@@ -156,12 +156,14 @@ def test_dispatch_claim_commit_and_duplicate_delivery(parts):
     assert store.get_batch(batch.id).status is BatchStatus.RUNNING
 
     [delivery] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    assert delivery.job_id == jobs[0].id  # creation order
+    assert delivery.job_ids[0] == jobs[0].id  # creation order
     assert control.dispatch(lease, capacity=1, timeout_s=5, now=T0) == []  # capacity reached
-    assert execution.claim(delivery.job_id, delivery.delivery_id, 5, T0) == 1
-    assert execution.claim(delivery.job_id, delivery.delivery_id, 5, T0) is None  # duplicate
-    assert execution.commit_done(delivery.job_id, delivery.delivery_id, {"counter": {"0": 10}}, T0)
-    assert not execution.commit_done(delivery.job_id, delivery.delivery_id, {"counter": {}}, T0)
+    assert execution.claim(delivery.job_ids[0], delivery.delivery_id, 5, T0) == 1
+    assert execution.claim(delivery.job_ids[0], delivery.delivery_id, 5, T0) is None  # duplicate
+    assert execution.commit_done(
+        delivery.job_ids[0], delivery.delivery_id, {"counter": {"0": 10}}, T0
+    )
+    assert not execution.commit_done(delivery.job_ids[0], delivery.delivery_id, {"counter": {}}, T0)
     assert store.get_result(jobs[0].id) == '{"counter": {"0": 10}}'
     assert store.get_batch(batch.id).counts["DONE"] == 1  # not doubled
 
@@ -178,7 +180,7 @@ def test_cancelling_a_dispatched_unclaimed_job_frees_the_qpu_at_once(parts):
     second, _ = new_batch(store, runs=(10,))
     assert control.release(lease)
     assert control.acquire(QPU, ttl_s=10, now=T0).batch_id == second.id
-    assert execution.claim(d.job_id, d.delivery_id, 5, T0) is None
+    assert execution.claim(d.job_ids[0], d.delivery_id, 5, T0) is None
 
 
 def test_lost_worker_is_requeued_then_failed_at_the_attempt_cap(parts):
@@ -188,13 +190,13 @@ def test_lost_worker_is_requeued_then_failed_at_the_attempt_cap(parts):
     now = T0
     for attempt in (1, 2):
         [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=now)
-        assert execution.claim(d.job_id, d.delivery_id, heartbeat_ttl_s=2, now=now) == attempt
+        assert execution.claim(d.job_ids[0], d.delivery_id, heartbeat_ttl_s=2, now=now) == attempt
         now += 3 * SECOND  # no heartbeat: the worker is gone
         assert control.reconcile(lease, max_attempts=2, now=now) == (
             Reconciled(requeued=1) if attempt == 1 else Reconciled(failed=1)
         )
         # The lost delivery can no longer commit anything.
-        assert not execution.commit_done(d.job_id, d.delivery_id, {"counter": {}}, now)
+        assert not execution.commit_done(d.job_ids[0], d.delivery_id, {"counter": {}}, now)
     job = store.get_job(jobs[0].id)
     assert job.status is JobStatus.ERROR and "lost 2 times" in job.errors[0]
     assert store.get_batch(batch.id).status is BatchStatus.DONE
@@ -207,9 +209,9 @@ def test_unclaimed_dispatch_is_sent_again_with_a_new_delivery(parts):
     [first] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
     assert control.reconcile(lease, max_attempts=3, now=T0 + 6 * SECOND) == Reconciled(1, 0)
     [second] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0 + 6 * SECOND)
-    assert second.job_id == first.job_id and second.delivery_id != first.delivery_id
-    assert execution.claim(first.job_id, first.delivery_id, 5, T0) is None  # the old message
-    assert execution.claim(second.job_id, second.delivery_id, 5, T0) == 1  # not an attempt lost
+    assert second.job_ids[0] == first.job_ids[0] and second.delivery_id != first.delivery_id
+    assert execution.claim(first.job_ids[0], first.delivery_id, 5, T0) is None  # the old message
+    assert execution.claim(second.job_ids[0], second.delivery_id, 5, T0) == 1  # not an attempt lost
 
 
 def test_cancel_racing_a_commit_keeps_one_consistent_outcome(parts):
@@ -217,11 +219,11 @@ def test_cancel_racing_a_commit_keeps_one_consistent_outcome(parts):
     batch, _ = new_batch(store, runs=(10,))
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    execution.claim(d.job_id, d.delivery_id, 5, T0)
+    execution.claim(d.job_ids[0], d.delivery_id, 5, T0)
     store.cancel_batch(batch.id, T0, "tester")
-    assert not execution.commit_done(d.job_id, d.delivery_id, {"counter": {"0": 10}}, T0)
-    assert store.get_job(d.job_id).status is JobStatus.CANCELED
-    assert store.get_result(d.job_id) is None
+    assert not execution.commit_done(d.job_ids[0], d.delivery_id, {"counter": {"0": 10}}, T0)
+    assert store.get_job(d.job_ids[0]).status is JobStatus.CANCELED
+    assert store.get_result(d.job_ids[0]) is None
     assert control.release(lease)  # cancelled, nothing in flight: the QPU is free
 
 
@@ -285,8 +287,8 @@ def test_counted_quotas_are_checked_at_commit_and_freed_by_finishing(parts, redi
     new_batch(store, runs=(1,), project=project)  # exactly at the limit
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    execution.claim(d.job_id, d.delivery_id, 5, T0)
-    assert execution.commit_done(d.job_id, d.delivery_id, {"counter": {"1": 1}}, T0)
+    execution.claim(d.job_ids[0], d.delivery_id, 5, T0)
+    assert execution.commit_done(d.job_ids[0], d.delivery_id, {"counter": {"1": 1}}, T0)
     new_batch(store, runs=(1,), project=project)  # a job ended DONE: room for one more
     store.cancel_batch(first.id, T0, "tester")  # its other job ends CANCELED: one more
     new_batch(store, runs=(1,), project=project)
@@ -331,7 +333,7 @@ def test_an_open_batch_kept_busy_ends_at_its_longest_hold(parts):
     opened, jobs = new_batch(store, runs=(1, 1), open_=True)
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    execution.claim(d.job_id, d.delivery_id, 5, T0)
+    execution.claim(d.job_ids[0], d.delivery_id, 5, T0)
     almost = T0 + 3599 * SECOND
     assert control.expire_open_batch(lease, HOLD, now=almost) is None
     assert control.expire_open_batch(lease, HOLD, now=almost + SECOND) == "max_hold"
@@ -339,7 +341,7 @@ def test_an_open_batch_kept_busy_ends_at_its_longest_hold(parts):
     assert ended.status is BatchStatus.TIMED_OUT and not ended.open
     assert {j.status for j in store.get_jobs(j.id for j in jobs)} == {JobStatus.CANCELED}
     assert not control.release(lease)  # the running job is still in flight
-    assert not execution.commit_done(d.job_id, d.delivery_id, {"counter": {}}, almost)
+    assert not execution.commit_done(d.job_ids[0], d.delivery_id, {"counter": {}}, almost)
     assert control.release(lease)
 
 
@@ -357,11 +359,11 @@ def test_stored_bytes_count_inputs_results_and_reservations(parts, redis_only):
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     assert lease.batch_id == batch.id
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    execution.claim(d.job_id, d.delivery_id, 5, T0)
-    assert execution.inputs(d.job_id).sequence == text
+    [run] = execution.claim_jobs(d.delivery_id, d.job_ids, 5, T0).runs
+    assert run.inputs.sequence == text
     document = {"counter": {"1": 1}, "raw": ["1"]}
     before_commit = store.stored_bytes("bytes")
-    assert execution.commit_done(d.job_id, d.delivery_id, document, T0)
+    assert execution.commit_done(d.job_ids[0], d.delivery_id, document, T0)
     assert store.stored_bytes("bytes") == before_commit + len(json.dumps(document)) - 500
     store.cancel_batch(batch.id, T0, "tester")  # two reservations released
     assert store.stored_bytes("bytes") == before_commit + len(json.dumps(document)) - 1500
@@ -374,7 +376,7 @@ def test_stored_bytes_count_inputs_results_and_reservations(parts, redis_only):
     assert [j.sequence for j in store.get_jobs(j.id for j in jobs)] == [None] * 3
     # Its sequence_builder ("{}") and the one shared sequence are given back.
     assert store.stored_bytes("bytes") == finished - (2 + 64 + 10_000)
-    assert store.get_result(d.job_id) is not None  # results stay
+    assert store.get_result(d.job_ids[0]) is not None  # results stay
 
 
 def test_schedulers_serve_the_qpus_workers_announce_while_they_are_alive(redis_only):
@@ -413,18 +415,20 @@ def test_every_batch_change_is_in_the_audit_log(parts, redis_only):
 
 
 class _DroppedConnection(Execution):
-    """The real Execution, whose first `failures` reads of a job's inputs hit a dropped
-    connection (the fault of test_reliability's CLIENT KILL, at its worst moment)."""
+    """The real Execution, whose first `failures` claims lose their reply to a dropped
+    connection after the claim was made (the fault of test_reliability's CLIENT KILL, at its
+    worst moment)."""
 
     def __init__(self, client, namespace: str, failures: int) -> None:
         super().__init__(client, namespace)
         self.failures = failures
 
-    def inputs(self, job_id: str):
+    def claim_jobs(self, *args, **kwargs):
+        claim = super().claim_jobs(*args, **kwargs)
         if self.failures > 0:
             self.failures -= 1
             raise redis.exceptions.ConnectionError("Connection closed by server.")
-        return super().inputs(job_id)
+        return claim
 
 
 class _Counting:
@@ -439,8 +443,9 @@ class _Counting:
 
 @pytest.mark.parametrize("failures", [1, 3])
 def test_a_redis_failure_is_never_recorded_as_the_jobs_error(parts, redis_only, failures):
-    """A blip is read through; a longer failure leaves the job RUNNING for the reconciler, which
-    runs it again: never an ERROR blaming the user's job for the store's failure."""
+    """A blip is read through (the worker claims again and finds its own claim, not a second
+    attempt); a longer failure leaves the job RUNNING for the reconciler, which runs it again:
+    never an ERROR blaming the user's job for the store's failure."""
     store, control, _ = parts
     settings = make_settings("redis://127.0.0.1:1/0", job_heartbeat_ttl_s=2.0)
     _, [job] = new_batch(store, runs=(7,))
@@ -448,11 +453,12 @@ def test_a_redis_failure_is_never_recorded_as_the_jobs_error(parts, redis_only, 
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
     flaky = _DroppedConnection(redis_only, NS, failures)
     if failures < 3:
-        assert execute_job(flaky, settings, _Counting(), d.job_id, d.delivery_id) == "done"
+        assert execute_job(flaky, settings, _Counting(), d.job_ids[0], d.delivery_id) == "done"
         assert store.get_result(job.id) == '{"counter": {"0": 7}}'
+        assert [a.attempt for a in store.get_job(job.id).history] == [1]
         return
     with pytest.raises(redis.exceptions.ConnectionError):
-        execute_job(flaky, settings, _Counting(), d.job_id, d.delivery_id)
+        execute_job(flaky, settings, _Counting(), d.job_ids[0], d.delivery_id)
     assert store.get_job(job.id).status is JobStatus.RUNNING and not store.get_job(job.id).errors
     later = now_us() + 3 * SECOND  # past the heartbeat deadline
     assert control.reconcile(lease, max_attempts=3, now=later) == Reconciled(1, 0)  # queued again
@@ -479,7 +485,7 @@ def test_totals_of_an_earlier_version_are_counted_from_the_records_once(parts, r
     new_batch(store, runs=(3,))
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    execution.claim(d.job_id, d.delivery_id, 5, T0)
+    execution.claim(d.job_ids[0], d.delivery_id, 5, T0)
     redis_only.delete(store.keys.totals())  # as an earlier version left it
     redis_only.delete(store.keys.project_batch_counts("p"))
     redis_only.sadd(store.keys.projects(), "p")
@@ -495,7 +501,7 @@ def test_totals_of_an_earlier_version_are_counted_from_the_records_once(parts, r
     }
     totals = parse_totals(redis_only.hgetall(store.keys.totals()))
     assert {k: v for k, v in totals.items() if v} == expected
-    execution.commit_done(d.job_id, d.delivery_id, {"counter": {"0": 1}}, T0)
+    execution.commit_done(d.job_ids[0], d.delivery_id, {"counter": {"0": 1}}, T0)
     assert store.migrate() == 0  # counted once; the commit moved them
     totals = parse_totals(redis_only.hgetall(store.keys.totals()))
     assert totals[("job", "EMU_FREE", "DONE")] == 1 and totals[("job", "EMU_FREE", "RUNNING")] == 0
@@ -532,8 +538,8 @@ def test_finished_jobs_fit_the_emulator_cost_model(parts, redis_only):
         redis_only.hset(store.keys.job(job.id), mapping={"atoms": 4, "duration_ns": 1000})
         lease = control.acquire(QPU, ttl_s=10, now=T0)
         [sent] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-        execution.claim(sent.job_id, sent.delivery_id, 5, T0)
-        execution.commit_done(sent.job_id, sent.delivery_id, {}, T0 + int(run_s * SECOND))
+        execution.claim(sent.job_ids[0], sent.delivery_id, 5, T0)
+        execution.commit_done(sent.job_ids[0], sent.delivery_id, {}, T0 + int(run_s * SECOND))
         assert control.release(lease)
     # 2 s for a 1 µs pulse: 1.0 per (1 + µs); then 4 s: 0.8 * 1.0 + 0.2 * 2.0.
     model = costs.model("EMU_FREE", DeviceKind.EMULATOR)

@@ -1,4 +1,4 @@
-"""The Celery app of one QPU's worker pool (`tweezer worker --qpu NAME`). The task is thin:
+"""The Celery app of one QPU's worker pool (`tweezer worker --qpu NAME`). The tasks are thin:
 workers/runner.py does the work, with the QPU's executor (emulator or bridge)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_ready, worker_shutdown
 from celery.worker import state as worker_state
 
-from core.celery_config import RUN_JOB_TASK, celery_config
+from core.celery_config import RUN_JOB_TASK, RUN_JOBS_TASK, celery_config
 from core.execution import Execution
 from core.keys import Keys
 from core.qpu import QpuControl
@@ -21,7 +21,7 @@ from core.settings import Settings
 from core.timefmt import now_us
 from workers.executors import Executor, executor_for
 from workers.presence import announce_forever
-from workers.runner import execute_job
+from workers.runner import execute_chunk, execute_job
 from workers.watchdog import watch
 
 
@@ -43,13 +43,24 @@ def make_celery(settings: Settings, qpu: str) -> Celery:
             self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any
         ) -> None:
             # A hard time limit kills the pool child; Celery then calls this in the worker's
-            # main process, which records why instead of leaving the job to look "lost".
-            if isinstance(exc, TimeLimitExceeded):
+            # main process, which records why on a job that ran alone instead of leaving it to
+            # look "lost". Of a chunk, it cannot tell which job ran over: the jobs not committed
+            # are lost to the reconciler, which runs each again alone.
+            if not isinstance(exc, TimeLimitExceeded):
+                return
+            if self.name == RUN_JOBS_TASK:
+                delivery, job_ids = args
+                job_id = job_ids[0] if len(job_ids) == 1 else None
+            else:
                 job_id, delivery = args
-                message = (
-                    f"The job exceeded the hard time limit of {settings.job_hard_time_limit_s:g} s."
-                )
+            if job_id is not None:
+                limit = settings.job_hard_time_limit_s
+                message = f"The job exceeded the hard time limit of {limit:g} s."
                 execution().commit_error(job_id, delivery, message, now_us())
+
+    @app.task(name=RUN_JOBS_TASK, base=JobTask)
+    def run_jobs(delivery: str, job_ids: list[str]) -> dict[str, str]:
+        return execute_chunk(execution(), settings, executor(), delivery, job_ids)
 
     @app.task(name=RUN_JOB_TASK, base=JobTask)
     def run_job(job_id: str, delivery: str) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.execution import JobInputs
-from core.hints import QPU_SECONDS_VARIABLE, SEED_VARIABLE
+from core.hints import SEED_VARIABLE, given_qpu_seconds
 from workers.drivers import Aborted
 
 #: Progress is reported (and an abort noticed) at least this often.
@@ -29,10 +29,8 @@ class SyntheticDevice:
         self._aborted = threading.Event()
 
     def seconds(self, inputs: JobInputs) -> float:
-        given = (inputs.variables or {}).get(QPU_SECONDS_VARIABLE)
-        if isinstance(given, int | float) and given >= 0:
-            return float(given)
-        return inputs.qpu_s * self.capacity
+        given = given_qpu_seconds(inputs.variables)
+        return inputs.qpu_s * self.capacity if given is None else given
 
     def run(self, inputs: JobInputs, progress: Callable[[int], None]) -> dict[str, Any]:
         self._aborted.clear()

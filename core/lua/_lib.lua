@@ -72,24 +72,38 @@ end
 
 -- What happened, counted in the step that made it happen (core/counters.py): a counter, a
 -- histogram observation, and the current number of batches and jobs per device type and status.
-local function count(name, labels)
-  redis.call('HINCRBY', K.counters(), name .. ':' .. labels, 1)
+local function count(name, labels, n)
+  redis.call('HINCRBY', K.counters(), name .. ':' .. labels, n or 1)
+end
+
+-- Observations of one histogram under one label set, written once per bucket they fall in.
+local function observe_all(name, labels, values)
+  if #values == 0 then return end
+  local bounds = HISTOGRAMS[name]
+  local slots, sum = {}, 0
+  for _, seconds in ipairs(values) do
+    local slot = #bounds + 1
+    for i, bound in ipairs(bounds) do
+      if seconds <= bound then slot = i break end
+    end
+    slots[slot] = (slots[slot] or 0) + 1
+    sum = sum + seconds
+  end
+  local field = name .. ':' .. labels .. ':'
+  for slot, n in pairs(slots) do
+    redis.call('HINCRBY', K.counters(), field .. slot, n)
+  end
+  redis.call('HINCRBYFLOAT', K.counters(), field .. 'sum', string.format('%.6f', sum))
 end
 
 local function observe(name, labels, seconds)
-  local bounds = HISTOGRAMS[name]
-  local slot = #bounds + 1
-  for i, bound in ipairs(bounds) do
-    if seconds <= bound then slot = i break end
-  end
-  local field = name .. ':' .. labels .. ':'
-  redis.call('HINCRBY', K.counters(), field .. slot, 1)
-  redis.call('HINCRBYFLOAT', K.counters(), field .. 'sum', string.format('%.6f', seconds))
+  observe_all(name, labels, {seconds})
 end
 
-local function move_total(kind, device_type, from, to)
-  if from then redis.call('HINCRBY', K.totals(), kind .. ':' .. device_type .. ':' .. from, -1) end
-  redis.call('HINCRBY', K.totals(), kind .. ':' .. device_type .. ':' .. to, 1)
+local function move_total(kind, device_type, from, to, n)
+  n = n or 1
+  if from then redis.call('HINCRBY', K.totals(), kind .. ':' .. device_type .. ':' .. from, -n) end
+  redis.call('HINCRBY', K.totals(), kind .. ':' .. device_type .. ':' .. to, n)
 end
 
 -- A project's batches per status: the exact total of a list filtered by project and status.
@@ -103,24 +117,34 @@ local function seconds_between(from_us, to_us)
   return (tonumber(to_us) - tonumber(from_us)) / 1000000
 end
 
--- A job's attempts (core/records.py JobAttempt): a JSON array in its `history` field, times
--- as strings (cjson would round 16-digit integers).
-local function history_append(job, entry)
-  local history = cjson.decode(redis.call('HGET', job, 'history') or '[]')
-  table.insert(history, entry)
-  redis.call('HSET', job, 'history', cjson.encode(history))
+-- Runs one command on `key` with `args` appended, in slices: Lua's unpack() has a limit, and a
+-- group (a chunk of jobs, a cancelled batch) may be large.
+local function call_many(command, key, args)
+  local slice = 1000
+  for i = 1, #args, slice do
+    redis.call(command, key, unpack(args, i, math.min(i + slice - 1, #args)))
+  end
 end
 
-local function history_close(job, outcome, now)
-  local raw = redis.call('HGET', job, 'history')
-  if not raw then return end
+-- A job's attempts (core/records.py JobAttempt): a JSON array in its `history` field, times
+-- as strings (cjson would round 16-digit integers). Returns the new text.
+local function history_begin(raw, entry)
+  local history = cjson.decode(raw or '[]')
+  table.insert(history, entry)
+  return cjson.encode(history)
+end
+
+-- The last attempt of `raw` ended with `outcome`; `started_us` (when its worker measured it, a
+-- string, or nil) replaces the claim's time. Returns the new text, or nil if nothing changes.
+local function history_close(raw, outcome, now, started_us)
+  if not raw then return nil end
   local history = cjson.decode(raw)
   local last = history[#history]
-  if last and not last['ended_us'] then
-    last['ended_us'] = tostring(now)
-    last['outcome'] = outcome
-    redis.call('HSET', job, 'history', cjson.encode(history))
-  end
+  if not last or last['ended_us'] then return nil end
+  last['ended_us'] = tostring(now)
+  last['outcome'] = outcome
+  if started_us then last['started_us'] = started_us end
+  return cjson.encode(history)
 end
 
 -- Aborts the script with the error core/replies.py turns into InvalidTransition (a 409). The
@@ -131,46 +155,80 @@ local function raise_transition(entity, id, from, to)
     .. ' ' .. to})
 end
 
-local function set_job_status(job_id, batch_id, from, to, now)
-  if not (JOB_TRANSITIONS[from] or {})[to] then raise_transition('job', job_id, from, to) end
-  local job = K.job(job_id)
-  redis.call('HSET', job, 'status', to, 'updated_us', now)
-  local j = redis.call('HMGET', job, 'created_us', 'device_type', 'start_us')
-  local created = j[1]
-  -- Jobs stored before device_type was on the job carry it on their batch only.
-  local device_type = j[2] or redis.call('HGET', K.batch(batch_id), 'device_type')
-  move_total('job', device_type, from, to)
-  if from == JOB.RUNNING then
-    -- The attempt ends (claim_job.lua began it); back to PENDING: its worker was lost and the
-    -- job is queued again.
-    history_close(job, to == JOB.PENDING and 'LOST' or to, now)
-  end
-  redis.call('ZREM', K.job_index('status', from), job_id)
-  redis.call('ZADD', K.job_index('status', to), created, job_id)
-  redis.call('HINCRBY', K.batch_counts(batch_id), from, -1)
-  redis.call('HINCRBY', K.batch_counts(batch_id), to, 1)
-  if from == JOB.PENDING and TERMINAL_JOB[to] then
-    -- Dispatched but not claimed: no worker holds it, so it leaves the QPU's in-flight set now
-    -- (its late claim is refused: it is no longer PENDING) and the QPU can go to the next batch.
-    local qpu = redis.call('HGET', job, 'qpu')
-    if qpu then redis.call('ZREM', K.qpu_inflight(qpu), job_id) end
-  end
-  if TERMINAL_JOB[to] then
-    redis.call('HSET', job, 'end_us', now)
-    count('jobs_finished', device_type .. ',' .. to)
-    if j[3] and to ~= JOB.CANCELED then
-      observe('job_run_seconds', device_type .. ',' .. to, seconds_between(j[3], now))
-      local slot = K.throughput(math.floor(tonumber(now) / 1000000 / THROUGHPUT_SLOT_S))
-      redis.call('INCR', slot)
-      redis.call('EXPIRE', slot, THROUGHPUT_KEEP_S)
+-- The only code that changes jobs' status: moves `job_ids`, all of `batch_id` and all in status
+-- `from`, to `to`. A worker's chunk of jobs moves together: each job costs one read and one
+-- write, and the indexes, counters and totals are written once for the whole group.
+-- `measured` (optional) maps a job id to what its worker measured of its run: {started_us =
+-- string, seconds = number}; else a run lasted from the job's start to `now`.
+local function set_jobs_status(batch_id, job_ids, from, to, now, measured)
+  local n = #job_ids
+  if n == 0 then return end
+  if not (JOB_TRANSITIONS[from] or {})[to] then raise_transition('job', job_ids[1], from, to) end
+  measured = measured or {}
+  local device_type = redis.call('HGET', K.batch(batch_id), 'device_type')
+  local terminal = TERMINAL_JOB[to]
+  local indexed, run_seconds, inflight = {}, {}, {}
+  local unfinished, reserved = {}, {}
+  for i, job_id in ipairs(job_ids) do
+    local job = K.job(job_id)
+    local j = redis.call('HMGET', job, 'created_us', 'start_us', 'project_id', 'reserved_bytes',
+      'qpu', 'history', 'attempts')
+    local fields = {'status', to, 'updated_us', now}
+    local run = measured[job_id]
+    if from == JOB.RUNNING then
+      -- The attempt ends (claim_jobs.lua began it); back to PENDING: its worker was lost and
+      -- the job is queued again.
+      local history = history_close(j[6], to == JOB.PENDING and 'LOST' or to, now,
+        run and run.started_us)
+      if history then table.insert(fields, 'history') table.insert(fields, history) end
+      -- A chunk's jobs are claimed together: its first run's start is when it began.
+      if run and j[7] == '1' then
+        table.insert(fields, 'start_us') table.insert(fields, run.started_us)
+      end
     end
-    local project_id = redis.call('HGET', job, 'project_id')
-    redis.call('HINCRBY', K.project_usage(project_id), 'unfinished_jobs', -1)
-    -- Its results are stored (commit_job counted them) or never will be.
-    add_stored_bytes(project_id, -tonumber(redis.call('HGET', job, 'reserved_bytes') or '0'))
-    -- A finished job restarts the idle clock of an open batch.
-    redis.call('HSET', K.batch(batch_id), 'activity_us', now)
+    if terminal then
+      table.insert(fields, 'end_us') table.insert(fields, now)
+      if to ~= JOB.CANCELED and (run or j[2]) then
+        table.insert(run_seconds, run and run.seconds or seconds_between(j[2], now))
+      end
+      unfinished[j[3]] = (unfinished[j[3]] or 0) + 1
+      reserved[j[3]] = (reserved[j[3]] or 0) + tonumber(j[4] or '0')
+      -- Dispatched but not claimed: no worker holds it, so it leaves the QPU's in-flight set
+      -- now (its late claim is refused: it is no longer PENDING) and the QPU can go to the
+      -- next batch.
+      if from == JOB.PENDING and j[5] then
+        inflight[j[5]] = inflight[j[5]] or {}
+        table.insert(inflight[j[5]], job_id)
+      end
+    end
+    redis.call('HSET', job, unpack(fields))
+    indexed[2 * i - 1], indexed[2 * i] = j[1], job_id
   end
+  call_many('ZREM', K.job_index('status', from), job_ids)
+  call_many('ZADD', K.job_index('status', to), indexed)
+  redis.call('HINCRBY', K.batch_counts(batch_id), from, -n)
+  redis.call('HINCRBY', K.batch_counts(batch_id), to, n)
+  move_total('job', device_type, from, to, n)
+  if not terminal then return end
+  for qpu, ids in pairs(inflight) do call_many('ZREM', K.qpu_inflight(qpu), ids) end
+  count('jobs_finished', device_type .. ',' .. to, n)
+  observe_all('job_run_seconds', device_type .. ',' .. to, run_seconds)
+  if #run_seconds > 0 then
+    local slot = K.throughput(math.floor(tonumber(now) / 1000000 / THROUGHPUT_SLOT_S))
+    redis.call('INCRBY', slot, #run_seconds)
+    redis.call('EXPIRE', slot, THROUGHPUT_KEEP_S)
+  end
+  for project_id, count_ in pairs(unfinished) do
+    redis.call('HINCRBY', K.project_usage(project_id), 'unfinished_jobs', -count_)
+    -- Their results are stored (commit_jobs counted them) or never will be.
+    add_stored_bytes(project_id, -reserved[project_id])
+  end
+  -- A finished job restarts the idle clock of an open batch.
+  redis.call('HSET', K.batch(batch_id), 'activity_us', now)
+end
+
+local function set_job_status(job_id, batch_id, from, to, now)
+  set_jobs_status(batch_id, {job_id}, from, to, now)
 end
 
 local function set_batch_open(batch_id, is_open, now)
@@ -220,13 +278,18 @@ local function set_batch_status(batch_id, from, to, now)
 end
 
 -- Cancels every job of the batch that is not terminal yet (RUNNING ones too: their results
--- will be refused at commit).
+-- will be refused at commit), each status's jobs as one group.
 local function cancel_unfinished_jobs(batch_id, now)
+  local by_status = {}
   for _, job_id in ipairs(redis.call('ZRANGE', K.batch_jobs(batch_id), 0, -1)) do
     local job_status = redis.call('HGET', K.job(job_id), 'status')
     if not TERMINAL_JOB[job_status] then
-      set_job_status(job_id, batch_id, job_status, JOB.CANCELED, now)
+      by_status[job_status] = by_status[job_status] or {}
+      table.insert(by_status[job_status], job_id)
     end
+  end
+  for job_status, ids in pairs(by_status) do
+    set_jobs_status(batch_id, ids, job_status, JOB.CANCELED, now)
   end
 end
 
@@ -257,44 +320,28 @@ local function set_job_errors(job_id, errors)
   redis.call('ZADD', K.job_index('errors', '1'), redis.call('HGET', job, 'created_us'), job_id)
 end
 
--- Folds a finished job's run time into its device type's cost fit (core/costs.py): seconds per
--- job per (1 + µs of pulse), by atom count, an exponentially weighted mean. Only a first attempt
--- counts (a retried job's start is its first attempt's).
+-- Folds finished jobs' run times into their device type's cost fit (core/costs.py): seconds per
+-- job per (1 + µs of pulse), by atom count, an exponentially weighted mean. `runs` lists
+-- {atoms = string, duration_ns = string, seconds = number} of first attempts only (a retried
+-- job's run includes its lost attempts).
 local COST_FIT_WEIGHT = 0.2
-local function fit_cost(job, batch_id, now)
-  local j = redis.call('HMGET', job, 'atoms', 'duration_ns', 'start_us', 'attempts')
-  if not (j[1] and j[2] and j[3]) or j[4] ~= '1' then return end
-  local device_type = redis.call('HGET', K.batch(batch_id), 'device_type')
-  local per = (tonumber(now) - tonumber(j[3])) / 1000000 / (1 + tonumber(j[2]) / 1000)
-  local old = redis.call('HGET', K.device_costs(device_type), j[1])
-  if old then per = (1 - COST_FIT_WEIGHT) * tonumber(old) + COST_FIT_WEIGHT * per end
-  redis.call('HSET', K.device_costs(device_type), j[1], string.format('%.6f', per))
-end
-
--- Writes one new job of `batch_id` (fields from core/records.py Job.creation_fields).
-local function create_job(fields, batch_id, device_type, ts)
-  local job_id = fields['id']
-  local job = K.job(job_id)
-  for name, value in pairs(fields) do
-    redis.call('HSET', job, name, value)
+local function fit_costs(device_type, runs)
+  if #runs == 0 then return end
+  local key = K.device_costs(device_type)
+  local fitted = {}
+  for _, run in ipairs(runs) do
+    local per = run.seconds / (1 + tonumber(run.duration_ns) / 1000)
+    local old = fitted[run.atoms]
+    if old == nil then
+      local raw = redis.call('HGET', key, run.atoms)
+      old = raw and tonumber(raw)
+    end
+    if old then per = (1 - COST_FIT_WEIGHT) * old + COST_FIT_WEIGHT * per end
+    fitted[run.atoms] = per
   end
-  redis.call('HSET', job, 'created_us', ts, 'updated_us', ts, 'device_type', device_type)
-  move_total('job', device_type, nil, fields['status'])
-  redis.call('ZADD', K.batch_jobs(batch_id), ts, job_id)
-  redis.call('RPUSH', K.batch_pending(batch_id), job_id)
-  redis.call('ZADD', K.all_jobs(), ts, job_id)
-  redis.call('ZADD', K.job_index('project_id', fields['project_id']), ts, job_id)
-  redis.call('ZADD', K.job_index('user_id', fields['user_id']), ts, job_id)
-  redis.call('ZADD', K.job_index('status', fields['status']), ts, job_id)
-  redis.call('ZADD', K.job_index('errors', '0'), ts, job_id)
-  redis.call('ZADD', K.jobs_by_runs(), fields['runs'], job_id)
-  redis.call('HINCRBY', K.batch_counts(batch_id), fields['status'], 1)
-  redis.call('HINCRBY', K.project_usage(fields['project_id']), 'unfinished_jobs', 1)
-  -- What the scheduling policy reads of a waiting batch without reading its jobs.
-  local batch = K.batch(batch_id)
-  redis.call('HINCRBY', batch, 'jobs_total', 1)
-  redis.call('HINCRBY', batch, 'runs_total', fields['runs'])
-  if fields['qpu_s'] then redis.call('HINCRBYFLOAT', batch, 'predicted_qpu_s', fields['qpu_s']) end
+  for atoms, per in pairs(fitted) do
+    redis.call('HSET', key, atoms, string.format('%.6f', per))
+  end
 end
 
 -- Bytes of a record's field names and values (a table of strings).
@@ -335,14 +382,56 @@ local function store_sequences(batch_id, new, bytes)
   redis.call('HINCRBY', K.batch(batch_id), 'input_bytes', bytes)
 end
 
--- Creates `jobs` (a list of field tables) in `batch_id`; returns their creation timestamps.
+-- Creates `jobs` (a list of field tables, from core/records.py Job.creation_fields) in
+-- `batch_id`, all of one principal and PENDING; returns their creation timestamps. One write
+-- per job (its record); the indexes, the queue, the counters and the batch's totals are
+-- written once for all of them.
 local function create_jobs(jobs, batch_id, now)
-  local stamps = {}
-  local device_type = redis.call('HGET', K.batch(batch_id), 'device_type')
+  local n = #jobs
+  if n == 0 then return {} end
+  local batch = K.batch(batch_id)
+  local device_type = redis.call('HGET', batch, 'device_type')
+  local status, project_id, user_id = jobs[1]['status'], jobs[1]['project_id'], jobs[1]['user_id']
+  -- Timestamps as next_created() hands them out, one after another.
+  local first = tonumber(next_created(now))
+  local stamps, ids, stamped, by_runs = {}, {}, {}, {}
+  local runs_total, predicted = 0, 0
   for i, fields in ipairs(jobs) do
-    local ts = next_created(now)
-    create_job(fields, batch_id, device_type, ts)
-    stamps[i] = ts
+    local ts = int(first + i - 1)
+    local job_id = fields['id']
+    local record = {}
+    for name, value in pairs(fields) do
+      table.insert(record, name)
+      table.insert(record, value)
+    end
+    -- After the fields: these are the store's, not the caller's.
+    for _, item in ipairs({'created_us', ts, 'updated_us', ts, 'device_type', device_type}) do
+      table.insert(record, item)
+    end
+    redis.call('HSET', K.job(job_id), unpack(record))
+    stamps[i], ids[i] = ts, job_id
+    stamped[2 * i - 1], stamped[2 * i] = ts, job_id
+    by_runs[2 * i - 1], by_runs[2 * i] = fields['runs'], job_id
+    runs_total = runs_total + tonumber(fields['runs'])
+    predicted = predicted + tonumber(fields['qpu_s'] or '0')
+  end
+  if n > 1 then redis.call('SET', K.clock(), stamps[n]) end
+  move_total('job', device_type, nil, status, n)
+  call_many('ZADD', K.batch_jobs(batch_id), stamped)
+  call_many('RPUSH', K.batch_pending(batch_id), ids)
+  call_many('ZADD', K.all_jobs(), stamped)
+  call_many('ZADD', K.job_index('project_id', project_id), stamped)
+  call_many('ZADD', K.job_index('user_id', user_id), stamped)
+  call_many('ZADD', K.job_index('status', status), stamped)
+  call_many('ZADD', K.job_index('errors', '0'), stamped)
+  call_many('ZADD', K.jobs_by_runs(), by_runs)
+  redis.call('HINCRBY', K.batch_counts(batch_id), status, n)
+  redis.call('HINCRBY', K.project_usage(project_id), 'unfinished_jobs', n)
+  -- What the scheduling policy reads of a waiting batch without reading its jobs.
+  redis.call('HINCRBY', batch, 'jobs_total', n)
+  redis.call('HINCRBY', batch, 'runs_total', runs_total)
+  if predicted > 0 then
+    redis.call('HINCRBYFLOAT', batch, 'predicted_qpu_s', string.format('%.17g', predicted))
   end
   return stamps
 end

@@ -1,19 +1,28 @@
--- Hands the next jobs of the QPU's batch, in creation order, to its workers: each gets a fresh
--- delivery id (the fence a worker's claim and commit are checked against) and an in-flight
--- deadline by which a worker must claim it.
+-- Hands the next jobs of the QPU's batch, in creation order, to its workers, in chunks: one
+-- message (one delivery id, the fence a worker's claim, heartbeats and commit are checked
+-- against) carries as many jobs as are predicted to take `chunk_s` together, by the first
+-- waiting job's prediction, at most `max_chunk`, and no more than a (2 x pool)-th of what waits,
+-- so the pool's processes finish together. A job that ran before (its worker was lost) goes
+-- alone: a job that kills its worker takes no other job down with it twice. Each job gets an
+-- in-flight deadline by which a worker must claim it; the QPU holds at most `pool` chunks in
+-- flight, and one more waiting when jobs are chunked (the worker starts it as soon as it
+-- commits, instead of waiting for the next dispatch).
 -- KEYS the QPU's lease, epoch, batch and in-flight keys (qpu_keys() in _lib.lua)
 -- ARGV[2] now (µs)
 -- ARGV[3] QPU name
 -- ARGV[4] token
 -- ARGV[5] epoch
--- ARGV[6] capacity: most jobs in flight at once on this QPU
+-- ARGV[6] pool: jobs the QPU runs at once
 -- ARGV[7] dispatch timeout (ms)
+-- ARGV[8] chunk_s: predicted seconds of work per message (0: one job per message)
+-- ARGV[9] max_chunk: most jobs per message
 -- Also reads the batch and writes its jobs (K.*).
--- Returns {R.OK, batch id, job id, delivery id, ...} | {R.FENCED} | {R.NOTHING}
---       | {R.PAUSED, device status}.
+-- Returns {R.OK, batch id, delivery id, job count, job id..., delivery id, job count, ...}
+--       | {R.FENCED} | {R.NOTHING} | {R.PAUSED, device status}.
 -- Nothing is dispatched while the device is not UP: the batch pauses, its jobs wait.
 local now, qpu, token, epoch = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local capacity, timeout_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+local pool, timeout_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+local chunk_s, max_chunk = tonumber(ARGV[8]), tonumber(ARGV[9])
 local q = qpu_keys()
 if not holds_lease(q, token, epoch) then return {R.FENCED} end
 local batch_id = redis.call('GET', q.batch)
@@ -23,16 +32,47 @@ end
 local status = device_status(redis.call('HGET', K.batch(batch_id), 'device_type'), now)
 if status ~= DEVICE.UP then return {R.PAUSED, status} end
 local out = {R.OK, batch_id}
+local pending = K.batch_pending(batch_id)
+local waiting = redis.call('LLEN', pending)
+if waiting == 0 then return out end
+-- A job's qpu_s is its predicted seconds shared among the pool (core/costs.py).
+local head_s = tonumber(redis.call('HGET', K.job(redis.call('LINDEX', pending, 0)), 'qpu_s') or '0') * pool
+local full = 1
+if chunk_s > 0 then
+  full = max_chunk
+  if head_s > 0 then full = math.max(1, math.min(max_chunk, math.floor(chunk_s / head_s))) end
+end
+local capacity = pool * full + (full > 1 and full or 0)
+local room = capacity - redis.call('ZCARD', q.inflight)
 local deadline = deadline_ms(now, timeout_ms)
-while redis.call('ZCARD', q.inflight) < capacity do
-  local job_id = redis.call('LPOP', K.batch_pending(batch_id))
-  if not job_id then break end
-  if redis.call('HGET', K.job(job_id), 'status') == JOB.PENDING then
-    local delivery = redis.call('INCR', K.deliveries())
+
+local function send(ids)
+  if #ids == 0 then return end
+  local delivery = redis.call('INCR', K.deliveries())
+  local deadlines = {}
+  for i, job_id in ipairs(ids) do
     redis.call('HSET', K.job(job_id), 'delivery', delivery, 'epoch', epoch, 'qpu', qpu)
-    redis.call('ZADD', q.inflight, deadline, job_id)
-    table.insert(out, job_id)
-    table.insert(out, tostring(delivery))
+    deadlines[2 * i - 1], deadlines[2 * i] = deadline, job_id
   end
+  redis.call('ZADD', q.inflight, unpack(deadlines))
+  table.insert(out, tostring(delivery))
+  table.insert(out, tostring(#ids))
+  for _, job_id in ipairs(ids) do table.insert(out, job_id) end
+end
+
+while waiting > 0 do
+  local size = math.max(1, math.min(full, math.ceil(waiting / (2 * pool))))
+  if room < size then break end
+  local popped = redis.call('LPOP', pending, size)
+  if not popped then break end
+  waiting, room = waiting - #popped, room - #popped
+  local chunk = {}
+  for _, job_id in ipairs(popped) do
+    local h = redis.call('HMGET', K.job(job_id), 'status', 'attempts')
+    if h[1] == JOB.PENDING then
+      if tonumber(h[2] or '0') > 0 then send({job_id}) else table.insert(chunk, job_id) end
+    end
+  end
+  send(chunk)
 end
 return out

@@ -5,12 +5,12 @@ once, before anything else), recover jobs whose worker vanished, end open batche
 their QPU too long, release QPUs whose batch is finished (counting its project's usage), grant
 each free QPU to the batch it was serving or the waiting batch the cluster's policy chooses
 (scheduler/policies.py; the grant itself is fenced in Lua), dispatch the jobs of each held
-QPU's batch in creation order, in chunks (dispatch.lua), and now and then publish forecasts of when waiting batches
-start. Every write is fenced by the lease, so several schedulers may run at once: at most one
-holds a given QPU, and a paused one that lost its lease writes nothing when it wakes. A thread
-of its own announces finished batches to their webhooks (scheduler/webhooks.py). Between
-passes it sleeps on the wake-up list, which the API and the workers poke when there is
-something to do.
+QPU's batch in creation order, in chunks (dispatch.lua), and now and then publish forecasts of
+when waiting batches start. Every write is fenced by the lease, so several schedulers may run
+at once: at most one holds a given QPU, and a paused one that lost its lease writes nothing
+when it wakes. A thread of its own announces finished batches to their webhooks
+(scheduler/webhooks.py). Between passes it sleeps on the wake-up list, which the API and the
+workers poke when there is something to do.
 """
 
 from __future__ import annotations

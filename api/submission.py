@@ -116,6 +116,7 @@ class Submission:
         """The batch and its jobs on `spec`, checked against it entirely."""
         configuration = self._configuration(spec, body.configuration)
         plan = BatchPlan(spec, body.sequence_builder, *self._shots(spec, body))
+        costs = self.cost_model(spec)  # read once: a request's jobs are priced alike
         if body.sequence_builder is not None:
             cache.parse(body.sequence_builder, spec, "sequence_builder")
         batch = Batch(
@@ -133,9 +134,9 @@ class Submission:
             backend_configuration=body.backend_configuration,
             tags=body.tags or [],
             webhook=body.webhook,
-            predicted_qpu_s=self.cost_model(spec).batch_base_s,
+            predicted_qpu_s=costs.batch_base_s,
         )
-        return batch, self._jobs(batch, plan, body.jobs, cache)
+        return batch, self._jobs(batch, plan, body.jobs, cache, costs)
 
     def _candidates(
         self, body: CreateBatchIn, cache: _SequenceCache
@@ -171,7 +172,7 @@ class Submission:
             raise UnknownDeviceType(f"Device type {batch.device_type} is no longer served")
         config_shots = self._config_shots(batch.backend_configuration)
         plan = BatchPlan(spec, batch.sequence_builder, self.settings.default_runs, config_shots)
-        return self._jobs(batch, plan, jobs, self._cache())
+        return self._jobs(batch, plan, jobs, self._cache(), self.cost_model(spec))
 
     def rebatch(
         self, original: Batch, jobs: list[Job], principal: Principal
@@ -249,10 +250,14 @@ class Submission:
         return None
 
     def _jobs(
-        self, batch: Batch, plan: BatchPlan, jobs: list[JobIn], cache: _SequenceCache
+        self,
+        batch: Batch,
+        plan: BatchPlan,
+        jobs: list[JobIn],
+        cache: _SequenceCache,
+        costs: CostModel,
     ) -> list[Job]:
         records = []
-        costs = self.cost_model(plan.spec)
         for index, job in enumerate(jobs):
             what = f"jobs[{index}]"
             text = job.sequence or plan.sequence_builder

@@ -17,6 +17,8 @@
 
 Ends with issue #14's goals, each figure beside its anchor (bench/goals.py). Every run's figures
 go to bench/last-run.json; `make bench ARGS=--save` records them as the new baseline.
+`make bench ARGS=--quick` (under a minute) measures only the zero-cost, Redis-commands,
+emulation and memory goals, once each and smaller.
 """
 
 from __future__ import annotations
@@ -54,7 +56,18 @@ RUN_JOBS = 100
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--save", action="store_true", help="record these figures as the baseline")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="under a minute: the throughput, Redis commands, emulation and memory goals only, "
+        "each measured once and smaller (no submit, list or simulate figures)",
+    )
     args = parser.parse_args()
+    if args.quick:
+        if args.save:
+            parser.error("--save records a full run only")
+        quick()
+        return
     # One token submits as fast as 8 threads can: the figures are the platform's, not the
     # per-token rate limit's (which would answer 429 past 200 at once).
     with bench_cluster(rate_limit_per_s=0) as bench:
@@ -84,6 +97,22 @@ def main() -> None:
     if args.save:
         BASELINE.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"baseline saved to {BASELINE}")
+
+
+def quick() -> None:
+    """`make bench ARGS=--quick`: the goals a change to the job path would move, measured once
+    each in clusters of their own, with their anchors beside them."""
+    figures = spread.measure(rounds=1, remote=False)
+    figures.update(ceiling.measure(quick=True))
+    figures.update(emulation.measure(quick=True))
+    figures.update(memory.measure())
+    show_spread(figures)
+    ceiling.show(figures)
+    emulation.show(figures)
+    memory.show(figures)
+    goals.show(figures)
+    LAST_RUN.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"\nfigures saved to {LAST_RUN}")
 
 
 def measure(info: dict[str, Any]) -> dict[str, float]:

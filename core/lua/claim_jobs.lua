@@ -44,8 +44,9 @@ for i = 6, #ARGV do
       table.insert(ids, job_id)
       begun[job_id] = {attempts, h[6], h[7]}
     end
-    table.insert(claimed, {id = job_id, attempt = attempts, runs = h[8], variables = h[9] or '',
-      sequence_sha = h[10] or '', sequence = h[11] or '', atoms = h[12] or '1', qpu_s = h[13] or '0'})
+    table.insert(claimed, {id = job_id, attempt = attempts, runs = h[8],
+      variables = h[9] or '', sequence_sha = h[10] or '', sequence = h[11] or '',
+      atoms = h[12] or '1', qpu_s = h[13] or '0'})
   end
 end
 local out = {claimed = claimed, stale = stale, batch = {}, sequences = {}}

@@ -19,7 +19,9 @@ local batch_id, qpu, project_id
 local runs_done, stored = 0, 0
 -- Checked before any write: a script is not rolled back.
 for i = 5, #ARGV, 5 do
-  if not outcomes[ARGV[i]] then error('commit_jobs: outcome ' .. ARGV[i] .. ' is not DONE or ERROR') end
+  if not outcomes[ARGV[i]] then
+    error('commit_jobs: outcome ' .. ARGV[i] .. ' is not DONE or ERROR')
+  end
 end
 for i = 4, #ARGV, 5 do
   local job_id, outcome, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]

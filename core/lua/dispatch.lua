@@ -36,7 +36,8 @@ local pending = K.batch_pending(batch_id)
 local waiting = redis.call('LLEN', pending)
 if waiting == 0 then return out end
 -- A job's qpu_s is its predicted seconds shared among the pool (core/costs.py).
-local head_s = tonumber(redis.call('HGET', K.job(redis.call('LINDEX', pending, 0)), 'qpu_s') or '0') * pool
+local head = redis.call('LINDEX', pending, 0)
+local head_s = tonumber(redis.call('HGET', K.job(head), 'qpu_s') or '0') * pool
 local full = 1
 if chunk_s > 0 then
   full = max_chunk

@@ -4,6 +4,7 @@ workers/runner.py) against a real redis-server, time passed in instead of slept.
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -13,7 +14,9 @@ from core.execution import Execution, Outcome
 from core.replies import Reconciled, Stale
 from core.status import JobStatus
 from core.store import Store
+from core.timefmt import now_us
 from tests.conftest import make_settings
+from tests.helpers import wait_for
 from tests.test_store import NS, QPU, SECOND, T0, Granting, new_batch
 from workers.runner import execute_chunk
 
@@ -168,3 +171,44 @@ def test_quick_jobs_share_a_commit_and_each_job_has_its_own_time_limit(parts, re
     # A job that took long is committed before the next one starts.
     assert execution.commits == [1, 1]
     assert json.loads(store.get_result(after)) == {"counter": {"0": 6}}
+
+
+class _SlowFirst:
+    """Takes a second for a job of one run (time for a cancel to be seen), none for the others,
+    and records which jobs it ran."""
+
+    def __init__(self) -> None:
+        self.ran: list[int] = []
+
+    def run(self, inputs, progress):
+        if inputs.runs == 1:
+            time.sleep(1.0)
+        self.ran.append(inputs.runs)
+        return {"counter": {"0": inputs.runs}}
+
+    def abort(self) -> None:
+        pass
+
+
+def test_a_job_cancelled_while_its_chunk_runs_is_skipped_and_frees_the_qpu_at_once(parts):
+    store, control, execution = parts
+    settings = make_settings("redis://127.0.0.1:1/0", job_heartbeat_ttl_s=0.3)
+    batch, _ = new_batch(store, runs=(1, 2, 3, 4, 5, 6))
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    [chunk, *_] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0, chunk_s=2.0)
+    first, second, third = chunk.job_ids
+
+    def cancel_the_second_once_claimed() -> None:
+        wait_for(lambda: store.get_job(second).status is JobStatus.RUNNING, timeout_s=5)
+        store.cancel_jobs(batch.id, [second], now_us(), "u")
+
+    canceller = threading.Thread(target=cancel_the_second_once_claimed)
+    canceller.start()
+    executor = _SlowFirst()
+    happened = execute_chunk(execution, settings, executor, chunk.delivery_id, chunk.job_ids)
+    canceller.join()
+    # The heartbeat found it cancelled while the first job ran: it never started.
+    assert executor.ran == [1, 3]
+    assert happened == {first: "done", second: "stale", third: "done"}
+    assert store.get_job(second).status is JobStatus.CANCELED
+    assert not store.redis.zscore(store.keys.qpu_inflight(QPU), second)

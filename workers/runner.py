@@ -106,7 +106,12 @@ def execute_chunk(
     try:
         for run in claim.runs:
             if run.job_id in chunk.lost:
-                continue  # cancelled before it started
+                # Cancelled (or given to another worker) before it started: not run. Its
+                # commit stores nothing and takes it off the QPU's in-flight set now, so a
+                # cancelled batch frees the QPU without waiting for its deadline.
+                log.info("job %s: no longer this delivery's, not run", run.job_id)
+                pending.append(Outcome.error(run.job_id, "The job was not run."))
+                continue
             chunk.start(run.job_id)
             pending.append(_run(settings, executor, run, chunk))
             if time.monotonic() - flushed >= COMMIT_EVERY_S:

@@ -51,6 +51,7 @@ SCRIPT_NAMES = (
     "claim_webhooks",
     "overview",
     "webhook_attempt",
+    "hash_rows",
 )
 
 
@@ -64,6 +65,7 @@ FLAGS = {
     "device_status": "no-writes",
     "idempotency_check": "no-writes",
     "overview": "no-writes",
+    "hash_rows": "no-writes",
     # Reads, through temporary keys it deletes before returning: lists keep working when
     # Redis is full, at the cost of a brief, bounded use of memory.
     "query": "allow-oom",

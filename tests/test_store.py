@@ -620,3 +620,15 @@ def test_lists_page_and_count_exactly_whatever_the_filters(parts, desc):
             assert [b.id for b in found] == [b.id for b in expected[offset : offset + limit]], (
                 query, offset, limit
             )  # fmt: skip
+
+
+def test_the_snapshot_reads_every_waiting_batch_however_many_calls_it_takes(parts, monkeypatch):
+    """The waiting batches' fields come in one script reply per ROWS_PER_CALL batches."""
+    store, _, _ = parts
+    monkeypatch.setattr("scheduler.snapshot.ROWS_PER_CALL", 2)
+    made = [new_batch(store, runs=(1,) * (i + 1), now=T0 + i)[0] for i in range(5)]
+    store.redis.hset(store.keys.batch(made[3].id), "predicted_qpu_s", "2.5")
+    read = SnapshotReader(store.redis, NS, 3600).read("EMU_FREE", [], 100, T0 + 10)
+    assert [w.id for w in read.waiting] == [b.id for b in made]
+    assert [w.jobs for w in read.waiting] == [1, 2, 3, 4, 5]
+    assert read.waiting[3].predicted_qpu_s == 2.5 and read.waiting[0].predicted_qpu_s == 0.0

@@ -25,6 +25,8 @@ from tests.netns import ADDRESS, Hosts, can_make_namespaces
 
 #: Jobs of the one closed batch each figure times, submission to DONE.
 JOBS = 300
+#: The commands that run a script.
+SCRIPT_CALLS = ("evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro")
 
 
 def measure(rounds: int = 3, remote: bool = True) -> dict[str, float]:
@@ -103,15 +105,16 @@ def _time_jobs(settings: Settings, info: dict[str, Any], server: RedisServer) ->
     client = redis.Redis.from_url(server.url)
     # A first batch warms every process up (imports, the worker's pool) before the clock runs.
     _finish(session, core, {**body, "jobs": body["jobs"][:5]})
-    cpu, calls = _redis_cost(client)
+    cpu, calls, scripts = _redis_cost(client)
     started = time.perf_counter()
     _finish(session, core, body)
     elapsed = time.perf_counter() - started
-    cpu_after, calls_after = _redis_cost(client)
+    cpu_after, calls_after, scripts_after = _redis_cost(client)
     return {
         "zero-cost jobs/s, worker on this host": JOBS / elapsed,
         "Redis CPU ms per job": 1000 * (cpu_after - cpu) / JOBS,
         "Redis commands per job": (calls_after - calls) / JOBS,
+        "Redis scripts per job": (scripts_after - scripts) / JOBS,
     }
 
 
@@ -128,9 +131,11 @@ def _finish(session: requests.Session, core: str, body: dict[str, Any]) -> None:
         time.sleep(0.05)
 
 
-def _redis_cost(client: redis.Redis) -> tuple[float, int]:
-    """Redis's CPU seconds so far (user + system) and commands run (all of them)."""
+def _redis_cost(client: redis.Redis) -> tuple[float, int, int]:
+    """Redis's CPU seconds so far (user + system), commands run (all of them, those the scripts
+    ran included) and scripts run."""
     cpu = client.info("cpu")
     stats = client.info("commandstats")
     calls = sum(int(entry["calls"]) for entry in stats.values())
-    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls
+    scripts = sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in SCRIPT_CALLS)
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls, scripts

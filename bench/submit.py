@@ -236,6 +236,7 @@ def show_spread(figures: dict[str, float]) -> None:
     cpu_ms = figures["Redis CPU ms per job"]
     print(f"{'Redis CPU ms per job':<44}{cpu_ms:>10.2f}")
     print(f"{'Redis commands per job':<44}{figures['Redis commands per job']:>10.1f}")
+    print(f"{'Redis scripts per job':<44}{figures['Redis scripts per job']:>10.2f}")
     print(f"one Redis core would serve ~{1000 / cpu_ms:.0f} jobs/s: at 1 s a job, that many QPUs")
 
 

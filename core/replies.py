@@ -8,8 +8,9 @@ string. A script that finds a status move its transition table forbids aborts wi
 reply `TWEEZER invalid_transition ...` (`raise_transition`), which `Scripts.call` turns into
 `InvalidTransition` (409) the same way.
 
-The few scripts that answer data rather than an outcome (query, device_status, purge_inputs)
-document their reply in their header and are decoded by their single caller.
+The few scripts that answer data rather than an outcome (query, device_status, purge_inputs,
+overview, hash_rows) document their reply in their header and are decoded by their single
+caller.
 """
 
 from __future__ import annotations

@@ -268,7 +268,7 @@ class Submission:
             checked = cache.checked(
                 text, plan.spec, f"{what}.sequence" if job.sequence else "sequence_builder"
             )
-            notes, duration_ns = cache.build(checked, job.variables or {}, plan.spec, what)
+            notes, duration_ns = checked.build(job.variables or {}, plan.spec, what)
             runs = self._runs(job, plan, what)
             atoms = checked.atoms
             reserved = predicted_result_bytes(runs, atoms, batch.backend_configuration is not None)
@@ -319,15 +319,42 @@ class Submission:
         return runs
 
 
+#: Builds each checked sequence remembers (the newest; a variable set's canonical JSON is its
+#: key, at most a few hundred bytes): 64 sequences x 128 builds stay within a few MB.
+BUILDS_PER_SEQUENCE = 128
+
+
 @dataclass
 class Checked:
-    """A sequence deserialised and checked against one device (for a QPU: moved onto it), and
-    the lock its builds take: Pulser's `build` sets the sequence's variables in place, so two
-    requests must not build one shared sequence at once."""
+    """A sequence deserialised and checked against one device (for a QPU: moved onto it), what
+    building it with each variable set found, and the lock its builds take: Pulser's `build`
+    sets the sequence's variables in place, so two requests must not build one shared sequence
+    at once."""
 
     sequence: Sequence
     atoms: int
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Canonical variables (JSON) -> (warnings, duration ns) of a build that passed its checks.
+    builds: OrderedDict[str, tuple[list[str], int]] = field(default_factory=OrderedDict)
+    max_builds: int = BUILDS_PER_SEQUENCE
+
+    def build(
+        self, variables: dict[str, Any], spec: DeviceSpec, what: str
+    ) -> tuple[list[str], int]:
+        """`_check_build` once per distinct variable set, across requests: building is half of
+        a request's time, and sweeps, retries and load tests send the same sets again and
+        again. Pure in (sequence, device, variables), so a remembered result is the result. A
+        set that fails is not remembered: its error names the job that sent it."""
+        key = json.dumps(variables, sort_keys=True, default=str)
+        with self.lock:
+            found = self.builds.get(key)
+            if found is None:
+                found = self.builds[key] = _check_build(self.sequence, variables, spec, what)
+                while len(self.builds) > self.max_builds:
+                    self.builds.popitem(last=False)
+            else:
+                self.builds.move_to_end(key)
+        return list(found[0]), found[1]
 
 
 class CheckedSequences:
@@ -358,7 +385,8 @@ class CheckedSequences:
 
 class _SequenceCache:
     """One request's view of its sequences: each distinct text deserialised and checked once
-    (or found checked by an earlier request), each distinct variable set built once."""
+    (or found checked by an earlier request), each distinct variable set built once (or found
+    built by an earlier one: Checked.build)."""
 
     def __init__(self, max_operations: int, shared: CheckedSequences) -> None:
         self.max_operations = max_operations
@@ -367,8 +395,6 @@ class _SequenceCache:
         self._raw: dict[str, Sequence] = {}
         #: sha256 of each text seen.
         self._sha: dict[str, str] = {}
-        #: (checked sequence, device type, variables) -> what checking the build found.
-        self._builds: dict[tuple[int, str, str], tuple[list[str], int]] = {}
 
     def sha(self, text: str) -> str:
         if text not in self._sha:
@@ -396,19 +422,6 @@ class _SequenceCache:
 
     def parse(self, text: str, spec: DeviceSpec, what: str) -> Sequence:
         return self.checked(text, spec, what).sequence
-
-    def build(
-        self, checked: Checked, variables: dict[str, Any], spec: DeviceSpec, what: str
-    ) -> tuple[list[str], int]:
-        """`_check_build` once per distinct variable set of the request (a job's own `what`
-        is in its messages: the first job with a bad set names it)."""
-        key = (id(checked), spec.device_type, json.dumps(variables, sort_keys=True, default=str))
-        found = self._builds.get(key)
-        if found is None:
-            with checked.lock:
-                found = _check_build(checked.sequence, variables, spec, what)
-            self._builds[key] = found
-        return list(found[0]), found[1]
 
     def device(self, text: str) -> BaseDevice:
         """The device the sequence was built for."""

@@ -89,3 +89,36 @@ def test_concurrent_requests_build_the_shared_sequence_with_their_own_variables(
     finally:
         sys.setswitchinterval(switch)
     assert durations == [w + 100 for w in waits]
+
+
+def test_each_variable_set_is_built_once_across_requests(monkeypatch):
+    built = []
+    real = submission._check_build
+    monkeypatch.setattr(
+        submission,
+        "_check_build",
+        lambda seq, v, spec, what: built.append(v) or real(seq, v, spec, what),
+    )
+    checks = Submission(SETTINGS, device_registry(SETTINGS))
+    text = waiting()
+    for _ in range(3):  # a sweep sent again, and again
+        _, jobs = checks.new_batch(body(text, {"wait": 8}, {"wait": 12}, {"wait": 8}), ME, "LOW")
+        assert [j.duration_ns for j in jobs] == [108, 112, 108]
+    assert built == [{"wait": 8}, {"wait": 12}]
+    # A set that fails is not remembered: each request that sends it is refused, naming its job.
+    for _ in range(2):
+        with pytest.raises(InvalidSequence, match=r"jobs\[1\]: the sequence cannot be built"):
+            checks.new_batch(body(text, {"wait": 8}, {"wait": "long"}), ME, "LOW")
+    assert built[2:] == [{"wait": "long"}] * 2
+
+
+def test_the_remembered_builds_are_bounded_and_their_warnings_are_copies():
+    entry = Checked(Sequence.from_abstract_repr(waiting()), 2, max_builds=2)
+    spec = device_registry(SETTINGS)["EMU_FREE"]
+    for wait in (4, 8, 12):
+        entry.build({"wait": wait}, spec, "jobs[0]")
+    assert list(entry.builds) == ['{"wait": 8}', '{"wait": 12}']  # the oldest went
+    notes, _ = entry.build({"wait": 8, "extra": 1}, spec, "jobs[0]")
+    assert notes and "extra" in notes[0]
+    notes.append("changed by a caller")
+    assert entry.build({"wait": 8, "extra": 1}, spec, "jobs[0]")[0] == notes[:1]

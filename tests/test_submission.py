@@ -1,6 +1,7 @@
 """Submission checks, without a cluster: a sequence checked by one request is reused by the
-next (a variational loop's same sequence with new variables), bounded, per device type; and
-the shared sequence is built by one request thread at a time, so no request sees another's
+next (a variational loop's same sequence with new variables), bounded, per device type; each
+distinct variable set is built once across requests (bounded; failures are not remembered);
+and the shared sequence is built by one request thread at a time, so no request sees another's
 variables."""
 
 from __future__ import annotations

@@ -193,11 +193,15 @@ def test_a_qpu_added_on_another_host_is_served_without_restarting_anything(sprea
     holders = [sdk.create_batch(SEQ, [], open=True, device_type="EMU_FREE") for _ in range(2)]
     for holder in holders:  # the two configured QPUs are busy...
         wait_for(lambda h=holder: sdk.get_batch(h.id).status == "RUNNING", timeout_s=30)
-    third = sdk.create_batch(SEQ, [JOB], device_type="EMU_FREE")  # ...so the new one takes it
+    third = sdk.create_batch(SEQ, [JOB], device_type="EMU_FREE")  # ...so a third QPU takes it
     done = wait_for(lambda: (b := sdk.get_batch(third.id)).status == "DONE" and b, timeout_s=60)
     assert sum(done.ordered_jobs[0].result.values()) == 20
+    # The holders kept theirs meanwhile, so three QPUs served at once: the new one among them
+    # (not always the third batch's: a QPU still finishing the previous test's lost job takes
+    # no new batch until it has, and a holder may go to the new QPU first).
     store = Store(spread.client, spread.settings.namespace)
-    assert store.get_batch(third.id).qpu == "EMU_FREE-2"
+    served = {b.qpu for b in store.get_batches([third.id, *(h.id for h in holders)])}
+    assert served == {"EMU_FREE-0", "EMU_FREE-1", "EMU_FREE-2"}
     for holder in holders:
         holder.close()
 

@@ -56,8 +56,12 @@ class CreateBatchIn(_Strict):
     project_id: Annotated[uuid.UUID, Field(strict=False)]
 
 
+#: Batches one cancel request may name.
+MAX_CANCEL_BATCHES = 1000
+
+
 class CancelBatchesIn(_Strict):
-    batch_ids: Annotated[list[StrictStr], Field(max_length=1000)]
+    batch_ids: Annotated[list[StrictStr], Field(max_length=MAX_CANCEL_BATCHES)]
 
 
 class TagsIn(_Strict):

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pulser import Sequence
 from pulser.backend import BitStrings
@@ -39,6 +39,9 @@ from core.settings import Settings
 from core.status import BatchStatus
 from core.timefmt import to_iso
 from core.webhooks import check_at_submission
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -319,6 +322,30 @@ class Submission:
         return runs
 
 
+class Newest(Generic[K, V]):
+    """The newest `size` entries put or found (least recently used goes first). Not locked:
+    its owner holds the lock its entries need."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+        return found
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._items)
+
+
 #: Builds each checked sequence remembers (the newest; a variable set's canonical JSON is its
 #: key, at most a few hundred bytes): 64 sequences x 128 builds stay within a few MB.
 BUILDS_PER_SEQUENCE = 128
@@ -334,9 +361,12 @@ class Checked:
     sequence: Sequence
     atoms: int
     lock: threading.Lock = field(default_factory=threading.Lock)
-    #: Canonical variables (JSON) -> (warnings, duration ns) of a build that passed its checks.
-    builds: OrderedDict[str, tuple[list[str], int]] = field(default_factory=OrderedDict)
     max_builds: int = BUILDS_PER_SEQUENCE
+    #: Canonical variables (JSON) -> (warnings, duration ns) of a build that passed its checks.
+    builds: Newest[str, tuple[list[str], int]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.builds = Newest(self.max_builds)
 
     def build(
         self, variables: dict[str, Any], spec: DeviceSpec, what: str
@@ -349,11 +379,8 @@ class Checked:
         with self.lock:
             found = self.builds.get(key)
             if found is None:
-                found = self.builds[key] = _check_build(self.sequence, variables, spec, what)
-                while len(self.builds) > self.max_builds:
-                    self.builds.popitem(last=False)
-            else:
-                self.builds.move_to_end(key)
+                found = _check_build(self.sequence, variables, spec, what)
+                self.builds.put(key, found)
         return list(found[0]), found[1]
 
 
@@ -364,23 +391,16 @@ class CheckedSequences:
     fifth of a request's time) and checking it anew. Shared by the request threads."""
 
     def __init__(self, size: int = 64) -> None:
-        self.size = size
-        self._items: OrderedDict[tuple[str, str], Checked] = OrderedDict()
+        self._items: Newest[tuple[str, str], Checked] = Newest(size)
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, str]) -> Checked | None:
         with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-            return found
+            return self._items.get(key)
 
     def put(self, key: tuple[str, str], checked: Checked) -> None:
         with self._lock:
-            self._items[key] = checked
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self._items.put(key, checked)
 
 
 class _SequenceCache:

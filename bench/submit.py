@@ -38,6 +38,7 @@ from typing import Any
 import psutil
 import requests
 
+from api.schemas import MAX_CANCEL_BATCHES
 from bench import ceiling, emulation, goals, lists, memory, simulate, spread
 from bench.clusters import bench_cluster
 from cli.cluster import Cluster
@@ -188,12 +189,12 @@ def measure(info: dict[str, Any]) -> dict[str, float]:
     list_times.sort()
 
     # Cancelled before the run figure, which would otherwise wait behind them: in requests
-    # of at most 1,000 batches (the route's limit).
+    # of as many as the route takes.
     ids = [i for _, i in submitted + warm + big + new] + [holder]
-    for start in range(0, len(ids), 1000):
+    for start in range(0, len(ids), MAX_CANCEL_BATCHES):
         session.patch(
             core + "/api/v1/batches/cancel",
-            json={"batch_ids": ids[start : start + 1000]},
+            json={"batch_ids": ids[start : start + MAX_CANCEL_BATCHES]},
             timeout=120,
         ).raise_for_status()
     t0 = time.perf_counter()

@@ -415,6 +415,10 @@ def test_two_projects_flooding_one_qpu_take_turns(cluster):
     batches of about the same length they take turns: neither gets two batches ahead (two in a
     row happen when a batch of the other ran a little longer)."""
     holder, a, b = (cluster.new_account() for _ in range(3))
+    # The pool runs SEQ first (four jobs, across its processes): a process's first job of a
+    # sequence parses it and warms the emulator, which made A's first batch about twice as long
+    # as the others, enough for B to take three turns in a row.
+    cluster.sdk(holder).create_batch(SEQ, [JOB] * 4, device_type="EMU_FREE", wait=True)
     with hold_qpu(cluster.sdk(holder), SEQ):
         batches = [
             sdk.create_batch(SEQ, [JOB], device_type="EMU_FREE")

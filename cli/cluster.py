@@ -137,7 +137,9 @@ class Cluster:
         self.port = port
         self.redis_server = redis_server
         self.stop = threading.Event()
-        tweezer = [sys.executable, "-m", "cli.main"]
+        # -P: `python -m` would put the working directory first on sys.path, so a `cli/main.py`
+        # in the directory `tweezer up` was started from would run with the cluster's secrets.
+        tweezer = [sys.executable, "-P", "-m", "cli.main"]
         self.children = [
             Child("api", [*tweezer, "api", "--host", host, "--port", str(port)]),
             Child("scheduler", [*tweezer, "scheduler"]),

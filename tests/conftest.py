@@ -24,6 +24,14 @@ from core.accounts import Accounts
 from core.settings import Settings
 from core.store import Store
 
+# Cluster children start with `python -P` (the working directory is not on their path); the
+# test drivers and policies they load by name (`tests.drivers:ScriptedDriver`) are found
+# through PYTHONPATH instead, as an operator's own driver module would be.
+ROOT = Path(__file__).parent.parent
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+)
+
 
 def make_settings(redis_url: str, **overrides: Any) -> Settings:
     """Settings for tests: short timers so recovery is observable in seconds."""

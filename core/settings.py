@@ -123,10 +123,16 @@ class Settings(BaseModel):
     #: CA certificates (PEM) that https:// webhook receivers' certificates must chain to;
     #: empty: the system's. A lab's internal CA goes here.
     webhook_ca_file: str = ""
-    #: One delivery attempt's time limit (connect and answer).
+    #: One delivery attempt's wall-clock deadline: resolving, connecting, TLS, sending and the
+    #: receiver's status line, all together (a receiver dripping bytes cannot stretch it).
     webhook_timeout_s: float = 10.0
-    #: A delivery is tried again, with backoff, for this long after its batch ended.
+    #: A delivery is tried again, with backoff, for this long after its batch ended...
     webhook_retry_for_s: float = 3600.0
+    #: ...and at most this many times (an attempt whose sender died counts too).
+    webhook_max_attempts: int = 30
+    #: Deliveries one scheduler makes at once: a slow receiver holds one of them, for at most
+    #: `webhook_timeout_s`, never the others.
+    webhook_concurrency: int = 8
 
     #: Largest request body accepted on the wire (compressed size for gzip bodies).
     max_body_bytes: int = 16 * 1024 * 1024
@@ -313,6 +319,8 @@ class Settings(BaseModel):
             "forecast_interval_s",
             "webhook_timeout_s",
             "webhook_retry_for_s",
+            "webhook_max_attempts",
+            "webhook_concurrency",
         )
         for name in positive:
             if getattr(self, name) <= 0:

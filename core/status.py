@@ -64,8 +64,24 @@ class WebhookState(StrEnum):
     PENDING = "PENDING"
     #: The receiver answered 2xx.
     DELIVERED = "DELIVERED"
-    #: Every attempt failed until `webhook_retry_for_s` after the batch ended: given up.
+    #: Every attempt failed until `webhook_retry_for_s` after the batch ended, or
+    #: `webhook_max_attempts` were made: given up.
     FAILED = "FAILED"
+
+
+class WebhookOutcome(StrEnum):
+    """How one delivery attempt went (an entry of the batch's `webhook_deliveries`)."""
+
+    #: Claimed, the request not answered yet. Recorded before anything is sent, so an attempt
+    #: that kills its sender still counts towards the retry window and the cap on attempts.
+    SENDING = "sending"
+    #: The receiver answered 2xx.
+    DELIVERED = "delivered"
+    #: Refused before sending, no answer in time, or an answer other than 2xx.
+    FAILED = "failed"
+    #: Its sender stopped before the answer came (killed, or its claim ran out); the next
+    #: claim of the delivery says so.
+    LOST = "lost"
 
 
 #: Every move a job makes, and nothing else.
@@ -99,14 +115,14 @@ TERMINAL_JOB_STATUSES = frozenset(s for s, nxt in JOB_TRANSITIONS.items() if not
 TERMINAL_BATCH_STATUSES = frozenset(s for s, nxt in BATCH_TRANSITIONS.items() if not nxt)
 
 
-E = TypeVar("E", JobStatus, BatchStatus, DeviceStatus, WebhookState)
+E = TypeVar("E", JobStatus, BatchStatus, DeviceStatus, WebhookState, WebhookOutcome)
 
 
 def lua_tables() -> str:
     """The statuses as Lua, prepended to every script (see core/scripts.py): `JOB.PENDING`,
-    `BATCH.DONE`, `DEVICE.UP`, `WEBHOOK.PENDING` name them, `TERMINAL_JOB[s]` /
-    `TERMINAL_BATCH[s]` test them, `JOB_STATUSES` lists them, and the transition tables check
-    every move."""
+    `BATCH.DONE`, `DEVICE.UP`, `WEBHOOK.PENDING`, `WEBHOOK_ATTEMPT.SENDING` name them,
+    `TERMINAL_JOB[s]` / `TERMINAL_BATCH[s]` test them, `JOB_STATUSES` lists them, and the
+    transition tables check every move."""
 
     def names(name: str, enum: type[E]) -> str:
         inner = ", ".join(f"{s.name} = '{s.value}'" for s in enum)
@@ -125,6 +141,7 @@ def lua_tables() -> str:
         + names("BATCH", BatchStatus)
         + names("DEVICE", DeviceStatus)
         + names("WEBHOOK", WebhookState)
+        + names("WEBHOOK_ATTEMPT", WebhookOutcome)
         + f"local JOB_STATUSES = {{{job_list}}}\n"
         + members("TERMINAL_JOB", TERMINAL_JOB_STATUSES)
         + members("TERMINAL_BATCH", TERMINAL_BATCH_STATUSES)

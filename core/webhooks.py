@@ -103,6 +103,15 @@ def split_url(url: str) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
+#: IPv6 prefixes that carry an IPv4 address in their last 32 bits: IPv4-compatible (::/96,
+#: deprecated), IPv4-translated (::ffff:0:0:0/96, RFC 2765) and the well-known NAT64 prefix
+#: (64:ff9b::/96, RFC 6052: where NAT64 runs, 64:ff9b::a9fe:a9fe *is* 169.254.169.254).
+_EMBEDDING_96 = tuple(ipaddress.ip_network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96"))
+#: Never public: NAT64's local-use prefix (RFC 8215), whose IPv4 bits a site places as it
+#: likes, and site-local addresses (deprecated, but still routed inside some networks).
+_NEVER_PUBLIC = tuple(ipaddress.ip_network(n) for n in ("64:ff9b:1::/48", "fec0::/10"))
+
+
 def _canonical(address: str) -> Address:
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -110,8 +119,33 @@ def _canonical(address: str) -> Address:
     return ip
 
 
+def embedded_ipv4(ip: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 transition form reaches (IPv4-mapped, -compatible and
+    -translated, NAT64, 6to4, Teredo's client), or None. `::` and `::1` embed nothing."""
+    if not isinstance(ip, ipaddress.IPv6Address) or ip in (
+        ipaddress.IPv6Address("::"),
+        ipaddress.IPv6Address("::1"),
+    ):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if any(ip in network for network in _EMBEDDING_96):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _reachable_from_inside(ip: Address) -> bool:
-    """Loopback, link-local, private, shared, reserved, multicast, unspecified: not public."""
+    """Loopback, link-local, private, shared, reserved, multicast, unspecified, site-local,
+    or an IPv6 form of such an IPv4 address: not public."""
+    if any(ip in network for network in _NEVER_PUBLIC):
+        return True
+    inner = embedded_ipv4(ip)
+    if inner is not None and _reachable_from_inside(inner):
+        return True
     return not ip.is_global or ip.is_multicast
 
 
@@ -120,9 +154,12 @@ def check_addresses(host: str, addresses: Iterable[str], allow: Allowlist) -> tu
     checked = []
     for address in addresses:
         ip = _canonical(address)
-        if _reachable_from_inside(ip) and not allow.permits(host, ip):
+        inner = embedded_ipv4(ip)
+        allowed = allow.permits(host, ip) or (inner is not None and allow.permits(host, inner))
+        if _reachable_from_inside(ip) and not allowed:
+            reaches = f" (which reaches {inner})" if inner is not None else ""
             raise WebhookRefused(
-                f"webhook: {host} is {ip}, a loopback, link-local or private address; "
+                f"webhook: {host} is {ip}{reaches}, a loopback, link-local or private address; "
                 "the cluster's TWEEZER_WEBHOOK_ALLOW does not permit it",
                 address=str(ip),
             )
@@ -141,17 +178,24 @@ _resolving = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tweezer-webho
 SUBMIT_RESOLVE_TIMEOUT_S = 2.0
 
 
+def bounded(resolve: Resolver, timeout_s: float) -> Resolver:
+    """`resolve` that gives up after `timeout_s` (FutureTimeout): getaddrinfo has no timeout
+    of its own, and a DNS server that never answers must not hold a request or a delivery."""
+
+    def resolve_within(host: str, port: int) -> list[str]:
+        return _resolving.submit(resolve, host, port).result(timeout_s)
+
+    return resolve_within
+
+
 def check_at_submission(url: str, allow: Allowlist, resolve: Resolver = system_resolver) -> None:
     """Refuses (WebhookRefused, a 400) a URL that is malformed or that names or resolves to a
     non-public address: the check of a delivery (`target`), with DNS bounded to
     SUBMIT_RESOLVE_TIMEOUT_S. A host that does not resolve now is accepted: every delivery checks
     again, and records why it could not be made."""
 
-    def bounded(host: str, port: int) -> list[str]:
-        return _resolving.submit(resolve, host, port).result(SUBMIT_RESOLVE_TIMEOUT_S)
-
     try:
-        target(url, allow, bounded)
+        target(url, allow, bounded(resolve, SUBMIT_RESOLVE_TIMEOUT_S))
     except (OSError, FutureTimeout):  # not resolvable now (FutureTimeout: DNS too slow)
         return
 

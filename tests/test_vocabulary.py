@@ -21,6 +21,8 @@ from core.status import (
     BatchStatus,
     DeviceStatus,
     JobStatus,
+    WebhookOutcome,
+    WebhookState,
 )
 from core.store import Store
 from tests.helpers import call_api, hold_qpu
@@ -29,9 +31,11 @@ from tests.test_store import NS, T0, new_batch
 
 LUA_DIR = Path(str(resources.files("core").joinpath("lua")))
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = {s.value for enum in (JobStatus, BatchStatus, DeviceStatus) for s in enum} | {
-    r.value for r in Reply
-}
+ENUMS = (JobStatus, BatchStatus, DeviceStatus, WebhookState)
+WORDS = {s.value for enum in ENUMS for s in enum} | {r.value for r in Reply}
+#: Lower-case words that are also field names elsewhere ('failed' in login_backoff.lua):
+#: checked only in the scripts that deal with webhook attempts.
+ATTEMPT_WORDS = {o.value for o in WebhookOutcome}
 
 
 def quoted_words(text: str) -> set[str]:

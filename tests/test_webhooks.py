@@ -4,17 +4,21 @@ unless the cluster's allowlist says so."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
+import socketserver
 import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import psutil
 import pytest
 
 from core.accounts import Accounts
@@ -116,7 +120,12 @@ def tls_receiver(tmp_path) -> Iterator[tuple[Receiver, str]]:
 @pytest.mark.parametrize(
     "address",
     ["127.0.0.1", "::1", "::ffff:127.0.0.1", "169.254.169.254", "10.1.2.3", "172.16.0.9",
-     "192.168.1.1", "100.64.0.1", "fc00::1", "fe80::1", "0.0.0.0", "224.0.0.1"],
+     "192.168.1.1", "100.64.0.1", "fc00::1", "fe80::1", "0.0.0.0", "224.0.0.1",
+     # IPv6 forms that carry an inside IPv4 address: IPv4-compatible, IPv4-translated, NAT64
+     # (169.254.169.254 where NAT64 runs), 6to4, Teredo; and site-local, NAT64 local-use.
+     "::127.0.0.1", "::ffff:0:127.0.0.1", "64:ff9b::127.0.0.1", "64:ff9b::a9fe:a9fe",
+     "2002:7f00:1::", "2002:a9fe:a9fe::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+     "fec0::1", "64:ff9b:1::a00:1"],
 )  # fmt: skip
 def test_inside_addresses_are_refused(address):
     with pytest.raises(WebhookRefused, match="loopback, link-local or private"):
@@ -128,6 +137,11 @@ def test_public_addresses_pass_and_the_allowlist_opens_inside_ones():
         "93.184.216.34",
         "2606:2800:220:1::1",
     )
+    # Transition forms of a public IPv4 address are public (connected to as given).
+    public_forms = ["2002:5db8:d822::", "64:ff9b::5db8:d822", "::ffff:0:5db8:d822"]
+    assert check_addresses("h", public_forms, Allowlist()) == tuple(public_forms)
+    # Allowing an IPv4 network allows its IPv6 forms too.
+    assert check_addresses("h", ["64:ff9b::a01:203"], Allowlist.parse("10.1.2.0/24"))
     allow = Allowlist.parse("10.1.2.0/24, 127.0.0.1, hooks.lab.internal")
     assert check_addresses("x", ["10.1.2.77", "127.0.0.1"], allow) == ("10.1.2.77", "127.0.0.1")
     assert check_addresses("hooks.lab.internal", ["192.168.5.5"], allow) == ("192.168.5.5",)
@@ -325,6 +339,161 @@ def test_two_senders_never_make_the_same_delivery_at_once(redis_only, receiver):
     assert len(receiver.calls) == 1
 
 
+def test_an_attempt_is_recorded_before_sending_and_a_dying_sender_runs_out_of_attempts(
+    redis_only,
+):
+    """A delivery that kills its sender every time (claimed, never finished) still ends: each
+    claim records an attempt first, the next claim marks it lost, the cap ends it."""
+    sender = _sender(redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1",
+                     webhook_max_attempts=3)  # fmt: skip
+    batch = _finished_batch(redis_only, sender.settings, "http://127.0.0.1:9/never")
+    store = Store(redis_only, sender.settings.namespace)
+    lease_us = int(lease_s(sender.settings) * SECOND_US)
+    now = T0
+    for made in range(3):  # claimed, then the sender "dies": nothing more is written
+        [claim] = sender.claim(now, 10)
+        assert claim.index == made
+        outcomes = [a["outcome"] for a in store.webhook_deliveries(batch.id)]
+        assert outcomes == ["lost"] * made + ["sending"]
+        assert store.get_batch(batch.id).webhook_state == WebhookState.PENDING
+        now += lease_us  # the dead sender's claim runs out
+    assert sender.claim(now, 10) == []  # three attempts made: given up, not claimed
+    assert [a["outcome"] for a in store.webhook_deliveries(batch.id)] == ["lost"] * 3
+    assert store.get_batch(batch.id).webhook_state == WebhookState.FAILED
+    assert redis_only.zcard(Keys(sender.settings.namespace).webhooks()) == 0
+
+
+def test_a_delivery_taken_over_past_its_window_is_given_up_when_claimed(redis_only):
+    sender = _sender(redis_only, webhook_secret=SECRET, webhook_retry_for_s=5)
+    batch = _finished_batch(redis_only, sender.settings, "http://127.0.0.1:9/never")
+    store = Store(redis_only, sender.settings.namespace)
+    assert len(sender.claim(T0, 10)) == 1  # its sender dies; due again a lease later (15 s),
+    later = T0 + int(lease_s(sender.settings) * SECOND_US)
+    assert sender.claim(later, 10) == []  # past the 5 s window: not made again
+    assert store.get_batch(batch.id).webhook_state == WebhookState.FAILED
+    assert [a["outcome"] for a in store.webhook_deliveries(batch.id)] == ["lost"]
+
+
+@dataclass
+class RawReceiver:
+    """A TCP server on loopback that answers every connection with `answer(connection)`, and
+    notes when each connection came (time.monotonic)."""
+
+    answer: Callable[[socket.socket], None]
+    server: socketserver.ThreadingTCPServer | None = None
+    arrivals: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> RawReceiver:
+        receiver = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                receiver.arrivals.append(time.monotonic())
+                self.request.recv(65536)  # the request (small: one batch's JSON)
+                with contextlib.suppress(OSError):  # the sender hung up: as intended
+                    receiver.answer(self.request)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        assert self.server is not None
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+def _drip_status_line(stop: threading.Event) -> Callable[[socket.socket], None]:
+    """Answers a byte of its status line every 0.5 s, for as long as the sender listens."""
+
+    def answer(connection: socket.socket) -> None:
+        for byte in b"HTTP/1.1 200 OK\r\n" * 1000:
+            connection.sendall(bytes([byte]))
+            if stop.wait(0.5):
+                return
+
+    return answer
+
+
+def _drip_headers(stop: threading.Event) -> Callable[[socket.socket], None]:
+    """The issue's receiver: a 200 status line, then a header dripped a byte every 0.5 s."""
+
+    def answer(connection: socket.socket) -> None:
+        connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while not stop.wait(0.5):
+            connection.sendall(b"x")
+
+    return answer
+
+
+def _huge_body(megabytes: int) -> Callable[[socket.socket], None]:
+    def answer(connection: socket.socket) -> None:
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (megabytes << 20))
+        chunk = b"\0" * (1 << 20)
+        for _ in range(megabytes):
+            connection.sendall(chunk)
+
+    return answer
+
+
+def _not_http(connection: socket.socket) -> None:
+    connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n" + b"x" * 9000)
+
+
+def test_slow_and_huge_answers_hold_nobody_else_and_only_the_status_line_is_read(
+    redis_only, receiver
+):
+    sender = _sender(redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1",
+                     webhook_timeout_s=1.5)  # fmt: skip
+    store = Store(redis_only, sender.settings.namespace)
+    stop = threading.Event()
+    with (
+        RawReceiver(_drip_status_line(stop)) as dripping,
+        RawReceiver(_drip_headers(stop)) as slow_headers,
+        RawReceiver(_huge_body(200)) as huge,
+        RawReceiver(_not_http) as stranger,
+    ):
+        batches = {
+            name: _finished_batch(redis_only, sender.settings, url)
+            for name, url in [
+                ("dripping", dripping.url), ("slow_headers", slow_headers.url),
+                ("huge", huge.url), ("stranger", stranger.url), ("good", receiver.url),
+            ]
+        }  # fmt: skip
+        started = time.monotonic()
+        assert sender.run_once(T0) == 5
+        took = time.monotonic() - started
+        stop.set()
+    # The well-behaved receiver was called at once, beside the dripping one, not after it.
+    [(headers, _, _)] = receiver.calls
+    assert headers[BATCH_HEADER] == batches["good"].id
+    assert dripping.arrivals and abs(dripping.arrivals[0] - started) < 1.0
+    # The whole attempt ended at its deadline (1.5 s), though the receiver kept dripping.
+    assert 1.4 <= took < 3.0, took
+
+    def attempt(name: str) -> dict:
+        [only] = store.webhook_deliveries(batches[name].id)
+        return only
+
+    assert attempt("dripping")["outcome"] == "failed"
+    assert "deadline" in attempt("dripping")["error"]
+    assert 1.4 <= attempt("dripping")["seconds"] < 2.5
+    # A status line is an answer: the dripped header and the 200 MB body are never read.
+    for name in ("slow_headers", "huge", "good"):
+        assert attempt(name)["outcome"] == "delivered" and attempt(name)["status"] == 200
+        assert attempt(name)["seconds"] < 1.0, (name, attempt(name))
+    assert attempt("stranger")["outcome"] == "failed"
+    assert "not HTTP" in attempt("stranger")["error"]
+
+
 # --- through the API and a real cluster ------------------------------------------------------
 
 
@@ -336,6 +505,11 @@ def test_the_api_refuses_inside_webhooks_and_stores_nothing(cluster):
         ("http://localhost/hook", "a loopback, link-local or private address"),
         ("http://[::1]/", "::1"),
         ("http://169.254.169.254/latest/meta-data", "169.254.169.254"),
+        ("http://[::127.0.0.1]/", "reaches 127.0.0.1"),
+        ("http://[::ffff:0:127.0.0.1]/", "reaches 127.0.0.1"),
+        ("http://[64:ff9b::127.0.0.1]/", "reaches 127.0.0.1"),
+        ("http://[2002:7f00:1::]/", "reaches 127.0.0.1"),
+        ("http://[fec0::1]/", "fec0::1, a loopback, link-local or private address"),
         ("gopher://example.org/", "not an http:// or https:// URL"),
     ]:
         body = {"sequence_builder": SEQ, "jobs": [{"runs": 1}], "device_type": "EMU_FREE",
@@ -384,13 +558,45 @@ def test_delivered_through_a_cluster_even_when_the_sender_is_killed_mid_delivery
     # It is what GET answers; a cluster administrator also sees how the delivery went, the
     # batch's owner does not.
     admin = _admin_in(hooks, member)
-    deliveries = wait_for(lambda: call_api(
+    deliveries = wait_for(lambda: (d := call_api(
         hooks, admin, "GET", f"/api/v2/batches/{batch.id}"
-    ).json()["data"]["webhook_deliveries"])  # fmt: skip
-    assert [d["outcome"] for d in deliveries] == ["delivered"]
+    ).json()["data"]["webhook_deliveries"]) and d[-1]["outcome"] == "delivered" and d)  # fmt: skip
+    # The attempt cut short was recorded before its request was sent, and is shown as lost.
+    assert [d["outcome"] for d in deliveries] == ["lost", "delivered"]
     got = call_api(hooks, admin, "GET", f"/api/v2/batches/{batch.id}").json()["data"]
     assert got.pop("webhook_state") == "DELIVERED"
     got.pop("webhook_deliveries")
     assert got == document
     owner = call_api(hooks, member, "GET", f"/api/v2/batches/{batch.id}").json()["data"]
     assert "webhook_deliveries" not in owner and owner == document
+
+
+@pytest.mark.slow
+def test_a_dripping_receiver_and_a_huge_answer_delay_no_other_projects_webhook(
+    start_cluster, receiver
+):
+    """Against a real scheduler: two hostile receivers of one project are being answered
+    when another project's batch ends; its webhook arrives within the deadline and a pass,
+    and the scheduler does not read the 300 MB answer."""
+    hooks = start_cluster(qpus={"EMU_FREE": 1}, webhook_allow="127.0.0.1", webhook_timeout_s=3)
+    scheduler = psutil.Process(hooks.cluster.child("scheduler").process.pid)
+    hostile, other = hooks.new_account(), hooks.new_account()
+    stop = threading.Event()
+    with RawReceiver(_drip_status_line(stop)) as dripping, RawReceiver(_huge_body(300)) as huge:
+        memory_before = scheduler.memory_info().rss
+        for url in (dripping.url, huge.url):
+            hooks.sdk(hostile, webhook=url).create_batch(SEQ, [{"runs": 1}], device_type="EMU_FREE")
+        wait_for(lambda: dripping.arrivals and huge.arrivals)  # both being answered now
+        batch = hooks.sdk(other, webhook=receiver.url).create_batch(
+            SEQ, [{"runs": 1}], device_type="EMU_FREE", wait=True
+        )
+        ended = time.time()
+        wait_for(lambda: receiver.calls, timeout_s=30)
+        arrived = time.time()
+        stop.set()
+    [(headers, _, _)] = receiver.calls
+    assert headers[BATCH_HEADER] == batch.id
+    # Deadline 3 s, plus the sender's 1 s poll, plus slack for a loaded machine: not the
+    # dripping receiver's 1,000 s.
+    assert arrived - ended < 3 + 1 + 2, arrived - ended
+    assert scheduler.memory_info().rss - memory_before < 50 * 1024 * 1024

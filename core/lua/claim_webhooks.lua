@@ -1,13 +1,49 @@
--- Claims the webhook deliveries due now, at most ARGV[4]: each is pushed ARGV[3] µs ahead, so no
--- other sender takes it meanwhile, and one whose sender dies is due again then (at least once).
+-- Claims the webhook deliveries due now, at most ARGV[4], and records an attempt for each
+-- before any request is sent (outcome WEBHOOK_ATTEMPT.SENDING): a sender that dies in the
+-- middle of a delivery, however it dies, leaves the attempt counted, so the retry window and
+-- the cap on attempts end even a delivery that kills every sender that makes it. Each claimed
+-- delivery is pushed ARGV[3] µs ahead: no other sender takes it meanwhile, and one whose
+-- sender died is due again then (at least once), when this script marks the attempt it left
+-- LOST. A delivery that was due past its window, or has had its attempts, ends FAILED here.
 -- KEYS[1] the webhooks zset
 -- ARGV[2] now (µs)
 -- ARGV[3] lease (µs)
 -- ARGV[4] most deliveries per call
--- Returns the claimed batch ids (data, no reply code).
+-- ARGV[5] how long after its batch ended a delivery is tried (µs)
+-- ARGV[6] most attempts per delivery
+-- ARGV[7] the attempt to record (compact JSON with "outcome":"<WEBHOOK_ATTEMPT.SENDING>")
+-- Keys found through records: K.batch(id), K.batch_webhook(id) (its attempts list).
+-- Returns {batch id, index of its new attempt} per claimed delivery (data, no reply code).
 local webhooks, now, lease_us, most = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local due = redis.call('ZRANGEBYSCORE', webhooks, '-inf', int(now), 'LIMIT', 0, most)
-for _, batch_id in ipairs(due) do
-  redis.call('ZADD', webhooks, 'XX', int(now + lease_us), batch_id)
+local retry_for_us, max_attempts, attempt = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+-- The entries are the sender's compact JSON, rewritten as text: cjson would round their
+-- 16-digit times. Neither string holds a pattern character.
+local sending = '"outcome":"' .. WEBHOOK_ATTEMPT.SENDING .. '"'
+local lost = '"outcome":"' .. WEBHOOK_ATTEMPT.LOST .. '"'
+local claimed = {}
+local due = redis.call('ZRANGEBYSCORE', webhooks, '-inf', int(now), 'WITHSCORES', 'LIMIT', 0, most)
+for i = 1, #due, 2 do
+  local batch_id, due_us = due[i], tonumber(due[i + 1])
+  local batch, attempts = K.batch(batch_id), K.batch_webhook(batch_id)
+  local fields = redis.call('HMGET', batch, 'webhook', 'end_us')
+  if not fields[1] or not fields[2] then
+    redis.call('ZREM', webhooks, batch_id)  -- purged, or nothing to announce any more
+  else
+    local made = redis.call('LLEN', attempts)
+    local last = made > 0 and redis.call('LINDEX', attempts, -1)
+    if last and string.find(last, sending, 1, true) then
+      redis.call('LSET', attempts, -1, (string.gsub(last, sending, lost, 1)))
+    end
+    -- A retry is due within the window (the sender schedules none past it); a delivery due
+    -- past it was taken over from a sender that died, and is not made again.
+    if made >= max_attempts or due_us > tonumber(fields[2]) + retry_for_us then
+      redis.call('HSET', batch, 'webhook_state', WEBHOOK.FAILED)
+      redis.call('ZREM', webhooks, batch_id)
+    else
+      redis.call('RPUSH', attempts, attempt)
+      redis.call('ZADD', webhooks, 'XX', int(now + lease_us), batch_id)
+      table.insert(claimed, {batch_id, made})
+    end
+  end
 end
-return due
+return claimed

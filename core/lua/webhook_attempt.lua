@@ -1,20 +1,31 @@
--- Records one delivery attempt of a batch's webhook and what comes next: due again at ARGV[5]
--- (a retry), or nothing more (ARGV[5] = 0: delivered, or given up).
+-- Records how a claimed delivery attempt went, in place of the SENDING entry its claim
+-- recorded at index ARGV[3], and, while that claim is still the delivery's newest, what comes
+-- next: due again at ARGV[6] (a retry), or nothing more (0: delivered, or given up). A sender
+-- whose claim ran out and was taken over records its outcome and leaves the rest to the newer
+-- claim.
 -- KEYS[1] the webhooks zset
 -- KEYS[2] the batch
 -- KEYS[3] its attempts list
 -- ARGV[2] batch id
--- ARGV[3] the attempt (JSON)
--- ARGV[4] the delivery's state now: WEBHOOK.*
--- ARGV[5] when the next attempt is due (µs), or 0
+-- ARGV[3] the attempt's index in the list (0-based)
+-- ARGV[4] the attempt (JSON)
+-- ARGV[5] the delivery's state now: WEBHOOK.*
+-- ARGV[6] when the next attempt is due (µs), or 0
 -- Returns {R.OK}.
 local webhooks, batch, attempts = KEYS[1], KEYS[2], KEYS[3]
-local batch_id, attempt, state, next_us = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-redis.call('RPUSH', attempts, attempt)
-redis.call('HSET', batch, 'webhook_state', state)
-if next_us > 0 then
-  redis.call('ZADD', webhooks, 'XX', int(next_us), batch_id)
-else
-  redis.call('ZREM', webhooks, batch_id)
+local batch_id, index, attempt = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local state, next_us = ARGV[5], tonumber(ARGV[6])
+local made = redis.call('LLEN', attempts)
+if index >= made then
+  return {R.OK}  -- the batch's inputs were purged meanwhile
+end
+redis.call('LSET', attempts, index, attempt)
+if index == made - 1 then
+  redis.call('HSET', batch, 'webhook_state', state)
+  if next_us > 0 then
+    redis.call('ZADD', webhooks, 'XX', int(next_us), batch_id)
+  else
+    redis.call('ZREM', webhooks, batch_id)
+  end
 end
 return {R.OK}

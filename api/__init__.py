@@ -50,6 +50,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Results links must name the cluster, never whatever Host a client sent.
         raise ConfigurationError("public_url is required by the API (TWEEZER_PUBLIC_URL)")
     app = Flask(__name__, static_folder=None)
+    # No redirects to another spelling of a path: Werkzeug's (`//` merged, a trailing slash
+    # added) are absolute URLs built from the client's Host header. A path that is not a
+    # route's exact spelling is a 404 like any other unknown path.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
     # Bytes on the wire; the inflated size of gzip bodies is bounded in api/body.py.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from flask import Blueprint, request
 from api import filters, jsend
 from api.body import read_json
 from api.context import principal, services
+from api.params import is_stream_id, uint
 from api.schemas import MemberIn, NewProjectIn, NewTokenIn, NewUserIn, ProjectChangeIn, parse_model
 from core.accounts import Project, User
 from core.errors import InvalidRequest
@@ -117,14 +118,14 @@ def audit_log() -> jsend.Reply:
     unknown = set(args) - {"limit", "before", "actor", "action", "project_id"}
     if unknown:
         raise InvalidRequest(f"unknown query parameter {sorted(unknown)[0]!r}")
-    raw_limit = args.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_AUDIT_LIMIT:
+    limit = uint(args.get("limit", "100"), MAX_AUDIT_LIMIT)
+    if limit is None or limit < 1:
         raise InvalidRequest(f"limit must be an integer from 1 to {MAX_AUDIT_LIMIT}")
     before = args.get("before")
-    if before is not None and not _is_stream_id(before):
+    if before is not None and not is_stream_id(before):
         raise InvalidRequest("before must be an audit entry id such as 1732400000000-0")
     entries = services().accounts.audit_log.entries(
-        limit=int(raw_limit),
+        limit=limit,
         before=before,
         actor=args.get("actor"),
         action=args.get("action"),
@@ -201,8 +202,3 @@ def _project_json(project: Project) -> dict[str, Any]:
         "share": project.share,
         "quotas": project.quotas.as_dict(),
     }
-
-
-def _is_stream_id(value: str) -> bool:
-    ms, sep, seq = value.partition("-")
-    return ms.isdigit() and (not sep or seq.isdigit())

@@ -51,6 +51,11 @@ PREFIX = "tweezer_"
 #: A request that matched no route is counted under this template (unknown paths are not
 #: labels: a scanner cannot grow the page).
 UNMATCHED = "<unmatched>"
+#: Methods counted under their own name. gunicorn accepts any 3-20 character upper-case token
+#: as a method, so the raw method would let anyone, without a token, add a label value per
+#: request; every other method is counted as OTHER_METHOD.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
 
 HTTP_REQUESTS = Counter(
     PREFIX + "http_requests",
@@ -81,9 +86,10 @@ def instrument(app: Flask) -> None:
     def count(response: Response) -> Response:
         started = g.get("metrics_started")
         route = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-        HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        method = request.method if request.method in METHODS else OTHER_METHOD
+        HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
         if started is not None:
-            HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+            HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
         if 400 <= response.status_code < 500:
             HTTP_REFUSALS.labels(g.get("error_code", "unknown")).inc()
         return response

@@ -64,7 +64,8 @@ def static_file(name: str) -> Response:
 @bp.get("/dashboard/api/overview")
 def overview() -> jsend.Reply:
     """The QPU board, queues and totals, as `tweezer status --json` shows them; batches of
-    projects the caller is not in are hidden unless the caller administers the cluster."""
+    projects the caller is not in, and the hosts of workers and schedulers, are hidden unless
+    the caller administers the cluster."""
     svc, caller = services(), principal()
     settings = svc.settings
     view = cluster_overview(svc.store.redis, settings, now_us())
@@ -73,6 +74,6 @@ def overview() -> jsend.Reply:
         {
             "viewer": {"user_id": caller.user_id, "admin": caller.admin},
             "policy": settings.policy,
-            **overview_json(view, visible),
+            **overview_json(view, visible, hosts=caller.admin),
         }
     )

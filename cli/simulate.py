@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from core.settings import parse_qpus
 from core.status import BatchStatus
 from scheduler.policies import DEFAULT_POLICY, load_policy
 from scheduler.report import batches_csv, summary, summary_json
-from scheduler.simulator import Simulation
+from scheduler.simulator import Simulation, SimulationError
 from scheduler.traces import (
     TraceError,
     TraceHeader,
@@ -94,10 +95,10 @@ def run_simulate(args: argparse.Namespace) -> int:
             shares = {**workload_shares(workload), **shares}
         else:
             batches = read_swf(args.swf, args.device_type or next(iter(qpus)))
-    except (OSError, TraceError, WorkloadError) as exc:
+        started = time.perf_counter()
+        outcomes = Simulation(policy, qpus, args.fair_share_half_life, shares).run(batches)
+    except (OSError, TraceError, WorkloadError, SimulationError) as exc:
         raise ConfigurationError(str(exc)) from None
-    started = time.perf_counter()
-    outcomes = Simulation(policy, qpus, args.fair_share_half_life, shares).run(batches)
     elapsed = time.perf_counter() - started
     data = summary(outcomes, batches, qpus, shares, policy.name)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -118,6 +119,10 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The largest share a project may be given (as `tweezer project set --share` allows).
+MAX_SHARE = 1e6
+
+
 def _shares(raw: str) -> dict[str, float]:
     shares: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in raw.split(","))):
@@ -125,8 +130,10 @@ def _shares(raw: str) -> dict[str, float]:
         try:
             share = float(value)
         except ValueError:
-            share = -1.0
-        if not sep or share <= 0:
-            raise ConfigurationError(f"--shares: expected PROJECT=N with N > 0, got {part!r}")
+            share = math.nan
+        if not sep or not 0 < share <= MAX_SHARE:  # NaN fails too
+            raise ConfigurationError(
+                f"--shares: expected PROJECT=N with 0 < N <= {MAX_SHARE:g}, got {part!r}"
+            )
         shares[project.strip()] = share
     return shares

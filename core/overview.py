@@ -246,11 +246,16 @@ def _held(b: dict[str, Any]) -> HeldBatch:
 
 
 def overview_json(
-    view: Overview, visible: Callable[[str], bool] = lambda _: True
+    view: Overview, visible: Callable[[str], bool] = lambda _: True, hosts: bool = True
 ) -> dict[str, Any]:
     """The view as `tweezer status --json` prints it and the dashboard reads it. A batch of a
-    project `visible` refuses is shown as held, without whose or which (API isolation)."""
+    project `visible` refuses is shown as held, without whose or which (API isolation).
+    Without `hosts`, workers and schedulers are counted but not named: their `host:pid` is
+    the cluster operator's business, not every member's."""
     now = view.now_us
+
+    def named(name: str | None) -> str | None:
+        return name if hosts else None
 
     def batch(b: HeldBatch | None) -> dict[str, Any] | None:
         if b is None:
@@ -272,7 +277,7 @@ def overview_json(
         }
 
     def worker(w: Worker) -> dict[str, Any]:
-        return {"name": w.name, "alive": w.alive, "last_seen": to_iso(w.last_seen_us)}
+        return {"name": named(w.name), "alive": w.alive, "last_seen": to_iso(w.last_seen_us)}
 
     by_kind: dict[str, dict[str, dict[str, int]]] = {"batch": {}, "job": {}}
     for (kind, device_type, status), n in sorted(view.totals.items()):
@@ -286,7 +291,7 @@ def overview_json(
                 "device_type": q.device_type,
                 "device_status": q.device_status,
                 "state": q.state.value,
-                "scheduler": q.holder,
+                "scheduler": named(q.holder),
                 "inflight": q.inflight,
                 "batch": batch(q.batch),
                 "workers_alive": q.workers_alive,
@@ -296,7 +301,7 @@ def overview_json(
         ],
         "schedulers": [
             {
-                "name": s.name,
+                "name": named(s.name),
                 "alive": s.alive,
                 "last_seen": to_iso(s.last_seen_us),
                 "leases": s.leases,

@@ -400,12 +400,21 @@ class Settings(BaseModel):
         return int(2 * self.job_hard_time_limit_s + 60)
 
 
+#: QPUs of one device type a cluster (or a simulation) may have: each is a lease, a queue and a
+#: pool of worker processes.
+MAX_QPUS_PER_TYPE = 1000
+
+
 def parse_qpus(raw: str) -> dict[str, int]:
     """Parses `EMU_FREE=2,FRESNEL=1` (the `--qpus` option and TWEEZER_QPUS)."""
     qpus: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in raw.split(","))):
         device_type, sep, count = part.partition("=")
-        if not sep or not count.strip().isdigit():
+        if not sep or not re.fullmatch(r"[0-9]{1,4}", count.strip()):
             raise ConfigurationError(f"expected DEVICE_TYPE=COUNT, got {part!r}")
+        if int(count) > MAX_QPUS_PER_TYPE:
+            raise ConfigurationError(
+                f"{part!r}: at most {MAX_QPUS_PER_TYPE} QPUs of one device type"
+            )
         qpus[device_type.strip()] = int(count)
     return qpus

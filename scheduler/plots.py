@@ -41,19 +41,29 @@ def draw_all(runs: list[Run], out: Path) -> list[str]:
         "queue_length.png": _queue_length,
         "fair_share.png": _fair_share,
     }
-    for name, title in PLOTS.items():
-        figure, axes = plt.subplots(
-            1, len(runs), figsize=(5 * len(runs), 3.6), squeeze=False, sharey=True
-        )
-        for ax, run in zip(axes[0], runs, strict=True):
-            drawers[name](ax, run)
-            ax.set_title(f"{run.name} ({run.policy})", fontsize=9)
-        figure.suptitle(title)
-        figure.tight_layout()
-        # A fixed date in the metadata: the same runs give the same bytes.
-        figure.savefig(out / name, dpi=80, metadata={"Software": None})
-        plt.close(figure)
+    # Labels are names from the runs (projects, run names): plain text, never TeX math,
+    # which a project named `$\foo{x}$` would otherwise make matplotlib parse (and fail on).
+    with matplotlib.rc_context({"text.parse_math": False}):
+        for name, title in PLOTS.items():
+            _draw(name, title, drawers[name], runs, out)
     return list(PLOTS)
+
+
+def _draw(
+    name: str, title: str, drawer: Callable[[Any, Run], None], runs: list[Run], out: Path
+) -> None:
+    """One plot: a panel per run, side by side."""
+    figure, axes = plt.subplots(
+        1, len(runs), figsize=(5 * len(runs), 3.6), squeeze=False, sharey=True
+    )
+    for ax, run in zip(axes[0], runs, strict=True):
+        drawer(ax, run)
+        ax.set_title(f"{run.name} ({run.policy})", fontsize=9)
+    figure.suptitle(title)
+    figure.tight_layout()
+    # A fixed date in the metadata: the same runs give the same bytes.
+    figure.savefig(out / name, dpi=80, metadata={"Software": None})
+    plt.close(figure)
 
 
 def _waits(run: Run, group: Callable[[Any], str]) -> dict[str, list[float]]:

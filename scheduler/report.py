@@ -106,7 +106,19 @@ def summary(
 
 
 def summary_json(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    """JSON, strictly: a figure that is not a finite number (which readers validate away
+    before it gets here) would be written as null, never as NaN or Infinity."""
+    return json.dumps(_finite(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def bounded_slowdown(o: Outcome) -> float:

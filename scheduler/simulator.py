@@ -15,6 +15,7 @@ same input and policy always give the same outcome.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -126,6 +127,20 @@ class _Type:
 _END, _ARRIVE = 0, 1
 
 
+class SimulationError(ValueError):
+    """Batches the simulator cannot run (a time that is not a finite number); the message
+    names the batch."""
+
+
+def _check(batch: SimBatch) -> SimBatch:
+    """`batch`, if every time in it is finite: NaN never equals itself, so a NaN time would
+    never leave the event loop, and an infinite one never end."""
+    times = (batch.submit_s, *(t for j in batch.jobs for t in (j.qpu_s, j.think_s)))
+    if not all(math.isfinite(t) for t in times):
+        raise SimulationError(f"batch {batch.id}: its times must be finite numbers")
+    return batch
+
+
 class Simulation:
     def __init__(
         self,
@@ -167,7 +182,7 @@ class Simulation:
             state.free.remove(b.qpu)
             state.holding[b.qpu] = b.holding
             events.append((b.until_s, _END, (0.0, b.qpu), None))
-        for batch in batches:
+        for batch in map(_check, batches):
             if batch.device_type in self.types:
                 arrival = batch.submit_s if present_s is None else max(batch.submit_s, present_s)
                 events.append((arrival, _ARRIVE, (batch.submit_s, batch.id), batch))

@@ -5,6 +5,7 @@ of the Parallel Workloads Archive (SWF 2.2), both read into the simulator's batc
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,17 @@ from scheduler.simulator import Outcome, SimBatch, SimJob
 FORMAT: Literal["tweezer-trace"] = "tweezer-trace"
 VERSION: Literal[1] = 1
 
-Seconds = Annotated[float, Field(ge=0)]
+#: Bounds on what a trace may ask for (docs/traces.md, "Limits"): a trace is a file someone
+#: sent, and each of these numbers turns into work or memory of the simulator and the load
+#: driver. Times are on the trace's clock.
+MAX_SECONDS = 1e9  # ~31 years: any time or duration
+MAX_JOBS_PER_BATCH = 100_000  # jobs of one batch (an SWF job's processors)
+MAX_TRACE_JOBS = 5_000_000  # jobs of a whole trace
+MAX_RUNS = 10**9
+#: SWF job and reference numbers, user, group and queue numbers.
+MAX_SWF_NUMBER = 2**53
+
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -27,9 +38,9 @@ class TraceError(ValueError):
 
 
 class TraceJob(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    runs: Annotated[int, Field(ge=1)] = 1
+    runs: Annotated[int, Field(ge=1, le=MAX_RUNS)] = 1
     #: QPU seconds the job took (or takes); absent: `default_qpu_s` of the reader.
     qpu_s: Seconds | None = None
     #: Open batches: seconds between the previous job's results and this job being added.
@@ -39,16 +50,16 @@ class TraceJob(BaseModel):
 class TraceBatch(BaseModel):
     """One line of a trace: a batch as submitted, and (in recorded traces) what happened."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    id: str
+    id: Annotated[str, Field(min_length=1, max_length=200)]
     submit_s: Seconds
     project: str
     user: str
     priority: Priority = DEFAULT_PRIORITY
     device_type: str = "EMU_FREE"
     open: bool = False
-    jobs: Annotated[list[TraceJob], Field(min_length=1)]
+    jobs: Annotated[list[TraceJob], Field(min_length=1, max_length=MAX_JOBS_PER_BATCH)]
     # Recorded by `tweezer load` / `tweezer trace export` (the next issue); ignored here.
     start_s: Seconds | None = None
     end_s: Seconds | None = None
@@ -59,7 +70,7 @@ class TraceBatch(BaseModel):
 class TraceHeader(BaseModel):
     """The optional first line: what the trace is, and what produced it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     format: Literal["tweezer-trace"] = FORMAT
     version: Literal[1] = VERSION
@@ -67,25 +78,29 @@ class TraceHeader(BaseModel):
     source: str | None = None
     #: The policy and the cluster's QPUs per device type and shares, when known.
     policy: str | None = None
-    qpus: dict[str, int] | None = None
-    shares: dict[str, float] | None = None
+    qpus: dict[str, Annotated[int, Field(ge=0, le=1000)]] | None = None
+    shares: dict[str, Annotated[float, Field(gt=0, le=1e6)]] | None = None
     #: The Unix time `submit_s` 0 stands for, when the trace comes from a real cluster.
-    origin_s: float | None = None
+    origin_s: Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)] | None = None
     #: When each device type was out of service (not UP, or calibrating): [from_s, to_s]
     #: intervals on the trace's clock (recorded runs only).
-    down: dict[str, list[tuple[float, float]]] | None = None
+    down: dict[str, list[tuple[Seconds, Seconds]]] | None = None
 
 
 def read_records(path: Path) -> tuple[TraceHeader, list[TraceBatch]]:
     """A JSONL trace's header (a default one if the file has none) and its lines."""
     header = TraceHeader()
     records = []
+    jobs = 0
     for number, line in _lines(path):
         data = _json(path, number, line)
         if number == 1 and isinstance(data, dict) and "format" in data:
             header = _model(TraceHeader, data, path, number)
             continue
         records.append(_model(TraceBatch, data, path, number))
+        jobs += len(records[-1].jobs)
+        if jobs > MAX_TRACE_JOBS:
+            raise TraceError(f"{path}:{number}: more than {MAX_TRACE_JOBS:,} jobs in the trace")
     return header, records
 
 
@@ -173,20 +188,27 @@ def read_swf(path: Path, device_type: str) -> list[SimBatch]:
     17-18) is added to that job's batch, which becomes open, after the think time. Jobs whose
     submit or run time is unknown (-1) are skipped: there is nothing to simulate."""
     jobs: dict[int, _SwfJob] = {}
+    total = 0
     for number, line in _lines(path):
         if line.startswith(";"):
             continue  # header comments
         fields = line.split()
         if len(fields) != 18:
             raise TraceError(f"{path}:{number}: an SWF line has 18 fields, this one {len(fields)}")
-        try:
-            values = [float(f) for f in fields]
-        except ValueError:
-            raise TraceError(f"{path}:{number}: SWF fields are numbers: {line!r}") from None
+        values = [_swf_number(path, number, i, text) for i, text in enumerate(fields)]
         submit, run = values[1], values[3]
         if submit < 0 or run < 0:
             continue
         processors = int(values[4]) if values[4] > 0 else int(values[7]) if values[7] > 0 else 1
+        if processors > MAX_JOBS_PER_BATCH:
+            field = SWF_FIELDS[4 if values[4] > 0 else 7]
+            raise TraceError(
+                f"{path}:{number}: field {field}: {processors} processors, more than the "
+                f"{MAX_JOBS_PER_BATCH:,} jobs a batch may hold"
+            )
+        total += processors
+        if total > MAX_TRACE_JOBS:
+            raise TraceError(f"{path}:{number}: more than {MAX_TRACE_JOBS:,} jobs in the trace")
         job = _SwfJob(
             number=int(values[0]),
             submit_s=submit,
@@ -200,6 +222,34 @@ def read_swf(path: Path, device_type: str) -> list[SimBatch]:
         )
         jobs[job.number] = job
     return _swf_batches(jobs, device_type)
+
+
+#: The 18 SWF fields, by position, as error messages name them.
+SWF_FIELDS = (
+    "1 (job number)", "2 (submit time)", "3 (wait time)", "4 (run time)",
+    "5 (allocated processors)", "6 (average CPU time)", "7 (used memory)",
+    "8 (requested processors)", "9 (requested time)", "10 (requested memory)", "11 (status)",
+    "12 (user id)", "13 (group id)", "14 (executable)", "15 (queue)", "16 (partition)",
+    "17 (preceding job)", "18 (think time)",
+)  # fmt: skip
+#: Fields that are times in seconds (bounded by MAX_SECONDS); the others are counts or ids.
+_SWF_TIMES = frozenset({1, 2, 3, 5, 8, 17})
+
+
+def _swf_number(path: Path, number: int, index: int, text: str) -> float:
+    """SWF field `index` (0-based) of line `number`: a finite number within its bounds
+    (-1 is SWF's "unknown"); TraceError naming the line and the field otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    bound = MAX_SECONDS if index in _SWF_TIMES else MAX_SWF_NUMBER
+    if not math.isfinite(value) or not -1 <= value <= bound:
+        raise TraceError(
+            f"{path}:{number}: field {SWF_FIELDS[index]}: {text!r} is not a number from -1 "
+            f"to {bound:g}"
+        )
+    return value
 
 
 def _swf_batches(jobs: dict[int, _SwfJob], device_type: str) -> list[SimBatch]:

@@ -20,17 +20,29 @@ from core.device_types import KIND, DeviceType
 from core.priorities import DEFAULT_PRIORITY, Priority
 from scheduler.simulator import SimBatch, SimJob
 
+#: Bounds on what a workload may ask for (docs/workloads.md, "Limits"): a workload is a file
+#: someone sent, and `plan()` draws every batch and job it describes before anything runs.
+MAX_VALUE = 1_000_000  # any whole number drawn (jobs, runs, atoms, pulse_ns, rounds)
+MAX_SECONDS = 1e9  # any time or duration (~31 years)
+MAX_PER_HOUR = 1e6  # an arrival rate
+MAX_BATCHES = 1_000_000  # batches of a whole workload
+MAX_JOBS = 10_000_000  # jobs of a whole workload, at most (every draw at its maximum)
+MAX_ATOMS = 100  # a register's atoms: FRESNEL takes 80; the cost model grows as 2**atoms
+
+Count = Annotated[int, Field(ge=0, le=MAX_VALUE)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
+
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class IntRange(_Spec):
     """A whole number drawn uniformly from `min`..`max` (inclusive), or from `choices`."""
 
-    min: Annotated[int, Field(ge=0)] | None = None
-    max: Annotated[int, Field(ge=0)] | None = None
-    choices: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] | None = None
+    min: Count | None = None
+    max: Count | None = None
+    choices: Annotated[list[Count], Field(min_length=1, max_length=10_000)] | None = None
 
     @model_validator(mode="after")
     def _one_way(self) -> IntRange:
@@ -39,6 +51,11 @@ class IntRange(_Spec):
         if self.min is not None and self.max is not None and self.max < self.min:
             raise ValueError("max must be at least min")
         return self
+
+    @property
+    def most(self) -> int:
+        """The largest number it can draw."""
+        return max(self.choices) if self.choices is not None else self.max or 0
 
     def draw(self, rng: random.Random) -> int:
         if self.choices is not None:
@@ -50,8 +67,8 @@ class IntRange(_Spec):
 class FloatRange(_Spec):
     """A number drawn uniformly from `min`..`max`."""
 
-    min: Annotated[float, Field(ge=0)]
-    max: Annotated[float, Field(ge=0)]
+    min: Seconds
+    max: Seconds
 
     @model_validator(mode="after")
     def _ordered(self) -> FloatRange:
@@ -64,23 +81,23 @@ class FloatRange(_Spec):
 
 
 class Burst(_Spec):
-    at_s: Annotated[float, Field(ge=0)]
+    at_s: Seconds
     batches: Annotated[int, Field(ge=1, le=100_000)]
 
 
 class Arrivals(_Spec):
     """Poisson arrivals at a rate, and/or bursts of batches at given times."""
 
-    per_hour: Annotated[float, Field(ge=0)] = 0.0
-    bursts: list[Burst] = []
+    per_hour: Annotated[float, Field(ge=0, le=MAX_PER_HOUR)] = 0.0
+    bursts: Annotated[list[Burst], Field(max_length=10_000)] = []
 
 
 class ProjectSpec(_Spec):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
     priority: Priority = DEFAULT_PRIORITY
-    share: Annotated[float, Field(gt=0)] = 1.0
+    share: Annotated[float, Field(gt=0, le=1e6)] = 1.0
     users: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]],
-                     Field(min_length=1)]  # fmt: skip
+                     Field(min_length=1, max_length=10_000)]  # fmt: skip
     device_type: DeviceType = DeviceType.EMU_FREE
     arrivals: Arrivals
     #: Jobs per batch (per round, for an open batch).
@@ -98,19 +115,50 @@ class ProjectSpec(_Spec):
     cancel_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
     cancel_after_s: FloatRange = FloatRange(min=10, max=60)
 
+    @model_validator(mode="after")
+    def _atoms(self) -> ProjectSpec:
+        if self.atoms.most > MAX_ATOMS:
+            raise ValueError(f"atoms: at most {MAX_ATOMS}")
+        return self
+
+    def most_batches(self, duration_s: float) -> float:
+        """Its expected batches within `duration_s` (Poisson's mean, and every burst)."""
+        return self.arrivals.per_hour * duration_s / 3600 + sum(
+            b.batches for b in self.arrivals.bursts
+        )
+
+    def most_jobs_per_batch(self) -> int:
+        return max(1, self.jobs.most) * (max(1, self.rounds.most) if self.open_fraction else 1)
+
 
 class Workload(_Spec):
     name: str = "workload"
     seed: int = 0
     #: Batches arrive within the first `duration_s` seconds.
-    duration_s: Annotated[float, Field(gt=0)]
-    projects: Annotated[list[ProjectSpec], Field(min_length=1)]
+    duration_s: Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+    projects: Annotated[list[ProjectSpec], Field(min_length=1, max_length=10_000)]
 
     @model_validator(mode="after")
     def _unique(self) -> Workload:
         names = [p.name for p in self.projects]
         if len(set(names)) != len(names):
             raise ValueError("project names must be unique")
+        return self
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Workload:
+        batches = sum(p.most_batches(self.duration_s) for p in self.projects)
+        if batches > MAX_BATCHES:
+            raise ValueError(
+                f"about {batches:,.0f} batches (arrival rates x duration_s, and bursts): "
+                f"at most {MAX_BATCHES:,}"
+            )
+        jobs = sum(p.most_batches(self.duration_s) * p.most_jobs_per_batch() for p in self.projects)
+        if jobs > MAX_JOBS:
+            raise ValueError(
+                f"up to {jobs:,.0f} jobs (batches x jobs x rounds at their maximum): "
+                f"at most {MAX_JOBS:,}"
+            )
         return self
 
 
@@ -178,6 +226,8 @@ def plan(workload: Workload) -> list[PlannedBatch]:
             while t < workload.duration_s:
                 times.append(t)
                 t += rng.expovariate(project.arrivals.per_hour / 3600)
+                if len(times) > 2 * MAX_BATCHES:  # the validated mean is far below: never
+                    raise WorkloadError(f"{project.name}: more than {MAX_BATCHES:,} batches")
         for n, submit in enumerate(sorted(t for t in times if t < workload.duration_s)):
             batches.append(_batch(project, rng, f"{project.name}-{n:05}", submit, workload.seed))
     batches.sort(key=lambda b: (b.submit_s, b.id))

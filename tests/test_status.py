@@ -79,8 +79,13 @@ def test_a_computing_qpu_its_batch_workers_scheduler_queue_and_rate(parts, redis
     # The second job is dispatched, not claimed yet: still PENDING (in flight on the QPU).
     assert document["jobs"] == {"EMU_FREE": {"DONE": 1, "PENDING": 2}}
     # Someone outside the running batch's project sees the QPU held, not by whom.
-    hidden = overview_json(view, visible=lambda project: project == "atoms")
+    hidden = overview_json(view, visible=lambda project: project == "atoms", hosts=False)
     assert hidden["qpus"][0]["batch"] == {"id": None, "hidden": True}
+    # ... and counts the workers and schedulers without learning their hosts.
+    assert [w["name"] for w in hidden["qpus"][0]["workers"]] == [None, None]
+    assert hidden["qpus"][0]["workers_alive"] == 1 and hidden["qpus"][0]["scheduler"] is None
+    assert {s["name"] for s in hidden["schedulers"]} == {None}
+    assert "host-a" not in json.dumps(hidden) and "sched:1" not in json.dumps(hidden)
     assert waiting.id  # the waiting batch is counted, not shown
 
 

@@ -16,12 +16,15 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -29,6 +32,7 @@ from typing import IO, Any
 
 from cli.data_dir import INFO_FILE, write_cluster_info
 from cli.redis_server import RedisServer
+from cli.supervision import DataDirLock, die_with_parent
 from core.accounts import Accounts
 from core.device_types import qpu_names
 from core.liveness import Liveness
@@ -94,6 +98,27 @@ def bootstrap(
     }
 
 
+#: Files of a run's processes only, under the data dir: emptied at each start.
+RUN_DIR = "run"
+
+
+def clean_run_dir(data_dir: Path) -> Path:
+    """`<data-dir>/run/`, emptied, with `metrics/` in it (the API's per-process metrics
+    files). A run killed before it could clean up leaves files there; the next `tweezer up`,
+    holding the data dir's lock, removes them and says so."""
+    run = data_dir / RUN_DIR
+    if run.exists():
+        leftovers = sum(1 for path in run.rglob("*") if path.is_file())
+        shutil.rmtree(run)
+        if leftovers:
+            print(
+                f"tweezer: removed {leftovers} file(s) a previous run left in {run}",
+                file=sys.stderr,
+            )
+    (run / "metrics").mkdir(mode=0o700, parents=True)
+    return run
+
+
 def make_private(data_dir: Path) -> None:
     """Creates the data dir 0700 and takes group and other bits off whatever it already holds
     (a data dir from an older version, whose AOF and logs were world-readable)."""
@@ -124,8 +149,12 @@ class Cluster:
         log_dir: Path | None = None,
         info: dict[str, Any] | None = None,
         verbose: bool = False,
+        lock: DataDirLock | None = None,
     ) -> None:
         self.settings = settings
+        #: The data dir's lock: every child inherits it, so the data dir stays taken until the
+        #: last of them is gone (cli/supervision.py).
+        self.lock = lock
         #: Where each child's output goes (one rotated file each); None: this terminal.
         self.log_dir = log_dir
         #: Also copy children's output to this terminal (prefixed by who said it).
@@ -194,6 +223,9 @@ class Cluster:
             env=self._env(),
             stdout=subprocess.PIPE if piped else None,
             stderr=subprocess.STDOUT if piped else None,
+            # However this process dies, the child dies with it (cli/supervision.py).
+            preexec_fn=die_with_parent(),
+            pass_fds=() if self.lock is None or self.lock.fd is None else (self.lock.fd,),
         )
         child.started_at = time.monotonic()
         if piped:
@@ -244,12 +276,19 @@ class Cluster:
         liveness = Liveness(connect(self.settings), self.settings.namespace)
         qpus = qpu_names(self.settings.qpus)
         while not self.stop.is_set():
-            readiness = liveness.readiness(qpus, now_us(), since=since)
+            readiness = liveness.readiness(qpus, now_us(), since=since, ours=self._ours())
             if readiness.ready:
                 return
             if time.monotonic() >= deadline:
                 raise RuntimeError("not ready in time: " + "; ".join(readiness.missing()))
             time.sleep(0.2)
+
+    def _ours(self) -> Callable[[str], bool]:
+        """Whether a process named host:pid is one of this cluster's children: readiness
+        counts only them (never a leftover of another run announcing itself)."""
+        host = socket.gethostname()
+        pids = {c.process.pid for c in self.children if c.process is not None}
+        return lambda name: name.rpartition(":")[::2] in {(host, str(p)) for p in pids}
 
     def _print_ready(self) -> None:
         info = self.info
@@ -296,6 +335,8 @@ Logs: {self.log_dir}/ (--verbose shows them here). Ctrl-C stops the cluster.
                 child.process.wait()
         if self.redis_server is not None:
             self.redis_server.stop()
+        if self.lock is not None:
+            self.lock.release()
 
     def __enter__(self) -> Cluster:
         return self.start()

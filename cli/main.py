@@ -182,14 +182,21 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from cli.cluster import Cluster, bootstrap, make_private, secret
+    from cli.cluster import Cluster, bootstrap, clean_run_dir, make_private, secret
     from cli.redis_server import RedisServer, default_maxmemory_bytes
+    from cli.supervision import DataDirLock, check_port_free
 
     # Everything the cluster writes (keys, cluster.json, the AOF, logs) is for this account
     # only: redis-server and every child inherit the mask.
     os.umask(0o077)
     data_dir = resolve(args.data_dir).resolve()
     make_private(data_dir)
+    # One cluster per data dir: refused here while another one (or what is left of it) runs.
+    lock = DataDirLock(data_dir).acquire()
+    check_port_free(args.host, args.port)
+    # What a run that did not stop cleanly left behind is ours to clear now that we hold the
+    # lock: the API's per-process metrics files live here, not in /tmp.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(clean_run_dir(data_dir) / "metrics")
     overrides: dict[str, Any] = {
         "results_secret": secret(data_dir, "results"),
         "auth_secret": secret(data_dir, "auth"),
@@ -223,6 +230,7 @@ def _up(args: argparse.Namespace) -> int:
             # Any account of this machine reaches loopback: without this, any of them could
             # read every record and make itself an administrator.
             password=secret(data_dir, "redis"),
+            supervised_by=lock,
         ).start()
         overrides["redis_url"] = redis_server.url
     try:
@@ -245,6 +253,7 @@ def _up(args: argparse.Namespace) -> int:
         log_dir=data_dir / "logs",
         info=info,
         verbose=args.verbose,
+        lock=lock,
     )
     cluster.run()
     return 0

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import redis
 
+from cli.supervision import DataDirLock, die_with_parent
 from core.errors import ConfigurationError
 
 
@@ -51,8 +52,12 @@ class RedisServer:
         extra_args: tuple[str, ...] = (),
         maxmemory_bytes: int | None = None,
         password: str | None = None,
+        supervised_by: DataDirLock | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        #: `tweezer up`'s lock: then redis-server holds it too and dies with `tweezer up`
+        #: (cli/supervision.py); None (tests, tools): it runs until stopped.
+        self.supervised_by = supervised_by
         #: None: Redis's own default (no limit).
         self.maxmemory_bytes = maxmemory_bytes
         self.port = port or free_port()
@@ -118,7 +123,13 @@ class RedisServer:
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._write_config()
-        self.process = subprocess.Popen(self.command(), start_new_session=True)
+        lock_fd = None if self.supervised_by is None else self.supervised_by.fd
+        self.process = subprocess.Popen(
+            self.command(),
+            start_new_session=True,
+            preexec_fn=None if lock_fd is None else die_with_parent(),
+            pass_fds=() if lock_fd is None else (lock_fd,),
+        )
         self.wait_ready(timeout_s)
         return self
 

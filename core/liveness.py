@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis
@@ -81,13 +81,31 @@ class Liveness:
             pipe.hdel(workers, *lost)
         pipe.execute()
 
-    def readiness(self, qpus: Iterable[str], now: int, since: int | None = None) -> Readiness:
+    def readiness(
+        self,
+        qpus: Iterable[str],
+        now: int,
+        since: int | None = None,
+        ours: Callable[[str], bool] | None = None,
+    ) -> Readiness:
         """Who is alive at `now`: announced within PRESENCE_TTL_S, and not before `since` when
-        given (a cluster starting on a Redis that remembers its previous run)."""
+        given (a cluster starting on a Redis that remembers its previous run). With `ours`,
+        only processes it accepts count (by their host:pid): `tweezer up` waits for its own
+        children, not for whatever else announces itself on the same Redis."""
         since = max(alive_since(now), since or 0)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.scheduler_presence())
-        pipe.hgetall(self.keys.qpu_presence())
-        schedulers, workers = pipe.execute()
-        alive = sum(1 for at in schedulers.values() if int(at) >= since)
-        return Readiness(alive, {q: int(workers.get(q, 0)) >= since for q in qpus})
+        pipe.hgetall(self.keys.qpu_presence() if ours is None else self.keys.worker_presence())
+        schedulers, announced = pipe.execute()
+        alive = sum(
+            1 for name, at in schedulers.items()
+            if int(at) >= since and (ours is None or ours(name))
+        )  # fmt: skip
+        if ours is None:
+            return Readiness(alive, {q: int(announced.get(q, 0)) >= since for q in qpus})
+        live = {
+            qpu_of_worker(worker)
+            for worker, at in announced.items()
+            if int(at) >= since and ours(worker.split("/", 1)[-1])
+        }
+        return Readiness(alive, {q: q in live for q in qpus})

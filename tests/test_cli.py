@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from typing import Any
 
 import psutil
 import pytest
@@ -254,3 +255,60 @@ def test_a_childs_log_is_rotated_and_echoed_only_when_verbose(tmp_path, capfd):
     with os.fdopen(read, "rb") as stream:
         pump_output(stream, tmp_path / "v", "scheduler", echo=True)
     assert capfd.readouterr().err == "[scheduler] celery is ready\n"
+
+
+def _cluster_processes(up: subprocess.Popen) -> list[psutil.Process]:
+    """`tweezer up` and everything it started (redis-server, the API and its workers, the
+    scheduler, the worker pools and their processes)."""
+    root = psutil.Process(up.pid)
+    return [root, *root.children(recursive=True)]
+
+
+@pytest.mark.slow
+def test_a_killed_tweezer_up_takes_its_whole_cluster_with_it_and_frees_its_data_dir(tmp_path):
+    port, data_dir = free_port(), tmp_path / "data"
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    up = tweezer_up(port, data_dir, **quiet)
+    try:
+        wait_for(lambda: (data_dir / "cluster.json").exists(), timeout_s=60)
+        processes = _cluster_processes(up)
+        commands = " ".join(" ".join(p.cmdline()) for p in processes)
+        assert "redis-server" in commands and "worker" in commands and "api" in commands
+
+        # While it runs, a second cluster on the data dir is refused, naming who holds it; so
+        # is one on its port (it would crash-loop there, and its readiness reach the first).
+        second = subprocess.run(
+            [sys.executable, "-m", "cli.main", "up", "--data-dir", str(data_dir),
+             "--port", str(free_port())],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 2, second.stderr
+        assert "is in use" in second.stderr and f"pid {up.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+        same_port = subprocess.run(
+            [sys.executable, "-m", "cli.main", "up", "--data-dir", str(tmp_path / "other"),
+             "--port", str(port)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert same_port.returncode == 2 and f"127.0.0.1:{port}" in same_port.stderr
+        assert json.loads((data_dir / "cluster.json").read_text())["api_url"].endswith(str(port))
+
+        # SIGKILL, as the OOM killer sends it: nothing of the cluster survives.
+        up.kill()
+        up.wait()
+        wait_for(lambda: not any(p.is_running() and p.status() != "zombie" for p in processes),
+                 timeout_s=30)  # fmt: skip
+    finally:
+        if up.poll() is None:
+            up.kill()
+    # The data dir is free again; the next `tweezer up` on it serves, with its own children.
+    info_path = data_dir / "cluster.json"
+    left = info_path.stat().st_ino  # the killed run's: the new one replaces it once it serves
+    again = tweezer_up(port, data_dir, **quiet)
+    try:
+        wait_for(lambda: info_path.exists() and info_path.stat().st_ino != left, timeout_s=60)
+        assert _healthy(port)
+        assert again.poll() is None
+    finally:
+        again.send_signal(signal.SIGINT)
+        assert again.wait(60) == 0

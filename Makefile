@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SHIM_VENV ?= .venv-shim
 ARGS ?=
 
-.PHONY: install install-clients run test lint typecheck bench clean
+.PHONY: install install-clients run test lint typecheck bench soak clean
 
 install: $(VENV)/.installed
 	@scripts/ensure-debian-packages.sh redis-server redis-server
@@ -53,6 +53,11 @@ typecheck: install
 
 bench: install
 	$(BIN)/python -m bench.submit $(ARGS)
+
+# Thirty minutes of faults under load, then the checker (README, "Soak"); SEED=N reproduces a run.
+SEED ?= 1
+soak: install
+	$(BIN)/tweezer chaos --duration 1800 --seed $(SEED) --out soak-$(SEED) $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(SHIM_VENV) .tweezer .pytest_cache .mypy_cache .ruff_cache *.egg-info

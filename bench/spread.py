@@ -17,11 +17,11 @@ import redis
 import requests
 
 from cli.cluster import Cluster, bootstrap, secret
+from cli.netns import ADDRESS, Hosts, can_make_namespaces
 from cli.redis_server import RedisServer, free_port
 from core.devices import device_registry
 from core.settings import Settings
 from tests import sequences
-from tests.netns import ADDRESS, Hosts, can_make_namespaces
 
 #: Jobs of the one closed batch each figure times, submission to DONE.
 JOBS = 300

@@ -51,6 +51,9 @@ MAX_BACKOFF_S = 30.0
 class Child:
     name: str
     argv: list[str]
+    #: Environment of its own on top of the cluster's (a worker on another test host reaches
+    #: Redis at another address).
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     failures: int = 0
     restart_at: float = 0.0
@@ -220,7 +223,7 @@ class Cluster:
         piped = self.log_dir is not None
         child.process = subprocess.Popen(
             child.argv,
-            env=self._env(),
+            env={**self._env(), **child.env},
             stdout=subprocess.PIPE if piped else None,
             stderr=subprocess.STDOUT if piped else None,
             # However this process dies, the child dies with it (cli/supervision.py).

@@ -241,7 +241,7 @@ def _drive(
     p = session.planned
     if stop.wait(max(0.0, start + p.submit_s / speedup - time.monotonic())):
         return
-    sequence = _sequence(p.device_type, p.rounds[0][0].atoms, p.rounds[0][0].pulse_ns, settings)
+    sequence = sequence_for(p.device_type, p.rounds[0][0].atoms, p.rounds[0][0].pulse_ns, settings)
     try:
         batch = sdk.create_batch(
             sequence, _jobs(p.rounds[0], speedup), open=p.open, device_type=p.device_type
@@ -298,7 +298,7 @@ _SEQUENCES: dict[tuple[str, int, int], str] = {}
 _SEQUENCES_LOCK = threading.Lock()
 
 
-def _sequence(device_type: str, atoms: int, pulse_ns: int, settings: Settings) -> str:
+def sequence_for(device_type: str, atoms: int, pulse_ns: int, settings: Settings) -> str:
     """A sequence of `atoms` atoms under a constant pulse of `pulse_ns`, for the device type
     (the emulator's cost grows with both); built once per shape."""
     key = (device_type, atoms, pulse_ns)

@@ -1,5 +1,6 @@
 """The `tweezer` command: `up` (the whole cluster), `api`, `scheduler`, `worker`, `demo`,
-`status`, admin commands, and the load-test tools (`simulate`, `load`, `trace`, `report`)."""
+`status`, admin commands, the load-test tools (`simulate`, `load`, `trace`, `report`) and the
+soak (`chaos`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from cli.admin import (
     run_device_command,
     run_queue_command,
 )
+from cli.chaos import add_chaos_command, run_chaos
 from cli.data_dir import add_data_dir_option, resolve
 from cli.load import add_load_command, run_load
 from cli.report import add_report_command, run_report
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     add_report_command(commands)
     add_trace_commands(commands)
     add_load_command(commands)
+    add_chaos_command(commands)
     add_queue_command(commands)
     add_status_command(commands)
 
@@ -145,6 +148,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": run_report,
     "trace": run_trace_command,
     "load": run_load,
+    "chaos": run_chaos,
     "queue": run_queue_command,
     "status": run_status,
     "user": run_account_command,

@@ -53,11 +53,14 @@ class RedisServer:
         maxmemory_bytes: int | None = None,
         password: str | None = None,
         supervised_by: DataDirLock | None = None,
+        bind: tuple[str, ...] = ("127.0.0.1",),
     ) -> None:
         self.data_dir = Path(data_dir)
         #: `tweezer up`'s lock: then redis-server holds it too and dies with `tweezer up`
         #: (cli/supervision.py); None (tests, tools): it runs until stopped.
         self.supervised_by = supervised_by
+        #: Addresses it listens on: loopback, and a test network's address for `tweezer chaos`.
+        self.bind = bind
         #: None: Redis's own default (no limit).
         self.maxmemory_bytes = maxmemory_bytes
         self.port = port or free_port()
@@ -97,7 +100,7 @@ class RedisServer:
             "--port",
             str(self.port),
             "--bind",
-            "127.0.0.1",
+            " ".join(self.bind),
             "--protected-mode",
             "yes",
             "--dir",

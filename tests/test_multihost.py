@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 import redis
 
+from cli.netns import ADDRESS, Hosts, can_make_namespaces
 from core.accounts import Accounts
 from core.settings import Settings
 from core.store import Store
 from tests import sequences
 from tests.conftest import Account, make_sdk, make_settings
 from tests.helpers import certificates, wait_for
-from tests.netns import ADDRESS, Hosts, can_make_namespaces
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"

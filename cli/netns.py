@@ -1,5 +1,6 @@
 """Test hosts on one machine: Linux network namespaces on a bridge, with addresses of our own
-(tests/test_multihost.py, and `make bench`'s remote-worker figure). Needs root."""
+(`tweezer chaos`'s worker hosts and link cuts, tests/test_multihost.py, and `make bench`'s
+remote-worker figure). Needs root."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).parent.parent
-
-#: A subnet of our own for the test hosts (nothing else routes there).
+#: A subnet of our own for the test hosts (nothing else routes there); other sets of hosts
+#: that may exist at the same time (a soak beside the tests) take another one (free_net()).
 NET = "10.231.77"
-ADDRESS = {"a": f"{NET}.1", "b": f"{NET}.2", "c": f"{NET}.3", "client": f"{NET}.254"}
+HOST_NUMBERS = {"a": 1, "b": 2, "c": 3, "client": 254}
+ADDRESS = {host: f"{NET}.{n}" for host, n in HOST_NUMBERS.items()}
 
 
 def ip(*args: str) -> None:
@@ -24,7 +25,12 @@ class Hosts:
     """Namespaces tz<tag>-a/-b/-c on a bridge in tz<tag>-sw; this process is the client."""
 
     tag: str
+    #: The first three octets of the hosts' addresses.
+    net: str = NET
     names: dict[str, str] = field(default_factory=dict)
+
+    def address(self, host: str) -> str:
+        return f"{self.net}.{HOST_NUMBERS[host]}"
 
     def create(self) -> Hosts:
         switch = f"tz{self.tag}-sw"
@@ -50,18 +56,24 @@ class Hosts:
         where = ["-n", namespace] if namespace else []
         if namespace:
             ip("link", "set", end, "netns", namespace)
-        ip(*where, "addr", "add", f"{ADDRESS[host]}/24", "dev", end)
+        ip(*where, "addr", "add", f"{self.address(host)}/24", "dev", end)
         ip(*where, "link", "set", end, "up")
 
     def link(self, host: str, state: str) -> None:
         ip("-n", self.names[host], "link", "set", f"tz{self.tag}{host}", state)
 
-    def run(self, host: str, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    def exec_argv(self, host: str, argv: list[str]) -> list[str]:
+        """`argv` run on `host` (`ip netns exec` execs it: the same process, its pid ours)."""
+        return ["ip", "netns", "exec", self.names[host], *argv]
+
+    def run(
+        self, host: str, argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+    ) -> subprocess.Popen:
         with log.open("ab") as out:
             return subprocess.Popen(
-                ["ip", "netns", "exec", self.names[host], *argv],
+                self.exec_argv(host, argv),
                 env=env,
-                cwd=ROOT,
+                cwd=cwd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -70,6 +82,15 @@ class Hosts:
         for name in self.names.values():
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         subprocess.run(["ip", "link", "del", f"tz{self.tag}cl"], capture_output=True)
+
+
+def free_net() -> str:
+    """A 10.231.N subnet no interface of this namespace has an address in (N from 78 up)."""
+    shown = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    for n in range(78, 255):
+        if f" 10.231.{n}." not in shown:
+            return f"10.231.{n}"
+    raise OSError("no free 10.231.N subnet for test hosts")
 
 
 def can_make_namespaces() -> str:

@@ -38,6 +38,7 @@ from cli.cluster import Child, Cluster
 from cli.load import sequence_for
 from cli.netns import Hosts, can_make_namespaces, free_net
 from cli.redis_server import RedisServer, free_port
+from cli.supervision import DataDirLock
 from core.accounts import Accounts
 from core.device_status import DeviceStatuses
 from core.errors import ConfigurationError
@@ -156,42 +157,61 @@ class Soak:
         self.undos: list[Callable[[], None]] = []
         #: When the progress line was last shown (seconds into the run).
         self.shown_at = -1e9
+        #: When the main thread starts Redis again after a REDIS_KILL (time.monotonic).
+        self.redis_restart_at: float | None = None
 
     @contextmanager
     def running(self) -> Iterator[Soak]:
         root = self.out / "cluster"
-        if self.hosts is not None:
-            self.hosts.create()
-        # The worker hosts reach Redis at this (root) namespace's end of the bridge.
-        bridge = None if self.hosts is None else self.hosts.address("client")
-        bind = ("127.0.0.1",) if bridge is None else ("127.0.0.1", bridge)
-        self.redis_server = RedisServer(
-            root / "redis", password=secrets.token_hex(16), bind=bind
-        ).start()
-        self.receiver = Receiver.start()
-        self.settings = _settings(self.redis_server.url)
-        self.cluster = Cluster(
-            self.settings, root, "127.0.0.1", free_port(), self.redis_server,
-            log_dir=root / "logs",
-        )  # fmt: skip
-        self.cluster.children.append(Child("scheduler 2", self.cluster.child("scheduler").argv))
-        if self.hosts is not None:
-            assert bridge is not None
-            remote_url = self.redis_server.url.replace("127.0.0.1", bridge)
-            for qpu, host in REMOTE_QPUS.items():
-                child = self.cluster.child(f"worker {qpu}")
-                child.argv = self.hosts.exec_argv(host, child.argv)
-                child.env = {"TWEEZER_REDIS_URL": remote_url}
+        root.mkdir(parents=True, exist_ok=True)
         try:
+            if self.hosts is not None:
+                self.hosts.create()
+            # The worker hosts reach Redis at this (root) namespace's end of the bridge.
+            bridge = None if self.hosts is None else self.hosts.address("client")
+            bind = ("127.0.0.1",) if bridge is None else ("127.0.0.1", bridge)
+            # Supervised like `tweezer up`'s: it dies with this process. Every process is
+            # started (and Redis restarted) from the main thread, whose end is the process's.
+            self.redis_server = RedisServer(
+                root / "redis", password=secrets.token_hex(16), bind=bind,
+                supervised_by=DataDirLock(root).acquire(),
+            ).start()  # fmt: skip
+            self.receiver = Receiver.start()
+            self.settings = _settings(self.redis_server.url)
+            self.cluster = Cluster(
+                self.settings, root, "127.0.0.1", free_port(), self.redis_server,
+                log_dir=root / "logs",
+            )  # fmt: skip
+            scheduler = self.cluster.child("scheduler").argv
+            self.cluster.children.append(Child("scheduler 2", scheduler))
+            if self.hosts is not None:
+                assert bridge is not None
+                remote_url = self.redis_server.url.replace("127.0.0.1", bridge)
+                for qpu, host in REMOTE_QPUS.items():
+                    child = self.cluster.child(f"worker {qpu}")
+                    child.argv = self.hosts.exec_argv(host, child.argv)
+                    child.env = {"TWEEZER_REDIS_URL": remote_url}
             self.cluster.start(timeout_s=120)
             self.client = redis.Redis.from_url(self.redis_server.url, decode_responses=True)
             yield self
         finally:
             self._undo_all()
-            self.cluster.shutdown()
-            self.receiver.server.shutdown()
+            if hasattr(self, "cluster"):
+                self.cluster.shutdown()
+            elif hasattr(self, "redis_server"):
+                self.redis_server.stop()
+            if hasattr(self, "receiver"):
+                self.receiver.server.shutdown()
             if self.hosts is not None:
                 self.hosts.destroy()
+
+    def _tend(self) -> None:
+        """The main thread's round: restart dead children, and Redis when its outage ends."""
+        self.cluster.supervise()
+        due = self.redis_restart_at
+        if due is not None and time.monotonic() >= due:
+            self.redis_restart_at = None
+            self.redis_server.start(timeout_s=60)
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -206,11 +226,10 @@ class Soak:
             thread.start()
         injector = threading.Thread(target=self._inject, args=(faults, started), daemon=True)
         injector.start()
-        while time.monotonic() - started < duration_s:
-            self.cluster.supervise()
+        while time.monotonic() - started < duration_s or injector.is_alive():
+            self._tend()
             self._progress(started, duration_s)
-            time.sleep(0.5)
-        injector.join()
+            time.sleep(0.2)
         self._undo_all()
         self.stop_load.set()
         print(f"\ntweezer chaos: faults stopped ({sum(self.injected.values())} injected); "
@@ -218,7 +237,7 @@ class Soak:
         deadline = time.monotonic() + DRAIN_S
         for thread in threads:
             while thread.is_alive() and time.monotonic() < deadline:
-                self.cluster.supervise()
+                self._tend()
                 thread.join(0.5)
         self._drain(deadline)
         return self._verdict(accounts, time.monotonic() - started)
@@ -275,7 +294,7 @@ class Soak:
         unfinished: list[str] = []
         owed = 0
         while time.monotonic() < deadline:
-            self.cluster.supervise()
+            self._tend()
             with suppress(redis.exceptions.RedisError):
                 with self.acks_lock:
                     ids = list({a.batch_id for a in self.acks})
@@ -413,12 +432,12 @@ class Soak:
             return self._pause([arbiter, *arbiter.children()], fault.for_s, "the API")
         if kind is FaultKind.REDIS_KILL:
             server = self.redis_server.process
-            assert server is not None
+            if server is None or server.poll() is not None or self.redis_restart_at:
+                raise LookupError("redis-server is down already")
             server.kill()
             server.wait()
-            time.sleep(fault.for_s)
-            self.redis_server.start(timeout_s=60)
-            return f"killed redis-server ({server.pid}), started again from its AOF"
+            self.redis_restart_at = time.monotonic() + fault.for_s  # the main thread's job
+            return f"killed redis-server ({server.pid}), to start again from its AOF"
         if kind is FaultKind.LINK_CUT:
             assert self.hosts is not None
             host = sorted(REMOTE_QPUS.values())[fault.target % len(REMOTE_QPUS)]
@@ -468,10 +487,11 @@ class Soak:
         for pid in list(self.paused):
             with suppress(psutil.Error):
                 psutil.Process(pid).resume()
-        process = getattr(self, "redis_server", None)
-        if process is not None and (process.process is None or process.process.poll() is not None):
+        server = getattr(self, "redis_server", None)
+        if server is not None and self.redis_restart_at is not None:
+            self.redis_restart_at = None
             with suppress(Exception):
-                process.start(timeout_s=60)
+                server.start(timeout_s=60)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -200,7 +201,8 @@ def _up(args: argparse.Namespace) -> int:
     check_port_free(args.host, args.port)
     # What a run that did not stop cleanly left behind is ours to clear now that we hold the
     # lock: the API's per-process metrics files live here, not in /tmp.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(clean_run_dir(data_dir) / "metrics")
+    run_dir = clean_run_dir(data_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir / "metrics")
     overrides: dict[str, Any] = {
         "results_secret": secret(data_dir, "results"),
         "auth_secret": secret(data_dir, "auth"),
@@ -260,6 +262,7 @@ def _up(args: argparse.Namespace) -> int:
         lock=lock,
     )
     cluster.run()
+    shutil.rmtree(run_dir, ignore_errors=True)  # a clean stop leaves nothing to clear
     return 0
 
 

@@ -41,7 +41,7 @@ run: install
 # tests that measure time or load, alone. Exit code 5 (nothing selected, e.g. ARGS picked one
 # file) is not a failure.
 test: install-clients
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial" $(ARGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial" --durations=15 $(ARGS) || [ $$? -eq 5 ]
 	$(BIN)/python -m pytest -m serial $(ARGS) || [ $$? -eq 5 ]
 
 lint: install

@@ -22,10 +22,13 @@ ODD_METHODS = 20_000
 
 
 def _series(page: str) -> set[tuple[str, frozenset[tuple[str, str]]]]:
+    """The API's own request series (those a request can add; the cluster's gauges may gain
+    a status as other modules' batches end)."""
     return {
         (sample.name, frozenset(sample.labels.items()))
         for family in text_string_to_metric_families(page)
         for sample in family.samples
+        if sample.name.startswith("tweezer_http_")
     }
 
 
@@ -63,7 +66,8 @@ def test_odd_http_methods_do_not_grow_the_metrics_page(cluster):
     after = requests.get(metrics, timeout=30).text
     # The same series (a counter's value may have grown a digit or two), none per method.
     assert _series(after) - _series(before) == set()
-    assert len(after) < len(before) + 2_000, (len(before), len(after))
+    # Every series at most a digit or two longer, a few hundred series: not 20,000 new ones.
+    assert len(after) < len(before) + 10_000, (len(before), len(after))
     assert "ZQ" not in after
     others = [labels for name, labels in _series(after) if ("method", "other") in labels]
     assert others, "odd methods are counted, as `other`"

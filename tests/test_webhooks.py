@@ -472,12 +472,15 @@ def test_slow_and_huge_answers_hold_nobody_else_and_only_the_status_line_is_read
         assert sender.run_once(T0) == 5
         took = time.monotonic() - started
         stop.set()
-    # The well-behaved receiver was called at once, beside the dripping one, not after it.
     [(headers, _, _)] = receiver.calls
     assert headers[BATCH_HEADER] == batches["good"].id
-    assert dripping.arrivals and abs(dripping.arrivals[0] - started) < 1.0
+    # Every receiver was called at once, side by side: none waited for the dripping one's
+    # deadline (1.5 s).
+    for raw in (dripping, slow_headers, huge, stranger):
+        [arrived] = raw.arrivals
+        assert arrived - started < 1.4, (raw.url, arrived - started)
     # The whole attempt ended at its deadline (1.5 s), though the receiver kept dripping.
-    assert 1.4 <= took < 3.0, took
+    assert 1.4 <= took < 5.0, took
 
     def attempt(name: str) -> dict:
         [only] = store.webhook_deliveries(batches[name].id)
@@ -485,11 +488,11 @@ def test_slow_and_huge_answers_hold_nobody_else_and_only_the_status_line_is_read
 
     assert attempt("dripping")["outcome"] == "failed"
     assert "deadline" in attempt("dripping")["error"]
-    assert 1.4 <= attempt("dripping")["seconds"] < 2.5
+    assert 1.4 <= attempt("dripping")["seconds"] < 4.0
     # A status line is an answer: the dripped header and the 200 MB body are never read.
     for name in ("slow_headers", "huge", "good"):
         assert attempt(name)["outcome"] == "delivered" and attempt(name)["status"] == 200
-        assert attempt(name)["seconds"] < 1.0, (name, attempt(name))
+        assert attempt(name)["seconds"] < 1.4, (name, attempt(name))  # not cut by the deadline
     assert attempt("stranger")["outcome"] == "failed"
     assert "not HTTP" in attempt("stranger")["error"]
 
@@ -598,5 +601,5 @@ def test_a_dripping_receiver_and_a_huge_answer_delay_no_other_projects_webhook(
     assert headers[BATCH_HEADER] == batch.id
     # Deadline 3 s, plus the sender's 1 s poll, plus slack for a loaded machine: not the
     # dripping receiver's 1,000 s.
-    assert arrived - ended < 3 + 1 + 2, arrived - ended
+    assert arrived - ended < 3 + 1 + 3, arrived - ended
     assert scheduler.memory_info().rss - memory_before < 50 * 1024 * 1024

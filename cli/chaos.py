@@ -472,8 +472,12 @@ class Soak:
 
         def run() -> None:
             time.sleep(delay_s)
-            with suppress(Exception):
-                undo()
+            for _ in range(60):  # Redis may be down just then (a device flip's undo)
+                try:
+                    undo()
+                    return
+                except Exception:
+                    time.sleep(0.5)
 
         threading.Thread(target=run, daemon=True).start()
         self.undos.append(undo)

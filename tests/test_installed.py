@@ -132,7 +132,7 @@ def installed() -> Iterator[Installed]:
             else:
                 shutil.copy(path, target / path.name if destination.endswith("/") else target)
     venv = root / "venv"
-    subprocess.run([_interpreter(), "-m", "venv", str(venv)], check=True)
+    _make_venv(venv)
     # The image's own command, with the virtualenv's pip for the image's.
     install = [str(venv / "bin" / "python"), "-m", *dockerfile.install]
     done = subprocess.run(
@@ -152,12 +152,19 @@ def _world_executable(path: Path) -> bool:
     return all(p.stat().st_mode & 0o001 for p in (real, *real.parents))
 
 
-def _interpreter() -> str:
-    """A Python for the image's virtualenv that its unprivileged user may run too (the
-    image's is /usr/local/bin/python; a pyenv Python under /root is root's alone)."""
-    candidates = [Path(getattr(sys, "_base_executable", sys.executable))]
-    candidates += [Path(p) for p in (shutil.which("python3.11"), "/usr/bin/python3") if p]
-    return str(next((c for c in candidates if c.exists() and _world_executable(c)), candidates[0]))
+def _make_venv(venv: Path) -> None:
+    """A fresh virtualenv, preferably of a Python that the image's unprivileged user may run
+    too (the image's is /usr/local/bin/python; a pyenv Python under /root is root's alone),
+    else of this test's own Python (the processes then run as this user)."""
+    ours = Path(getattr(sys, "_base_executable", sys.executable))
+    candidates = [ours, *(Path(p) for p in (shutil.which("python3.11"), "/usr/bin/python3") if p)]
+    shared = [c for c in candidates if c.exists() and _world_executable(c)]
+    for python in [*shared, ours]:
+        shutil.rmtree(venv, ignore_errors=True)
+        made = subprocess.run([str(python), "-m", "venv", str(venv)], capture_output=True)
+        if made.returncode == 0 and (venv / "bin" / "pip").exists():
+            return
+    raise AssertionError(f"cannot make a virtualenv: {made.stderr.decode()[-2000:]}")
 
 
 def _clean_env() -> dict[str, str]:

@@ -22,6 +22,7 @@ import fcntl
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,10 +34,15 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True) if hasattr(os, "fork") else None
 
 
-def die_with_parent() -> Callable[[], None]:
-    """A `preexec_fn` for Popen: the child gets SIGKILL when the thread that started it exits
-    (Cluster starts every child from the main thread, which lives as long as the process).
-    Must be created in the parent (it remembers the parent's pid)."""
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` for Popen: the child gets SIGKILL when its parent dies. Linux ties the
+    signal to the *thread* that started the child, so it is armed only for children started
+    from the main thread (which lives as long as the process: `tweezer up` starts every child
+    there); from any other thread, None (a test that starts a cluster in a thread would see
+    it killed when that thread ends). Must be called in the parent (it notes the parent's
+    pid)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
     parent = os.getpid()
 
     def arm() -> None:

@@ -210,8 +210,9 @@ def test_a_short_soak_of_every_fault_kind_loses_nothing(tmp_path):
     namespace hosts where the machine allows), then the checker."""
     out = tmp_path / "soak"
     done = subprocess.run(
+        # Three clients: the soak shares the machine's two cores with the rest of the suite.
         [sys.executable, "-m", "cli.main", "chaos", "--duration", "90", "--seed", "7",
-         "--every", "2.5", "--out", str(out)],
+         "--every", "3", "--clients", "3", "--out", str(out)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
@@ -221,7 +222,7 @@ def test_a_short_soak_of_every_fault_kind_loses_nothing(tmp_path):
     ]
     assert report["faults_total"] >= 20, report["faults"]
     assert len(report["faults"]) >= 6  # most kinds struck at least once
-    assert report["jobs"] >= 200 and report["batches"] >= 50, report
+    assert report["jobs"] >= 100 and report["batches"] >= 30, report
     # Only the refusals a client may meet: closing or cancelling a batch that already ended.
     assert all(k.startswith("409 ") for k in report["refused_requests"]), report
     faults_planned = (out / "faults.jsonl").read_text().splitlines()

@@ -35,10 +35,12 @@ import redis
 from cli.chaos_clients import Account, Clients, Receiver
 from cli.chaos_faults import Injector
 from cli.cluster import Child, Cluster
+from cli.load import with_qpu_seconds
 from cli.netns import Hosts, can_make_namespaces, free_net
 from cli.redis_server import RedisServer, free_port
 from cli.supervision import DataDirLock
 from core.accounts import Accounts
+from core.costs import Costs
 from core.errors import ConfigurationError
 from core.keys import Keys
 from core.settings import Settings
@@ -46,6 +48,7 @@ from core.status import TERMINAL_BATCH_STATUSES
 from core.store import Store
 from scheduler.chaos import Fault, FaultKind, parse_kinds, schedule
 from scheduler.checker import Verdict, check, observe
+from scheduler.workload import Workload, WorkloadError, plan, read_workload
 
 #: QPU -> the namespace host its worker pool runs on (when namespaces can be made).
 REMOTE_QPUS = {"EMU_FREE-1": "b", "FRESNEL-0": "c"}
@@ -66,6 +69,16 @@ def add_chaos_command(commands: argparse._SubParsersAction) -> None:
                        + ", ".join(k.value for k in FaultKind))  # fmt: skip
     chaos.add_argument("--every", type=float, default=3.0, metavar="S",
                        help="mean seconds between faults (default 3)")  # fmt: skip
+    chaos.add_argument(
+        "workload",
+        nargs="?",
+        type=Path,
+        help="a workload file (as `tweezer load` takes): its projects, users and "
+        "batches, sent in order again and again; default: a built-in mix",
+    )
+    chaos.add_argument("--speedup", type=float, default=1.0, metavar="X",
+                       help="divide the workload's think times, cancel delays and QPU seconds by "
+                       "X (default 1)")  # fmt: skip
     chaos.add_argument("--clients", type=int, default=6, help="client threads (default 6)")
     chaos.add_argument("--out", type=Path, default=None,
                        help="where the report, faults, acknowledgements and logs go "
@@ -78,8 +91,14 @@ def add_chaos_command(commands: argparse._SubParsersAction) -> None:
 
 
 def run_chaos(args: argparse.Namespace) -> int:
-    if args.duration <= 0 or args.every <= 0 or not 1 <= args.clients <= 64:
-        raise ConfigurationError("--duration and --every must be > 0, --clients 1 to 64")
+    if args.duration <= 0 or args.every <= 0 or args.speedup <= 0 or not 1 <= args.clients <= 64:
+        raise ConfigurationError("--duration, --every and --speedup must be > 0, --clients 1 to 64")
+    workload = None
+    if args.workload is not None:
+        try:
+            workload = read_workload(args.workload)
+        except WorkloadError as exc:
+            raise ConfigurationError(str(exc)) from None
     try:
         kinds = parse_kinds(args.faults)
     except ValueError as exc:
@@ -99,7 +118,7 @@ def run_chaos(args: argparse.Namespace) -> int:
         flush=True,
     )
     with Soak(out, args.seed, hosts=not why_local).running() as soak:
-        verdict = soak.run(faults, args.duration, args.clients)
+        verdict = soak.run(faults, args.duration, args.clients, workload, args.speedup)
     for line in verdict.lines():
         print(line)
     return 0 if verdict.ok else 1
@@ -151,9 +170,6 @@ class Soak:
             self.injector = Injector(
                 self.cluster, self.redis_server, self.client, self.settings, self.hosts, cut
             )
-            self.clients = Clients(
-                self.cluster.base_url + "/core-fast", self.settings, self.receiver.url, self.seed
-            )
             yield self
         finally:
             if hasattr(self, "injector"):
@@ -172,12 +188,27 @@ class Soak:
         self.cluster.supervise()
         self.injector.tend()
 
-    def run(self, faults: list[Fault], duration_s: float, clients: int) -> Verdict:
-        accounts = self._accounts(clients)
+    def run(
+        self,
+        faults: list[Fault],
+        duration_s: float,
+        clients: int,
+        workload: Workload | None = None,
+        speedup: float = 1.0,
+    ) -> Verdict:
+        planned = None
+        if workload is not None:
+            costs = Costs(self.client, self.settings)
+            planned = with_qpu_seconds(plan(workload), costs)
+        self.clients = Clients(
+            self.cluster.base_url + "/core-fast", self.settings, self.receiver.url, self.seed,
+            planned, speedup,
+        )  # fmt: skip
+        self.clients.accounts = self._accounts(clients, workload)
         started = time.monotonic()
         threads = [
-            threading.Thread(target=self.clients.run, args=(i, account), daemon=True)
-            for i, account in enumerate(accounts)
+            threading.Thread(target=self.clients.run, args=(i,), daemon=True)
+            for i in range(clients)
         ]
         for thread in threads:
             thread.start()
@@ -200,24 +231,37 @@ class Soak:
                 self._tend()
                 thread.join(0.5)
         self._drain(deadline)
-        return self._verdict(accounts, time.monotonic() - started)
+        return self._verdict(time.monotonic() - started)
 
-    def _accounts(self, clients: int) -> list[Account]:
-        """A user and token per client, in three projects."""
+    def _accounts(self, clients: int, workload: Workload | None) -> dict[tuple[str, str], Account]:
+        """A workload's projects (priority, share) and users, each with a token, keyed by
+        (project, user); without one, a user and token per client in three projects, keyed
+        by ("", client index)."""
         accounts = Accounts(self.client, self.settings.namespace)
-        made = []
+        made = {}
+        if workload is not None:
+            for spec in workload.projects:
+                project = accounts.create_project(f"chaos-{spec.name}", spec.priority.value)
+                if spec.share != 1.0:
+                    accounts.update_project(project.id, [], share=spec.share)
+                for name in spec.users:
+                    user = accounts.create_user(f"chaos-{spec.name}-{name}")
+                    accounts.add_member(project.id, user)
+                    made[(spec.name, name)] = Account(project.id, accounts.issue_token(user).token)
+            return made
         projects = [accounts.create_project(f"chaos-{p}").id for p in range(min(3, clients))]
         for i in range(clients):
             user = accounts.create_user(f"chaos-user-{i}")
-            project = projects[i % len(projects)]
-            accounts.add_member(project, user)
-            made.append(Account(project, accounts.issue_token(user).token))
+            project_id = projects[i % len(projects)]
+            accounts.add_member(project_id, user)
+            made[("", str(i))] = Account(project_id, accounts.issue_token(user).token)
         return made
 
-    def _verdict(self, accounts: list[Account], elapsed_s: float) -> Verdict:
+    def _verdict(self, elapsed_s: float) -> Verdict:
         acks = self.clients.told()
+        projects = sorted({a.project_id for a in self.clients.accounts.values()})
         seen = observe(
-            self.client, self.settings.namespace, [a.project_id for a in accounts],
+            self.client, self.settings.namespace, projects,
             dict(self.receiver.deliveries),
         )  # fmt: skip
         verdict = check(acks, seen, self.settings.max_attempts)

@@ -1,6 +1,7 @@
 """The soak's users (`tweezer chaos`): client threads that submit closed and open batches, add
-jobs in rounds, close and cancel, each waiting for its batch to end before the next (as a user
-with `wait=True`: the cluster's pace, not an ever longer queue). Every POST carries an
+jobs in rounds, close and cancel, as a workload file plans them or as a built-in mix, each
+waiting for its batch to end before the next (as a user with `wait=True`: the cluster's pace,
+not an ever longer queue). Every POST carries an
 Idempotency-Key and is retried with it until answered, and one in ten is sent twice on purpose.
 What each client was told is recorded as `Ack`s for the checker; the webhook receiver counts
 deliveries per batch.
@@ -25,6 +26,7 @@ from core.settings import Settings
 from core.status import TERMINAL_BATCH_STATUSES
 from core.webhooks import BATCH_HEADER
 from scheduler.checker import Ack
+from scheduler.workload import PlannedBatch
 
 TERMINAL = {s.value for s in TERMINAL_BATCH_STATUSES}
 
@@ -65,12 +67,40 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
 
-class Clients:
-    """Every client's behaviour and what they were told."""
+@dataclass(frozen=True)
+class Plan:
+    """What one client session does with one batch."""
 
-    def __init__(self, core_url: str, settings: Settings, webhook_url: str, seed: int) -> None:
+    account: Account
+    device_type: str
+    atoms: int
+    pulse_ns: int
+    #: Jobs of each round ({"runs", "variables"}); more than one round: an open batch.
+    rounds: tuple[tuple[dict[str, Any], ...], ...]
+    #: Seconds before each round after the first.
+    think_s: tuple[float, ...]
+    #: Seconds after submission its user cancels it; None: never.
+    cancel_after_s: float | None
+    webhook: bool
+
+
+class Clients:
+    """Every client's behaviour and what they were told. Batches come from a workload's plan
+    (`tweezer load`'s files: its projects, users, jobs, open rounds, think times and cancels,
+    in order, again and again until the soak ends) or, without one, from a built-in mix."""
+
+    def __init__(
+        self,
+        core_url: str,
+        settings: Settings,
+        webhook_url: str,
+        seed: int,
+        planned: list[PlannedBatch] | None = None,
+        speedup: float = 1.0,
+    ) -> None:
         self.core_url, self.settings = core_url, settings
         self.webhook_url, self.seed = webhook_url, seed
+        self.planned, self.speedup = planned or [], speedup
         self.acks: list[Ack] = []
         self.lock = threading.Lock()
         #: "<status> <method> <route>" -> how many: a 409 (cancelling a batch that ended) is
@@ -78,6 +108,9 @@ class Clients:
         self.refusals: Counter[str] = Counter()
         #: Set when the faults stop: each client ends what it started, then stops.
         self.stop = threading.Event()
+        #: (project, user) of the workload -> its account; the built-in mix's, by client.
+        self.accounts: dict[tuple[str, str], Account] = {}
+        self._taken = 0
 
     def told(self) -> list[Ack]:
         with self.lock:
@@ -87,52 +120,97 @@ class Clients:
         with self.lock:
             self.acks.append(ack)
 
-    def run(self, index: int, account: Account) -> None:
+    def _next(self, rng: random.Random, index: int) -> Plan:
+        if not self.planned:
+            return self._mixed(rng, self.accounts[("", str(index))])
+        with self.lock:
+            p = self.planned[self._taken % len(self.planned)]
+            self._taken += 1
+        speedup = self.speedup
+        first = p.rounds[0][0]
+        return Plan(
+            account=self.accounts[(p.project, p.user)],
+            device_type=p.device_type,
+            atoms=first.atoms,
+            pulse_ns=first.pulse_ns,
+            rounds=tuple(
+                tuple(
+                    {"runs": j.runs, "variables": {QPU_SECONDS_VARIABLE: (j.qpu_s or 0) / speedup}}
+                    for j in jobs
+                )
+                for jobs in p.rounds
+            ),
+            think_s=tuple(t / speedup for t in p.think_s),
+            cancel_after_s=None if p.cancel_after_s is None else p.cancel_after_s / speedup,
+            webhook=rng.random() < 0.3,
+        )
+
+    def _mixed(self, rng: random.Random, account: Account) -> Plan:
+        """The built-in mix: a quarter open, three in ten with a webhook, 15% cancelled."""
+        opened = rng.random() < 0.25
+        rounds = 1 + (rng.randint(1, 3) if opened else 0)
+        return Plan(
+            account=account,
+            device_type=rng.choice(("EMU_FREE", "EMU_FREE", "FRESNEL")),
+            atoms=2,
+            pulse_ns=100,
+            rounds=tuple(_jobs(rng, rng.randint(1, 6 if r == 0 else 3)) for r in range(rounds)),
+            think_s=tuple(rng.uniform(0.05, 1.0) for _ in range(rounds - 1)),
+            cancel_after_s=rng.uniform(0, 1.5) if rng.random() < 0.15 else None,
+            webhook=rng.random() < 0.3,
+        )
+
+    def run(self, index: int) -> None:
         """One client, until `stop`."""
         rng = random.Random(f"{self.seed}:client:{index}")
-        http = Http(self.core_url, account.token, self.refusals)
-        sequences = {t: sequence_for(t, 2, 100, self.settings) for t in ("EMU_FREE", "FRESNEL")}
+        sessions: dict[str, Http] = {}
         while not self.stop.is_set():
-            device_type = rng.choice(("EMU_FREE", "EMU_FREE", "FRESNEL"))
-            opened = rng.random() < 0.25
-            webhook = rng.random() < 0.3
-            jobs = _jobs(rng, rng.randint(1, 6))
-            key = f"{index}-{secrets.token_hex(8)}"
-            body = {
-                "sequence_builder": sequences[device_type], "jobs": jobs,
-                "device_type": device_type, "open": opened, "project_id": account.project_id,
-                "webhook": self.webhook_url if webhook else None,
-            }  # fmt: skip
-            reply = http.until_answered("POST", "/api/v1/batches", body, key)
-            if reply is None:
-                continue  # refused (a 4xx): nothing was created
-            batch_id = reply["id"]
-            runs = tuple(j["runs"] for j in jobs)
-            self._ack(Ack("create", batch_id, key, runs, opened, webhook))
-            if rng.random() < 0.1:  # the same request again, as a client whose reply was lost
-                again = http.until_answered("POST", "/api/v1/batches", body, key)
-                if again is not None:
-                    self._ack(Ack("create", again["id"], key, runs, opened, webhook))
-            if opened:
-                self._rounds(rng, http, batch_id, index)
-            if rng.random() < 0.15:
-                time.sleep(rng.uniform(0, 1.5))
-                if http.until_answered("PATCH", f"/api/v2/batches/{batch_id}/cancel") is not None:
-                    self._ack(Ack("cancel", batch_id))
-            while not self.stop.is_set():  # the next batch once this one ended
-                state = http.until_answered("GET", f"/api/v2/batches/{batch_id}")
-                if state is None or state["status"] in TERMINAL:
-                    break
-                time.sleep(0.3)
+            plan = self._next(rng, index)
+            token = plan.account.token
+            http = sessions.setdefault(token, Http(self.core_url, token, self.refusals))
+            self._session(rng, http, plan, index)
 
-    def _rounds(self, rng: random.Random, http: Http, batch_id: str, index: int) -> None:
-        """An open batch's variational rounds, then its close."""
-        for _ in range(rng.randint(1, 3)):
-            time.sleep(rng.uniform(0.05, 1.0))
-            jobs = _jobs(rng, rng.randint(1, 3))
+    def _session(self, rng: random.Random, http: Http, plan: Plan, index: int) -> None:
+        """Creates the batch, adds its rounds and closes it (open), cancels it if the plan
+        says so, then waits for it to end."""
+        opened = len(plan.rounds) > 1
+        sequence = sequence_for(plan.device_type, plan.atoms, plan.pulse_ns, self.settings)
+        key = f"{index}-{secrets.token_hex(8)}"
+        body = {
+            "sequence_builder": sequence, "jobs": list(plan.rounds[0]),
+            "device_type": plan.device_type, "open": opened,
+            "project_id": plan.account.project_id,
+            "webhook": self.webhook_url if plan.webhook else None,
+        }  # fmt: skip
+        reply = http.until_answered("POST", "/api/v1/batches", body, key)
+        if reply is None:
+            return  # refused (a 4xx): nothing was created
+        batch_id, submitted = reply["id"], time.monotonic()
+        runs = tuple(j["runs"] for j in plan.rounds[0])
+        self._ack(Ack("create", batch_id, key, runs, opened, plan.webhook))
+        if rng.random() < 0.1:  # the same request again, as a client whose reply was lost
+            again = http.until_answered("POST", "/api/v1/batches", body, key)
+            if again is not None:
+                self._ack(Ack("create", again["id"], key, runs, opened, plan.webhook))
+        if opened:
+            self._rounds(http, batch_id, plan, index)
+        if plan.cancel_after_s is not None:
+            time.sleep(max(0.0, submitted + plan.cancel_after_s - time.monotonic()))
+            if http.until_answered("PATCH", f"/api/v2/batches/{batch_id}/cancel") is not None:
+                self._ack(Ack("cancel", batch_id))
+        while not self.stop.is_set():  # the next batch once this one ended
+            state = http.until_answered("GET", f"/api/v2/batches/{batch_id}")
+            if state is None or state["status"] in TERMINAL:
+                break
+            time.sleep(0.3)
+
+    def _rounds(self, http: Http, batch_id: str, plan: Plan, index: int) -> None:
+        """An open batch's variational rounds after the first, then its close."""
+        for jobs, think_s in zip(plan.rounds[1:], plan.think_s, strict=True):
+            time.sleep(think_s)
             key = f"{index}-{secrets.token_hex(8)}"
             path = f"/api/v2/batches/{batch_id}/jobs"
-            if http.until_answered("POST", path, jobs, key) is None:
+            if http.until_answered("POST", path, list(jobs), key) is None:
                 return  # closed meanwhile (timed out): nothing was added
             self._ack(Ack("add", batch_id, key, tuple(j["runs"] for j in jobs)))
         if http.until_answered("PATCH", f"/api/v2/batches/{batch_id}/complete") is not None:
@@ -175,9 +253,9 @@ class Http:
         raise TimeoutError(f"{method} {path}: no answer in {give_up_s:g} s")
 
 
-def _jobs(rng: random.Random, count: int) -> list[dict[str, Any]]:
+def _jobs(rng: random.Random, count: int) -> tuple[dict[str, Any], ...]:
     """Jobs a synthetic device runs for 0.01-0.3 s each."""
-    return [
+    return tuple(
         {"runs": rng.randint(1, 50), "variables": {QPU_SECONDS_VARIABLE: rng.uniform(0.01, 0.3)}}
         for _ in range(count)
-    ]
+    )

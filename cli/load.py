@@ -111,7 +111,7 @@ def run_load(args: argparse.Namespace) -> int:
     if not planned:
         raise ConfigurationError("the workload plans no batch")
     client = connect(settings)
-    planned = _with_qpu_seconds(planned, Costs(client, settings))
+    planned = with_qpu_seconds(planned, Costs(client, settings))
     run_id = secrets.token_hex(3)
     accounts = _provision(Accounts(client, settings.namespace), run_id, planned, shares)
     stop, interrupted = threading.Event(), threading.Event()
@@ -185,7 +185,7 @@ def _replayed(batch: SimBatch) -> PlannedBatch:
                         batch.device_type, rounds, think, None)  # fmt: skip
 
 
-def _with_qpu_seconds(planned: list[PlannedBatch], costs: Costs) -> list[PlannedBatch]:
+def with_qpu_seconds(planned: list[PlannedBatch], costs: Costs) -> list[PlannedBatch]:
     """Each job that does not say its QPU seconds (a workload's) asks for its predicted time,
     as the cluster's cost model predicts it (core/costs.py): a synthetic device then takes
     that long, divided by --speedup like every other time of the workload."""

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from core.status import BatchStatus, JobStatus
 from scheduler.chaos import FaultKind, parse_kinds, schedule
 from scheduler.checker import Ack, Observed, check
 
+ROOT = Path(__file__).parent.parent
 T0 = 1_800_000_000_000_000
 MAX_ATTEMPTS = 3
 
@@ -206,13 +208,16 @@ def test_a_batch_nobody_was_told_about_is_caught():
 
 @pytest.mark.slow
 def test_a_short_soak_of_every_fault_kind_loses_nothing(tmp_path):
-    """What `make test` runs of the soak: 90 s, a fixed seed, every fault kind (link cuts on
-    namespace hosts where the machine allows), then the checker."""
+    """What `make test` runs of the soak: the lab-day workload (its projects, users, open
+    rounds), 90 s, a fixed seed, every fault kind (link cuts on namespace hosts where the
+    machine allows), then the checker."""
     out = tmp_path / "soak"
+    workload = ROOT / "examples" / "lab-day.yaml"
     done = subprocess.run(
         # Three clients: the soak shares the machine's two cores with the rest of the suite.
-        [sys.executable, "-m", "cli.main", "chaos", "--duration", "90", "--seed", "7",
-         "--every", "3", "--clients", "3", "--out", str(out)],
+        [sys.executable, "-m", "cli.main", "chaos", str(workload), "--speedup", "60",
+         "--duration", "90", "--seed", "7", "--every", "3", "--clients", "3",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
@@ -225,5 +230,7 @@ def test_a_short_soak_of_every_fault_kind_loses_nothing(tmp_path):
     assert report["jobs"] >= 100 and report["batches"] >= 30, report
     # Only the refusals a client may meet: closing or cancelling a batch that already ended.
     assert all(k.startswith("409 ") for k in report["refused_requests"]), report
+    told = [Ack.from_json(line) for line in (out / "acks.jsonl").read_text().splitlines()]
+    assert {"create", "add", "close"} <= {a.action for a in told}  # open batches' rounds too
     faults_planned = (out / "faults.jsonl").read_text().splitlines()
     assert len(faults_planned) >= report["faults_total"]

@@ -290,8 +290,8 @@ class Cluster:
         """Whether a process named host:pid is one of this cluster's children: readiness
         counts only them (never a leftover of another run announcing itself)."""
         host = socket.gethostname()
-        pids = {c.process.pid for c in self.children if c.process is not None}
-        return lambda name: name.rpartition(":")[::2] in {(host, str(p)) for p in pids}
+        names = {f"{host}:{c.process.pid}" for c in self.children if c.process is not None}
+        return names.__contains__
 
     def _print_ready(self) -> None:
         info = self.info

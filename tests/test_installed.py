@@ -405,6 +405,8 @@ def test_tweezer_up_from_the_installed_wheel_in_another_directory(installed, tmp
             assert done.returncode == 0, done.stdout + done.stderr
             return done.stdout
 
+        # The soak's command loads from the install too (its modules and psutil, requests).
+        assert "--faults" in run("chaos", "--help")
         status = run("status", "--data-dir", str(data_dir))
         assert "EMU_FREE-0" in status and "FRESNEL-0" in status
         trace = tmp_path / "trace.jsonl"

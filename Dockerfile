@@ -1,5 +1,7 @@
 # One image for every Tweezer process: `tweezer api`, `tweezer scheduler`, `tweezer worker --qpu`.
 # Built from the repository root: docker build -t tweezer .
+# Without the `lab` extra: no process of a cluster runs the lab's tools (load tests, reports,
+# the soak), nor their packages (the SDK, matplotlib, ...).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,11 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/tweezer
 COPY pyproject.toml README.md ./
-COPY core ./core
-COPY api ./api
-COPY scheduler ./scheduler
-COPY workers ./workers
-COPY cli ./cli
+COPY tweezer ./tweezer
 RUN pip install --no-compile . \
     && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin tweezer
 

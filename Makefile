@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
 	@touch $@
 
 # The clients tests/test_clients.py drives, installed by name from PyPI like any user would, and
@@ -25,7 +25,7 @@ install-clients: install $(VENV)/.clients $(SHIM_VENV)/.installed
 	@scripts/ensure-debian-packages.sh chromedriver chromium chromium-driver
 
 $(VENV)/.clients: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dev,test-clients]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,lab,test-clients]'
 	@touch $@
 
 $(SHIM_VENV)/.installed: tests/clients/shim-requirements.txt

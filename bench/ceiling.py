@@ -15,11 +15,11 @@ from pathlib import Path
 import redis
 
 from bench.spread import _finish
-from cli.cluster import Cluster, bootstrap, secret
-from cli.redis_server import RedisServer, free_port
-from core.hints import QPU_SECONDS_VARIABLE
-from core.settings import Settings
 from tests import sequences
+from tweezer.core.hints import QPU_SECONDS_VARIABLE
+from tweezer.core.settings import Settings
+from tweezer.launch.cluster import Cluster, bootstrap, secret
+from tweezer.launch.redis_server import RedisServer, free_port
 
 JOBS = 300
 BATCHES = 100
@@ -83,8 +83,13 @@ def _bare_celery(tasks: int = TASKS) -> float:
             *("-c", "1", "-P", "prefork", "--without-mingle", "--without-gossip"),
             *("--loglevel", "WARNING"),
         ]
-        worker = subprocess.Popen(argv, env=env, cwd=Path(__file__).resolve().parent.parent,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        worker = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             os.environ["BENCH_BROKER_URL"] = server.url
             from bench import noop_celery

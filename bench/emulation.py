@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from bench.clusters import bench_cluster, run_batch
-from core.costs import emulator_default
+from tweezer.core.costs import emulator_default
 
 JOBS = 100
 RUNS = 100
@@ -93,16 +93,22 @@ def measure(quick: bool = False) -> dict[str, float]:
 def show(figures: dict[str, float]) -> None:
     ours, anchor = figures["emulation s, 100 four-atom jobs"], figures["emulation s, direct loop"]
     print(f"\n{'figure':<44}{'Tweezer':>10}{'anchor':>10}{'ratio':>8}{'goal':>8}")
-    print(f"{'100 four-atom jobs, submit to DONE, s':<44}{ours:>10.2f}{anchor:>10.2f}"
-          f"{ours / anchor:>8.2f}{'<= ' + str(GOAL):>8}")  # fmt: skip
+    print(
+        f"{'100 four-atom jobs, submit to DONE, s':<44}{ours:>10.2f}{anchor:>10.2f}"
+        f"{ours / anchor:>8.2f}{'<= ' + str(GOAL):>8}"
+    )
     if f"{ATOMS[0]}-atom job s" not in figures:
         return
-    print(f"\n{'one job, 500 ns, 100 shots':<30}{'Tweezer s':>10}{'direct s':>10}{'ratio':>8}"
-          f"{'predicted s':>13}")  # fmt: skip
+    print(
+        f"\n{'one job, 500 ns, 100 shots':<30}{'Tweezer s':>10}{'direct s':>10}{'ratio':>8}"
+        f"{'predicted s':>13}"
+    )
     for n in ATOMS:
         ours, anchor = figures[f"{n}-atom job s"], figures[f"{n}-atom job s, direct"]
-        print(f"{f'{n} atoms':<30}{ours:>10.2f}{anchor:>10.2f}{ours / anchor:>8.2f}"
-              f"{figures[f'{n}-atom job s, predicted']:>13.2f}")  # fmt: skip
+        print(
+            f"{f'{n} atoms':<30}{ours:>10.2f}{anchor:>10.2f}{ours / anchor:>8.2f}"
+            f"{figures[f'{n}-atom job s, predicted']:>13.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ import redis
 import requests
 
 from bench.clusters import bench_cluster
-from core.records import Batch
-from core.status import BatchStatus
-from core.store import Store
+from tweezer.core.records import Batch
+from tweezer.core.status import BatchStatus
+from tweezer.core.store import Store
 
 SIZES = (1_000, 100_000)
 REQUESTS = 200
@@ -47,10 +47,16 @@ def measure() -> dict[str, float]:
 def _fill(store: Store, project_id: str, user_id: str, count: int) -> None:
     def one(_: int) -> None:
         batch = Batch(
-            id=str(uuid.uuid4()), project_id=project_id, user_id=user_id, device_type="FRESNEL",
-            status=BatchStatus.PENDING, open=True, queue_priority="MEDIUM", created_us=0,
+            id=str(uuid.uuid4()),
+            project_id=project_id,
+            user_id=user_id,
+            device_type="FRESNEL",
+            status=BatchStatus.PENDING,
+            open=True,
+            queue_priority="MEDIUM",
+            created_us=0,
             updated_us=0,
-        )  # fmt: skip
+        )
         store.create_batch(batch, [], time.time_ns() // 1000)
 
     with ThreadPoolExecutor(8) as pool:
@@ -81,8 +87,10 @@ def show(figures: dict[str, float]) -> None:
     )
     for size in SIZES:
         goal = f"<= {GOAL_P99_MS:g}" if size == big else ""
-        print(f"{f'{size:,} matching batches':<44}{figures[f'list p50 ms, {size} matching']:>10.1f}"
-              f"{figures[f'list p99 ms, {size} matching']:>10.1f}{goal:>10}")  # fmt: skip
+        print(
+            f"{f'{size:,} matching batches':<44}{figures[f'list p50 ms, {size} matching']:>10.1f}"
+            f"{figures[f'list p99 ms, {size} matching']:>10.1f}{goal:>10}"
+        )
     ratio = figures[f"list p99 ms, {big} matching"] / figures[f"list p99 ms, {small} matching"]
     print(f"p99 at {big:,} / at {small:,}: {ratio:.2f} (the page is the same: ~1 is the goal)")
 

@@ -14,8 +14,8 @@ import redis
 
 from bench.clusters import bench_cluster, run_batch
 from bench.emulation import atoms_sequence
-from core.hints import QPU_SECONDS_VARIABLE
-from core.keys import Keys
+from tweezer.core.hints import QPU_SECONDS_VARIABLE
+from tweezer.core.keys import Keys
 
 BATCHES = 5
 JOBS = 100
@@ -53,10 +53,14 @@ def _run_batch(info: dict[str, Any]) -> str:
 def show(figures: dict[str, float]) -> None:
     per_job = figures["Redis bytes per stored job beyond its result"]
     print(f"\n{'figure':<44}{'Tweezer':>10}{'goal':>10}")
-    print(f"{'Redis bytes per stored job beyond its result':<44}{per_job:>10.0f}"
-          f"{'<= ' + str(GOAL_BYTES):>10}")  # fmt: skip
-    print(f"{'Redis bytes per job result (100 shots)':<44}"
-          f"{figures['Redis bytes per job result']:>10.0f}")  # fmt: skip
+    print(
+        f"{'Redis bytes per stored job beyond its result':<44}{per_job:>10.0f}"
+        f"{'<= ' + str(GOAL_BYTES):>10}"
+    )
+    print(
+        f"{'Redis bytes per job result (100 shots)':<44}"
+        f"{figures['Redis bytes per job result']:>10.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 The trace is synthetic but shaped like the Parallel Workloads Archive's logs (Poisson arrivals
 that overload the QPUs at times, log-normal run times, 200 users in 20 groups, three queues,
 one job in twenty following an earlier one of its user after a think time). It is generated
-from a fixed seed, written as SWF and read back through scheduler/traces.py, so the figure
+from a fixed seed, written as SWF and read back through lab/traces.py, so the figure
 covers parsing too.
 """
 
@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from scheduler.policies import BUILT_IN
-from scheduler.simulator import Simulation
-from scheduler.traces import read_swf
+from tweezer.lab.traces import read_swf
+from tweezer.scheduling.policies import BUILT_IN
+from tweezer.scheduling.simulator import Simulation
 
 JOBS = 100_000
 QPUS = {"EMU_FREE": 4}
@@ -38,9 +38,25 @@ def synthetic_swf(path: Path, jobs: int = JOBS, seed: int = 7) -> None:
             preceding, think = last_of_user[user], rng.uniform(5, 300)
         last_of_user[user] = number
         fields = [
-            number, round(now), -1, round(run, 1), processors, -1, -1, processors, -1, -1, 1,
-            user, user % 20, -1, rng.choice((1, 2, 2, 3)), 1, preceding, round(think, 1),
-        ]  # fmt: skip
+            number,
+            round(now),
+            -1,
+            round(run, 1),
+            processors,
+            -1,
+            -1,
+            processors,
+            -1,
+            -1,
+            1,
+            user,
+            user % 20,
+            -1,
+            rng.choice((1, 2, 2, 3)),
+            1,
+            preceding,
+            round(think, 1),
+        ]
         lines.append(" ".join(str(f) for f in fields))
     path.write_text("\n".join(lines) + "\n")
 

@@ -38,11 +38,11 @@ from typing import Any
 import psutil
 import requests
 
-from api.schemas import MAX_CANCEL_BATCHES
 from bench import ceiling, emulation, goals, lists, memory, simulate, spread
 from bench.clusters import bench_cluster
-from cli.cluster import Cluster
-from cli.demo import guide_sequence
+from tweezer.api.schemas import MAX_CANCEL_BATCHES
+from tweezer.cli.demo import guide_sequence
+from tweezer.launch.cluster import Cluster
 
 BASELINE = Path(__file__).with_name("baseline.json")
 #: Every run's figures, beside the baseline (not committed).
@@ -254,8 +254,10 @@ def show_spread(figures: dict[str, float]) -> None:
     print(f"\n{'figure':<44}{'Tweezer':>10}{'anchor':>10}{'ratio':>8}")
     far = figures.get("zero-cost jobs/s, worker on another host")
     if far is not None:
-        print(f"{'zero-cost jobs/s, worker on another host':<44}{far:>10.1f}{here:>10.1f}"
-              f"{far / here:>8.2f}")  # fmt: skip
+        print(
+            f"{'zero-cost jobs/s, worker on another host':<44}{far:>10.1f}{here:>10.1f}"
+            f"{far / here:>8.2f}"
+        )
     cpu_ms = figures["Redis CPU ms per job"]
     print(f"{'Redis CPU ms per job':<44}{cpu_ms:>10.2f}")
     print(f"{'Redis commands per job':<44}{figures['Redis commands per job']:>10.1f}")

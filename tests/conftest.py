@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,11 +17,12 @@ from typing import Any
 import pytest
 import redis
 
-from cli.cluster import Cluster
-from cli.redis_server import RedisServer, free_port
-from core.accounts import Accounts
-from core.settings import Settings
-from core.store import Store
+from tweezer.core.accounts import Accounts
+from tweezer.core.settings import Settings
+from tweezer.core.store import Store
+from tweezer.lab.sdk import sdk_client
+from tweezer.launch.cluster import Cluster
+from tweezer.launch.redis_server import RedisServer, free_port
 
 # Cluster children start with `python -P` (the working directory is not on their path); the
 # test drivers and policies they load by name (`tests.drivers:ScriptedDriver`) are found
@@ -129,29 +129,8 @@ class RunningCluster:
 
 
 def make_sdk(core_url: str, account_url: str, account: Account, webhook: str | None = None) -> Any:
-    """The guide's client: `SDK(project_id=..., endpoints=..., token_provider=...)`, and the
-    `webhook` its batches name."""
-    from pasqal_cloud.authentication import TokenProvider
-    from pasqal_cloud.endpoints import Endpoints
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from pasqal_cloud import SDK
-
-    token = account.token
-
-    class StaticToken(TokenProvider):
-        def get_token(self) -> str:
-            return token
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return SDK(
-            project_id=account.project_id,
-            token_provider=StaticToken(),
-            endpoints=Endpoints(core=core_url, account=account_url),
-            webhook=webhook,
-        )
+    """The guide's client for `account`, and the `webhook` its batches name."""
+    return sdk_client(core_url, account_url, account.project_id, account.token, webhook)
 
 
 class ClusterFactory:

@@ -52,7 +52,7 @@ def run_admin(cluster: Any, *args: str, stdin: str = "") -> str:
     """A `tweezer` admin command against a test cluster, as an administrator runs it; returns
     its output (and fails the test if the command fails)."""
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "tweezer.cli.main", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -169,19 +169,79 @@ def certificates(directory: Any, address: str, dns_name: str = "") -> dict[str, 
         subprocess.run(["openssl", *args], check=True, capture_output=True)
 
     ca_key, ca_crt = str(paths["ca.key"]), str(paths["ca.crt"])
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-            "/CN=tweezer test CA", "-keyout", ca_key, "-out", ca_crt)  # fmt: skip
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=tweezer test CA",
+        "-keyout",
+        ca_key,
+        "-out",
+        ca_crt,
+    )
     request = directory / "redis.csr"
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=redis", "-keyout",
-            str(paths["redis.key"]), "-out", str(request))  # fmt: skip
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=redis",
+        "-keyout",
+        str(paths["redis.key"]),
+        "-out",
+        str(request),
+    )
     extensions = directory / "san.cnf"
     extensions.write_text(f"subjectAltName=IP:{address}{f',DNS:{dns_name}' if dns_name else ''}\n")
-    openssl("x509", "-req", "-in", str(request), "-CA", ca_crt, "-CAkey", ca_key,
-            "-CAcreateserial", "-days", "1", "-extfile", str(extensions),
-            "-out", str(paths["redis.crt"]))  # fmt: skip
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(request),
+        "-CA",
+        ca_crt,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        str(extensions),
+        "-out",
+        str(paths["redis.crt"]),
+    )
     client_request = directory / "client.csr"
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=tweezer worker", "-keyout",
-            str(paths["client.key"]), "-out", str(client_request))  # fmt: skip
-    openssl("x509", "-req", "-in", str(client_request), "-CA", ca_crt, "-CAkey", ca_key,
-            "-CAcreateserial", "-days", "1", "-out", str(paths["client.crt"]))  # fmt: skip
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=tweezer worker",
+        "-keyout",
+        str(paths["client.key"]),
+        "-out",
+        str(client_request),
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(client_request),
+        "-CA",
+        ca_crt,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        str(paths["client.crt"]),
+    )
     return paths

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler.policies import Snapshot, Waiting
+from tweezer.scheduling.snapshot import Snapshot, Waiting
 
 
 class NewestFirst:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from core.records import Batch, Job, JobAttempt
-from core.status import BatchStatus, JobStatus
-from scheduler.chaos import FaultKind, parse_kinds, schedule
-from scheduler.checker import Ack, Observed, check
+from tweezer.core.records import Batch, Job, JobAttempt
+from tweezer.core.status import BatchStatus, JobStatus
+from tweezer.lab.checker import Ack, Observed, check
+from tweezer.lab.faults import FaultKind, parse_kinds, schedule
 
 ROOT = Path(__file__).parent.parent
 T0 = 1_800_000_000_000_000
@@ -58,19 +58,33 @@ def _history() -> tuple[list[Ack], Observed]:
     for name, batch_runs in runs.items():
         cancelled = name == "c"
         batches[name] = Batch(
-            id=name, project_id="p", user_id="u", device_type="EMU_FREE",
-            status=BatchStatus.CANCELED if cancelled else BatchStatus.DONE, open=False,
-            queue_priority="MEDIUM", created_us=T0, updated_us=T0, webhook="http://h/",
-            qpu=None if cancelled else "EMU_FREE-0", webhook_state="DELIVERED",
-        )  # fmt: skip
+            id=name,
+            project_id="p",
+            user_id="u",
+            device_type="EMU_FREE",
+            status=BatchStatus.CANCELED if cancelled else BatchStatus.DONE,
+            open=False,
+            queue_priority="MEDIUM",
+            created_us=T0,
+            updated_us=T0,
+            webhook="http://h/",
+            qpu=None if cancelled else "EMU_FREE-0",
+            webhook_state="DELIVERED",
+        )
         jobs[name] = []
         for i, r in enumerate(batch_runs):
             job = Job(
-                id=f"{name}{i}", batch_id=name, project_id="p", user_id="u",
-                status=JobStatus.CANCELED if cancelled else JobStatus.DONE, runs=r,
-                created_us=T0, updated_us=T0, attempts=0 if cancelled else 1,
+                id=f"{name}{i}",
+                batch_id=name,
+                project_id="p",
+                user_id="u",
+                status=JobStatus.CANCELED if cancelled else JobStatus.DONE,
+                runs=r,
+                created_us=T0,
+                updated_us=T0,
+                attempts=0 if cancelled else 1,
                 history=[] if cancelled else [_attempt("EMU_FREE-0", *spans[name][i])],
-            )  # fmt: skip
+            )
             jobs[name].append(job)
             shots[job.id] = None if cancelled else r
     acks = [
@@ -84,13 +98,17 @@ def _history() -> tuple[list[Ack], Observed]:
         batches=batches,
         jobs=jobs,
         result_shots=shots,
-        totals={("batch", "EMU_FREE", "DONE"): 2, ("batch", "EMU_FREE", "CANCELED"): 1,
-                ("job", "EMU_FREE", "DONE"): 3, ("job", "EMU_FREE", "CANCELED"): 2},
+        totals={
+            ("batch", "EMU_FREE", "DONE"): 2,
+            ("batch", "EMU_FREE", "CANCELED"): 1,
+            ("job", "EMU_FREE", "DONE"): 3,
+            ("job", "EMU_FREE", "CANCELED"): 2,
+        },
         batch_counts={"p": {"DONE": 2, "CANCELED": 1}},
         unfinished_jobs={"p": 0},
         open_batches={"p": set()},
         deliveries={"a": 1, "b": 2, "c": 1},
-    )  # fmt: skip
+    )
     return acks, seen
 
 
@@ -135,9 +153,11 @@ def test_wrong_shots_and_too_many_attempts_are_caught():
     seen.result_shots["a0"] = 9
     job = seen.jobs["b"][0]
     job.history = [
-        _attempt("EMU_FREE-0", 2.5, 2.6, "LOST", 1), _attempt("EMU_FREE-0", 2.6, 2.7, "LOST", 2),
-        _attempt("EMU_FREE-0", 2.7, 2.8, "LOST", 3), _attempt("EMU_FREE-0", 2.8, 3, "DONE", 4),
-    ]  # fmt: skip
+        _attempt("EMU_FREE-0", 2.5, 2.6, "LOST", 1),
+        _attempt("EMU_FREE-0", 2.6, 2.7, "LOST", 2),
+        _attempt("EMU_FREE-0", 2.7, 2.8, "LOST", 3),
+        _attempt("EMU_FREE-0", 2.8, 3, "DONE", 4),
+    ]
     violations = _failing(acks, seen)["results"]
     assert "job a0: 9 shots stored, 10 asked" in violations
     assert "job b0: 4 attempts, at most 3 allowed" in violations
@@ -192,8 +212,11 @@ def test_a_second_batch_made_by_a_retry_is_caught():
 def test_a_batch_nobody_was_told_about_is_caught():
     acks, seen = _history()
     seen.batches["ghost"] = replace(seen.batches["b"], id="ghost")
-    seen.jobs["ghost"] = [replace(seen.jobs["b"][0], id="g0", batch_id="ghost",
-                                  history=[_attempt("EMU_FREE-0", 4, 5)])]  # fmt: skip
+    seen.jobs["ghost"] = [
+        replace(
+            seen.jobs["b"][0], id="g0", batch_id="ghost", history=[_attempt("EMU_FREE-0", 4, 5)]
+        )
+    ]
     seen.result_shots["g0"] = 5
     seen.totals[("batch", "EMU_FREE", "DONE")] = 3
     seen.totals[("job", "EMU_FREE", "DONE")] = 4
@@ -215,11 +238,29 @@ def test_a_short_soak_of_every_fault_kind_loses_nothing(tmp_path):
     workload = ROOT / "examples" / "lab-day.yaml"
     done = subprocess.run(
         # Three clients: the soak shares the machine's two cores with the rest of the suite.
-        [sys.executable, "-m", "cli.main", "chaos", str(workload), "--speedup", "60",
-         "--duration", "90", "--seed", "7", "--every", "3", "--clients", "3",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tweezer.cli.main",
+            "chaos",
+            str(workload),
+            "--speedup",
+            "60",
+            "--duration",
+            "90",
+            "--seed",
+            "7",
+            "--every",
+            "3",
+            "--clients",
+            "3",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     report = json.loads((out / "report.json").read_text())
     assert report["ok"] and all(not v["violations"] for v in report["invariants"].values()), report[

@@ -9,16 +9,16 @@ import time
 
 import pytest
 
-from core.counters import read_counters
-from core.execution import Execution, Outcome
-from core.replies import Reconciled, Stale
-from core.status import JobStatus
-from core.store import Store
-from core.timefmt import now_us
 from tests.conftest import make_settings
 from tests.helpers import wait_for
 from tests.test_store import NS, QPU, SECOND, T0, Granting, new_batch
-from workers.runner import execute_chunk
+from tweezer.core.counters import read_counters
+from tweezer.core.execution import Execution, Outcome
+from tweezer.core.replies import Reconciled, Stale
+from tweezer.core.status import JobStatus
+from tweezer.core.store import Store
+from tweezer.core.timefmt import now_us
+from tweezer.workers.runner import execute_chunk
 
 
 @pytest.fixture

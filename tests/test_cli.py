@@ -13,11 +13,11 @@ import psutil
 import pytest
 import requests
 
-from cli.cluster import LOG_BACKUPS, pump_output
-from cli.demo import connect_sdk
-from cli.redis_server import free_port
 from tests import sequences
 from tests.helpers import wait_for
+from tweezer.cli.demo import connect_sdk
+from tweezer.launch.cluster import LOG_BACKUPS, pump_output
+from tweezer.launch.redis_server import free_port
 
 
 def tweezer_up(port: int, data_dir, *options: str, **popen: object) -> subprocess.Popen:
@@ -25,7 +25,7 @@ def tweezer_up(port: int, data_dir, *options: str, **popen: object) -> subproces
     argv = [
         sys.executable,
         "-m",
-        "cli.main",
+        "tweezer.cli.main",
         "up",
         "--port",
         str(port),
@@ -96,7 +96,7 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
 
         # From another directory, the cluster found through TWEEZER_DATA_DIR.
         demo = subprocess.run(
-            [sys.executable, "-m", "cli.main", "demo"],
+            [sys.executable, "-m", "tweezer.cli.main", "demo"],
             capture_output=True,
             text=True,
             timeout=120,
@@ -108,7 +108,15 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
         assert demo.stdout.count("status: DONE, result: {") == 2
 
         devices = subprocess.run(
-            [sys.executable, "-m", "cli.main", "device", "list", "--data-dir", str(data_dir)],
+            [
+                sys.executable,
+                "-m",
+                "tweezer.cli.main",
+                "device",
+                "list",
+                "--data-dir",
+                str(data_dir),
+            ],
             capture_output=True,
             text=True,
             timeout=60,
@@ -155,9 +163,15 @@ def test_tweezer_up_restarts_every_child_killed_mid_batch(tmp_path):
     terminal = tmp_path / "terminal.txt"
     with terminal.open("w") as out:
         up = tweezer_up(
-            port, data_dir, "--qpus", "EMU_FREE=1", "--verbose",
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+            port,
+            data_dir,
+            "--qpus",
+            "EMU_FREE=1",
+            "--verbose",
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
         info_path = data_dir / "cluster.json"  # there once the cluster serves
         info = json.loads(wait_for(lambda: info_path.exists() and info_path.read_text(), 60))
@@ -194,10 +208,22 @@ def test_tweezer_up_restarts_every_child_killed_mid_batch(tmp_path):
 def test_tweezer_up_refuses_a_policy_it_cannot_load(tmp_path):
     """Before any child starts: the message names the policy and what is allowed."""
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "up", "--data-dir", str(tmp_path / "data"),
-         "--port", str(free_port()), "--policy", "round-robin"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tweezer.cli.main",
+            "up",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--port",
+            str(free_port()),
+            "--policy",
+            "round-robin",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "unknown policy 'round-robin'" in done.stderr and "fair-share" in done.stderr
 
@@ -207,30 +233,44 @@ def test_commands_without_a_cluster_say_how_to_find_one(tmp_path, command):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWEEZER_")}
     env["PYTHONPATH"] = os.getcwd()
     found = subprocess.run(
-        [sys.executable, "-m", "cli.main", *command],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
-    )  # fmt: skip
+        [sys.executable, "-m", "tweezer.cli.main", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
     assert found.returncode == 2, found.stderr
     assert "Traceback" not in found.stderr
     assert f"no cluster in {tmp_path / '.tweezer'}" in found.stderr
     assert "--data-dir" in found.stderr and "TWEEZER_DATA_DIR" in found.stderr
     elsewhere = subprocess.run(
-        [sys.executable, "-m", "cli.main", *command],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        [sys.executable, "-m", "tweezer.cli.main", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
         env={**env, "TWEEZER_DATA_DIR": str(tmp_path / "nowhere")},
-    )  # fmt: skip
+    )
     assert elsewhere.returncode == 2 and "(from TWEEZER_DATA_DIR)" in elsewhere.stderr
 
 
 def test_demo_against_a_stopped_cluster_says_so(tmp_path):
     port = free_port()
-    (tmp_path / "cluster.json").write_text(json.dumps({
-        "api_url": f"http://127.0.0.1:{port}", "core_url": f"http://127.0.0.1:{port}/core-fast",
-    }))  # fmt: skip
+    (tmp_path / "cluster.json").write_text(
+        json.dumps(
+            {
+                "api_url": f"http://127.0.0.1:{port}",
+                "core_url": f"http://127.0.0.1:{port}/core-fast",
+            }
+        )
+    )
     demo = subprocess.run(
-        [sys.executable, "-m", "cli.main", "demo", "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "tweezer.cli.main", "demo", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert demo.returncode == 2 and "Traceback" not in demo.stderr
     assert f"API at http://127.0.0.1:{port} does not answer" in demo.stderr
 
@@ -243,8 +283,9 @@ def test_a_childs_log_is_rotated_and_echoed_only_when_verbose(tmp_path, capfd):
         pump_output(stream, tmp_path, "worker EMU_FREE-0", echo=False, max_bytes=2000)
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == [
-        "worker-EMU_FREE-0.log", *(f"worker-EMU_FREE-0.log.{i}" for i in range(1, LOG_BACKUPS + 1))
-    ]  # fmt: skip
+        "worker-EMU_FREE-0.log",
+        *(f"worker-EMU_FREE-0.log.{i}" for i in range(1, LOG_BACKUPS + 1)),
+    ]
     assert all(p.stat().st_size <= 2000 for p in tmp_path.iterdir())
     assert (tmp_path / "worker-EMU_FREE-0.log").read_text().endswith("line 399 of a chatty child\n")
     assert capfd.readouterr().err == ""
@@ -278,26 +319,48 @@ def test_a_killed_tweezer_up_takes_its_whole_cluster_with_it_and_frees_its_data_
         # While it runs, a second cluster on the data dir is refused, naming who holds it; so
         # is one on its port (it would crash-loop there, and its readiness reach the first).
         second = subprocess.run(
-            [sys.executable, "-m", "cli.main", "up", "--data-dir", str(data_dir),
-             "--port", str(free_port())],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tweezer.cli.main",
+                "up",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(free_port()),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert second.returncode == 2, second.stderr
         assert "is in use" in second.stderr and f"pid {up.pid}" in second.stderr
         assert "Traceback" not in second.stderr
         same_port = subprocess.run(
-            [sys.executable, "-m", "cli.main", "up", "--data-dir", str(tmp_path / "other"),
-             "--port", str(port)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tweezer.cli.main",
+                "up",
+                "--data-dir",
+                str(tmp_path / "other"),
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert same_port.returncode == 2 and f"127.0.0.1:{port}" in same_port.stderr
         assert json.loads((data_dir / "cluster.json").read_text())["api_url"].endswith(str(port))
 
         # SIGKILL, as the OOM killer sends it: nothing of the cluster survives.
         up.kill()
         up.wait()
-        wait_for(lambda: not any(p.is_running() and p.status() != "zombie" for p in processes),
-                 timeout_s=30)  # fmt: skip
+        wait_for(
+            lambda: not any(p.is_running() and p.status() != "zombie" for p in processes),
+            timeout_s=30,
+        )
     finally:
         if up.poll() is None:
             up.kill()

@@ -20,10 +20,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from core.accounts import Accounts
-from core.roles import Role
 from tests import sequences
 from tests.conftest import Account
+from tweezer.core.accounts import Accounts
+from tweezer.core.roles import Role
 
 SEQ = sequences.fixed()
 #: A tag a careless page would turn into markup.
@@ -42,8 +42,13 @@ def browser() -> Iterator[WebDriver]:
     assert chromium and chromedriver, "Debian's chromium and chromium-driver: run `make test`"
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1500,1100", "--disable-gpu"):  # fmt: skip
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1500,1100",
+        "--disable-gpu",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
     driver.set_page_load_timeout(30)
@@ -124,9 +129,12 @@ def test_an_administrator_logs_in_with_a_token_and_sees_usage_and_the_audit_log(
     browser.find_element(By.ID, "token").send_keys(admin.token)
     browser.find_element(By.ID, "login-button").click()
     wait(browser, lambda: browser.find_element(By.ID, "admin").is_displayed())
-    usage = wait(browser, lambda: browser.find_elements(
-        By.CSS_SELECTOR, f'#usage tr[data-project-id="{user.project_id}"]'
-    ))  # fmt: skip
+    usage = wait(
+        browser,
+        lambda: browser.find_elements(
+            By.CSS_SELECTOR, f'#usage tr[data-project-id="{user.project_id}"]'
+        ),
+    )
     assert "EMU_FREE" in usage[0].text
     wait(browser, lambda: "batch.create" in browser.find_element(By.ID, "audit").text)
     assert "(administrator)" in browser.find_element(By.ID, "who").text

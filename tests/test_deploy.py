@@ -14,16 +14,16 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cli.redis_server import (
+from tests.helpers import certificates, wait_for
+from tweezer.core.errors import ConfigurationError
+from tweezer.core.redis_client import check_access, connect
+from tweezer.core.settings import Settings
+from tweezer.launch.redis_server import (
     HASH_MAX_LISTPACK_VALUE,
     RedisServer,
     default_maxmemory_bytes,
     free_port,
 )
-from core.errors import ConfigurationError
-from core.redis_client import check_access, connect
-from core.settings import Settings
-from tests.helpers import certificates, wait_for
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
@@ -203,8 +203,11 @@ def test_docker_compose_config_when_compose_is_installed():
     try:
         done = subprocess.run(
             ["docker", "compose", "-f", str(DEPLOY / "compose.yaml"), "config", "--quiet"],
-            capture_output=True, text=True, env=env, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
     finally:
         (DEPLOY / "compose.env").unlink()
     assert done.returncode == 0, done.stderr

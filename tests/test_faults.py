@@ -10,10 +10,10 @@ import psutil
 import pytest
 from pasqal_cloud.errors import JobCreationError
 
-from core.hints import QPU_SECONDS_VARIABLE
-from core.store import Store
 from tests import sequences
 from tests.helpers import wait_for
+from tweezer.core.hints import QPU_SECONDS_VARIABLE
+from tweezer.core.store import Store
 
 
 @pytest.fixture(scope="module")

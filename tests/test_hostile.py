@@ -21,9 +21,6 @@ import requests
 from pasqal_cloud.errors import BatchCreationError, JobCreationError
 from requests.adapters import HTTPAdapter
 
-from cli.redis_server import default_maxmemory_bytes, free_port
-from core.accounts import Accounts
-from core.settings import Settings
 from tests import sequences
 from tests.conftest import Account
 from tests.helpers import (
@@ -37,6 +34,9 @@ from tests.helpers import (
     wait_for,
 )
 from tests.test_cli import tweezer_up
+from tweezer.core.accounts import Accounts
+from tweezer.core.settings import Settings
+from tweezer.launch.redis_server import default_maxmemory_bytes, free_port
 
 SEQ = sequences.parametrized()
 JOB = {"runs": 5, "variables": {"omega_max": 6}}
@@ -435,7 +435,15 @@ def test_another_account_can_neither_read_the_data_dir_nor_open_its_redis(tmp_pa
         listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
         assert "redis-server" in listing and password not in listing
         admin = subprocess.run(
-            [sys.executable, "-m", "cli.main", "device", "list", "--data-dir", str(data_dir)],
+            [
+                sys.executable,
+                "-m",
+                "tweezer.cli.main",
+                "device",
+                "list",
+                "--data-dir",
+                str(data_dir),
+            ],
             capture_output=True,
             text=True,
             timeout=60,

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from cli.main import main
+from tweezer.cli.main import main
 
 #: An ordinary SWF job: number, submit 0, wait 0, run 10 s, 1 processor, ... user 1, group 1,
 #: queue 1, no preceding job.
@@ -105,16 +105,21 @@ def trace_line(**changes: object) -> str:
 @pytest.mark.parametrize(
     ("line", "words"),
     [
-        ('{"id": "a", "submit_s": 0, "project": "p", "user": "u", "jobs": [{"qpu_s": Infinity}]}',
-         "jobs.0.qpu_s"),
-        ('{"id": "a", "submit_s": NaN, "project": "p", "user": "u", "jobs": [{"qpu_s": 1}]}',
-         "submit_s"),
+        (
+            '{"id": "a", "submit_s": 0, "project": "p", "user": "u",'
+            ' "jobs": [{"qpu_s": Infinity}]}',
+            "jobs.0.qpu_s",
+        ),
+        (
+            '{"id": "a", "submit_s": NaN, "project": "p", "user": "u", "jobs": [{"qpu_s": 1}]}',
+            "submit_s",
+        ),
         (trace_line(submit_s=1e12), "submit_s"),
         (trace_line(jobs=[{"qpu_s": 1, "runs": 10**12}]), "jobs.0.runs"),
         (trace_line(jobs=[{"qpu_s": 1}] * 100_001), "jobs"),
         (trace_line(jobs=[{"think_s": -1}]), "jobs.0.think_s"),
     ],
-)  # fmt: skip
+)
 def test_hostile_trace_lines_are_one_line_errors(tmp_path, capsys, line, words):
     trace = tmp_path / "t.jsonl"
     trace.write_text(trace_line(id="ok") + line.rstrip("\n") + "\n")
@@ -146,17 +151,18 @@ projects:
         ({"per_hour": "1e9", "duration": "1e9"}, "per_hour"),
         ({"per_hour": "1e5", "duration": "1e8"}, "batches"),  # each bound alone, not together
         ({"jobs": "{min: 1e12, max: 1e12}"}, "jobs.max"),
-        ({"jobs": "{min: 100000, max: 100000}", "per_hour": "1000", "duration": "3600000"},
-         "jobs"),
+        ({"jobs": "{min: 100000, max: 100000}", "per_hour": "1000", "duration": "3600000"}, "jobs"),
         ({"atoms": "{min: 1000, max: 1000}"}, "atoms"),  # the cost model's 2**atoms
         ({"duration": ".inf"}, "duration_s"),
     ],
-)  # fmt: skip
+)
 def test_hostile_workloads_are_one_line_errors(tmp_path, capsys, fields, words):
     values = {
-        "duration": "3600", "per_hour": "10", "jobs": "{min: 1, max: 1}",
+        "duration": "3600",
+        "per_hour": "10",
+        "jobs": "{min: 1, max: 1}",
         "atoms": "{min: 2, max: 2}",
-    } | fields  # fmt: skip
+    } | fields
     workload = tmp_path / "w.yaml"
     workload.write_text(WORKLOAD.format(**values))
     line = refused(capsys, "simulate", "--workload", str(workload), "--out", str(tmp_path / "o"))
@@ -165,9 +171,14 @@ def test_hostile_workloads_are_one_line_errors(tmp_path, capsys, fields, words):
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("--qpus", "EMU_FREE=²"), ("--qpus", "EMU_FREE=1000000000"), ("--shares", "p=nan"),
-     ("--shares", "p=inf"), ("--shares", "p=0")],
-)  # fmt: skip
+    [
+        ("--qpus", "EMU_FREE=²"),
+        ("--qpus", "EMU_FREE=1000000000"),
+        ("--shares", "p=nan"),
+        ("--shares", "p=inf"),
+        ("--shares", "p=0"),
+    ],
+)
 def test_hostile_options_are_one_line_errors(tmp_path, capsys, option, value):
     trace = tmp_path / "t.jsonl"
     trace.write_text(trace_line())
@@ -189,7 +200,7 @@ def test_a_project_named_like_tex_math_is_drawn_as_plain_text(tmp_path, capsys):
 
 
 def test_summaries_are_strict_json(tmp_path):
-    from scheduler.report import summary_json
+    from tweezer.lab.report import summary_json
 
     text = summary_json({"a": float("nan"), "b": [float("inf"), 1.5], "c": {"d": -float("inf")}})
     assert json.loads(text) == {"a": None, "b": [None, 1.5], "c": {"d": None}}

@@ -28,10 +28,10 @@ import requests
 import yaml
 from pulser.devices import AnalogDevice
 
-from cli.redis_server import RedisServer, free_port
 from tests import sequences
 from tests.conftest import Account, make_sdk
 from tests.helpers import wait_for
+from tweezer.launch.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).parent.parent
 #: Top-level packages of the checkout that are tools for its developers, never installed.
@@ -85,6 +85,41 @@ def read_dockerfile(path: Path) -> Dockerfile:
 
 
 @dataclass
+class LabProbe:
+    importable: list[str]
+    report: subprocess.CompletedProcess[str]
+
+
+def _lab_probe(venv: Path, root: Path) -> LabProbe:
+    """Which of the lab extra's packages the install holds, and what `tweezer report` says."""
+    python = str(venv / "bin" / "python")
+    found = subprocess.run(
+        [
+            python,
+            "-c",
+            "from tweezer.cli.main import LAB_MODULES as m; import importlib.util as u;"
+            " print(' '.join(sorted(x for x in m if u.find_spec(x))))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=_clean_env(),
+        check=True,
+    )
+    trace = root / "probe-trace.jsonl"
+    trace.write_text("".join(json.dumps(line) + "\n" for line in SMALL_TRACE))
+    report = subprocess.run(
+        [str(venv / "bin" / "tweezer"), "report", str(trace), "--out", str(root / "probe")],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=_clean_env(),
+        timeout=120,
+    )
+    return LabProbe(found.stdout.split(), report)
+
+
+@dataclass
 class Installed:
     """The image's file system as far as Tweezer goes: its work dir and its virtualenv."""
 
@@ -92,6 +127,8 @@ class Installed:
     workdir: Path
     venv: Path
     dockerfile: Dockerfile
+    #: What the image's install says of the lab's tools, probed before any test adds the extra.
+    lab_probe: LabProbe
 
     @property
     def python(self) -> Path:
@@ -103,8 +140,11 @@ class Installed:
     def site_packages(self) -> Path:
         found = subprocess.run(
             [str(self.python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-            capture_output=True, text=True, check=True, cwd=self.root,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=self.root,
+        )
         return Path(found.stdout.strip())
 
 
@@ -136,12 +176,16 @@ def installed() -> Iterator[Installed]:
     # The image's own command, with the virtualenv's pip for the image's.
     install = [str(venv / "bin" / "python"), "-m", *dockerfile.install]
     done = subprocess.run(
-        install, cwd=workdir, capture_output=True, text=True, timeout=600,
+        install,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**_clean_env(), **dockerfile.env},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     try:
-        yield Installed(root, workdir, venv, dockerfile)
+        yield Installed(root, workdir, venv, dockerfile, _lab_probe(venv, root))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -203,9 +247,12 @@ def test_the_installed_distribution_holds_every_file_of_the_checkouts_packages(i
     assert sorted(in_checkout - in_wheel) == []
     # Nothing of the checkout is imported: the modules come from the virtualenv.
     where = subprocess.run(
-        [str(installed.python), "-c", "import workers.drivers, cli; print(cli.__file__)"],
-        capture_output=True, text=True, cwd=installed.root, env=_clean_env(),
-    )  # fmt: skip
+        [str(installed.python), "-c", "import tweezer.workers.drivers as d; print(d.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=installed.root,
+        env=_clean_env(),
+    )
     assert where.returncode == 0, where.stderr
     assert where.stdout.startswith(str(installed.venv)), where.stdout
     check = subprocess.run(
@@ -288,9 +335,11 @@ def _served_batches(api_url: str, account: Account) -> None:
     assert emulated.status == "DONE", emulated.status
     assert sum(emulated.ordered_jobs[0].result.values()) == 20
     on_qpu = sdk.create_batch(
-        str(sequences.fresnel(AnalogDevice).to_abstract_repr()), [JOB], device_type="FRESNEL",
+        str(sequences.fresnel(AnalogDevice).to_abstract_repr()),
+        [JOB],
+        device_type="FRESNEL",
         wait=True,
-    )  # fmt: skip
+    )
     assert on_qpu.status == "DONE", on_qpu.status
     assert sum(on_qpu.ordered_jobs[0].result.values()) == 20
 
@@ -300,9 +349,14 @@ def _account(tweezer: Path, env: dict[str, str], cwd: Path) -> Account:
 
     def run(*args: str, stdin: str = "") -> str:
         done = subprocess.run(
-            [str(tweezer), *args], input=stdin, capture_output=True, text=True, env=env,
-            cwd=cwd, timeout=60,
-        )  # fmt: skip
+            [str(tweezer), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=cwd,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout.strip()
 
@@ -334,9 +388,12 @@ def test_the_images_commands_serve_batches_on_every_default_device_type(installe
             ]
             for replica in range(service.get("deploy", {}).get("replicas", 1)):
                 processes.start(
-                    f"{name}-{replica}", [*entrypoint, *command], env=env, cwd=installed.workdir,
+                    f"{name}-{replica}",
+                    [*entrypoint, *command],
+                    env=env,
+                    cwd=installed.workdir,
                     preexec_fn=_as_user(image.user, installed.python),
-                )  # fmt: skip
+                )
         api = f"http://127.0.0.1:{port}"
 
         def ready() -> bool:
@@ -370,12 +427,39 @@ SMALL_TRACE = [
 ]
 
 
-def test_tweezer_up_from_the_installed_wheel_in_another_directory(installed, tmp_path):
-    """The README's commands as an operator runs them after `pip install`, from a directory
-    that holds modules named like Tweezer's: none of the cluster's processes loads them."""
+def test_the_image_leaves_the_lab_out_and_its_commands_say_what_to_install(installed):
+    """The API, scheduler and worker image has none of the lab's packages; a lab command run
+    there names the extra instead of failing with a traceback."""
+    assert installed.lab_probe.importable == []
+    report = installed.lab_probe.report
+    assert report.returncode == 2, report.stdout + report.stderr
+    assert "pip install 'tweezer[lab]'" in report.stderr and "Traceback" not in report.stderr
+    assert "matplotlib is not installed" in report.stderr
+
+
+@pytest.fixture(scope="module")
+def with_lab(installed: Installed) -> Installed:
+    """The install with the lab extra added, as `pip install 'tweezer[lab]'` does."""
+    done = subprocess.run(
+        [str(installed.python), "-m", "pip", "install", "--no-compile", ".[lab]"],
+        cwd=installed.workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_clean_env(),
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return installed
+
+
+def test_tweezer_up_from_the_installed_wheel_in_another_directory(with_lab, tmp_path):
+    """The README's commands as an operator runs them after `pip install 'tweezer[lab]'`, from
+    a directory that holds modules named like Tweezer's: none of the cluster's processes loads
+    them."""
+    installed = with_lab
     cwd = tmp_path / "elsewhere"
     marker = tmp_path / "planted-code-ran"
-    for package in ("cli", "core", "api", "scheduler", "workers"):
+    for package in ("tweezer", "tweezer/cli", "cli", "core", "scheduler", "workers"):
         (cwd / package).mkdir(parents=True)
         (cwd / package / "__init__.py").write_text(PLANTED.format(marker=str(marker)))
         (cwd / package / "main.py").write_text(PLANTED.format(marker=str(marker)))
@@ -385,10 +469,20 @@ def test_tweezer_up_from_the_installed_wheel_in_another_directory(installed, tmp
     port = free_port()
     processes = Processes(tmp_path)
     up = processes.start(
-        "up", [tweezer, "up", "--port", str(port), "--data-dir", str(data_dir),
-               "--bridge-speedup", "200"],
-        cwd=cwd, env=env,
-    )  # fmt: skip
+        "up",
+        [
+            tweezer,
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--bridge-speedup",
+            "200",
+        ],
+        cwd=cwd,
+        env=env,
+    )
     try:
         try:
             wait_for(lambda: (data_dir / "cluster.json").exists() or up.poll() is not None, 90)
@@ -405,7 +499,7 @@ def test_tweezer_up_from_the_installed_wheel_in_another_directory(installed, tmp
             assert done.returncode == 0, done.stdout + done.stderr
             return done.stdout
 
-        # The soak's command loads from the install too (its modules and psutil, requests).
+        # The soak's command loads from the install too.
         assert "--faults" in run("chaos", "--help")
         status = run("status", "--data-dir", str(data_dir))
         assert "EMU_FREE-0" in status and "FRESNEL-0" in status

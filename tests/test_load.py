@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from core.accounts import Accounts
-from core.hints import QPU_SECONDS_VARIABLE
-from core.store import BatchQuery, Page
-from scheduler.traces import read_records
-from scheduler.workload import WorkloadError, plan, read_workload
 from tests import sequences
 from tests.helpers import wait_for
+from tweezer.core.accounts import Accounts
+from tweezer.core.hints import QPU_SECONDS_VARIABLE
+from tweezer.core.store import BatchQuery, Page
+from tweezer.lab.traces import read_records
+from tweezer.lab.workload import WorkloadError, plan, read_workload
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,7 +78,7 @@ def test_a_synthetic_device_predicts_the_time_a_load_test_gives_each_job(synthet
 
 
 def load(data_dir: Path, *args: str, **popen) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "cli.main", "load", *args, "--data-dir", str(data_dir)]
+    argv = [sys.executable, "-m", "tweezer.cli.main", "load", *args, "--data-dir", str(data_dir)]
     return subprocess.Popen(argv, cwd=ROOT, text=True, **popen)
 
 
@@ -102,8 +102,16 @@ def test_a_workload_through_the_sdk_is_recorded_and_replays_in_the_simulator(syn
     workload = tmp_path / "w.yaml"
     workload.write_text(WORKLOAD)
     trace = tmp_path / "run.jsonl"
-    done = load(data_dir, str(workload), "--speedup", "10", "--out", str(trace),
-                stderr=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    done = load(
+        data_dir,
+        str(workload),
+        "--speedup",
+        "10",
+        "--out",
+        str(trace),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     _, err = done.communicate(timeout=300)
     assert done.returncode == 0, err
     assert "submitted 7/7" in err and "errors 0" in err  # the progress line
@@ -124,11 +132,21 @@ def test_a_workload_through_the_sdk_is_recorded_and_replays_in_the_simulator(syn
     # keeps every choice clear of a race between an arrival and a QPU coming free, which the
     # scheduler sees a pass later than the simulator does.)
     sim = tmp_path / "sim"
-    argv = [sys.executable, "-m", "cli.main", "simulate", "--trace", str(trace), "--out", str(sim)]
+    argv = [
+        sys.executable,
+        "-m",
+        "tweezer.cli.main",
+        "simulate",
+        "--trace",
+        str(trace),
+        "--out",
+        str(sim),
+    ]
     subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
     with (sim / "batches.csv").open() as handle:
-        simulated = [row["id"] for row in sorted(csv.DictReader(handle),
-                                                 key=lambda r: float(r["start_s"]))]  # fmt: skip
+        simulated = [
+            row["id"] for row in sorted(csv.DictReader(handle), key=lambda r: float(r["start_s"]))
+        ]
     recorded = [r.id for r in sorted(records, key=lambda r: r.start_s)]
     agreement = sum(a == b for a, b in zip(simulated, recorded, strict=True)) / len(recorded)
     print(f"start order agreement, load vs simulate of its trace: {agreement:.0%}")
@@ -136,13 +154,29 @@ def test_a_workload_through_the_sdk_is_recorded_and_replays_in_the_simulator(syn
 
     # The same workload simulated from the file compares with the real run, batch for batch.
     planned = tmp_path / "planned"
-    argv = [sys.executable, "-m", "cli.main", "simulate", "--workload", str(workload),
-            "--out", str(planned)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "tweezer.cli.main",
+        "simulate",
+        "--workload",
+        str(workload),
+        "--out",
+        str(planned),
+    ]
     subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
     assert {r.id for r in read_records(planned / "trace.jsonl")[1]} == {r.id for r in records}
     report = tmp_path / "report"
-    argv = [sys.executable, "-m", "cli.main", "report", str(trace), str(planned / "trace.jsonl"),
-            "--out", str(report)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "tweezer.cli.main",
+        "report",
+        str(trace),
+        str(planned / "trace.jsonl"),
+        "--out",
+        str(report),
+    ]
     subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
     compared = json.loads((report / "summary.json").read_text())
     assert set(compared["runs"]) == {"run", "planned"}
@@ -160,8 +194,9 @@ def test_ctrl_c_stops_submitting_and_closes_open_batches(synthetic, tmp_path):
     trace = tmp_path / "stopped.jsonl"
     accounts = Accounts(cluster.client, cluster.settings.namespace)
     earlier = {p.id for p in accounts.projects()}  # other runs' projects
-    running = load(data_dir, str(workload), "--out", str(trace),
-                   stderr=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    running = load(
+        data_dir, str(workload), "--out", str(trace), stderr=subprocess.PIPE, stdout=subprocess.PIPE
+    )
 
     def mine() -> list:
         projects = [

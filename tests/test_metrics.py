@@ -13,9 +13,9 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.overview import QpuState
 from tests import sequences
 from tests.helpers import call_api, create_body
+from tweezer.core.overview import QpuState
 
 SEQ = sequences.fixed()
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -130,8 +130,13 @@ def test_unknown_paths_are_one_label(metered):
 def test_a_created_batch_is_one_201(metered):
     account = metered.new_account()
     before, _ = scrape(metered)
-    created = call_api(metered, account, "POST", "/api/v1/batches",
-                       json=create_body(account, SEQ, jobs=[{"runs": 1}]))  # fmt: skip
+    created = call_api(
+        metered,
+        account,
+        "POST",
+        "/api/v1/batches",
+        json=create_body(account, SEQ, jobs=[{"runs": 1}]),
+    )
     assert created.status_code == 201, created.text
     after, _ = scrape(metered)
     route = {"route": "/core-fast/api/v1/batches", "method": "POST"}

@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 import redis
 
-from cli.netns import ADDRESS, Hosts, can_make_namespaces
-from core.accounts import Accounts
-from core.settings import Settings
-from core.store import Store
 from tests import sequences
 from tests.conftest import Account, make_sdk, make_settings
 from tests.helpers import certificates, wait_for
+from tweezer.core.accounts import Accounts
+from tweezer.core.settings import Settings
+from tweezer.core.store import Store
+from tweezer.launch.netns import ADDRESS, Hosts, can_make_namespaces
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
@@ -53,7 +53,7 @@ class Spread:
         return {**os.environ, **self.settings.to_env(), **overrides}
 
     def start(self, name: str, host: str, *command: str, **env: str) -> subprocess.Popen:
-        argv = [sys.executable, "-m", "cli.main", *command]
+        argv = [sys.executable, "-m", "tweezer.cli.main", *command]
         process = self.hosts.run(host, argv, self.env(**env), self.logs / f"{name}.log")
         self.processes[name] = process
         return process
@@ -86,14 +86,41 @@ def spread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spread]:
     redis_dir = root / "redis"
     redis_dir.mkdir()
     server = subprocess.Popen(
-        ["ip", "netns", "exec", hosts.names["a"], "redis-server",
-         "--bind", ADDRESS["a"], "--port", "0", "--tls-port", "6380", "--protected-mode", "yes",
-         "--tls-cert-file", str(tls["redis.crt"]), "--tls-key-file", str(tls["redis.key"]),
-         "--tls-ca-cert-file", str(tls["ca.crt"]), "--tls-auth-clients", "no",
-         "--aclfile", str(root / "users.acl"), "--appendonly", "yes", "--appendfsync", "always",
-         "--dir", str(redis_dir), "--logfile", str(redis_dir / "redis.log")],
+        [
+            "ip",
+            "netns",
+            "exec",
+            hosts.names["a"],
+            "redis-server",
+            "--bind",
+            ADDRESS["a"],
+            "--port",
+            "0",
+            "--tls-port",
+            "6380",
+            "--protected-mode",
+            "yes",
+            "--tls-cert-file",
+            str(tls["redis.crt"]),
+            "--tls-key-file",
+            str(tls["redis.key"]),
+            "--tls-ca-cert-file",
+            str(tls["ca.crt"]),
+            "--tls-auth-clients",
+            "no",
+            "--aclfile",
+            str(root / "users.acl"),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            str(redis_dir),
+            "--logfile",
+            str(redis_dir / "redis.log"),
+        ],
         start_new_session=True,
-    )  # fmt: skip
+    )
 
     def url(user: str) -> str:
         return f"rediss://{user}:{passwords[user]}@{ADDRESS['a']}:6380/0"
@@ -187,8 +214,15 @@ def test_a_qpu_added_on_another_host_is_served_without_restarting_anything(sprea
     """One command on host C with one setting (TWEEZER_QPUS naming a third EMU_FREE QPU): the
     API and the scheduler, started with two, give it batches once its worker announces it."""
     sdk = spread.sdk(spread.account())
-    spread.start("worker-c2", "c", "worker", "--qpu", "EMU_FREE-2",
-                 TWEEZER_REDIS_URL=spread.worker_url, TWEEZER_QPUS="EMU_FREE=3")  # fmt: skip
+    spread.start(
+        "worker-c2",
+        "c",
+        "worker",
+        "--qpu",
+        "EMU_FREE-2",
+        TWEEZER_REDIS_URL=spread.worker_url,
+        TWEEZER_QPUS="EMU_FREE=3",
+    )
     wait_for(lambda: "ready." in (spread.logs / "worker-c2.log").read_text(), timeout_s=60)
     holders = [sdk.create_batch(SEQ, [], open=True, device_type="EMU_FREE") for _ in range(2)]
     for holder in holders:  # the two configured QPUs are busy...
@@ -208,8 +242,18 @@ def test_a_qpu_added_on_another_host_is_served_without_restarting_anything(sprea
 
 def test_wrong_credentials_or_no_tls_are_refused_and_say_so(spread):
     def worker(url: str) -> subprocess.CompletedProcess[str]:
-        argv = ["ip", "netns", "exec", spread.hosts.names["c"], sys.executable, "-m",
-                "cli.main", "worker", "--qpu", "EMU_FREE-1"]  # fmt: skip
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            spread.hosts.names["c"],
+            sys.executable,
+            "-m",
+            "tweezer.cli.main",
+            "worker",
+            "--qpu",
+            "EMU_FREE-1",
+        ]
         env = spread.env(TWEEZER_REDIS_URL=url)
         if not url.startswith("rediss://"):
             env.pop("TWEEZER_REDIS_TLS_CA_FILE")
@@ -230,7 +274,7 @@ def test_wrong_credentials_or_no_tls_are_refused_and_say_so(spread):
 
 def test_secrets_show_in_no_process_list_and_no_log(spread):
     listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "cli.main worker" in listing
+    assert "tweezer.cli.main worker" in listing
     logs = "".join(p.read_text(errors="replace") for p in spread.logs.glob("*.log"))
     assert "ready." in logs
     for secret in (*spread.passwords.values(), spread.settings.auth_secret):

@@ -13,11 +13,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from core.accounts import Accounts
-from core.audit import AuditLog
-from core.status import BatchStatus, JobStatus
-from core.store import Store
 from tests.test_store import new_batch
+from tweezer.core.accounts import Accounts
+from tweezer.core.audit import AuditLog
+from tweezer.core.status import BatchStatus, JobStatus
+from tweezer.core.store import Store
 
 NS = "t"
 T0 = 1_800_000_000_000_000

@@ -10,19 +10,19 @@ import random
 
 import pytest
 
-from cli.main import main
-from core.errors import ConfigurationError
-from core.execution import Execution
-from core.records import Batch, Job
-from core.status import BatchStatus, JobStatus
-from core.store import Store
-from scheduler.loop import Scheduler
-from scheduler.policies import ShortestFirst, load_policy
-from scheduler.report import CSV_COLUMNS, percentile
-from scheduler.simulator import Outcome, SimBatch, SimJob, Simulation
-from scheduler.traces import TraceError, read_swf, read_trace
 from tests.conftest import make_settings
 from tests.test_scheduler import RecordingProducer
+from tweezer.cli.main import main
+from tweezer.core.errors import ConfigurationError
+from tweezer.core.execution import Execution
+from tweezer.core.records import Batch, Job
+from tweezer.core.status import BatchStatus, JobStatus
+from tweezer.core.store import Store
+from tweezer.lab.report import CSV_COLUMNS, percentile
+from tweezer.lab.traces import TraceError, read_swf, read_trace
+from tweezer.scheduler.loop import Scheduler
+from tweezer.scheduling.policies import ShortestFirst, load_policy
+from tweezer.scheduling.simulator import Outcome, SimBatch, SimJob, Simulation
 
 NS = "t"
 SECOND = 1_000_000
@@ -257,10 +257,14 @@ def test_swf_lines_become_batches(tmp_path):
     loop = batches["1"]
     assert (loop.user, loop.project, loop.priority, loop.open) == ("7", "3", "HIGH", True)
     assert [(j.qpu_s, j.think_s) for j in loop.jobs] == [
-        (25.0, 0.0), (25.0, 0.0), (25.0, 0.0), (25.0, 0.0),  # job 1: 4 processors x 25 s
+        (25.0, 0.0),
+        (25.0, 0.0),
+        (25.0, 0.0),
+        (25.0, 0.0),  # job 1: 4 processors x 25 s
         (30.0, 15.0),  # job 3, 15 s after job 1 ended
-        (10.0, 5.0), (10.0, 0.0),  # job 6: 2 processors
-    ]  # fmt: skip
+        (10.0, 5.0),
+        (10.0, 0.0),  # job 6: 2 processors
+    ]
     assert loop.hold_s == 100 + 30 + 20 + 15 + 5
     # Allocated processors unknown: the requested ones; queue 3 is LOW.
     assert [j.qpu_s for j in batches["2"].jobs] == [25.0, 25.0]
@@ -332,8 +336,8 @@ def test_tweezer_simulate_refuses_bad_options(tmp_path, capsys):
 
 def test_the_simulator_takes_a_live_state_to_forecast_from():
     """QPUs already busy and usage already counted, as a forecast from a live cluster starts."""
-    from scheduler.policies import Holding
-    from scheduler.simulator import Busy
+    from tweezer.scheduling.simulator import Busy
+    from tweezer.scheduling.snapshot import Holding
 
     waiting = [closed("x", 0, "A", "MEDIUM", 5), closed("y", 0, "B", "MEDIUM", 5)]
     sim = Simulation(load_policy("fair-share"), {"EMU_FREE": 1}, usage={"EMU_FREE": {"A": 50}})

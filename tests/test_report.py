@@ -11,21 +11,34 @@ import time
 
 import matplotlib.image
 
-from cli.main import main
-from scheduler.runs import read_run
-from scheduler.traces import read_records, read_swf
 from tests import sequences
 from tests.helpers import run_admin, wait_for
+from tweezer.cli.main import main
+from tweezer.lab.runs import read_run
+from tweezer.lab.traces import read_records, read_swf
 
 #: One QPU; under fifo the batches start at 0, 10, 20, 21 and wait 0, 9, 18, 18.
 TINY = [
     {"id": "a1", "submit_s": 0, "project": "a", "user": "ua", "jobs": [{"qpu_s": 10}]},
     {"id": "a2", "submit_s": 1, "project": "a", "user": "ua", "jobs": [{"qpu_s": 10}]},
-    {"id": "b1", "submit_s": 2, "project": "b", "user": "ub", "priority": "LOW",
-     "jobs": [{"qpu_s": 1}]},
-    {"id": "c1", "submit_s": 3, "project": "c", "user": "uc", "priority": "HIGH", "open": True,
-     "jobs": [{"qpu_s": 2}, {"qpu_s": 2, "think_s": 3}]},
-]  # fmt: skip
+    {
+        "id": "b1",
+        "submit_s": 2,
+        "project": "b",
+        "user": "ub",
+        "priority": "LOW",
+        "jobs": [{"qpu_s": 1}],
+    },
+    {
+        "id": "c1",
+        "submit_s": 3,
+        "project": "c",
+        "user": "uc",
+        "priority": "HIGH",
+        "open": True,
+        "jobs": [{"qpu_s": 2}, {"qpu_s": 2, "think_s": 3}],
+    },
+]
 
 
 def test_report_compares_two_policies_in_numbers_and_pictures(tmp_path, capsys):
@@ -140,10 +153,21 @@ def test_a_clusters_history_exports_as_a_trace_and_replays(cluster, tmp_path):
 
 def test_export_says_when_there_is_nothing_to_export(cluster):
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "trace", "export", "--since", "2999-01-01T00:00:00"],
+        [
+            sys.executable,
+            "-m",
+            "tweezer.cli.main",
+            "trace",
+            "export",
+            "--since",
+            "2999-01-01T00:00:00",
+        ],
         capture_output=True,
         text=True,
-        env={"TWEEZER_REDIS_URL": cluster.settings.redis_url,
-             "TWEEZER_NAMESPACE": cluster.settings.namespace, "PATH": ""},
-    )  # fmt: skip
+        env={
+            "TWEEZER_REDIS_URL": cluster.settings.redis_url,
+            "TWEEZER_NAMESPACE": cluster.settings.namespace,
+            "PATH": "",
+        },
+    )
     assert done.returncode == 1 and "no batch to export" in done.stderr

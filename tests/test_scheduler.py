@@ -12,16 +12,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from core.celery_config import RUN_JOBS_TASK
-from core.device_status import DeviceStatuses
-from core.execution import Execution
-from core.liveness import Liveness
-from core.status import BatchStatus, DeviceStatus, JobStatus
-from core.store import Store
-from scheduler.loop import Scheduler
-from scheduler.policies import BUILT_IN, load_policy
 from tests.conftest import make_settings
 from tests.test_store import NS, QPU, SECOND, T0, new_batch
+from tweezer.core.celery_config import RUN_JOBS_TASK
+from tweezer.core.device_status import DeviceStatuses
+from tweezer.core.execution import Execution
+from tweezer.core.liveness import Liveness
+from tweezer.core.status import BatchStatus, DeviceStatus, JobStatus
+from tweezer.core.store import Store
+from tweezer.scheduler.loop import Scheduler
+from tweezer.scheduling.policies import BUILT_IN, load_policy
 
 
 @dataclass

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from core.device_types import DeviceKind
-from core.errors import ConfigurationError
-from core.settings import Settings
+from tweezer.core.device_types import DeviceKind
+from tweezer.core.errors import ConfigurationError
+from tweezer.core.settings import Settings
 
 
 def test_round_trip_through_the_environment():

@@ -12,14 +12,14 @@ import time
 
 import pytest
 
-from core.execution import Execution
-from core.keys import Keys
-from core.liveness import Liveness
-from core.overview import QpuState, overview_json, read_overview
-from core.store import Store
 from tests import sequences
 from tests.helpers import call_api, wait_for
 from tests.test_store import NS, QPU, SECOND, T0, Granting, new_batch
+from tweezer.core.execution import Execution
+from tweezer.core.keys import Keys
+from tweezer.core.liveness import Liveness
+from tweezer.core.overview import QpuState, overview_json, read_overview
+from tweezer.core.store import Store
 
 SEQ = sequences.fixed()
 
@@ -73,8 +73,11 @@ def test_a_computing_qpu_its_batch_workers_scheduler_queue_and_rate(parts, redis
     }
     assert document["qpus"][0]["workers_alive"] == 1
     assert document["queue"][1] == {
-        "device_type": "EMU_FREE", "priority": "MEDIUM", "batches": 1, "oldest_waiting_s": 24.0,
-    }  # fmt: skip
+        "device_type": "EMU_FREE",
+        "priority": "MEDIUM",
+        "batches": 1,
+        "oldest_waiting_s": 24.0,
+    }
     assert document["batches"] == {"EMU_FREE": {"PENDING": 1, "RUNNING": 1}}
     # The second job is dispatched, not claimed yet: still PENDING (in flight on the QPU).
     assert document["jobs"] == {"EMU_FREE": {"DONE": 1, "PENDING": 2}}
@@ -122,31 +125,48 @@ def test_a_job_keeps_each_attempt_and_its_whole_error(parts, redis_only):
         (T0 + 6 * SECOND, T0 + 7 * SECOND),
     ]
     # `tweezer status --batch ID` prints them, the error whole.
-    env = {**os.environ, "TWEEZER_REDIS_URL": _url(redis_only), "TWEEZER_NAMESPACE": NS,
-           "TWEEZER_QPUS": "EMU_FREE=1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "TWEEZER_REDIS_URL": _url(redis_only),
+        "TWEEZER_NAMESPACE": NS,
+        "TWEEZER_QPUS": "EMU_FREE=1",
+    }
     shown = subprocess.run(
-        [sys.executable, "-m", "cli.main", "status", "--batch", batch.id],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "tweezer.cli.main", "status", "--batch", batch.id],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert shown.returncode == 0, shown.stderr
     assert f"  attempt 1  {QPU}  host-a:17" in shown.stdout and "LOST" in shown.stdout
     assert "ValueError: " + "long " * 39 + "long" in shown.stdout
     as_json = subprocess.run(
-        [sys.executable, "-m", "cli.main", "status", "--batch", batch.id, "--json"],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "tweezer.cli.main", "status", "--batch", batch.id, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     [job_json] = json.loads(as_json.stdout)["jobs"]
     assert job_json["errors"] == [message]
     assert [a["outcome"] for a in job_json["history"]] == ["LOST", "ERROR"]
 
 
 def test_watch_redraws_in_place_until_ctrl_c(redis_only):
-    env = {**os.environ, "TWEEZER_REDIS_URL": _url(redis_only), "TWEEZER_NAMESPACE": NS,
-           "TWEEZER_QPUS": "EMU_FREE=1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "TWEEZER_REDIS_URL": _url(redis_only),
+        "TWEEZER_NAMESPACE": NS,
+        "TWEEZER_QPUS": "EMU_FREE=1",
+    }
     watching = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "status", "--watch", "0.2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+        [sys.executable, "-m", "tweezer.cli.main", "status", "--watch", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     time.sleep(3)
     watching.send_signal(signal.SIGINT)
     out, err = watching.communicate(timeout=30)
@@ -175,14 +195,24 @@ def test_status_json_of_a_held_qpu_and_a_queue(busy):
     waiting = busy.sdk(other).create_batch(SEQ, [{"runs": 3}, {"runs": 4}], device_type="EMU_FREE")
     env = {**os.environ, **busy.settings.to_env()}
     shown = subprocess.run(
-        [sys.executable, "-m", "cli.main", "status", "--json"],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "tweezer.cli.main", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert shown.returncode == 0, shown.stderr
     status = json.loads(shown.stdout)
     assert set(status) == {
-        "at", "qpus", "schedulers", "queue", "oldest_waiting_s", "jobs_per_s", "batches", "jobs",
-    }  # fmt: skip
+        "at",
+        "qpus",
+        "schedulers",
+        "queue",
+        "oldest_waiting_s",
+        "jobs_per_s",
+        "batches",
+        "jobs",
+    }
     [qpu] = status["qpus"]
     [scheduler] = status["schedulers"]
     assert scheduler["alive"] and scheduler["leases"] == ["EMU_FREE-0"]
@@ -221,9 +251,12 @@ def test_status_json_of_a_held_qpu_and_a_queue(busy):
     assert status["batches"] == {"EMU_FREE": {"PENDING": 1, "RUNNING": 1}}
     assert status["jobs"] == {"EMU_FREE": {"DONE": 1, "PENDING": 2}}
     text = subprocess.run(
-        [sys.executable, "-m", "cli.main", "status"],
-        capture_output=True, text=True, env=env, timeout=60,
-    ).stdout  # fmt: skip
+        [sys.executable, "-m", "tweezer.cli.main", "status"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    ).stdout
     assert all(len(line) <= 80 for line in text.splitlines())
     assert "EMU_FREE-0    held_idle  UP" in text and f"batch {held.id}" in text
     assert "open, idle" in text and "shots 7/7" in text

@@ -9,27 +9,27 @@ import uuid
 import pytest
 import redis
 
-from core.accounts import Accounts
-from core.audit import AuditLog
-from core.costs import Costs, emulator_default
-from core.counters import parse_totals
-from core.decay import decayed
-from core.device_types import DeviceKind, device_type_of_qpu
-from core.errors import QuotaExceeded, RateLimited
-from core.execution import Execution
-from core.keys import _PATTERNS, Keys, lua_functions
-from core.qpu import Lease, OpenBatchHold, QpuControl
-from core.ratelimit import RateLimiter
-from core.records import Batch, Job
-from core.replies import Reconciled
-from core.status import BatchStatus, JobStatus
-from core.store import BatchQuery, JobQuery, Page, Store
-from core.timefmt import now_us
-from scheduler.loop import Scheduler
-from scheduler.policies import FairShare
-from scheduler.snapshot import SnapshotReader
 from tests.conftest import make_settings
-from workers.runner import execute_job
+from tweezer.core.accounts import Accounts
+from tweezer.core.audit import AuditLog
+from tweezer.core.costs import Costs, emulator_default
+from tweezer.core.counters import parse_totals
+from tweezer.core.decay import decayed
+from tweezer.core.device_types import DeviceKind, device_type_of_qpu
+from tweezer.core.errors import QuotaExceeded, RateLimited
+from tweezer.core.execution import Execution
+from tweezer.core.keys import _PATTERNS, Keys, lua_functions
+from tweezer.core.qpu import Lease, OpenBatchHold, QpuControl
+from tweezer.core.ratelimit import RateLimiter
+from tweezer.core.records import Batch, Job
+from tweezer.core.replies import Reconciled
+from tweezer.core.status import BatchStatus, JobStatus
+from tweezer.core.store import BatchQuery, JobQuery, Page, Store
+from tweezer.core.timefmt import now_us
+from tweezer.scheduler.loop import Scheduler
+from tweezer.scheduler.reader import SnapshotReader
+from tweezer.scheduling.policies import FairShare
+from tweezer.workers.runner import execute_job
 
 NS = "t"
 QPU = "EMU_FREE-0"
@@ -491,8 +491,9 @@ def test_totals_of_an_earlier_version_are_counted_from_the_records_once(parts, r
     redis_only.sadd(store.keys.projects(), "p")
     assert store.migrate() == 1
     assert redis_only.hgetall(store.keys.project_batch_counts("p")) == {
-        "RUNNING": "1", "PENDING": "1"
-    }  # fmt: skip
+        "RUNNING": "1",
+        "PENDING": "1",
+    }
     expected = {
         ("batch", "EMU_FREE", "RUNNING"): 1,
         ("batch", "EMU_FREE", "PENDING"): 1,
@@ -618,14 +619,16 @@ def test_lists_page_and_count_exactly_whatever_the_filters(parts, desc):
             total, found = store.query_batches(query, Page(offset, limit, desc))
             assert total == len(expected), query
             assert [b.id for b in found] == [b.id for b in expected[offset : offset + limit]], (
-                query, offset, limit
-            )  # fmt: skip
+                query,
+                offset,
+                limit,
+            )
 
 
 def test_the_snapshot_reads_every_waiting_batch_however_many_calls_it_takes(parts, monkeypatch):
     """The waiting batches' fields come in one script reply per ROWS_PER_CALL batches."""
     store, _, _ = parts
-    monkeypatch.setattr("scheduler.snapshot.ROWS_PER_CALL", 2)
+    monkeypatch.setattr("tweezer.scheduler.reader.ROWS_PER_CALL", 2)
     made = [new_batch(store, runs=(1,) * (i + 1), now=T0 + i)[0] for i in range(5)]
     store.redis.hset(store.keys.batch(made[3].id), "predicted_qpu_s", "2.5")
     read = SnapshotReader(store.redis, NS, 3600).read("EMU_FREE", [], 100, T0 + 10)

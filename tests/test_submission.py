@@ -14,14 +14,14 @@ import pytest
 from pulser import Pulse, Register, Sequence
 from pulser.devices import MockDevice
 
-import api.submission as submission
-from api.schemas import CreateBatchIn
-from api.submission import Checked, CheckedSequences, Submission
-from core.devices import device_registry
-from core.errors import InvalidSequence
-from core.records import Principal
-from core.settings import Settings
+import tweezer.api.submission as submission
 from tests import sequences
+from tweezer.api.schemas import CreateBatchIn
+from tweezer.api.submission import Checked, CheckedSequences, Submission
+from tweezer.core.devices import device_registry
+from tweezer.core.errors import InvalidSequence
+from tweezer.core.records import Principal
+from tweezer.core.settings import Settings
 
 SETTINGS = Settings(qpus={"EMU_FREE": 1})
 PROJECT = str(uuid.uuid4())

@@ -4,6 +4,7 @@ forbids reaches the caller as a typed error (a 409 on the API), never a 500."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -12,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import InvalidTransition
-from core.replies import Reply
-from core.scripts import SCRIPT_NAMES, script_source
-from core.status import (
+from tests.helpers import call_api, hold_qpu
+from tests.sequences import parametrized
+from tests.test_store import NS, T0, new_batch
+from tweezer.core.errors import InvalidTransition
+from tweezer.core.replies import Reply
+from tweezer.core.scripts import SCRIPT_NAMES, script_source
+from tweezer.core.status import (
     BATCH_TRANSITIONS,
     JOB_TRANSITIONS,
     BatchStatus,
@@ -24,12 +28,9 @@ from core.status import (
     WebhookOutcome,
     WebhookState,
 )
-from core.store import Store
-from tests.helpers import call_api, hold_qpu
-from tests.sequences import parametrized
-from tests.test_store import NS, T0, new_batch
+from tweezer.core.store import Store
 
-LUA_DIR = Path(str(resources.files("core").joinpath("lua")))
+LUA_DIR = Path(str(resources.files("tweezer.core").joinpath("lua")))
 ROOT = Path(__file__).resolve().parent.parent
 ENUMS = (JobStatus, BatchStatus, DeviceStatus, WebhookState)
 WORDS = {s.value for enum in ENUMS for s in enum} | {r.value for r in Reply}
@@ -63,11 +64,10 @@ def test_no_python_module_but_replies_reads_a_reply_code():
     """Callers get typed results: only core/replies.py looks at a reply's first item."""
     readers = [
         path.relative_to(ROOT).as_posix()
-        for folder in ("api", "core", "scheduler", "workers", "cli")
-        for path in (ROOT / folder).rglob("*.py")
+        for path in (ROOT / "tweezer").rglob("*.py")
         if "reply[0]" in path.read_text()
     ]
-    assert readers == ["core/replies.py"]
+    assert readers == ["tweezer/core/replies.py"]
 
 
 def test_the_transition_tables_hold_only_moves_that_happen():
@@ -117,7 +117,7 @@ def test_the_scheduler_learns_names_without_pulser_argon2_or_jwt():
     """Device types, QPU names and priorities are plain modules (core/device_types.py,
     core/priorities.py, core/roles.py): the scheduler imports none of the heavy libraries."""
     probe = (
-        "import sys, scheduler.loop; "
+        "import sys, tweezer.scheduler.loop; "
         "print(','.join(m for m in ('pulser', 'argon2', 'jwt', 'qutip', 'flask') "
         "if m in sys.modules))"
     )
@@ -125,3 +125,42 @@ def test_the_scheduler_learns_names_without_pulser_argon2_or_jwt():
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == ""
+
+
+#: Which rooms each room may import (docs/design.md, "Rooms").
+ROOM_IMPORTS = {
+    "core": set(),
+    "api": {"core"},
+    "scheduler": {"core", "scheduling"},
+    "workers": {"core"},
+    "scheduling": {"core"},
+    "lab": {"core", "scheduling", "launch"},
+    "launch": {"core"},
+    "cli": {"core", "api", "scheduler", "workers", "scheduling", "lab", "launch"},
+}
+
+
+def test_each_room_imports_only_the_rooms_below_it():
+    """The daemon never imports the lab, the lab never the command line, core nothing of ours:
+    every import of every module, those inside functions included."""
+    package = ROOT / "tweezer"
+    assert {p.name for p in package.iterdir() if (p / "__init__.py").exists()} == set(ROOM_IMPORTS)
+    wrong = []
+    for path in package.rglob("*.py"):
+        room = path.relative_to(package).parts[0]
+        if room not in ROOM_IMPORTS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for name in names:
+                parts = name.split(".")
+                other = parts[1] if parts[0] == "tweezer" and len(parts) > 1 else room
+                if other != room and other not in ROOM_IMPORTS[room]:
+                    wrong.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert wrong == []

@@ -21,13 +21,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psutil
 import pytest
 
-from core.accounts import Accounts
-from core.errors import WebhookRefused
-from core.keys import Keys
-from core.records import Batch
-from core.status import BatchStatus, WebhookState
-from core.store import Store
-from core.webhooks import (
+from tests import sequences
+from tests.conftest import Account, make_settings
+from tests.helpers import call_api, certificates, wait_for
+from tweezer.core.accounts import Accounts
+from tweezer.core.errors import WebhookRefused
+from tweezer.core.keys import Keys
+from tweezer.core.records import Batch
+from tweezer.core.status import BatchStatus, WebhookState
+from tweezer.core.store import Store
+from tweezer.core.webhooks import (
     BATCH_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -37,10 +40,7 @@ from core.webhooks import (
     sign,
     verify,
 )
-from scheduler.webhooks import SECOND_US, WebhookSender, lease_s, next_attempt_us
-from tests import sequences
-from tests.conftest import Account, make_settings
-from tests.helpers import call_api, certificates, wait_for
+from tweezer.scheduler.webhooks import SECOND_US, WebhookSender, lease_s, next_attempt_us
 
 T0 = 1_800_000_000 * SECOND_US
 SECRET = "s3cret"
@@ -119,14 +119,32 @@ def tls_receiver(tmp_path) -> Iterator[tuple[Receiver, str]]:
 
 @pytest.mark.parametrize(
     "address",
-    ["127.0.0.1", "::1", "::ffff:127.0.0.1", "169.254.169.254", "10.1.2.3", "172.16.0.9",
-     "192.168.1.1", "100.64.0.1", "fc00::1", "fe80::1", "0.0.0.0", "224.0.0.1",
-     # IPv6 forms that carry an inside IPv4 address: IPv4-compatible, IPv4-translated, NAT64
-     # (169.254.169.254 where NAT64 runs), 6to4, Teredo; and site-local, NAT64 local-use.
-     "::127.0.0.1", "::ffff:0:127.0.0.1", "64:ff9b::127.0.0.1", "64:ff9b::a9fe:a9fe",
-     "2002:7f00:1::", "2002:a9fe:a9fe::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
-     "fec0::1", "64:ff9b:1::a00:1"],
-)  # fmt: skip
+    [
+        "127.0.0.1",
+        "::1",
+        "::ffff:127.0.0.1",
+        "169.254.169.254",
+        "10.1.2.3",
+        "172.16.0.9",
+        "192.168.1.1",
+        "100.64.0.1",
+        "fc00::1",
+        "fe80::1",
+        "0.0.0.0",
+        "224.0.0.1",
+        # IPv6 forms that carry an inside IPv4 address: IPv4-compatible, IPv4-translated, NAT64
+        # (169.254.169.254 where NAT64 runs), 6to4, Teredo; and site-local, NAT64 local-use.
+        "::127.0.0.1",
+        "::ffff:0:127.0.0.1",
+        "64:ff9b::127.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+        "2002:7f00:1::",
+        "2002:a9fe:a9fe::1",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+        "fec0::1",
+        "64:ff9b:1::a00:1",
+    ],
+)
 def test_inside_addresses_are_refused(address):
     with pytest.raises(WebhookRefused, match="loopback, link-local or private"):
         check_addresses("hooks.example.org", [address], Allowlist())
@@ -199,10 +217,17 @@ def test_backoff_doubles_up_to_five_minutes_and_gives_up_after_the_retry_window(
 def _finished_batch(client, settings, webhook: str | None) -> Batch:
     store = Store(client, settings.namespace)
     batch = Batch(
-        id=str(uuid.uuid4()), project_id="p", user_id="u", device_type="EMU_FREE",
-        status=BatchStatus.PENDING, open=True, queue_priority="MEDIUM", created_us=0,
-        updated_us=0, webhook=webhook,
-    )  # fmt: skip
+        id=str(uuid.uuid4()),
+        project_id="p",
+        user_id="u",
+        device_type="EMU_FREE",
+        status=BatchStatus.PENDING,
+        open=True,
+        queue_priority="MEDIUM",
+        created_us=0,
+        updated_us=0,
+        webhook=webhook,
+    )
     store.create_batch(batch, [], T0)
     store.cancel_batch(batch.id, T0, "u")  # ends it: the delivery is due now
     return batch
@@ -271,8 +296,10 @@ def test_a_receiver_that_never_answers_is_given_up_after_the_retry_window(redis_
         now += SECOND_US
     # Tried at 0, 1, 3 s; the next (7 s) is past the 5 s window.
     assert [a["at"] for a in store.webhook_deliveries(batch.id)] == [
-        T0, T0 + SECOND_US, T0 + 3 * SECOND_US
-    ]  # fmt: skip
+        T0,
+        T0 + SECOND_US,
+        T0 + 3 * SECOND_US,
+    ]
     assert store.get_batch(batch.id).webhook_state == WebhookState.FAILED
 
 
@@ -324,8 +351,9 @@ def test_no_secret_no_call(redis_only, receiver):
 
 def test_two_senders_never_make_the_same_delivery_at_once(redis_only, receiver):
     receiver.hang = threading.Event()
-    one = _sender(redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1",
-                  webhook_timeout_s=30)  # fmt: skip
+    one = _sender(
+        redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1", webhook_timeout_s=30
+    )
     two = WebhookSender(redis_only, one.settings)
     _finished_batch(redis_only, one.settings, receiver.url)
     first = threading.Thread(target=one.run_once, args=(T0,))
@@ -344,8 +372,9 @@ def test_an_attempt_is_recorded_before_sending_and_a_dying_sender_runs_out_of_at
 ):
     """A delivery that kills its sender every time (claimed, never finished) still ends: each
     claim records an attempt first, the next claim marks it lost, the cap ends it."""
-    sender = _sender(redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1",
-                     webhook_max_attempts=3)  # fmt: skip
+    sender = _sender(
+        redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1", webhook_max_attempts=3
+    )
     batch = _finished_batch(redis_only, sender.settings, "http://127.0.0.1:9/never")
     store = Store(redis_only, sender.settings.namespace)
     lease_us = int(lease_s(sender.settings) * SECOND_US)
@@ -451,8 +480,9 @@ def _not_http(connection: socket.socket) -> None:
 def test_slow_and_huge_answers_hold_nobody_else_and_only_the_status_line_is_read(
     redis_only, receiver
 ):
-    sender = _sender(redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1",
-                     webhook_timeout_s=1.5)  # fmt: skip
+    sender = _sender(
+        redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1", webhook_timeout_s=1.5
+    )
     store = Store(redis_only, sender.settings.namespace)
     stop = threading.Event()
     with (
@@ -464,10 +494,13 @@ def test_slow_and_huge_answers_hold_nobody_else_and_only_the_status_line_is_read
         batches = {
             name: _finished_batch(redis_only, sender.settings, url)
             for name, url in [
-                ("dripping", dripping.url), ("slow_headers", slow_headers.url),
-                ("huge", huge.url), ("stranger", stranger.url), ("good", receiver.url),
+                ("dripping", dripping.url),
+                ("slow_headers", slow_headers.url),
+                ("huge", huge.url),
+                ("stranger", stranger.url),
+                ("good", receiver.url),
             ]
-        }  # fmt: skip
+        }
         started = time.monotonic()
         assert sender.run_once(T0) == 5
         took = time.monotonic() - started
@@ -515,8 +548,13 @@ def test_the_api_refuses_inside_webhooks_and_stores_nothing(cluster):
         ("http://[fec0::1]/", "fec0::1, a loopback, link-local or private address"),
         ("gopher://example.org/", "not an http:// or https:// URL"),
     ]:
-        body = {"sequence_builder": SEQ, "jobs": [{"runs": 1}], "device_type": "EMU_FREE",
-                "project_id": account.project_id, "webhook": url}  # fmt: skip
+        body = {
+            "sequence_builder": SEQ,
+            "jobs": [{"runs": 1}],
+            "device_type": "EMU_FREE",
+            "project_id": account.project_id,
+            "webhook": url,
+        }
         reply = call_api(cluster, account, "POST", "/api/v1/batches", json=body)
         assert reply.status_code == 400, (url, reply.text)
         assert reply.json()["data"]["error_code"] == "webhook_refused"
@@ -561,9 +599,17 @@ def test_delivered_through_a_cluster_even_when_the_sender_is_killed_mid_delivery
     # It is what GET answers; a cluster administrator also sees how the delivery went, the
     # batch's owner does not.
     admin = _admin_in(hooks, member)
-    deliveries = wait_for(lambda: (d := call_api(
-        hooks, admin, "GET", f"/api/v2/batches/{batch.id}"
-    ).json()["data"]["webhook_deliveries"]) and d[-1]["outcome"] == "delivered" and d)  # fmt: skip
+    deliveries = wait_for(
+        lambda: (
+            (
+                d := call_api(hooks, admin, "GET", f"/api/v2/batches/{batch.id}").json()["data"][
+                    "webhook_deliveries"
+                ]
+            )
+            and d[-1]["outcome"] == "delivered"
+            and d
+        )
+    )
     # The attempt cut short was recorded before its request was sent, and is shown as lost.
     assert [d["outcome"] for d in deliveries] == ["lost", "delivered"]
     got = call_api(hooks, admin, "GET", f"/api/v2/batches/{batch.id}").json()["data"]

@@ -17,7 +17,8 @@ from pulser.devices import MockDevice
 import tweezer.api.submission as submission
 from tests import sequences
 from tweezer.api.schemas import CreateBatchIn
-from tweezer.api.submission import Checked, CheckedSequences, Submission
+from tweezer.api.sequence_checks import Checked, CheckedSequences
+from tweezer.api.submission import Submission
 from tweezer.core.devices import device_registry
 from tweezer.core.errors import InvalidSequence
 from tweezer.core.records import Principal
@@ -123,3 +124,30 @@ def test_the_remembered_builds_are_bounded_and_their_warnings_are_copies():
     assert notes and "extra" in notes[0]
     notes.append("changed by a caller")
     assert entry.build({"wait": 8, "extra": 1}, spec, "jobs[0]")[0] == notes[:1]
+
+
+def test_quiet_silences_only_its_own_thread():
+    """Pulser's warnings are dropped in the thread that checks a request, while another thread's
+    warnings still show (catch_warnings would swap the filters under both)."""
+    import threading
+    import warnings
+
+    from tweezer.core.quiet import quiet
+
+    inside, release = threading.Event(), threading.Event()
+
+    def checking() -> None:
+        with quiet():
+            inside.set()
+            release.wait(5)
+            warnings.warn("from the quiet thread", UserWarning, stacklevel=1)
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        thread = threading.Thread(target=checking)
+        thread.start()
+        assert inside.wait(5)
+        warnings.warn("from another thread", UserWarning, stacklevel=1)
+        release.set()
+        thread.join()
+    assert [str(w.message) for w in shown] == ["from another thread"]

@@ -30,6 +30,7 @@ from tweezer.core.keys import Keys
 from tweezer.core.records import Batch
 from tweezer.core.status import BatchStatus, WebhookState
 from tweezer.core.store import Store
+from tweezer.core.timefmt import SECOND_US
 from tweezer.core.webhooks import (
     BATCH_HEADER,
     SIGNATURE_HEADER,
@@ -40,7 +41,7 @@ from tweezer.core.webhooks import (
     sign,
     verify,
 )
-from tweezer.scheduler.webhooks import SECOND_US, WebhookSender, lease_s, next_attempt_us
+from tweezer.scheduler.webhooks import WebhookSender, lease_s, next_attempt_us
 
 T0 = 1_800_000_000 * SECOND_US
 SECRET = "s3cret"

@@ -43,8 +43,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(redis.exceptions.ConnectionError)
     @app.errorhandler(redis.exceptions.TimeoutError)
     def redis_down(exc: Exception) -> Response:
-        # Raised before the commit (the commit is the last step), so nothing was stored and a
-        # 503, which the SDK does not retry, tells the truth.
+        # Usually raised before the commit (the commit is the last step), so nothing was
+        # stored. Not always: a timeout while the commit's reply is in flight leaves a request
+        # that may have been stored. A client that retries with its Idempotency-Key gets the
+        # stored batch back instead of a second one; without the key, the retry is a new one.
         log.warning("redis unavailable: %s", exc)
         return tweezer_error(ServiceUnavailable("The job store is unavailable; retry shortly."))
 

@@ -9,39 +9,27 @@ whole request passes: one bad job refuses the request and names the job.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import threading
 import uuid
-import warnings
-from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
-from pulser import Sequence
 from pulser.backend import BitStrings
-from pulser.backend.abc import Backend
 from pulser.backend.config import EmulationConfig
-from pulser.devices._device_datacls import BaseDevice
 
 from tweezer.api.schemas import CreateBatchIn, EmuFreeConfigurationIn, JobIn, parse_model
+from tweezer.api.sequence_checks import CheckedSequences, SequenceCache
 from tweezer.core.costs import CostModel, Costs
 from tweezer.core.device_types import DeviceKind
 from tweezer.core.devices import DeviceSpec
 from tweezer.core.errors import Conflict, InvalidRequest, InvalidSequence, UnknownDeviceType
 from tweezer.core.hints import given_qpu_seconds
+from tweezer.core.quiet import quiet
 from tweezer.core.quotas import predicted_result_bytes
 from tweezer.core.records import Batch, Job, Principal
-from tweezer.core.sequences import built
 from tweezer.core.settings import Settings
 from tweezer.core.status import BatchStatus
 from tweezer.core.timefmt import to_iso
 from tweezer.core.webhooks import check_at_submission
-
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -70,8 +58,8 @@ class Submission:
         #: Sequences checked by earlier requests of this process, by content.
         self.checked = CheckedSequences()
 
-    def _cache(self) -> _SequenceCache:
-        return _SequenceCache(self.settings.max_sequence_operations, self.checked)
+    def _cache(self) -> SequenceCache:
+        return SequenceCache(self.settings.max_sequence_operations, self.checked)
 
     def cost_model(self, spec: DeviceSpec) -> CostModel:
         if self.costs is not None:
@@ -114,7 +102,7 @@ class Submission:
         body: CreateBatchIn,
         principal: Principal,
         queue_priority: str,
-        cache: _SequenceCache,
+        cache: SequenceCache,
     ) -> tuple[Batch, list[Job]]:
         """The batch and its jobs on `spec`, checked against it entirely."""
         configuration = self._configuration(spec, body.configuration)
@@ -142,7 +130,7 @@ class Submission:
         return batch, self._jobs(batch, plan, body.jobs, cache, costs)
 
     def _candidates(
-        self, body: CreateBatchIn, cache: _SequenceCache
+        self, body: CreateBatchIn, cache: SequenceCache
     ) -> list[tuple[DeviceSpec, str]]:
         """Where a batch without a device type may go, in order: the served devices its
         sequence was built for (by name, or by identical specs, so that Pulser's AnalogDevice
@@ -241,7 +229,7 @@ class Submission:
         if backend_configuration is None:
             return None
         try:
-            with _quiet():
+            with quiet():
                 config = EmulationConfig.from_abstract_repr(backend_configuration)
         except Exception as exc:  # Pulser raises many types for a malformed config.
             raise InvalidRequest(
@@ -257,7 +245,7 @@ class Submission:
         batch: Batch,
         plan: BatchPlan,
         jobs: list[JobIn],
-        cache: _SequenceCache,
+        cache: SequenceCache,
         costs: CostModel,
     ) -> list[Job]:
         records = []
@@ -320,228 +308,3 @@ class Submission:
                 f"{source} is {runs}; {plan.spec.device_type} allows at most {plan.spec.max_runs}"
             )
         return runs
-
-
-class Newest(Generic[K, V]):
-    """The newest `size` entries put or found (least recently used goes first). Not locked:
-    its owner holds the lock its entries need."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        found = self._items.get(key)
-        if found is not None:
-            self._items.move_to_end(key)
-        return found
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-    def __iter__(self) -> Iterator[K]:
-        return iter(self._items)
-
-
-#: Builds each checked sequence remembers (the newest; a variable set's canonical JSON is its
-#: key, at most a few hundred bytes): 64 sequences x 128 builds stay within a few MB.
-BUILDS_PER_SEQUENCE = 128
-
-
-@dataclass
-class Checked:
-    """A sequence deserialised and checked against one device (for a QPU: moved onto it), what
-    building it with each variable set found, and the lock its builds take: Pulser's `build`
-    sets the sequence's variables in place, so two requests must not build one shared sequence
-    at once."""
-
-    sequence: Sequence
-    atoms: int
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    max_builds: int = BUILDS_PER_SEQUENCE
-    #: Canonical variables (JSON) -> (warnings, duration ns) of a build that passed its checks.
-    builds: Newest[str, tuple[list[str], int]] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.builds = Newest(self.max_builds)
-
-    def build(
-        self, variables: dict[str, Any], spec: DeviceSpec, what: str
-    ) -> tuple[list[str], int]:
-        """`_check_build` once per distinct variable set, across requests: building is half of
-        a request's time, and sweeps, retries and load tests send the same sets again and
-        again. Pure in (sequence, device, variables), so a remembered result is the result. A
-        set that fails is not remembered: its error names the job that sent it."""
-        key = json.dumps(variables, sort_keys=True, default=str)
-        with self.lock:
-            found = self.builds.get(key)
-            if found is None:
-                found = _check_build(self.sequence, variables, spec, what)
-                self.builds.put(key, found)
-        return list(found[0]), found[1]
-
-
-class CheckedSequences:
-    """Sequences this API process checked, by (sha256 of the text, device type), the newest
-    `size` kept: a variational loop submits the same sequence again and again with new
-    variables, and each submission reuses the checked form instead of deserialising it (a
-    fifth of a request's time) and checking it anew. Shared by the request threads."""
-
-    def __init__(self, size: int = 64) -> None:
-        self._items: Newest[tuple[str, str], Checked] = Newest(size)
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str]) -> Checked | None:
-        with self._lock:
-            return self._items.get(key)
-
-    def put(self, key: tuple[str, str], checked: Checked) -> None:
-        with self._lock:
-            self._items.put(key, checked)
-
-
-class _SequenceCache:
-    """One request's view of its sequences: each distinct text deserialised and checked once
-    (or found checked by an earlier request), each distinct variable set built once (or found
-    built by an earlier one: Checked.build)."""
-
-    def __init__(self, max_operations: int, shared: CheckedSequences) -> None:
-        self.max_operations = max_operations
-        self.shared = shared
-        #: As deserialized (the device is read from it when the request names none).
-        self._raw: dict[str, Sequence] = {}
-        #: sha256 of each text seen.
-        self._sha: dict[str, str] = {}
-
-    def sha(self, text: str) -> str:
-        if text not in self._sha:
-            self._sha[text] = hashlib.sha256(text.encode()).hexdigest()
-        return self._sha[text]
-
-    def checked(self, text: str, spec: DeviceSpec, what: str) -> Checked:
-        key = (self.sha(text), spec.device_type)
-        found = self.shared.get(key)
-        if found is None:
-            sequence = self._deserialize(text, what)
-            atoms = len(sequence.get_register(include_mappable=True).qubit_ids)
-            if spec.kind is DeviceKind.QPU:
-                # Pulser checks every limit of the QPU's device, the atom count among them.
-                sequence = _as_for_qpu(sequence, spec, what)
-            elif atoms > spec.max_atoms:
-                # A sequence built for any device runs on the emulator, so Pulser's checks
-                # are those of its own device: the emulator's cost limit is checked here.
-                raise InvalidSequence(
-                    f"{what} has {atoms} atoms; {spec.device_type} allows at most {spec.max_atoms}"
-                )
-            found = Checked(sequence, atoms)
-            self.shared.put(key, found)
-        return found
-
-    def parse(self, text: str, spec: DeviceSpec, what: str) -> Sequence:
-        return self.checked(text, spec, what).sequence
-
-    def device(self, text: str) -> BaseDevice:
-        """The device the sequence was built for."""
-        device: BaseDevice = self._deserialize(text, "sequence").device
-        return device
-
-    def _deserialize(self, text: str, what: str) -> Sequence:
-        sequence = self._raw.get(text)
-        if sequence is None:
-            operations = _count_operations(text)
-            if operations > self.max_operations:
-                raise InvalidSequence(
-                    f"{what} has {operations} operations; "
-                    f"at most {self.max_operations} are accepted"
-                )
-            sequence = self._raw[text] = _deserialize(text, what)
-        return sequence
-
-
-def _count_operations(text: str) -> int:
-    """The length of the abstract repr's `operations` list (0 if it is not a sequence at all:
-    Pulser's own parse then says what is wrong)."""
-    try:
-        operations = json.loads(text).get("operations", [])
-    except (ValueError, AttributeError, RecursionError):
-        return 0
-    return len(operations) if isinstance(operations, list) else 0
-
-
-def _deserialize(text: str, what: str) -> Sequence:
-    try:
-        with _quiet():
-            return Sequence.from_abstract_repr(text)
-    except Exception as exc:  # jsonschema, Pulser and JSON errors all mean "not a sequence".
-        raise InvalidSequence(
-            f"{what} is not a valid Pulser sequence (abstract representation): {_first_line(exc)}"
-        ) from None
-
-
-def _as_for_qpu(sequence: Sequence, spec: DeviceSpec, what: str) -> Sequence:
-    """The sequence on the QPU's own device, checked as the QPU itself would: every channel,
-    limit and layout rule of the device (Pulser's strict switch and its QPU validation)."""
-    try:
-        with _quiet():
-            on_device = sequence.switch_device(spec.pulser_device, strict=True)
-            Backend.validate_sequence(on_device, mimic_qpu=True)
-    except Exception as exc:  # Pulser signals each rule with its own exception type.
-        raise InvalidSequence(
-            f"{what} cannot run on {spec.device_type}: {_first_line(exc)}"
-        ) from None
-    return on_device
-
-
-def _check_build(
-    sequence: Sequence, variables: dict[str, Any], spec: DeviceSpec, what: str
-) -> tuple[list[str], int]:
-    """Builds the job's sequence as a worker will, and checks the result against the device.
-    Returns warnings for the job (variables the sequence does not declare are ignored, as
-    Pulser's own `build` does: qiskit-pasqal-provider sends the values of a sequence it built
-    already; missing ones and values of the wrong shape are refused) and its duration (ns)."""
-    declared = set(sequence.declared_variables)
-    mappable = sequence.is_register_mappable()
-    allowed = declared | ({"qubits"} if mappable else set())
-    unknown = sorted(set(variables) - allowed)
-    notes = []
-    if unknown:
-        notes.append(
-            f"variable(s) {', '.join(unknown)} ignored: the sequence declares "
-            f"{', '.join(sorted(allowed)) or 'none'}"
-        )
-        variables = {name: value for name, value in variables.items() if name in allowed}
-    missing = sorted((declared | ({"qubits"} if mappable else set())) - set(variables))
-    if missing:
-        raise InvalidSequence(f"{what}.variables: missing value(s) for {', '.join(missing)}")
-    try:
-        with _quiet():
-            on_device = built(sequence, variables)
-    except Exception as exc:  # Pulser's own checks: shapes, channel limits, trap ids...
-        raise InvalidSequence(
-            f"{what}: the sequence cannot be built with these variables: {_first_line(exc)}"
-        ) from None
-    duration = on_device.get_duration(include_fall_time=True)
-    if duration == 0:
-        raise InvalidSequence(f"{what}: the sequence is empty (no pulse or delay on any channel)")
-    if duration > spec.max_duration_ns:
-        raise InvalidSequence(
-            f"{what}: the sequence lasts {duration} ns; {spec.device_type} allows at most "
-            f"{spec.max_duration_ns} ns"
-        )
-    return notes, duration
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:500]
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """Pulser warns about things users cannot act on here; keep the API's logs clean."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield

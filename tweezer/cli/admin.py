@@ -23,7 +23,7 @@ from tweezer.core.roles import Role
 from tweezer.core.settings import ENV_PREFIX, Settings
 from tweezer.core.status import DeviceStatus
 from tweezer.core.store import Store
-from tweezer.core.timefmt import now_us, parse_iso, to_iso
+from tweezer.core.timefmt import now_us, parse_iso, to_iso, to_us
 from tweezer.launch.data_dir import add_data_dir_option, read_cluster_info
 
 
@@ -90,7 +90,7 @@ def run_queue_command(args: argparse.Namespace) -> int:
         print(f"{'#':>4} {'batch':<36} {'project':<12} {'prio':<6} {'jobs':>5} {'qpu s':>8}  start")
         for position, batch in enumerate(waiting, start=1):
             start = batch.forecast.start_s if batch.forecast else None
-            when = (to_iso(int(start * 1e6)) or "?")[11:19] if start is not None else "?"
+            when = (to_iso(to_us(start)) or "?")[11:19] if start is not None else "?"
             print(
                 f"{position:>4} {batch.id:<36} {batch.project_id[:12]:<12} "
                 f"{batch.queue_priority:<6} {batch.jobs_count:>5} "
@@ -112,7 +112,7 @@ def run_device_command(args: argparse.Namespace) -> int:
         devices.set(args.device_type, DeviceStatus(args.status), args.reason, now)
     elif args.action == "calibrate":
         start = now if args.start == "now" else parse_iso(args.start)
-        devices.add_calibration(args.device_type, start, start + int(args.duration * 1e6), now)
+        devices.add_calibration(args.device_type, start, start + to_us(args.duration), now)
     statuses = devices.effective(list(served), now)
     for device_type, status in statuses.items():
         windows = ", ".join(

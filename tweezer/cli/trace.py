@@ -12,9 +12,8 @@ from tweezer.core.device_status import DeviceStatuses
 from tweezer.core.errors import ConfigurationError
 from tweezer.core.redis_client import connect
 from tweezer.core.store import Store
-from tweezer.core.timefmt import now_us, parse_iso
+from tweezer.core.timefmt import SECOND_US, now_us, parse_iso
 from tweezer.lab.export import (
-    SECOND_US,
     down_intervals,
     stored_batches,
     swf_lines,

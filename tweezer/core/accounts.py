@@ -27,7 +27,7 @@ from tweezer.core.priorities import DEFAULT_PRIORITY, PRIORITIES
 from tweezer.core.quotas import Quotas, parse_changes
 from tweezer.core.records import Principal
 from tweezer.core.roles import ProjectStatus, Role
-from tweezer.core.timefmt import now_us
+from tweezer.core.timefmt import SECOND_US, now_us
 
 #: The one algorithm our access tokens use; the token's own `alg` header is never trusted.
 JWT_ALGORITHM = "HS256"
@@ -260,7 +260,7 @@ class Accounts:
         token, token_id = secrets.token_urlsafe(32), str(uuid.uuid4())
         fields = {"user_id": user_id, "token_id": token_id}
         if expires_in_s is not None:
-            fields["expires_us"] = str(now_us() + expires_in_s * 1_000_000)
+            fields["expires_us"] = str(now_us() + expires_in_s * SECOND_US)
         digest = hash_token(token)
         detail = {"user": user_id, "token_id": token_id, "expires_in_s": expires_in_s}
         pipe = self._commit(Audit(actor, "token.issue", detail))

@@ -20,6 +20,7 @@ from tweezer.core import replies
 from tweezer.core.keys import Keys
 from tweezer.core.scripts import Scripts
 from tweezer.core.status import JobStatus
+from tweezer.core.timefmt import to_ms
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class Execution:
         """Claims the jobs of `delivery` it still owns, with their inputs (one round trip).
         `worker` (host:pid) goes into the jobs' history; claiming again after a lost reply
         finds the jobs this worker already holds."""
-        ttl_ms = int(heartbeat_ttl_s * 1000)
+        ttl_ms = to_ms(heartbeat_ttl_s)
         reply = self._call("claim_jobs", now, job_ids, delivery, ttl_ms, worker, *job_ids)
         claimed = replies.decode_claimed(reply)
         batch = claimed.batch
@@ -136,7 +137,7 @@ class Execution:
     ) -> dict[str, replies.Stale]:
         """Keeps `job_ids` in flight and records the progress of the `current` one; returns the
         jobs no longer ours to run (cancelled, or given to another worker)."""
-        ttl_ms = int(heartbeat_ttl_s * 1000)
+        ttl_ms = to_ms(heartbeat_ttl_s)
         args = (delivery, ttl_ms, current, shots_done, *job_ids)
         return replies.decode_stale(self._call("heartbeat", now, job_ids, *args))
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import redis
 
 from tweezer.core.keys import Keys
+from tweezer.core.timefmt import to_ms
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class ForecastBook:
         pipe.delete(key)
         if forecasts:
             pipe.hset(key, mapping={i: _encode(f) for i, f in forecasts.items()})
-            pipe.pexpire(key, int(ttl_s * 1000))
+            pipe.pexpire(key, to_ms(ttl_s))
         pipe.execute()
 
     def read(self, batches: Iterable[tuple[str, str]]) -> dict[str, Forecast]:

@@ -14,15 +14,15 @@ import redis
 
 from tweezer.core.keys import Keys
 from tweezer.core.qpu import PRESENCE_TTL_S
+from tweezer.core.timefmt import SECOND_US, to_us
 
-SECOND_US = 1_000_000
 #: A scheduler silent this long is forgotten (its entry is dropped by the next one's pass).
 FORGET_AFTER_S = 3600.0
 
 
 def alive_since(now: int) -> int:
     """Who announced itself at or after this (µs) is alive at `now`: within PRESENCE_TTL_S."""
-    return now - int(PRESENCE_TTL_S * SECOND_US)
+    return now - to_us(PRESENCE_TTL_S)
 
 
 def process_name() -> str:

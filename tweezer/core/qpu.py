@@ -21,6 +21,7 @@ from tweezer.core.keys import Keys
 from tweezer.core.priorities import PRIORITIES
 from tweezer.core.scripts import Scripts
 from tweezer.core.settings import Settings
+from tweezer.core.timefmt import to_ms, to_us
 
 #: Most jobs one message carries to a worker (dispatch.lua): enough to amortise a message, a
 #: claim and a commit over many cheap jobs, few enough that a lost worker loses little.
@@ -110,7 +111,7 @@ class QpuControl:
                 qpu,
                 device_type_of_qpu(qpu),
                 token,
-                int(ttl_s * 1000),
+                to_ms(ttl_s),
                 candidate,
                 json.dumps(PRIORITIES),
                 keys=self._qpu_keys(qpu),
@@ -127,7 +128,7 @@ class QpuControl:
 
     def renew(self, lease: Lease, ttl_s: float) -> bool:
         """False when the lease is lost (expired, or taken over)."""
-        return replies.decode_fenced_ok(self._fenced("renew_lease", lease, int(ttl_s * 1000)))
+        return replies.decode_fenced_ok(self._fenced("renew_lease", lease, to_ms(ttl_s)))
 
     def release(self, lease: Lease, usage_half_life_s: float, now: int) -> bool:
         """True when the QPU is free again: its batch is finished and nothing is in flight (the
@@ -153,7 +154,7 @@ class QpuControl:
             lease.token,
             lease.epoch,
             capacity,
-            int(timeout_s * 1000),
+            to_ms(timeout_s),
             chunk_s,
             max_chunk,
             keys=self._qpu_keys(lease.qpu),
@@ -170,9 +171,9 @@ class QpuControl:
         reply = self._fenced(
             "expire_open_batch",
             lease,
-            int(hold.idle_s * 1_000_000),
-            int(min(hold.contended_idle_s, hold.idle_s) * 1_000_000),
-            int(hold.max_hold_s * 1_000_000),
+            to_us(hold.idle_s),
+            to_us(min(hold.contended_idle_s, hold.idle_s)),
+            to_us(hold.max_hold_s),
             json.dumps(PRIORITIES),
             now=now,
         )

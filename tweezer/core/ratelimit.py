@@ -21,6 +21,7 @@ from tweezer.core.errors import RateLimited
 from tweezer.core.keys import Keys
 from tweezer.core.scripts import Scripts
 from tweezer.core.settings import Settings
+from tweezer.core.timefmt import SECOND_US
 
 
 class RateLimiter:
@@ -34,7 +35,7 @@ class RateLimiter:
     ) -> None:
         self.scripts = Scripts(client, namespace)
         self.keys = Keys(namespace)
-        self.interval_us = 0 if per_s == 0 else math.ceil(1_000_000 / per_s)
+        self.interval_us = 0 if per_s == 0 else math.ceil(SECOND_US / per_s)
         self.burst = burst
         #: What a refusal says, before "; retry in N s".
         self.refusal = refusal
@@ -61,7 +62,7 @@ class LoginBackoff:
         self.scripts = Scripts(client, namespace)
         self.keys = Keys(namespace)
         self.free_failures = free_failures
-        self.max_delay_us = max_delay_s * 1_000_000
+        self.max_delay_us = max_delay_s * SECOND_US
 
     def check(self, username: str, address: str, now: int) -> None:
         """Raises RateLimited while the pair must wait (writes nothing)."""
@@ -83,7 +84,7 @@ class LoginBackoff:
 
 
 def _refusal(what: str, wait_us: int) -> RateLimited:
-    wait_s = max(1, math.ceil(wait_us / 1_000_000))
+    wait_s = max(1, math.ceil(wait_us / SECOND_US))
     return RateLimited(f"{what}; retry in {wait_s} s", retry_after_s=wait_s)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from tweezer.core.records import Batch, Job, JobAttempt
 from tweezer.core.status import BatchStatus, DeviceStatus, JobStatus
-from tweezer.core.timefmt import to_iso
+from tweezer.core.timefmt import to_iso, to_us
 
 #: Above this many jobs a batch response embeds none, and the SDK pages through GET /jobs
 #: instead (it must embed all jobs or none).
@@ -76,7 +76,7 @@ def forecast_json(batch: Batch) -> dict[str, Any]:
 
 
 def _iso_s(seconds: float) -> str | None:
-    return to_iso(int(seconds * 1_000_000))
+    return to_iso(to_us(seconds))
 
 
 def job_json(job: Job, with_sequence: bool = False) -> dict[str, Any]:

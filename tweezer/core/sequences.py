@@ -6,11 +6,12 @@ Imports Pulser: the scheduler never imports this module.
 
 from __future__ import annotations
 
-import warnings
 from functools import lru_cache
 from typing import Any
 
 from pulser import NoiseModel, Sequence
+
+from tweezer.core.quiet import quiet
 
 #: State preparation error (eta), false positives (epsilon) and false negatives (epsilon'):
 #: Pulser's historical defaults, the noise of `EmuFreeConfig(with_noise=True)` and part of
@@ -22,9 +23,7 @@ def built(sequence: Sequence, variables: dict[str, Any] | None) -> Sequence:
     """The sequence a job runs: built with its variables when it declares any or when its
     register is mappable (the `qubits` variable places it), else as it is."""
     if variables or sequence.is_parametrized() or sequence.is_register_mappable():
-        with warnings.catch_warnings():
-            # Pulser warns about details users cannot act on here.
-            warnings.simplefilter("ignore")
+        with quiet():  # Pulser warns about details users cannot act on here
             return sequence.build(**(variables or {}))
     return sequence
 

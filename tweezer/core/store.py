@@ -22,6 +22,7 @@ from tweezer.core.keys import Keys
 from tweezer.core.records import Batch, Job, creation_rows
 from tweezer.core.scripts import Scripts
 from tweezer.core.status import BatchStatus, JobStatus
+from tweezer.core.timefmt import to_us
 
 #: Batches that have a forecast: waiting ones, and running ones (their expected end).
 _FORECAST_STATUSES = (BatchStatus.PENDING, BatchStatus.RUNNING)
@@ -292,7 +293,7 @@ class Store:
     def purge_inputs(self, retention_s: float, now: int, most: int = 100) -> int:
         """Drops the sequences of batches finished more than `retention_s` ago (at most `most`
         of them); returns how many."""
-        cutoff = now - int(retention_s * 1_000_000)
+        cutoff = now - to_us(retention_s)
         purged: int = self.scripts.call(
             "purge_inputs", now, cutoff, most, keys=[self.keys.retention()]
         )

@@ -9,6 +9,19 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+#: Microseconds in a second: times are stored, compared and sent to Lua as integer µs.
+SECOND_US = 1_000_000
+
+
+def to_us(seconds: float) -> int:
+    """A duration or time in seconds as integer microseconds."""
+    return int(seconds * SECOND_US)
+
+
+def to_ms(seconds: float) -> int:
+    """A duration in seconds as integer milliseconds (Redis's PX/PEXPIRE)."""
+    return int(seconds * 1000)
+
 
 def now_us() -> int:
     """Wall-clock time in microseconds (what Lua scripts receive as `now`)."""
@@ -19,7 +32,7 @@ def to_iso(us: int | None) -> str | None:
     """`1700000000000000` -> `"2023-11-14T22:13:20+00:00"`; None stays None."""
     if us is None:
         return None
-    return datetime.fromtimestamp(us / 1_000_000, tz=UTC).isoformat()
+    return datetime.fromtimestamp(us / SECOND_US, tz=UTC).isoformat()
 
 
 def parse_iso(value: str) -> int:
@@ -28,4 +41,4 @@ def parse_iso(value: str) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (delta.days * 86_400 + delta.seconds) * SECOND_US + delta.microseconds

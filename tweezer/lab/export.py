@@ -19,9 +19,9 @@ from tweezer.core.priorities import Priority
 from tweezer.core.records import Batch, Job
 from tweezer.core.status import BatchStatus
 from tweezer.core.store import BatchQuery, Page, Store
+from tweezer.core.timefmt import SECOND_US
 from tweezer.lab.traces import TraceBatch, TraceJob
 
-SECOND_US = 1_000_000
 PAGE = 500
 
 

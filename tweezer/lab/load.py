@@ -37,7 +37,7 @@ from tweezer.core.status import (
     JobStatus,
 )
 from tweezer.core.store import Store
-from tweezer.core.timefmt import now_us
+from tweezer.core.timefmt import SECOND_US, now_us, to_us
 from tweezer.lab.export import down_intervals, trace_record
 from tweezer.lab.sdk import sdk_client
 from tweezer.lab.sequences import sequence_for
@@ -119,7 +119,7 @@ def run(
         for key, a in accounts.items()
     }
     start = time.monotonic()
-    origin_us = int(time.time() * 1_000_000)
+    origin_us = to_us(time.time())
     planned_s = max(p.submit_s for p in planned) / speedup
     printer = threading.Thread(
         target=_progress,
@@ -371,7 +371,7 @@ def _write_trace(
         policy=settings.policy,
         qpus=dict(settings.qpus),
         shares=shares,
-        origin_s=origin_us / 1_000_000,
+        origin_s=origin_us / SECOND_US,
         down=down,
     )
     write_trace(path, header, records)

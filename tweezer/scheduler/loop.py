@@ -29,7 +29,7 @@ from tweezer.core.liveness import Liveness, alive_since, process_name
 from tweezer.core.qpu import PRESENCE_TTL_S, Lease, OpenBatchHold, QpuControl
 from tweezer.core.settings import Settings
 from tweezer.core.store import Store
-from tweezer.core.timefmt import now_us
+from tweezer.core.timefmt import SECOND_US, now_us
 from tweezer.scheduler.reader import SnapshotReader
 from tweezer.scheduler.webhooks import WebhookSender
 from tweezer.scheduling.forecast import FORECAST_WINDOW, forecast
@@ -97,14 +97,14 @@ class Scheduler:
         serving = self.serving(now)
         for qpu in serving:
             self.serve(qpu, now, serving)
-        if now - self.forecast_us >= self.settings.forecast_interval_s * 1_000_000:
+        if now - self.forecast_us >= self.settings.forecast_interval_s * SECOND_US:
             self.forecast(serving, now)
             self.forecast_us = now
         # As often as workers announce their QPUs: passes come on every job's commit, and
         # readiness needs no more than one in PRESENCE_TTL_S.
         # And whenever the leases it holds change, so `tweezer status` shows who holds what.
         held = sorted(self.leases)
-        if now - self.announced_us >= PRESENCE_TTL_S / 6 * 1_000_000 or held != self.announced:
+        if now - self.announced_us >= PRESENCE_TTL_S / 6 * SECOND_US or held != self.announced:
             self.liveness.scheduler_passed(self.scheduler_id, now, held)
             self.announced_us, self.announced = now, held
         if self.store.purge_inputs(self.settings.input_retention_s, now):

@@ -21,9 +21,9 @@ from tweezer.core.keys import Keys
 from tweezer.core.priorities import PRIORITIES
 from tweezer.core.scripts import Scripts
 from tweezer.core.status import BatchStatus
+from tweezer.core.timefmt import SECOND_US
 from tweezer.scheduling.snapshot import Holding, Snapshot, Waiting
 
-SECOND_US = 1_000_000
 #: Waiting batches read per script call: Redis serves other clients between calls.
 ROWS_PER_CALL = 500
 

@@ -41,7 +41,7 @@ from tweezer.core.scripts import Scripts
 from tweezer.core.settings import Settings
 from tweezer.core.status import WebhookOutcome, WebhookState
 from tweezer.core.store import Store
-from tweezer.core.timefmt import now_us
+from tweezer.core.timefmt import now_us, to_us
 from tweezer.core.webhooks import (
     BATCH_HEADER,
     SIGNATURE_HEADER,
@@ -56,7 +56,6 @@ from tweezer.core.webhooks import (
 
 log = logging.getLogger("tweezer.webhooks")
 
-SECOND_US = 1_000_000
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 300.0
 #: Deliveries one `run_once` claims at most (made side by side, `webhook_concurrency` at once).
@@ -98,8 +97,8 @@ def next_attempt_us(ended_us: int, attempts: int, now: int, retry_for_s: float) 
     """When to try again after `attempts` failed ones (1, 2, 4 ... 300 s later), or None when
     that falls past `retry_for_s` after the batch ended (given up)."""
     delay_s = min(BACKOFF_FIRST_S * 2 ** (attempts - 1), BACKOFF_MAX_S)
-    due = now + int(delay_s * SECOND_US)
-    return due if due <= ended_us + int(retry_for_s * SECOND_US) else None
+    due = now + to_us(delay_s)
+    return due if due <= ended_us + to_us(retry_for_s) else None
 
 
 def lease_s(settings: Settings) -> float:
@@ -129,9 +128,9 @@ class WebhookSender:
         rows = self.scripts.call(
             "claim_webhooks",
             now,
-            int(lease_s(self.settings) * SECOND_US),
+            to_us(lease_s(self.settings)),
             most,
-            int(self.settings.webhook_retry_for_s * SECOND_US),
+            to_us(self.settings.webhook_retry_for_s),
             self.settings.webhook_max_attempts,
             pending.to_json(),
             keys=[self.keys.webhooks()],

@@ -7,7 +7,6 @@ message in the job's `errors`.
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from pulser.backend import BitStrings
 from pulser.backend.config import EmulationConfig
 from pulser_simulation import QutipBackendV2
 
+from tweezer.core.quiet import quiet
 from tweezer.core.sequences import SPAM_NOISE, job_sequence
 
 
@@ -49,9 +49,7 @@ def run_emulation(
     if seed is not None:
         # Pulser samples shots (and SPAM flips) from numpy's global generator.
         np.random.seed(seed % 2**32)
-    with warnings.catch_warnings():
-        # QuTiP and Pulser warn about solver details; they are not the user's business here.
-        warnings.simplefilter("ignore")
+    with quiet():  # QuTiP and Pulser warn about solver details, not the user's business
         results = QutipBackendV2(sequence, config=config).run()
 
     counter = Counter({str(k): int(v) for k, v in results.final_bitstrings.items()})

@@ -9,7 +9,6 @@ register takes `bridge_register_load_s`, shots come at `bridge_shot_rate_hz`, bo
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -18,6 +17,7 @@ from pulser.backend import BitStrings
 from pulser.backend.config import EmulationConfig
 from pulser_simulation import QutipBackendV2
 
+from tweezer.core.quiet import quiet
 from tweezer.core.sequences import SPAM_NOISE
 from tweezer.core.settings import Settings
 from tweezer.workers.drivers import Aborted
@@ -58,8 +58,7 @@ class VirtualQpu:
         config: EmulationConfig = EmulationConfig(
             observables=[BitStrings(num_shots=shots)], noise_model=DEVICE_NOISE
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet():
             counts = QutipBackendV2(self._sequence, config=config).run().final_bitstrings
         outcomes = [str(bits) for bits, n in counts.items() for _ in range(int(n))]
         np.random.default_rng().shuffle(outcomes)

@@ -23,7 +23,7 @@ from tweezer.core.qpu import Lease, OpenBatchHold, QpuControl
 from tweezer.core.ratelimit import RateLimiter
 from tweezer.core.records import Batch, Job
 from tweezer.core.replies import Reconciled
-from tweezer.core.status import BatchStatus, JobStatus
+from tweezer.core.status import BatchStatus, HoldEnd, JobStatus
 from tweezer.core.store import BatchQuery, JobQuery, Page, Store
 from tweezer.core.timefmt import now_us
 from tweezer.scheduler.loop import Scheduler
@@ -252,7 +252,7 @@ def test_priority_order_and_open_batch_timeout(parts):
     assert lease.batch_id == opened.id  # HIGH before the older LOW
     hold = OpenBatchHold(idle_s=2, contended_idle_s=2, max_hold_s=3600)
     assert not control.expire_open_batch(lease, hold, now=T0 + SECOND)
-    assert control.expire_open_batch(lease, hold, now=T0 + 3 * SECOND) == "idle"
+    assert control.expire_open_batch(lease, hold, now=T0 + 3 * SECOND) == HoldEnd.IDLE
     assert store.get_batch(opened.id).status is BatchStatus.TIMED_OUT
     assert control.release(lease)
     assert control.acquire(QPU, ttl_s=10, now=T0).batch_id == low.id
@@ -320,7 +320,7 @@ def test_an_open_batch_idles_shorter_while_another_project_waits(parts):
     assert control.expire_open_batch(lease, HOLD, now=idle) is None
     other, _ = new_batch(store, runs=(1,), project="B")
     assert control.expire_open_batch(lease, HOLD, now=T0 + 29 * SECOND) is None
-    assert control.expire_open_batch(lease, HOLD, now=idle) == "contended_idle"
+    assert control.expire_open_batch(lease, HOLD, now=idle) == HoldEnd.CONTENDED_IDLE
     assert store.get_batch(opened.id).status is BatchStatus.TIMED_OUT
     assert control.release(lease, now=idle)  # A held it 31 s
     assert control.acquire(QPU, ttl_s=10, now=idle).batch_id == other.id  # B: no usage yet
@@ -336,7 +336,7 @@ def test_an_open_batch_kept_busy_ends_at_its_longest_hold(parts):
     execution.claim(d.job_ids[0], d.delivery_id, 5, T0)
     almost = T0 + 3599 * SECOND
     assert control.expire_open_batch(lease, HOLD, now=almost) is None
-    assert control.expire_open_batch(lease, HOLD, now=almost + SECOND) == "max_hold"
+    assert control.expire_open_batch(lease, HOLD, now=almost + SECOND) == HoldEnd.MAX_HOLD
     ended = store.get_batch(opened.id)
     assert ended.status is BatchStatus.TIMED_OUT and not ended.open
     assert {j.status for j in store.get_jobs(j.id for j in jobs)} == {JobStatus.CANCELED}

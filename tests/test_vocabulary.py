@@ -12,19 +12,25 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.helpers import call_api, hold_qpu
 from tests.sequences import parametrized
 from tests.test_store import NS, T0, new_batch
 from tweezer.core.errors import InvalidTransition
+from tweezer.core.records import RECORD_FIELDS
 from tweezer.core.replies import Reply
-from tweezer.core.scripts import SCRIPT_NAMES, script_source
+from tweezer.core.script_args import ARGS, CommitJobsArgs, DispatchArgs, HeartbeatArgs
+from tweezer.core.scripts import LIBRARY, SCRIPT_NAMES, Scripts, script_source
 from tweezer.core.status import (
     BATCH_TRANSITIONS,
     JOB_TRANSITIONS,
+    AttemptEnd,
     BatchStatus,
     DeviceStatus,
+    HoldEnd,
     JobStatus,
+    LoginStep,
     WebhookOutcome,
     WebhookState,
 )
@@ -32,11 +38,17 @@ from tweezer.core.store import Store
 
 LUA_DIR = Path(str(resources.files("tweezer.core").joinpath("lua")))
 ROOT = Path(__file__).resolve().parent.parent
-ENUMS = (JobStatus, BatchStatus, DeviceStatus, WebhookState)
+ENUMS = (
+    JobStatus,
+    BatchStatus,
+    DeviceStatus,
+    WebhookState,
+    WebhookOutcome,
+    AttemptEnd,
+    HoldEnd,
+    LoginStep,
+)
 WORDS = {s.value for enum in ENUMS for s in enum} | {r.value for r in Reply}
-#: Lower-case words that are also field names elsewhere ('failed' in login_backoff.lua):
-#: checked only in the scripts that deal with webhook attempts.
-ATTEMPT_WORDS = {o.value for o in WebhookOutcome}
 
 
 def quoted_words(text: str) -> set[str]:
@@ -45,8 +57,8 @@ def quoted_words(text: str) -> set[str]:
 
 @pytest.mark.parametrize("path", sorted(LUA_DIR.glob("*.lua")), ids=lambda p: p.name)
 def test_no_script_spells_a_status_or_a_reply_code(path):
-    """The scripts say JOB.PENDING, BATCH.DONE, DEVICE.UP, R.OK: the words themselves are
-    rendered from Python into the prelude, once."""
+    """The scripts say JOB.PENDING, BATCH.DONE, DEVICE.UP, R.OK, HOLD_END.IDLE, LOGIN.CHECK:
+    the words themselves are rendered from Python into the prelude, once."""
     spelled = quoted_words(path.read_text()) & WORDS
     assert not spelled, f"{path.name} spells {sorted(spelled)}"
 
@@ -57,7 +69,72 @@ def test_the_prelude_names_every_status_and_reply_code():
         assert f"{status.name} = '{status.value}'" in prelude
     for code in Reply:
         assert f"{code.name} = '{code.value}'" in prelude
-    assert set(SCRIPT_NAMES) == {p.stem for p in LUA_DIR.glob("*.lua")} - {"_lib"}
+    assert set(SCRIPT_NAMES) | set(LIBRARY) == {p.stem for p in LUA_DIR.glob("*.lua")}
+    assert set(ARGS) == set(SCRIPT_NAMES)
+
+
+def _header_args(text: str) -> list[str]:
+    return re.findall(r"^-- A\.(\w+):", text, re.M)
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_each_script_reads_its_arguments_by_the_names_of_its_argument_type(name):
+    """The header lists the argument type's fields in order; the script reads only those, by
+    name (never ARGV[n]), and reads each of them."""
+    cls = ARGS[name]
+    text = (LUA_DIR / f"{name}.lua").read_text()
+    assert _header_args(text) == cls.names()
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    used = set(re.findall(r"\bA\.(\w+)", body))
+    assert used == set(cls.names()), f"{name}.lua reads {sorted(used)}"
+    assert "ARGV" not in body
+
+
+def test_in_the_library_only_rest_argv_reads_argv():
+    touching = {
+        part: [
+            line.strip()
+            for line in (LUA_DIR / f"{part}.lua").read_text().splitlines()
+            if "ARGV" in line and not line.lstrip().startswith("--")
+        ]
+        for part in LIBRARY
+    }
+    assert touching == {
+        **{part: [] for part in LIBRARY},
+        "_base": ["for i = from, #ARGV do out[#out + 1] = ARGV[i] end"],
+    }
+
+
+def test_argv_renders_each_field_in_order_and_spreads_the_rest():
+    args = HeartbeatArgs(now=5, delivery="d", ttl_ms=100, current="", shots_done=3,
+                         job_ids=("j1", "j2"))  # fmt: skip
+    assert args.argv() == [5, "d", 100, "", 3, "j1", "j2"]
+    assert HeartbeatArgs.rest() == "job_ids" and DispatchArgs.rest() is None
+    assert "A.job_ids = rest_argv(7)" in HeartbeatArgs.lua()
+    with pytest.raises(TypeError):
+        DispatchArgs(1, "q", "t", 1, True, 1, 0.5, 2).argv()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path", sorted(LUA_DIR.glob("*.lua")), ids=lambda p: p.name)
+def test_records_are_read_by_names_their_field_list_has(path):
+    """Every `read_record(key, record, 'field', ...)` names fields of core/records.py's list
+    for that record (the script checks it again as it runs); no record is read by index."""
+    text = path.read_text()
+    for record, names in re.findall(r"read_record\([^,]+, '(\w+)',((?:\s*'\w+',?)+)\)", text):
+        fields = re.findall(r"'(\w+)'", names)
+        assert set(fields) <= set(RECORD_FIELDS[record]), (path.name, record, fields)
+    assert not re.search(r"'HMGET', (?:K\.(?:job|batch|project)\(|batch,|job,)", text), path.name
+
+
+def test_an_error_inside_a_script_names_its_file_and_line(redis_only):
+    """Redis reports a line of the whole text it ran; the caller sees the part's own."""
+    scripts = Scripts(redis_only, NS)
+    with pytest.raises(redis.exceptions.ResponseError) as raised:
+        scripts.run(CommitJobsArgs(T0, "d", ("job-1", "FINE", "", "", "")), keys=["x"])
+    lines = (LUA_DIR / "commit_jobs.lua").read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "is not DONE or ERROR" in text)
+    assert f"commit_jobs.lua:{line}:" in str(raised.value), str(raised.value)
+    assert "user_script" not in str(raised.value)
 
 
 def test_no_python_module_but_replies_reads_a_reply_code():
@@ -164,3 +241,10 @@ def test_each_room_imports_only_the_rooms_below_it():
                 if other != room and other not in ROOM_IMPORTS[room]:
                     wrong.append(f"{path.relative_to(ROOT)} imports {name}")
     assert wrong == []
+
+
+def test_the_snapshot_reader_reads_batch_fields_by_their_names():
+    from tweezer.core.records import BATCH_FIELDS
+    from tweezer.scheduler import reader
+
+    assert set(reader._WAITING_FIELDS) | set(reader._HOLDING_FIELDS) <= set(BATCH_FIELDS)

@@ -21,7 +21,7 @@ AUDIT_RETAINED = 100_000
 #: The actor of changes made from the command line (whoever can reach the cluster's Redis).
 CLI_ACTOR = "cli"
 #: The fields of a stream entry, in the order they are written (here and by `audit()` in
-#: core/lua/_lib.lua, which gets this tuple in its prelude).
+#: core/lua/_audit.lua, which gets this tuple in its prelude).
 AUDIT_FIELDS = ("at", "actor", "action", "project_id", "batch_id", "detail")
 
 
@@ -40,7 +40,7 @@ class Audit:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def arg(self) -> str:
-        """The script argument `audit()` in _lib.lua completes (with `at`, `project_id` and
+        """The script argument `audit()` in _audit.lua completes (with `at`, `project_id` and
         `batch_id`, which the script knows) and writes."""
         return json.dumps(self.fields(0))
 

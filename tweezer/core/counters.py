@@ -1,7 +1,7 @@
 """What the scripts count as batches and jobs move: the record of what happened that `/metrics`
 and `tweezer status` read (api/metrics.py, core/overview.py).
 
-Counting happens in the same atomic script as the move it counts (core/lua/_lib.lua), so the
+Counting happens in the same atomic script as the move it counts (core/lua/_metrics.lua), so the
 figures are exact whichever process made the move, on whichever host, and survive restarts
 with the rest of the record. Two hashes:
 
@@ -73,7 +73,7 @@ HISTOGRAMS = (JOB_RUN, BATCH_WAIT, BATCH_TURNAROUND)
 
 
 def lua_counters() -> str:
-    """`HISTOGRAMS.<name>` (bucket bounds) and the throughput slot, for core/lua/_lib.lua."""
+    """`HISTOGRAMS.<name>` (bucket bounds) and the throughput slot, for core/lua/_metrics.lua."""
     rows = ", ".join(f"{h.name} = {{{', '.join(repr(b) for b in h.buckets)}}}" for h in HISTOGRAMS)
     return (
         f"local HISTOGRAMS = {{{rows}}}\n"

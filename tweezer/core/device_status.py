@@ -10,6 +10,7 @@ import redis
 
 from tweezer.core.errors import InvalidRequest
 from tweezer.core.keys import Keys, calibration_bounds, calibration_window
+from tweezer.core.script_args import DeviceStatusArgs
 from tweezer.core.scripts import Scripts
 from tweezer.core.status import DeviceStatus
 
@@ -37,7 +38,7 @@ class DeviceStatuses:
         """The status of each device type right now (UP unless set otherwise)."""
         if not device_types:
             return {}
-        statuses = self.scripts.call("device_status", now, *device_types)
+        statuses = self.scripts.run(DeviceStatusArgs(now, tuple(device_types)))
         return {t: DeviceStatus(s) for t, s in zip(device_types, statuses, strict=True)}
 
     def set(self, device_type: str, status: DeviceStatus, reason: str, now: int) -> None:

@@ -18,6 +18,7 @@ import redis
 
 from tweezer.core import replies
 from tweezer.core.keys import Keys
+from tweezer.core.script_args import ClaimJobsArgs, CommitJobsArgs, HeartbeatArgs, ScriptArgs
 from tweezer.core.scripts import Scripts
 from tweezer.core.status import JobStatus
 from tweezer.core.timefmt import to_ms
@@ -104,7 +105,8 @@ class Execution:
         `worker` (host:pid) goes into the jobs' history; claiming again after a lost reply
         finds the jobs this worker already holds."""
         ttl_ms = to_ms(heartbeat_ttl_s)
-        reply = self._call("claim_jobs", now, job_ids, delivery, ttl_ms, worker, *job_ids)
+        args = ClaimJobsArgs(now, delivery, ttl_ms, worker, tuple(job_ids))
+        reply = self._run(args, job_ids)
         claimed = replies.decode_claimed(reply)
         batch = claimed.batch
         configuration = batch.get("configuration")
@@ -138,19 +140,19 @@ class Execution:
         """Keeps `job_ids` in flight and records the progress of the `current` one; returns the
         jobs no longer ours to run (cancelled, or given to another worker)."""
         ttl_ms = to_ms(heartbeat_ttl_s)
-        args = (delivery, ttl_ms, current, shots_done, *job_ids)
-        return replies.decode_stale(self._call("heartbeat", now, job_ids, *args))
+        args = HeartbeatArgs(now, delivery, ttl_ms, current, shots_done, tuple(job_ids))
+        return replies.decode_stale(self._run(args, job_ids))
 
     def commit_jobs(
         self, delivery: str, outcomes: Sequence[Outcome], now: int
     ) -> dict[str, replies.Stale]:
         """Stores the outcomes the delivery still owns (one round trip); returns the others."""
-        args: list[object] = [delivery]
+        fields: list[str | int] = []
         for o in outcomes:
             measured = ("", "") if o.seconds is None else (o.started_us, repr(o.seconds))
-            args += [o.job_id, o.status.value, o.payload, *measured]
-        ids = [o.job_id for o in outcomes]
-        return replies.decode_stale(self._call("commit_jobs", now, ids, *args))
+            fields += [o.job_id, o.status.value, o.payload, *measured]
+        args = CommitJobsArgs(now, delivery, tuple(fields))
+        return replies.decode_stale(self._run(args, [o.job_id for o in outcomes]))
 
     # One job at a time: the same scripts (tests, and a hard time limit's report).
 
@@ -178,6 +180,5 @@ class Execution:
     def _commit_one(self, outcome: Outcome, delivery: str, now: int) -> bool:
         return outcome.job_id not in self.commit_jobs(delivery, [outcome], now)
 
-    def _call(self, script: str, now: int, job_ids: Sequence[str], *args: object) -> Any:
-        keys = [self.keys.job(job_id) for job_id in job_ids]
-        return self.scripts.call(script, now, *args, keys=keys)
+    def _run(self, args: ScriptArgs, job_ids: Sequence[str]) -> Any:
+        return self.scripts.run(args, keys=[self.keys.job(job_id) for job_id in job_ids])

@@ -22,6 +22,7 @@ from tweezer.core.counters import THROUGHPUT_WINDOW_S, parse_totals
 from tweezer.core.device_types import device_type_of_qpu, qpu_names
 from tweezer.core.liveness import SECOND_US, alive_since, qpu_of_worker
 from tweezer.core.priorities import PRIORITIES
+from tweezer.core.script_args import OverviewArgs
 from tweezer.core.scripts import Scripts
 from tweezer.core.settings import Settings
 from tweezer.core.status import TERMINAL_JOB_STATUSES, BatchStatus, DeviceStatus
@@ -149,14 +150,14 @@ def read_overview(
 ) -> Overview:
     """The cluster now, from one script call: `qpus` are the configured ones (workers may have
     announced more), `device_types` the types served."""
-    raw = Scripts(client, namespace).call(
-        "overview",
-        now,
-        json.dumps(device_types),
-        json.dumps(list(PRIORITIES)),
-        json.dumps(qpus),
-        THROUGHPUT_WINDOW_S,
+    args = OverviewArgs(
+        now=now,
+        device_types=json.dumps(device_types),
+        priorities=json.dumps(list(PRIORITIES)),
+        qpus=json.dumps(qpus),
+        window_s=THROUGHPUT_WINDOW_S,
     )
+    raw = Scripts(client, namespace).run(args)
     return decode(json.loads(raw), now)
 
 

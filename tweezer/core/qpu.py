@@ -19,8 +19,18 @@ from tweezer.core import replies
 from tweezer.core.device_types import device_type_of_qpu
 from tweezer.core.keys import Keys
 from tweezer.core.priorities import PRIORITIES
+from tweezer.core.script_args import (
+    AcquireQpuArgs,
+    DispatchArgs,
+    ExpireOpenBatchArgs,
+    ReconcileArgs,
+    ReleaseQpuArgs,
+    RenewLeaseArgs,
+    ScriptArgs,
+)
 from tweezer.core.scripts import Scripts
 from tweezer.core.settings import Settings
+from tweezer.core.status import HoldEnd
 from tweezer.core.timefmt import to_ms, to_us
 
 #: Most jobs one message carries to a worker (dispatch.lua): enough to amortise a message, a
@@ -104,36 +114,43 @@ class QpuControl:
         taken meanwhile (the next pass chooses again)."""
         token = secrets.token_hex(16)
 
-        def grant(candidate: str) -> replies.Acquired | bool:
-            reply = self.scripts.call(
-                "acquire_qpu",
-                now,
-                qpu,
-                device_type_of_qpu(qpu),
-                token,
-                to_ms(ttl_s),
-                candidate,
-                json.dumps(PRIORITIES),
+        def grant(candidate: str) -> replies.Granted | replies.Choose | replies.Refused:
+            reply = self.scripts.run(
+                AcquireQpuArgs(
+                    now=now,
+                    qpu=qpu,
+                    device_type=device_type_of_qpu(qpu),
+                    token=token,
+                    ttl_ms=to_ms(ttl_s),
+                    candidate=candidate,
+                    priorities=json.dumps(PRIORITIES),
+                ),
                 keys=self._qpu_keys(qpu),
             )
             return replies.decode_acquired(reply)
 
         acquired = grant("")
-        if acquired is True:
+        if isinstance(acquired, replies.Choose):
             candidate = choose()
-            acquired = grant(candidate) if candidate is not None else False
-        if not isinstance(acquired, replies.Acquired):
-            return None
-        return Lease(qpu=qpu, token=token, epoch=acquired.epoch, batch_id=acquired.batch_id)
+            if candidate is None:
+                return None
+            acquired = grant(candidate)
+        match acquired:
+            case replies.Granted(batch_id, epoch):
+                return Lease(qpu=qpu, token=token, epoch=epoch, batch_id=batch_id)
+            case _:
+                return None
 
     def renew(self, lease: Lease, ttl_s: float) -> bool:
         """False when the lease is lost (expired, or taken over)."""
-        return replies.decode_fenced_ok(self._fenced("renew_lease", lease, to_ms(ttl_s)))
+        args = RenewLeaseArgs(token=lease.token, epoch=lease.epoch, ttl_ms=to_ms(ttl_s))
+        return replies.decode_fenced_ok(self._fenced(args, lease))
 
     def release(self, lease: Lease, usage_half_life_s: float, now: int) -> bool:
         """True when the QPU is free again: its batch is finished and nothing is in flight (the
         time it held the QPU is then counted as its project's usage)."""
-        reply = self._fenced("release_qpu", lease, usage_half_life_s, now=now)
+        args = ReleaseQpuArgs(now, lease.token, lease.epoch, usage_half_life_s)
+        reply = self._fenced(args, lease)
         return replies.decode_fenced_ok(reply)
 
     def dispatch(
@@ -147,46 +164,45 @@ class QpuControl:
     ) -> list[replies.Dispatch]:
         """Hands out the batch's next jobs in chunks of about `chunk_s` predicted seconds each
         (0: one job per chunk), for a QPU that runs `capacity` jobs at once (dispatch.lua)."""
-        reply = self.scripts.call(
-            "dispatch",
-            now,
-            lease.qpu,
-            lease.token,
-            lease.epoch,
-            capacity,
-            to_ms(timeout_s),
-            chunk_s,
-            max_chunk,
-            keys=self._qpu_keys(lease.qpu),
+        args = DispatchArgs(
+            now=now,
+            qpu=lease.qpu,
+            token=lease.token,
+            epoch=lease.epoch,
+            pool=capacity,
+            timeout_ms=to_ms(timeout_s),
+            chunk_s=chunk_s,
+            max_chunk=max_chunk,
         )
+        reply = self._fenced(args, lease)
         return replies.decode_dispatched(reply)
 
     def reconcile(self, lease: Lease, max_attempts: int, now: int) -> replies.Reconciled:
         """Recovers the QPU's jobs whose claim or heartbeat deadline passed."""
-        return replies.decode_reconciled(self._fenced("reconcile", lease, max_attempts, now=now))
+        args = ReconcileArgs(now, lease.token, lease.epoch, max_attempts)
+        return replies.decode_reconciled(self._fenced(args, lease))
 
-    def expire_open_batch(self, lease: Lease, hold: OpenBatchHold, now: int) -> str | None:
+    def expire_open_batch(self, lease: Lease, hold: OpenBatchHold, now: int) -> HoldEnd | None:
         """Ends the QPU's open batch TIMED_OUT if `hold` says it has held the QPU long enough;
-        returns why ('idle', 'contended_idle', 'max_hold') or None."""
-        reply = self._fenced(
-            "expire_open_batch",
-            lease,
-            to_us(hold.idle_s),
-            to_us(min(hold.contended_idle_s, hold.idle_s)),
-            to_us(hold.max_hold_s),
-            json.dumps(PRIORITIES),
+        returns why, or None."""
+        args = ExpireOpenBatchArgs(
             now=now,
+            token=lease.token,
+            epoch=lease.epoch,
+            idle_us=to_us(hold.idle_s),
+            contended_idle_us=to_us(min(hold.contended_idle_s, hold.idle_s)),
+            max_hold_us=to_us(hold.max_hold_s),
+            priorities=json.dumps(PRIORITIES),
         )
+        reply = self._fenced(args, lease)
         return replies.decode_timed_out(reply)
 
     def _qpu_keys(self, qpu: str) -> list[str]:
-        """The KEYS of the scheduler's scripts, in the order of `qpu_keys()` in _lib.lua."""
+        """The KEYS of the scheduler's scripts, in the order of `qpu_keys()` in _queues.lua."""
         k = self.keys
         return [k.qpu_lease(qpu), k.qpu_epoch(qpu), k.qpu_batch(qpu), k.qpu_inflight(qpu)]
 
-    def _fenced(self, script: str, lease: Lease, *args: object, now: int | None = None) -> Any:
-        """Calls a script fenced by `lease` (ARGV: [now,] token, epoch, args...)."""
-        head = () if now is None else (now,)
-        return self.scripts.call(
-            script, *head, lease.token, lease.epoch, *args, keys=self._qpu_keys(lease.qpu)
-        )
+    def _fenced(self, args: ScriptArgs, lease: Lease) -> Any:
+        """Runs a script fenced by `lease` (its arguments carry the lease's token and epoch),
+        with the lease's QPU keys."""
+        return self.scripts.run(args, keys=self._qpu_keys(lease.qpu))

@@ -8,7 +8,7 @@ A project's quotas are fields of its hash (absent = no limit):
   allowed_device_types  the device types its batches may ask for
 
 The first three depend on what is stored, so the commit script checks them atomically
-(`quota_refusal` in core/lua/_lib.lua): two concurrent requests cannot pass a limit together.
+(`quota_refusal` in _accounting.lua): two concurrent requests cannot pass a limit together.
 The last two depend on the request only and are checked here, before anything is written.
 
 Stored bytes (`project:{id}:usage` stored_bytes) are counted by the scripts that write them:

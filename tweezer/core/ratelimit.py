@@ -19,8 +19,10 @@ import redis
 from tweezer.core import replies
 from tweezer.core.errors import RateLimited
 from tweezer.core.keys import Keys
+from tweezer.core.script_args import LoginBackoffArgs, RateLimitArgs
 from tweezer.core.scripts import Scripts
 from tweezer.core.settings import Settings
+from tweezer.core.status import LoginStep
 from tweezer.core.timefmt import SECOND_US
 
 
@@ -45,9 +47,8 @@ class RateLimiter:
         if it is over its rate."""
         if self.interval_us == 0:
             return  # rate limiting is off
-        reply = self.scripts.call(
-            "rate_limit", now, self.interval_us, self.burst, keys=[self.keys.rate(token_hash)]
-        )
+        args = RateLimitArgs(now=now, interval_us=self.interval_us, burst=self.burst)
+        reply = self.scripts.run(args, keys=[self.keys.rate(token_hash)])
         if wait_us := replies.decode_limited(reply):
             raise _refusal(self.refusal, wait_us)
 
@@ -66,20 +67,19 @@ class LoginBackoff:
 
     def check(self, username: str, address: str, now: int) -> None:
         """Raises RateLimited while the pair must wait (writes nothing)."""
-        if wait_us := replies.decode_limited(self._call("check", username, address, now)):
+        if wait_us := replies.decode_limited(self._call(LoginStep.CHECK, username, address, now)):
             raise _refusal("Too many wrong passwords for this username from this address", wait_us)
 
     def failed(self, username: str, address: str, now: int) -> None:
-        self._call("failed", username, address, now)
+        self._call(LoginStep.FAILED, username, address, now)
 
     def succeeded(self, username: str, address: str, now: int) -> None:
-        self._call("succeeded", username, address, now)
+        self._call(LoginStep.SUCCEEDED, username, address, now)
 
-    def _call(self, op: str, username: str, address: str, now: int) -> list[str]:
+    def _call(self, step: LoginStep, username: str, address: str, now: int) -> list[str]:
         key = self.keys.login_failures(_digest(username, address))
-        reply: list[str] = self.scripts.call(
-            "login_backoff", now, op, self.free_failures, self.max_delay_us, keys=[key]
-        )
+        args = LoginBackoffArgs(now, step, self.free_failures, self.max_delay_us)
+        reply: list[str] = self.scripts.run(args, keys=[key])
         return reply
 
 

@@ -17,6 +17,96 @@ from tweezer.core.forecasts import Forecast
 from tweezer.core.roles import Role
 from tweezer.core.status import BatchStatus, JobStatus
 
+#: Every field a batch's hash may hold. The Lua scripts read records by these names
+#: (`read_record(K.batch(id), 'batch', 'status', 'open')` -> `b.status`, `b.open`), checked
+#: against this list as they run; a name missing here is an error, not a silent nil.
+BATCH_FIELDS = (
+    "id",
+    "project_id",
+    "user_id",
+    "device_type",
+    "status",
+    "open",
+    "queue_priority",
+    "tags",
+    "sequence_builder",
+    "configuration",
+    "backend_configuration",
+    "webhook",
+    "parent_id",
+    "predicted_qpu_s",
+    "created_us",
+    "updated_us",
+    #: When it started on a QPU (RUNNING), which QPU, when it ended.
+    "start_us",
+    "qpu",
+    "end_us",
+    #: The last time it took a job or ran one (an open batch's idle timeout counts from it).
+    "activity_us",
+    "jobs_total",
+    "runs_total",
+    "runs_done",
+    #: Bytes of its stored inputs (sequences), and when retention purged them.
+    "input_bytes",
+    "inputs_purged_us",
+    "webhook_state",
+)
+
+#: Every field a job's hash may hold (read by name in Lua as BATCH_FIELDS are).
+JOB_FIELDS = (
+    "id",
+    "batch_id",
+    "project_id",
+    "user_id",
+    "status",
+    "runs",
+    "variables",
+    #: Its own sequence, stored once per batch under this sha (`sequence`: records written
+    #: before sequences were shared).
+    "sequence_sha",
+    "sequence",
+    "parent_id",
+    "warnings",
+    "atoms",
+    "duration_ns",
+    "qpu_s",
+    "created_us",
+    "updated_us",
+    "start_us",
+    "end_us",
+    "attempts",
+    "progress",
+    "reserved_bytes",
+    "errors",
+    "history",
+    #: The message it was last handed out in (the fence of claims and commits), and its QPU.
+    "delivery",
+    "qpu",
+)
+
+#: Every field of a project's record the scripts read (core/accounts.py writes it).
+PROJECT_FIELDS = ("max_queued_jobs", "max_open_batches", "max_stored_bytes")
+
+#: A (username, address) pair's wrong-password record (login_backoff.lua).
+LOGIN_FIELDS = ("failures", "next_us")
+
+#: Records by the name the scripts give them.
+RECORD_FIELDS = {
+    "batch": BATCH_FIELDS,
+    "job": JOB_FIELDS,
+    "project": PROJECT_FIELDS,
+    "login": LOGIN_FIELDS,
+}
+
+
+def lua_fields() -> str:
+    """`FIELDS.<record>`: each record's field names as a set, for `read_record` (core/lua)."""
+    records = ", ".join(
+        f"{record} = {{{', '.join(f'{name} = true' for name in names)}}}"
+        for record, names in RECORD_FIELDS.items()
+    )
+    return f"local FIELDS = {{{records}}}\n"
+
 
 def _int(value: str | None) -> int | None:
     return None if value is None else int(value)
@@ -121,7 +211,7 @@ class Batch:
 
 @dataclass(frozen=True)
 class JobAttempt:
-    """One start of a job on a worker, as its `history` field keeps it (core/lua/_lib.lua)."""
+    """One start of a job on a worker, as its `history` field keeps it (core/lua/_statuses.lua)."""
 
     attempt: int
     qpu: str | None

@@ -22,6 +22,7 @@ from enum import StrEnum
 
 from tweezer.core import quotas
 from tweezer.core.errors import BatchClosed, Conflict, InvalidTransition, NotFound, TweezerError
+from tweezer.core.status import HoldEnd
 
 
 class Reply(StrEnum):
@@ -67,7 +68,7 @@ class Reply(StrEnum):
 
 
 #: What a script aborts with when a status move is not in the transition table; the Lua side
-#: raises it through `raise_transition` in _lib.lua.
+#: raises it through `raise_transition` in _statuses.lua.
 TRANSITION_ERROR_PREFIX = "TWEEZER " + Reply.INVALID_TRANSITION
 
 
@@ -188,20 +189,33 @@ def decode_idempotent(reply: Sequence[str]) -> str | None:
 
 
 @dataclass(frozen=True)
-class Acquired:
+class Granted:
     """acquire_qpu: the batch the QPU now runs, and the fencing epoch of the new lease."""
 
     batch_id: str
     epoch: int
 
 
-def decode_acquired(reply: Sequence[str]) -> Acquired | bool:
-    """acquire_qpu: the grant; True when the QPU is free and the policy must choose among the
-    batches waiting; False when it is held, paused, has nothing to run, or the choice went
-    stale."""
+@dataclass(frozen=True)
+class Choose:
+    """acquire_qpu: the QPU is free and batches wait: the policy chooses, then asks again."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """acquire_qpu: no grant now: the QPU is held, its device paused, nothing waits, or the
+    candidate no longer waits here (`why` is the reply code)."""
+
+    why: Reply
+
+
+def decode_acquired(reply: Sequence[str]) -> Granted | Choose | Refused:
+    """acquire_qpu's reply, typed."""
     if reply[0] == Reply.ACQUIRED:
-        return Acquired(reply[1], int(reply[2]))
-    return reply[0] == Reply.CHOOSE
+        return Granted(reply[1], int(reply[2]))
+    if reply[0] == Reply.CHOOSE:
+        return Choose()
+    return Refused(Reply(reply[0]))
 
 
 def decode_fenced_ok(reply: Sequence[str]) -> bool:
@@ -243,9 +257,9 @@ def decode_reconciled(reply: Sequence[str]) -> Reconciled:
     return Reconciled(int(reply[1]), int(reply[2])) if reply[0] == Reply.OK else Reconciled()
 
 
-def decode_timed_out(reply: Sequence[str]) -> str | None:
-    """expire_open_batch: why the batch ended ('idle', 'contended_idle', 'max_hold'), or None."""
-    return str(reply[2]) if reply[0] == Reply.TIMED_OUT else None
+def decode_timed_out(reply: Sequence[str]) -> HoldEnd | None:
+    """expire_open_batch: why the batch's hold ended (it is TIMED_OUT), or None."""
+    return HoldEnd(reply[2]) if reply[0] == Reply.TIMED_OUT else None
 
 
 # -- workers (core/execution.py) ---------------------------------------------------------------

@@ -1,18 +1,25 @@
 """Loads the Lua scripts of core/lua/ once and calls them by SHA (EVALSHA, reloaded on NOSCRIPT).
 
-Each script is prefixed with a prelude: `NS` (the namespace, always ARGV[1]), the `K.*` key
-functions rendered from core/keys.py, the audit entry's layout (core/audit.py), the status names,
-sets and transition tables (core/status.py), the reply codes `R.*` (core/replies.py), and the
-shared helpers of `_lib.lua`. A script's own arguments therefore start at ARGV[2].
+Each script is sent with a prelude: `NS` (the namespace, always ARGV[1]), the `K.*` key
+functions rendered from core/keys.py, the audit entry's layout (core/audit.py), the status
+names, sets and transition tables (core/status.py), the reply codes `R.*` and other wire words
+(core/replies.py), the record field lists `FIELDS.*` (core/records.py), the shared library
+(`LIBRARY`: the `_*.lua` files, in that order, each a concern), and last the script's own
+arguments as the table `A` (core/script_args.py). A script reads `A.now`, never `ARGV[n]`.
 
 A script receives as KEYS the keys its caller can name from the arguments (the record or the
 QPU it is about); the keys it finds through them (indexes, the QPU a job runs on, ...) it builds
 with `K.*`. Its header lists both.
+
+An error inside a script names the line of the whole text Redis ran; `Scripts.run` rewrites it
+to the file and line it came from (`_lib/_statuses.lua:41`), through `SourceMap`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -22,8 +29,22 @@ import redis
 from tweezer.core.audit import lua_audit
 from tweezer.core.counters import lua_counters
 from tweezer.core.keys import lua_functions
+from tweezer.core.records import lua_fields
 from tweezer.core.replies import lua_replies, transition_error
+from tweezer.core.script_args import ARGS, ScriptArgs
 from tweezer.core.status import lua_tables
+
+#: The shared library, by concern, in the order each may use the ones before it.
+LIBRARY = (
+    "_base",
+    "_metrics",
+    "_queues",
+    "_accounting",
+    "_statuses",
+    "_sequences",
+    "_idempotency",
+    "_audit",
+)
 
 SCRIPT_NAMES = (
     "create_batch",
@@ -56,7 +77,8 @@ SCRIPT_NAMES = (
 
 
 def _read(name: str) -> str:
-    return resources.files("tweezer.core").joinpath("lua", f"{name}.lua").read_text()
+    text = resources.files("tweezer.core").joinpath("lua", f"{name}.lua").read_text()
+    return text if text.endswith("\n") else text + "\n"
 
 
 #: Flags beyond the default (may write; refused whole when Redis is full).
@@ -78,41 +100,83 @@ FLAGS = {
 }
 
 
+@dataclass(frozen=True)
+class SourceMap:
+    """Where each line of a script's full text came from: (first line, part name) per part."""
+
+    parts: tuple[tuple[int, str], ...]
+
+    def locate(self, line: int) -> tuple[str, int]:
+        """The part (`dispatch.lua`, `_statuses.lua`, `prelude`) and its own line number."""
+        found = ("prelude", line)
+        for first, part in self.parts:
+            if line >= first:
+                found = (part, line - first + 1)
+        return found
+
+    def rewrite(self, message: str) -> str:
+        """`user_script:N` in a Redis error as `part:line`."""
+
+        def located(match: re.Match[str]) -> str:
+            part, line = self.locate(int(match.group(1)))
+            return f"{part}:{line}"
+
+        return re.sub(r"user_script:(\d+)", located, message)
+
+
 @cache
-def script_source(name: str) -> str:
-    """The full text sent to Redis for script `name`.
+def assembled(name: str) -> tuple[str, SourceMap]:
+    """The full text sent to Redis for script `name`, and where each of its lines came from.
 
     The shebang makes Redis check for a full memory once, before the script runs, and refuse it
     whole: without it, a script is refused only at the write that finds memory full, after the
     writes before it (scripts are not rolled back).
     """
     shebang = f"#!lua flags={FLAGS[name]}\n" if name in FLAGS else "#!lua\n"
-    prelude = (
-        "local NS = ARGV[1]\n"
-        + lua_functions()
-        + lua_audit()
-        + lua_tables()
-        + lua_replies()
-        + lua_counters()
-        + _read("_lib")
-    )
-    return shebang + prelude + "\n-- " + name + ".lua\n" + _read(name)
+    parts: list[tuple[str, str]] = [
+        (
+            "prelude",
+            "local NS = ARGV[1]\n"
+            + lua_functions()
+            + lua_audit()
+            + lua_tables()
+            + lua_replies()
+            + lua_counters()
+            + lua_fields(),
+        ),
+        *((f"{part}.lua", _read(part)) for part in LIBRARY),
+        ("arguments", ARGS[name].lua()),
+        (f"{name}.lua", _read(name)),
+    ]
+    text, starts, line = shebang, [], 2
+    for part, source in parts:
+        starts.append((line, part))
+        text += source
+        line += source.count("\n")
+    return text, SourceMap(tuple(starts))
+
+
+def script_source(name: str) -> str:
+    return assembled(name)[0]
 
 
 class Scripts:
-    """The scripts registered on one Redis client, called as `scripts.call("dispatch", ...)`."""
+    """The scripts registered on one Redis client, run as `scripts.run(DispatchArgs(...))`."""
 
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         self.namespace = namespace
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
 
-    def call(self, name: str, *args: Any, keys: Sequence[str] = ()) -> Any:
-        """Runs script `name` with `keys` as KEYS and `args` from ARGV[2]; a status move its
-        transition table forbids raises InvalidTransition (core/replies.py)."""
+    def run(self, args: ScriptArgs, keys: Sequence[str] = ()) -> Any:
+        """Runs the script `args` are for, with `keys` as KEYS; a status move its transition
+        table forbids raises InvalidTransition (core/replies.py), any other error names the
+        file and line it came from."""
+        name = args.SCRIPT
         try:
-            return self._scripts[name](keys=list(keys), args=[self.namespace, *args])
+            return self._scripts[name](keys=list(keys), args=[self.namespace, *args.argv()])
         except redis.exceptions.ResponseError as exc:
             error = transition_error(str(exc))
-            if error is None:
-                raise
-            raise error from None
+            if error is not None:
+                raise error from None
+            located = assembled(name)[1].rewrite(str(exc))
+            raise type(exc)(located) from None

@@ -84,6 +84,36 @@ class WebhookOutcome(StrEnum):
     LOST = "lost"
 
 
+class AttemptEnd(StrEnum):
+    """How a job's attempt ended when not with its job's own terminal status (DONE, ERROR,
+    CANCELED): an entry of its `history`."""
+
+    #: Its worker stopped heart-beating; the job was queued again.
+    LOST = "LOST"
+
+
+class HoldEnd(StrEnum):
+    """Why an open batch's hold on its QPU ended (expire_open_batch.lua; the batch is
+    TIMED_OUT)."""
+
+    #: No job for the open-batch idle timeout.
+    IDLE = "idle"
+    #: No job for the shorter idle timeout that applies while another project waits.
+    CONTENDED_IDLE = "contended_idle"
+    #: Held its QPU for the longest hold while another project waits.
+    MAX_HOLD = "max_hold"
+
+
+class LoginStep(StrEnum):
+    """The steps of a password login the backoff record hears of (login_backoff.lua)."""
+
+    #: Before the password is checked: may this (user, address) try now?
+    CHECK = "check"
+    #: After: the password was wrong, or right.
+    FAILED = "failed"
+    SUCCEEDED = "succeeded"
+
+
 #: Every move a job makes, and nothing else.
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     # PENDING -> RUNNING: a worker claimed it; -> CANCELED: cancelled before any worker did.
@@ -115,12 +145,23 @@ TERMINAL_JOB_STATUSES = frozenset(s for s, nxt in JOB_TRANSITIONS.items() if not
 TERMINAL_BATCH_STATUSES = frozenset(s for s, nxt in BATCH_TRANSITIONS.items() if not nxt)
 
 
-E = TypeVar("E", JobStatus, BatchStatus, DeviceStatus, WebhookState, WebhookOutcome)
+E = TypeVar(
+    "E",
+    JobStatus,
+    BatchStatus,
+    DeviceStatus,
+    WebhookState,
+    WebhookOutcome,
+    AttemptEnd,
+    HoldEnd,
+    LoginStep,
+)
 
 
 def lua_tables() -> str:
     """The statuses as Lua, prepended to every script (see core/scripts.py): `JOB.PENDING`,
-    `BATCH.DONE`, `DEVICE.UP`, `WEBHOOK.PENDING`, `WEBHOOK_ATTEMPT.SENDING` name them,
+    `BATCH.DONE`, `DEVICE.UP`, `WEBHOOK.PENDING`, `WEBHOOK_ATTEMPT.SENDING`, `ATTEMPT.LOST`,
+    `HOLD_END.IDLE` and `LOGIN.CHECK` name them,
     `TERMINAL_JOB[s]` / `TERMINAL_BATCH[s]` test them, `JOB_STATUSES` lists them, and the
     transition tables check every move."""
 
@@ -142,6 +183,9 @@ def lua_tables() -> str:
         + names("DEVICE", DeviceStatus)
         + names("WEBHOOK", WebhookState)
         + names("WEBHOOK_ATTEMPT", WebhookOutcome)
+        + names("ATTEMPT", AttemptEnd)
+        + names("HOLD_END", HoldEnd)
+        + names("LOGIN", LoginStep)
         + f"local JOB_STATUSES = {{{job_list}}}\n"
         + members("TERMINAL_JOB", TERMINAL_JOB_STATUSES)
         + members("TERMINAL_BATCH", TERMINAL_BATCH_STATUSES)

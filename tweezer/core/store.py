@@ -20,6 +20,18 @@ from tweezer.core.errors import TweezerError
 from tweezer.core.forecasts import ForecastBook
 from tweezer.core.keys import Keys
 from tweezer.core.records import Batch, Job, creation_rows
+from tweezer.core.script_args import (
+    AddJobsArgs,
+    CancelBatchArgs,
+    CancelJobsArgs,
+    CloseBatchArgs,
+    CreateBatchArgs,
+    IdempotencyCheckArgs,
+    MigrateArgs,
+    PurgeInputsArgs,
+    QueryArgs,
+    SetTagsArgs,
+)
 from tweezer.core.scripts import Scripts
 from tweezer.core.status import BatchStatus, JobStatus
 from tweezer.core.timefmt import to_us
@@ -111,17 +123,16 @@ class Store:
         `audit` defaults to "the batch's user created it"."""
         audit = audit or Audit(batch.user_id, "batch.create", {"jobs": len(jobs)})
         rows, sequences = creation_rows(jobs)
-        reply = self.scripts.call(
-            "create_batch",
+        args = CreateBatchArgs(
             now,
             json.dumps(batch.creation_fields()),
             json.dumps(rows),
             *(idempotency.args() if idempotency else NO_IDEMPOTENCY),
-            audit.arg(),
-            json.dumps(sequences),
-            self.max_stored_bytes,
-            keys=[self.keys.batch(batch.id)],
+            audit=audit.arg(),
+            sequences=json.dumps(sequences),
+            max_stored_bytes=self.max_stored_bytes,
         )
+        reply = self.scripts.run(args, keys=[self.keys.batch(batch.id)])
         created = replies.decode_created(reply)
         if isinstance(created, replies.Replayed):
             return created.batch_id
@@ -142,26 +153,24 @@ class Store:
         """Commits jobs into an open batch (once per Idempotency-Key); BatchClosed if it is
         closed."""
         rows, sequences = creation_rows(jobs)
-        reply = self.scripts.call(
-            "add_jobs",
+        args = AddJobsArgs(
             now,
             batch_id,
             json.dumps(rows),
             *(idempotency.args() if idempotency else NO_IDEMPOTENCY),
-            audit.arg(),
-            json.dumps(sequences),
-            self.max_stored_bytes,
-            keys=[self.keys.batch(batch_id)],
+            audit=audit.arg(),
+            sequences=json.dumps(sequences),
+            max_stored_bytes=self.max_stored_bytes,
         )
+        reply = self.scripts.run(args, keys=[self.keys.batch(batch_id)])
         added = replies.decode_added(reply)
         if not isinstance(added, replies.Replayed):
             _stamp(jobs, added)
 
     def close_batch(self, batch_id: str, now: int, actor: str) -> None:
         audit = Audit(actor, "batch.close")
-        reply = self.scripts.call(
-            "close_batch", now, batch_id, audit.arg(), keys=[self.keys.batch(batch_id)]
-        )
+        args = CloseBatchArgs(now, batch_id, audit.arg())
+        reply = self.scripts.run(args, keys=[self.keys.batch(batch_id)])
         replies.ok(reply)
 
     def cancel_batch(self, batch_id: str, now: int, actor: str) -> None:
@@ -174,13 +183,8 @@ class Store:
     ) -> dict[str, TweezerError | None]:
         """Cancels the batches in one commit; for each id, None (cancelled) or why not."""
         ids = list(batch_ids)
-        reply = self.scripts.call(
-            "cancel_batch",
-            now,
-            json.dumps(ids),
-            Audit(actor, "batch.cancel").arg(),
-            keys=[self.keys.batch(batch_id) for batch_id in ids],
-        )
+        args = CancelBatchArgs(now, json.dumps(ids), Audit(actor, "batch.cancel").arg())
+        reply = self.scripts.run(args, keys=[self.keys.batch(batch_id) for batch_id in ids])
         return replies.decode_outcomes(ids, reply)
 
     def cancel_jobs(
@@ -189,26 +193,14 @@ class Store:
         """Cancels the jobs it can; returns {job id: reason} for those it could not."""
         ids = list(job_ids)
         audit = Audit(actor, "batch.cancel_jobs", {"jobs": ids[:100], "count": len(ids)})
-        reply = self.scripts.call(
-            "cancel_jobs",
-            now,
-            batch_id,
-            json.dumps(ids),
-            audit.arg(),
-            keys=[self.keys.batch(batch_id)],
-        )
+        args = CancelJobsArgs(now, batch_id, json.dumps(ids), audit.arg())
+        reply = self.scripts.run(args, keys=[self.keys.batch(batch_id)])
         return replies.decode_jobs_cancelled(reply).refused
 
     def set_tags(self, batch_id: str, tags: list[str], now: int, actor: str) -> None:
         audit = Audit(actor, "batch.set_tags", {"tags": tags})
-        reply = self.scripts.call(
-            "set_tags",
-            now,
-            batch_id,
-            json.dumps(tags),
-            audit.arg(),
-            keys=[self.keys.batch(batch_id)],
-        )
+        args = SetTagsArgs(now, batch_id, json.dumps(tags), audit.arg())
+        reply = self.scripts.run(args, keys=[self.keys.batch(batch_id)])
         replies.ok(reply)
 
     # -- reads ------------------------------------------------------------------------------
@@ -216,8 +208,8 @@ class Store:
     def idempotent_batch(self, idempotency: Idempotency) -> str | None:
         """The batch an earlier request with this Idempotency-Key made, if any (a cheap check
         before validating; the commit checks again atomically)."""
-        reply = self.scripts.call(
-            "idempotency_check", idempotency.fingerprint, keys=[idempotency.key]
+        reply = self.scripts.run(
+            IdempotencyCheckArgs(idempotency.fingerprint), keys=[idempotency.key]
         )
         return replies.decode_idempotent(reply)
 
@@ -287,16 +279,15 @@ class Store:
     def migrate(self) -> int:
         """Brings records of an earlier version up to date (core/lua/migrate.lua); returns how
         many changed. Idempotent: every scheduler runs it at start."""
-        changed: int = self.scripts.call("migrate", keys=[self.keys.projects()])
+        changed: int = self.scripts.run(MigrateArgs(), keys=[self.keys.projects()])
         return changed
 
     def purge_inputs(self, retention_s: float, now: int, most: int = 100) -> int:
         """Drops the sequences of batches finished more than `retention_s` ago (at most `most`
         of them); returns how many."""
         cutoff = now - to_us(retention_s)
-        purged: int = self.scripts.call(
-            "purge_inputs", now, cutoff, most, keys=[self.keys.retention()]
-        )
+        args = PurgeInputsArgs(now, cutoff, most)
+        purged: int = self.scripts.run(args, keys=[self.keys.retention()])
         return purged
 
     def stored_bytes(self, project_id: str) -> int:
@@ -464,7 +455,7 @@ class Store:
             spec["runs"] = runs
         if counts:
             spec["counts"] = counts
-        total, *ids = self.scripts.call("query", json.dumps(spec))
+        total, *ids = self.scripts.run(QueryArgs(json.dumps(spec)))
         return int(total), ids
 
 

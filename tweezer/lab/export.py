@@ -113,7 +113,7 @@ def _held(jobs: list[TraceJob], batch: Batch) -> list[TraceJob]:
 
 
 #: The jobs of the request that creates a batch get its creation time + 1 µs each
-#: (`next_created` in core/lua/_lib.lua), and a request carries at most this many.
+#: (`next_created` in _base.lua), and a request carries at most this many.
 _CREATION_JOBS = 1000
 
 

@@ -19,6 +19,7 @@ import redis
 from tweezer.core.decay import decayed
 from tweezer.core.keys import Keys
 from tweezer.core.priorities import PRIORITIES
+from tweezer.core.script_args import HashRowsArgs
 from tweezer.core.scripts import Scripts
 from tweezer.core.status import BatchStatus
 from tweezer.core.timefmt import SECOND_US
@@ -27,8 +28,8 @@ from tweezer.scheduling.snapshot import Holding, Snapshot, Waiting
 #: Waiting batches read per script call: Redis serves other clients between calls.
 ROWS_PER_CALL = 500
 
-#: Batch fields a Waiting is made of.
-_FIELDS = (
+#: Batch fields (core/records.py BATCH_FIELDS) a Waiting is made of.
+_WAITING_FIELDS = (
     "project_id",
     "user_id",
     "queue_priority",
@@ -39,6 +40,8 @@ _FIELDS = (
     "created_us",
     "status",
 )
+#: Batch fields a Holding is made of.
+_HOLDING_FIELDS = ("project_id", "start_us", "status", "predicted_qpu_s")
 
 
 class SnapshotReader:
@@ -70,17 +73,28 @@ class SnapshotReader:
                 pipe.zrange(k.project_queue(device_type, priority, project), 0, window - 1)
         held = [batch_id for batch_id in serving if batch_id]
         for batch_id in held:
-            pipe.hmget(k.batch(batch_id), "project_id", "start_us", "status", "predicted_qpu_s")
+            pipe.hmget(k.batch(batch_id), _HOLDING_FIELDS)
         replies = pipe.execute()
         queued = [batch_id for ids in replies[: len(replies) - len(held)] for batch_id in ids]
+        holders_rows = [
+            dict(zip(_HOLDING_FIELDS, values, strict=True))
+            for values in replies[len(replies) - len(held) :]
+        ]
         holding = [
-            Holding(batch_id, h[0], int(h[1]) / SECOND_US, float(h[3] or 0.0))
-            for batch_id, h in zip(held, replies[len(replies) - len(held) :], strict=True)
-            if h[0] and h[1] and h[2] == BatchStatus.RUNNING
+            Holding(
+                batch_id,
+                h["project_id"],
+                int(h["start_us"]) / SECOND_US,
+                float(h["predicted_qpu_s"] or 0.0),
+            )
+            for batch_id, h in zip(held, holders_rows, strict=True)
+            if h["project_id"] and h["start_us"] and h["status"] == BatchStatus.RUNNING
         ]
 
         rows = self._rows(queued)
-        projects = sorted({row[0] for row in rows if row[0]} | {h.project for h in holding})
+        projects = sorted(
+            {row["project_id"] for row in rows if row["project_id"]} | {h.project for h in holding}
+        )
         pipe = self.redis.pipeline(transaction=False)
         for project in projects:
             pipe.hget(k.project(project), "share")
@@ -93,18 +107,19 @@ class SnapshotReader:
         waiting = [
             Waiting(
                 id=batch_id,
-                project=row[0],
-                user=row[1],
-                priority=row[2],
+                project=row["project_id"],
+                user=row["user_id"],
+                priority=row["queue_priority"],
                 device_type=device_type,
-                submitted_s=int(row[7]) / SECOND_US,
-                open=row[3] == "1",
-                jobs=int(row[4] or 0),
-                runs=int(row[5] or 0),
-                predicted_qpu_s=float(row[6] or 0.0),
+                submitted_s=int(row["created_us"]) / SECOND_US,
+                open=row["open"] == "1",
+                jobs=int(row["jobs_total"] or 0),
+                runs=int(row["runs_total"] or 0),
+                predicted_qpu_s=float(row["predicted_qpu_s"] or 0.0),
             )
             for batch_id, row in zip(queued, rows, strict=True)
-            if row[0] and row[8] == BatchStatus.PENDING  # one granted meanwhile no longer waits
+            # One granted meanwhile no longer waits.
+            if row["project_id"] and row["status"] == BatchStatus.PENDING
         ]
         waiting.sort(key=lambda w: (w.submitted_s, w.id))
         decayed_usage = {
@@ -122,12 +137,18 @@ class SnapshotReader:
             shares=shares,
         )
 
-    def _rows(self, batch_ids: list[str]) -> list[list[Any]]:
-        """The _FIELDS of each batch, in order (None where missing)."""
-        rows: list[list[Any]] = []
-        fields = json.dumps(_FIELDS)
+    def _rows(self, batch_ids: list[str]) -> list[dict[str, Any]]:
+        """The _WAITING_FIELDS of each batch, in order, by name (None where missing)."""
+        rows: list[dict[str, Any]] = []
+        fields = json.dumps(_WAITING_FIELDS)
         for start in range(0, len(batch_ids), ROWS_PER_CALL):
             keys = [self.keys.batch(b) for b in batch_ids[start : start + ROWS_PER_CALL]]
-            reply = json.loads(self.scripts.call("hash_rows", fields, keys=keys)) or []
-            rows += [[value if value is not False else None for value in row] for row in reply]
+            reply = json.loads(self.scripts.run(HashRowsArgs(fields), keys=keys)) or []
+            rows += [
+                {
+                    name: None if value is False else value
+                    for name, value in zip(_WAITING_FIELDS, row, strict=True)
+                }
+                for row in reply
+            ]
         return rows

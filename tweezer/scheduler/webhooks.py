@@ -37,6 +37,7 @@ from tweezer.core.errors import WebhookRefused
 from tweezer.core.keys import Keys
 from tweezer.core.records import Batch
 from tweezer.core.render import batch_document
+from tweezer.core.script_args import ClaimWebhooksArgs, WebhookAttemptArgs
 from tweezer.core.scripts import Scripts
 from tweezer.core.settings import Settings
 from tweezer.core.status import WebhookOutcome, WebhookState
@@ -125,14 +126,15 @@ class WebhookSender:
     def claim(self, now: int, most: int) -> list[Claim]:
         """Claims at most `most` deliveries due at `now`, each with its attempt recorded."""
         pending = Attempt(now, WebhookOutcome.SENDING, None, None, None)
-        rows = self.scripts.call(
-            "claim_webhooks",
-            now,
-            to_us(lease_s(self.settings)),
-            most,
-            to_us(self.settings.webhook_retry_for_s),
-            self.settings.webhook_max_attempts,
-            pending.to_json(),
+        rows = self.scripts.run(
+            ClaimWebhooksArgs(
+                now=now,
+                lease_us=to_us(lease_s(self.settings)),
+                most=most,
+                retry_for_us=to_us(self.settings.webhook_retry_for_s),
+                max_attempts=self.settings.webhook_max_attempts,
+                attempt=pending.to_json(),
+            ),
             keys=[self.keys.webhooks()],
         )
         return [Claim(str(batch_id), int(index), now) for batch_id, index in rows]
@@ -171,13 +173,14 @@ class WebhookSender:
             else WebhookState.FAILED
         )
         replies.ok(
-            self.scripts.call(
-                "webhook_attempt",
-                claim.batch_id,
-                claim.index,
-                attempt.to_json(),
-                state,
-                due or 0,
+            self.scripts.run(
+                WebhookAttemptArgs(
+                    batch_id=claim.batch_id,
+                    index=claim.index,
+                    attempt=attempt.to_json(),
+                    state=state,
+                    next_us=due or 0,
+                ),
                 keys=[
                     self.keys.webhooks(),
                     self.keys.batch(claim.batch_id),

@@ -3,22 +3,22 @@
 -- (scheduling/policies.py). The choice is made in Python; this is the fenced grant: it happens
 -- only if the QPU is still free, the device UP and the candidate still waiting, so schedulers
 -- racing each other grant each QPU once and each batch once.
--- KEYS the QPU's lease, epoch, batch and in-flight keys (qpu_keys() in _lib.lua)
--- ARGV[2] now (µs)
--- ARGV[3] QPU name
--- ARGV[4] device type
--- ARGV[5] new lease token
--- ARGV[6] lease TTL (ms)
--- ARGV[7] candidate batch id ('' to ask whether there is anything to choose from)
--- ARGV[8] priorities (JSON array)
+-- KEYS the QPU's lease, epoch, batch and in-flight keys (qpu_keys() in _queues.lua)
+-- A.now: now (µs)
+-- A.qpu: QPU name
+-- A.device_type: device type
+-- A.token: new lease token
+-- A.ttl_ms: lease TTL (ms)
+-- A.candidate: candidate batch id ('' to ask whether there is anything to choose from)
+-- A.priorities: priorities (JSON array)
 -- Also writes the granted batch and its queue (K.*).
 -- Returns {R.ACQUIRED, batch id, epoch} | {R.HELD} | {R.NOTHING} | {R.PAUSED, device status}
 --       | {R.CHOOSE} (it is free and batches wait: call again with a candidate)
 --       | {R.STALE, candidate} (the candidate no longer waits here).
 -- A batch the QPU was serving is resumed whatever the device's status (it pauses rather than
 -- loses its QPU); a new batch starts only on a device that is UP.
-local now, qpu, device_type, token, ttl_ms = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local candidate = ARGV[7]
+local now, qpu, device_type, token, ttl_ms = A.now, A.qpu, A.device_type, A.token, A.ttl_ms
+local candidate = A.candidate
 local q = qpu_keys()
 if redis.call('EXISTS', q.lease) == 1 then return {R.HELD} end
 
@@ -31,14 +31,16 @@ if not batch_id then
   local status = device_status(device_type, now)
   if status ~= DEVICE.UP then return {R.PAUSED, status} end
   if candidate == '' then
-    for _, priority in ipairs(cjson.decode(ARGV[8])) do
+    for _, priority in ipairs(cjson.decode(A.priorities)) do
       if redis.call('EXISTS', K.queue(device_type, priority)) == 1 then return {R.CHOOSE} end
     end
     redis.call('DEL', q.batch)
     return {R.NOTHING}
   end
-  local b = redis.call('HMGET', K.batch(candidate), 'status', 'device_type')
-  if b[1] ~= BATCH.PENDING or b[2] ~= device_type then return {R.STALE, candidate} end
+  local b = read_record(K.batch(candidate), 'batch', 'status', 'device_type')
+  if b.status ~= BATCH.PENDING or b.device_type ~= device_type then
+    return {R.STALE, candidate}
+  end
   batch_id = candidate
 end
 

@@ -2,16 +2,16 @@
 -- will be refused at commit), all in this one step: a request to cancel several batches commits
 -- all it can or, if Redis fails, none (it cannot stop half-way). Each QPU is released once no
 -- job of its batch is in flight.
--- KEYS the batches, in the order of ARGV[3]
--- ARGV[2] now (µs)
--- ARGV[3] batch ids (JSON array)
--- ARGV[4] audit entry (core/audit.py Audit.arg()), recorded for each batch cancelled
+-- KEYS the batches, in the order of A.batch_ids
+-- A.now: now (µs)
+-- A.batch_ids: batch ids (JSON array)
+-- A.audit: audit entry (core/audit.py Audit.arg()), recorded for each batch cancelled
 -- Also writes the batches' jobs, indexes and queues (K.*).
 -- Returns one reply per batch, in order, each as JSON: {R.OK} | {R.NOT_FOUND, batch id}
 --       | {R.INVALID_TRANSITION, 'batch', batch id, status, CANCELED} for a finished batch.
-local now = ARGV[2]
+local now = A.now
 local out = {}
-for i, batch_id in ipairs(cjson.decode(ARGV[3])) do
+for i, batch_id in ipairs(cjson.decode(A.batch_ids)) do
   local status, project_id = unpack(redis.call('HMGET', KEYS[i], 'status', 'project_id'))
   local reply = {R.OK}
   if not status then
@@ -21,7 +21,7 @@ for i, batch_id in ipairs(cjson.decode(ARGV[3])) do
   else
     cancel_unfinished_jobs(batch_id, now)
     set_batch_status(batch_id, status, BATCH.CANCELED, now)
-    audit(ARGV[4], project_id, batch_id, now)
+    audit(A.audit, project_id, batch_id, now)
   end
   table.insert(out, cjson.encode(reply))
 end

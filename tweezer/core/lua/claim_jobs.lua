@@ -4,49 +4,50 @@
 -- worker whose claim's reply was lost (a dropped connection) claims again: the jobs it already
 -- holds under this delivery are its own again, without a new attempt.
 -- KEYS the jobs
--- ARGV[2] now (µs)
--- ARGV[3] delivery id
--- ARGV[4] heartbeat TTL (ms)
--- ARGV[5] the worker claiming them (shown in the jobs' history)
--- ARGV[6..] the job ids, in the order they will run
+-- A.now: µs
+-- A.delivery: the delivery id
+-- A.ttl_ms: the heartbeat's TTL
+-- A.worker: the worker claiming them (shown in the jobs' history)
+-- A.job_ids: the job ids, in the order they will run
 -- Also writes the jobs' status indexes and their QPU's in-flight set, and reads their batch
 -- (K.*).
 -- Returns {R.OK, document}: JSON of what running them needs (core/replies.py decode_claimed):
 -- the claimed jobs' inputs, the batch's, and each sequence they use; and the unclaimed jobs
 -- with their status (or MISSING).
-local now, delivery, ttl_ms, worker = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local now, delivery, ttl_ms, worker = A.now, A.delivery, tonumber(A.ttl_ms), A.worker
 local claimed, stale, ids, begun = {}, {}, {}, {}
 local batch_id, qpu
 
 -- The job is RUNNING under this delivery, in an attempt this worker (named: '' is nobody)
 -- began and has not ended.
 local function held_by_worker(h)
-  if worker == '' or h[1] ~= JOB.RUNNING or h[2] ~= delivery or not h[6] then return false end
-  local history = cjson.decode(h[6])
+  if worker == '' or h.status ~= JOB.RUNNING or h.delivery ~= delivery or not h.history then
+    return false
+  end
+  local history = cjson.decode(h.history)
   local last = history[#history]
   return last ~= nil and last['worker'] == worker and last['ended_us'] == nil
 end
 
-for i = 6, #ARGV do
-  local job_id = ARGV[i]
-  local h = redis.call('HMGET', K.job(job_id), 'status', 'delivery', 'batch_id', 'qpu',
+for _, job_id in ipairs(A.job_ids) do
+  local h = read_record(K.job(job_id), 'job', 'status', 'delivery', 'batch_id', 'qpu',
     'attempts', 'history', 'start_us', 'runs', 'variables', 'sequence_sha', 'sequence', 'atoms',
     'qpu_s')
-  local claim = h[1] == JOB.PENDING and h[2] == delivery
+  local claim = h.status == JOB.PENDING and h.delivery == delivery
   if not (claim or held_by_worker(h)) then
-    table.insert(stale, {job_id, h[1] or MISSING})
+    table.insert(stale, {job_id, h.status or MISSING})
   else
     -- One delivery is one dispatch of one batch to one QPU.
-    batch_id, qpu = h[3], h[4]
-    local attempts = tonumber(h[5] or '0')
+    batch_id, qpu = h.batch_id, h.qpu
+    local attempts = tonumber(h.attempts or '0')
     if claim then
       attempts = attempts + 1
       table.insert(ids, job_id)
-      begun[job_id] = {attempts, h[6], h[7]}
+      begun[job_id] = {attempts = attempts, history = h.history, start_us = h.start_us}
     end
-    table.insert(claimed, {id = job_id, attempt = attempts, runs = h[8],
-      variables = h[9] or '', sequence_sha = h[10] or '', sequence = h[11] or '',
-      atoms = h[12] or '1', qpu_s = h[13] or '0'})
+    table.insert(claimed, {id = job_id, attempt = attempts, runs = h.runs,
+      variables = h.variables or '', sequence_sha = h.sequence_sha or '',
+      sequence = h.sequence or '', atoms = h.atoms or '1', qpu_s = h.qpu_s or '0'})
   end
 end
 local out = {claimed = claimed, stale = stale, batch = {}, sequences = {}}
@@ -55,18 +56,19 @@ set_jobs_status(batch_id, ids, JOB.PENDING, JOB.RUNNING, now)
 local deadlines = {}
 for i, job_id in ipairs(ids) do
   local b = begun[job_id]
-  local entry = {attempt = b[1], qpu = qpu, worker = worker, started_us = tostring(now)}
-  local fields = {'attempts', b[1], 'history', history_begin(b[2], entry)}
-  if not b[3] then table.insert(fields, 'start_us') table.insert(fields, now) end
+  local entry = {attempt = b.attempts, qpu = qpu, worker = worker, started_us = tostring(now)}
+  local fields = {'attempts', b.attempts, 'history', history_begin(b.history, entry)}
+  if not b.start_us then table.insert(fields, 'start_us') table.insert(fields, now) end
   redis.call('HSET', K.job(job_id), unpack(fields))
   deadlines[2 * i - 1], deadlines[2 * i] = deadline_ms(now, ttl_ms), job_id
 end
 -- From the claim's deadline to the heartbeat's (a chunk is at most MAX_CHUNK_JOBS jobs).
 if #ids > 0 then redis.call('ZADD', K.qpu_inflight(qpu), 'XX', unpack(deadlines)) end
-local batch = redis.call('HMGET', K.batch(batch_id), 'sequence_builder', 'configuration',
+local batch = read_record(K.batch(batch_id), 'batch', 'sequence_builder', 'configuration',
   'backend_configuration')
-out.batch = {sequence_builder = batch[1] or '', configuration = batch[2] or '',
-  backend_configuration = batch[3] or ''}
+out.batch = {sequence_builder = batch.sequence_builder or '',
+  configuration = batch.configuration or '',
+  backend_configuration = batch.backend_configuration or ''}
 local shas, seen = {}, {}
 for _, job in ipairs(claimed) do
   if job.sequence_sha ~= '' and not seen[job.sequence_sha] then

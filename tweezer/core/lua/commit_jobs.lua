@@ -3,46 +3,53 @@
 -- worker's, or a job cancelled meanwhile, stores nothing. Either way a job whose current
 -- delivery this is leaves the QPU's in-flight set.
 -- KEYS the jobs
--- ARGV[2] now (µs)
--- ARGV[3] delivery id
--- ARGV[4..] five per job: job id; outcome, DONE or ERROR; payload, the results document (DONE)
---           or the errors as a JSON array of strings (ERROR); when its run began on the worker
---           (µs) and how long it ran (s), or '' and '': from its claim to now
+-- A.now: µs
+-- A.delivery: the delivery id
+-- A.outcomes: five per job (COMMIT_FIELDS): job id; outcome, DONE or ERROR; payload, the
+--             results document (DONE) or the errors as a JSON array of strings (ERROR); when
+--             its run began on the worker (µs) and how long it ran (s), or '' and '': from its
+--             claim to now
 -- Also writes the results, the jobs' indexes, their batch, their QPU's in-flight set and their
 -- device type's cost fit (K.*).
 -- Returns {R.OK, job id, status or 'MISSING', ...}: the jobs whose outcome was not stored.
-local now, delivery = ARGV[2], ARGV[3]
+local now, delivery = A.now, A.delivery
+local commits = {}
+for i = 1, #A.outcomes, 5 do
+  local o = A.outcomes
+  table.insert(commits, {job_id = o[i], outcome = o[i + 1], payload = o[i + 2],
+    started_us = o[i + 3], seconds = o[i + 4]})
+end
 local stale = {R.OK}
 local outcomes = {[JOB.DONE] = {}, [JOB.ERROR] = {}}
 local measured, fits, leaving = {}, {}, {}
 local batch_id, qpu, project_id
 local runs_done, stored = 0, 0
 -- Checked before any write: a script is not rolled back.
-for i = 5, #ARGV, 5 do
-  if not outcomes[ARGV[i]] then
-    error('commit_jobs: outcome ' .. ARGV[i] .. ' is not DONE or ERROR')
+for _, c in ipairs(commits) do
+  if not outcomes[c.outcome] then
+    error('commit_jobs: outcome ' .. c.outcome .. ' is not DONE or ERROR')
   end
 end
-for i = 4, #ARGV, 5 do
-  local job_id, outcome, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local h = redis.call('HMGET', K.job(job_id), 'status', 'delivery', 'batch_id', 'qpu',
+for _, c in ipairs(commits) do
+  local job_id, outcome, payload = c.job_id, c.outcome, c.payload
+  local h = read_record(K.job(job_id), 'job', 'status', 'delivery', 'batch_id', 'qpu',
     'project_id', 'runs', 'atoms', 'duration_ns', 'attempts', 'start_us')
-  if not h[1] or h[2] ~= delivery then
+  if not h.status or h.delivery ~= delivery then
     table.insert(stale, job_id)
-    table.insert(stale, h[1] or MISSING)
+    table.insert(stale, h.status or MISSING)
   else
     -- One delivery is one dispatch of one batch to one QPU.
-    batch_id, qpu, project_id = h[3], h[4], h[5]
+    batch_id, qpu, project_id = h.batch_id, h.qpu, h.project_id
     table.insert(leaving, job_id)
-    if h[1] ~= JOB.RUNNING then
+    if h.status ~= JOB.RUNNING then
       table.insert(stale, job_id)
-      table.insert(stale, h[1])
+      table.insert(stale, h.status)
     else
-      local seconds = tonumber(ARGV[i + 4])
+      local seconds = tonumber(c.seconds)
       if seconds then
-        measured[job_id] = {started_us = ARGV[i + 3], seconds = seconds}
-      elseif h[10] then
-        seconds = seconds_between(h[10], now)
+        measured[job_id] = {started_us = c.started_us, seconds = seconds}
+      elseif h.start_us then
+        seconds = seconds_between(h.start_us, now)
       end
       table.insert(outcomes[outcome], job_id)
       -- What it stores counts against its project (set_jobs_status releases the reservation).
@@ -50,9 +57,9 @@ for i = 4, #ARGV, 5 do
       if outcome == JOB.DONE then
         redis.call('SET', K.job_result(job_id), payload)
         -- Shots done, for the batch's progress (`tweezer status`, the dashboard).
-        runs_done = runs_done + tonumber(h[6])
-        if h[9] == '1' and h[7] and h[8] and seconds then
-          table.insert(fits, {atoms = h[7], duration_ns = h[8], seconds = seconds})
+        runs_done = runs_done + tonumber(h.runs)
+        if h.attempts == '1' and h.atoms and h.duration_ns and seconds then
+          table.insert(fits, {atoms = h.atoms, duration_ns = h.duration_ns, seconds = seconds})
         end
       else
         set_job_errors(job_id, payload)

@@ -1,25 +1,27 @@
 -- Creates a batch, its jobs and every index entry in one step; queues it for a QPU.
 -- KEYS[1] the batch
--- ARGV[2] now (µs)
--- ARGV[3] batch fields (JSON object, core/records.py Batch.creation_fields)
--- ARGV[4] jobs (JSON array of Job.creation_fields objects)
--- ARGV[5] idempotency key ('' for none), ARGV[6] request fingerprint, ARGV[7] its TTL (ms)
--- ARGV[8] audit entry (core/audit.py Audit.arg())
--- ARGV[9] the jobs' own sequences, each once (JSON object: sha256 -> text)
--- ARGV[10] the project's stored-bytes limit unless it has its own ('0': none)
+-- A.now: now (µs)
+-- A.batch: batch fields (JSON object, core/records.py Batch.creation_fields)
+-- A.jobs: jobs (JSON array of Job.creation_fields objects)
+-- A.idempotency_key: the Idempotency-Key's record ('' for none)
+-- A.fingerprint: the request's fingerprint
+-- A.idempotency_ttl_ms: the record's TTL
+-- A.audit: audit entry (core/audit.py Audit.arg())
+-- A.sequences: the jobs' own sequences, each once (JSON object: sha256 -> text)
+-- A.max_stored_bytes: the project's stored-bytes limit unless it has its own ('0': none)
 -- Also writes the jobs, the indexes, the queue and the project's usage (K.*).
 -- Returns {R.CREATED, batch created_us, job created_us...} | {R.REPLAY, earlier batch id}
 --       | {R.KEY_REUSED} | {R.QUOTA, project id, name, limit, in use[, needed]}.
-local now = ARGV[2]
-local fields = cjson.decode(ARGV[3])
-local jobs = cjson.decode(ARGV[4])
+local now = A.now
+local fields = cjson.decode(A.batch)
+local jobs = cjson.decode(A.jobs)
 local batch_id = fields['id']
-local replay = idempotent_replay(ARGV[5], ARGV[6])
+local replay = idempotent_replay(A.idempotency_key, A.fingerprint)
 if replay then return replay end
 local project_id = fields['project_id']
-local sequences, sequence_bytes = new_sequences(batch_id, cjson.decode(ARGV[9]))
+local sequences, sequence_bytes = new_sequences(batch_id, cjson.decode(A.sequences))
 local bytes = BATCH_OVERHEAD_BYTES + fields_bytes(fields) + sequence_bytes + jobs_bytes(jobs)
-local refusal = quota_refusal(project_id, #jobs, fields['open'] == '1', bytes, ARGV[10])
+local refusal = quota_refusal(project_id, #jobs, fields['open'] == '1', bytes, A.max_stored_bytes)
 if refusal then return refusal end
 local batch = KEYS[1]
 
@@ -49,8 +51,8 @@ end
 local stamps = create_jobs(jobs, batch_id, now)
 store_sequences(batch_id, sequences, sequence_bytes + #(fields['sequence_builder'] or ''))
 add_stored_bytes(project_id, bytes)
-remember_idempotent(ARGV[5], ARGV[6], batch_id, ARGV[7])
-audit(ARGV[8], project_id, batch_id, now)
+remember_idempotent(A.idempotency_key, A.fingerprint, batch_id, A.idempotency_ttl_ms)
+audit(A.audit, project_id, batch_id, now)
 wake_scheduler()
 table.insert(stamps, 1, ts)
 table.insert(stamps, 1, R.CREATED)

@@ -7,22 +7,22 @@
 -- in-flight deadline by which a worker must claim it; the QPU holds at most `pool` chunks in
 -- flight, and one more waiting when jobs are chunked (the worker starts it as soon as it
 -- commits, instead of waiting for the next dispatch).
--- KEYS the QPU's lease, epoch, batch and in-flight keys (qpu_keys() in _lib.lua)
--- ARGV[2] now (µs)
--- ARGV[3] QPU name
--- ARGV[4] token
--- ARGV[5] epoch
--- ARGV[6] pool: jobs the QPU runs at once
--- ARGV[7] dispatch timeout (ms)
--- ARGV[8] chunk_s: predicted seconds of work per message (0: one job per message)
--- ARGV[9] max_chunk: most jobs per message
+-- KEYS the QPU's lease, epoch, batch and in-flight keys (qpu_keys() in _queues.lua)
+-- A.now: now (µs)
+-- A.qpu: QPU name
+-- A.token: token
+-- A.epoch: epoch
+-- A.pool: jobs the QPU runs at once
+-- A.timeout_ms: dispatch timeout (ms)
+-- A.chunk_s: predicted seconds of work per message (0: one job per message)
+-- A.max_chunk: most jobs per message
 -- Also reads the batch and writes its jobs (K.*).
 -- Returns {R.OK, batch id, delivery id, job count, job id..., delivery id, job count, ...}
 --       | {R.FENCED} | {R.NOTHING} | {R.PAUSED, device status}.
 -- Nothing is dispatched while the device is not UP: the batch pauses, its jobs wait.
-local now, qpu, token, epoch = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local pool, timeout_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
-local chunk_s, max_chunk = tonumber(ARGV[8]), tonumber(ARGV[9])
+local now, qpu, token, epoch = A.now, A.qpu, A.token, A.epoch
+local pool, timeout_ms = tonumber(A.pool), tonumber(A.timeout_ms)
+local chunk_s, max_chunk = tonumber(A.chunk_s), tonumber(A.max_chunk)
 local q = qpu_keys()
 if not holds_lease(q, token, epoch) then return {R.FENCED} end
 local batch_id = redis.call('GET', q.batch)
@@ -69,9 +69,9 @@ while waiting > 0 do
   waiting, room = waiting - #popped, room - #popped
   local chunk = {}
   for _, job_id in ipairs(popped) do
-    local h = redis.call('HMGET', K.job(job_id), 'status', 'attempts')
-    if h[1] == JOB.PENDING then
-      if tonumber(h[2] or '0') > 0 then send({job_id}) else table.insert(chunk, job_id) end
+    local h = read_record(K.job(job_id), 'job', 'status', 'attempts')
+    if h.status == JOB.PENDING then
+      if tonumber(h.attempts or '0') > 0 then send({job_id}) else table.insert(chunk, job_id) end
     end
   end
   send(chunk)

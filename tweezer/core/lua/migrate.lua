@@ -22,13 +22,13 @@ if redis.call('HEXISTS', K.totals(), TOTALS_COUNTED) == 0 then
     redis.call('DEL', K.project_batch_counts(project_id))
   end
   for _, batch_id in ipairs(redis.call('ZRANGE', K.all_batches(), 0, -1)) do
-    local b = redis.call('HMGET', K.batch(batch_id), 'device_type', 'status', 'project_id')
-    if b[1] then
-      move_total('batch', b[1], nil, b[2])
-      move_project_count(b[3], nil, b[2])
+    local b = read_record(K.batch(batch_id), 'batch', 'device_type', 'status', 'project_id')
+    if b.device_type then
+      move_total('batch', b.device_type, nil, b.status)
+      move_project_count(b.project_id, nil, b.status)
       local counts = redis.call('HGETALL', K.batch_counts(batch_id))
       for i = 1, #counts, 2 do
-        redis.call('HINCRBY', K.totals(), 'job:' .. b[1] .. ':' .. counts[i], counts[i + 1])
+        redis.call('HINCRBY', K.totals(), 'job:' .. b.device_type .. ':' .. counts[i], counts[i + 1])
       end
     end
   end

@@ -1,16 +1,16 @@
 -- Everything `tweezer status`, /metrics and the dashboard show of the cluster now, read in one
 -- step: its QPUs (leases, batches, in-flight jobs), who is alive, the queues, the totals and
 -- the jobs finished in the last minute (core/overview.py decodes it). Writes nothing.
--- ARGV[2] now (µs)
--- ARGV[3] the device types served (JSON array)
--- ARGV[4] the queue priorities, highest first (JSON array)
--- ARGV[5] the configured QPUs (JSON array); QPUs of served types that workers announced are
+-- A.now: now (µs)
+-- A.device_types: the device types served (JSON array)
+-- A.priorities: the queue priorities, highest first (JSON array)
+-- A.qpus: the configured QPUs (JSON array); QPUs of served types that workers announced are
 --         added
--- ARGV[6] the throughput window (s)
+-- A.window_s: the throughput window (s)
 -- Reads presence, leases, batches, queues, totals, counters and throughput slots (K.*).
 -- Returns a JSON document (data, no reply code).
-local now, types, priorities = ARGV[2], cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
-local configured, window_s = cjson.decode(ARGV[5]), tonumber(ARGV[6])
+local now, types, priorities = A.now, cjson.decode(A.device_types), cjson.decode(A.priorities)
+local configured, window_s = cjson.decode(A.qpus), tonumber(A.window_s)
 
 -- A hash as a table (cjson writes an empty one as {}).
 local function hash(key)
@@ -57,10 +57,10 @@ for _, qpu in ipairs(names) do
   }
   local batch_id = redis.call('GET', K.qpu_batch(qpu))
   if batch_id then
-    local values = redis.call('HMGET', K.batch(batch_id), unpack(BATCH_FIELDS))
+    local values = read_record(K.batch(batch_id), 'batch', unpack(BATCH_FIELDS))
     local batch = {id = batch_id, counts = hash(K.batch_counts(batch_id))}
-    for i, name in ipairs(BATCH_FIELDS) do
-      if values[i] then batch[name] = values[i] end
+    for _, name in ipairs(BATCH_FIELDS) do
+      if values[name] then batch[name] = values[name] end
     end
     entry.batch = batch
   end

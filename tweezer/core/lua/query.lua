@@ -1,6 +1,6 @@
 -- Filters and pages a set of ids through the indexes, never reading the records themselves.
 -- KEYS none: the query names its index keys (core/store.py builds them with core/keys.py).
--- ARGV[2] query (JSON object):
+-- A.query: query (JSON object):
 --   base    key of the zset holding every candidate (scored by creation time)
 --   groups  list of lists of index keys: a record must be in one key of every group
 --   ids     optional list of ids the record must be one of
@@ -14,7 +14,7 @@
 -- Its temporary keys never reach the AOF (they are gone when it returns): a list waits for no
 -- fsync.
 redis.set_repl(redis.REPL_NONE)
-local q = cjson.decode(ARGV[2])
+local q = cjson.decode(A.query)
 local temps = {}
 local function temp()
   local key = q.tmp .. ':' .. (#temps + 1)

@@ -1,19 +1,19 @@
 -- Replaces a batch's tags and their index entries.
 -- KEYS[1] the batch
--- ARGV[2] now (µs)
--- ARGV[3] batch id
--- ARGV[4] tags (JSON array of strings)
--- ARGV[5] audit entry (core/audit.py Audit.arg())
+-- A.now: now (µs)
+-- A.batch_id: batch id
+-- A.tags: tags (JSON array of strings)
+-- A.audit: audit entry (core/audit.py Audit.arg())
 -- Returns {R.OK} | {R.NOT_FOUND, batch id}.
-local batch, now, batch_id = KEYS[1], ARGV[2], ARGV[3]
-local h = redis.call('HMGET', batch, 'tags', 'created_us', 'project_id')
-if not h[1] then return {R.NOT_FOUND, batch_id} end
-for _, tag in ipairs(cjson.decode(h[1])) do
+local batch, now, batch_id = KEYS[1], A.now, A.batch_id
+local h = read_record(batch, 'batch', 'tags', 'created_us', 'project_id')
+if not h.tags then return {R.NOT_FOUND, batch_id} end
+for _, tag in ipairs(cjson.decode(h.tags)) do
   redis.call('ZREM', K.batch_index('tag', tag), batch_id)
 end
-for _, tag in ipairs(cjson.decode(ARGV[4])) do
-  redis.call('ZADD', K.batch_index('tag', tag), h[2], batch_id)
+for _, tag in ipairs(cjson.decode(A.tags)) do
+  redis.call('ZADD', K.batch_index('tag', tag), h.created_us, batch_id)
 end
-redis.call('HSET', batch, 'tags', ARGV[4], 'updated_us', now)
-audit(ARGV[5], h[3], batch_id, now)
+redis.call('HSET', batch, 'tags', A.tags, 'updated_us', now)
+audit(A.audit, h.project_id, batch_id, now)
 return {R.OK}

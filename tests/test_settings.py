@@ -48,3 +48,26 @@ def test_pool_size_is_every_core_for_an_emulator_and_one_for_a_device():
     assert fixed.pool_size(DeviceKind.EMULATOR) == fixed.pool_size(DeviceKind.QPU) == 3
     with pytest.raises(ConfigurationError, match="worker_concurrency must be >= 0"):
         Settings.from_env({"TWEEZER_WORKER_CONCURRENCY": "-1"})
+
+
+def test_tweezer_ups_setting_flags_set_their_fields_and_show_the_models_defaults():
+    import argparse
+
+    from tweezer.cli.setting_flags import SETTING_FLAGS, add_setting_flags, setting_overrides
+
+    parser = argparse.ArgumentParser()
+    add_setting_flags(parser)
+    help_text = " ".join(parser.format_help().split())
+    defaults = Settings()
+    assert "(default 300)" in help_text and "(default EMU_FREE=1,FRESNEL=1)" in help_text
+    assert defaults.open_batch_timeout_s == 300 and defaults.qpus == {"EMU_FREE": 1, "FRESNEL": 1}
+    assert setting_overrides(parser.parse_args([])) == {}
+    given = parser.parse_args(
+        ["--open-batch-timeout", "12", "--qpus", "EMU_FREE=2", "--synthetic-devices"]
+    )
+    settings = Settings.from_env({}, **setting_overrides(given))
+    assert settings.open_batch_timeout_s == 12 and settings.qpus == {"EMU_FREE": 2}
+    assert settings.synthetic_devices is True
+    assert {f.field for f in SETTING_FLAGS} <= set(Settings.model_fields)
+    with pytest.raises(ConfigurationError, match="bridge_speedup must be > 0"):
+        Settings.from_env({}, **setting_overrides(parser.parse_args(["--bridge-speedup", "0"])))

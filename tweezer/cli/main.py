@@ -23,11 +23,12 @@ from tweezer.cli.admin import (
 from tweezer.cli.chaos import add_chaos_command, run_chaos
 from tweezer.cli.load import add_load_command, run_load
 from tweezer.cli.report import add_report_command, run_report
+from tweezer.cli.setting_flags import add_setting_flags, setting_overrides
 from tweezer.cli.simulate import add_simulate_command, run_simulate
 from tweezer.cli.status import add_status_command, run_status
 from tweezer.cli.trace import add_trace_commands, run_trace_command
 from tweezer.core.errors import ConfigurationError, TweezerError
-from tweezer.core.settings import Settings, parse_qpus
+from tweezer.core.settings import Settings
 from tweezer.launch.data_dir import add_data_dir_option, resolve
 from tweezer.scheduling.policies import load_policy
 
@@ -58,53 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         help="memory of the Redis it starts; past it, writes are refused "
         "(default: a quarter of this host's memory)",
     )
-    up.add_argument(
-        "--open-batch-max-hold",
-        type=float,
-        metavar="SECONDS",
-        help="longest an open batch may hold a QPU, busy or not (default 14400)",
-    )
-    up.add_argument(
-        "--open-batch-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="idle time after which an open batch ends TIMED_OUT (default 300)",
-    )
-    up.add_argument(
-        "--qpus",
-        metavar="TYPE=N[,TYPE=N]",
-        help="QPUs per device type (default EMU_FREE=1,FRESNEL=1)",
-    )
-    up.add_argument(
-        "--default-device-type",
-        metavar="TYPE",
-        help="where a batch without a device type goes when the device its sequence was "
-        "built for is not served or refuses it (default EMU_FREE when served)",
-    )
-    up.add_argument(
-        "--policy",
-        metavar="NAME",
-        help="which waiting batch a free QPU runs next: fifo, priority, fair-share, "
-        "shortest-first, or module:Class (default fair-share; README, 'Scheduling policies')",
-    )
-    up.add_argument(
-        "--fair-share-half-life",
-        type=float,
-        metavar="SECONDS",
-        help="fair share: past QPU usage counts half as much after this long (default 604800)",
-    )
-    up.add_argument(
-        "--synthetic-devices",
-        action="store_true",
-        help="every job takes the QPU seconds a load test gives it, no QuTiP: load-test the "
-        "platform, not the emulator (README, 'Load tests')",
-    )
-    up.add_argument(
-        "--bridge-speedup",
-        type=float,
-        metavar="X",
-        help="divide every time of the virtual FRESNEL QPU by X (default 1)",
-    )
+    add_setting_flags(up)
 
     api = commands.add_parser("api", help="run the API server (gunicorn)")
     api.add_argument("--host", default="127.0.0.1")
@@ -221,22 +176,7 @@ def _up(args: argparse.Namespace) -> int:
         "auth_secret": secret(data_dir, "auth"),
         "webhook_secret": secret(data_dir, "webhook"),
     }
-    if args.open_batch_timeout is not None:
-        overrides["open_batch_timeout_s"] = args.open_batch_timeout
-    if args.open_batch_max_hold is not None:
-        overrides["open_batch_max_hold_s"] = args.open_batch_max_hold
-    if args.qpus:
-        overrides["qpus"] = parse_qpus(args.qpus)
-    if args.default_device_type:
-        overrides["default_device_type"] = args.default_device_type
-    if args.bridge_speedup is not None:
-        overrides["bridge_speedup"] = args.bridge_speedup
-    if args.policy is not None:
-        overrides["policy"] = args.policy
-    if args.synthetic_devices:
-        overrides["synthetic_devices"] = True
-    if args.fair_share_half_life is not None:
-        overrides["fair_share_half_life_s"] = args.fair_share_half_life
+    overrides.update(setting_overrides(args))
     redis_server = None
     if args.redis_url:
         overrides["redis_url"] = args.redis_url

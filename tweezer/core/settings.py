@@ -10,9 +10,18 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tweezer.core.device_types import DEFAULT_QPUS, DeviceKind, DeviceType
 from tweezer.core.errors import ConfigurationError
@@ -29,7 +38,8 @@ class Settings(BaseModel):
     """Configuration of one Tweezer cluster; identical in every process of the cluster.
 
     Pydantic converts each value to its field's type (from the environment's text too) and
-    refuses what does not convert; `check_ranges()` then checks ranges and combinations."""
+    checks the bounds each field carries (`PositiveFloat`, `Field(ge=0)`); `check_ranges()`
+    then checks what concerns several fields or the file system."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -53,45 +63,45 @@ class Settings(BaseModel):
     #: independent), a QPU bridge and a synthetic device run one job at a time (the device is
     #: serial). Every process of a cluster must resolve it alike (see `pool_size`): with
     #: workers on machines of other sizes, set it.
-    worker_concurrency: int = 0
+    worker_concurrency: Annotated[int, Field(ge=0, description="0: automatic")] = 0
     #: A worker's pool process that holds more resident memory than this after a job is
     #: replaced by a fresh one (between jobs: nothing is lost).
-    worker_max_memory_mb: int = 2048
+    worker_max_memory_mb: PositiveInt = 2048
     #: Which waiting batch a free QPU runs next (scheduling/policies.py): fifo, priority,
     #: fair-share, shortest-first, or a lab's own `module:Class`. Every scheduler of a cluster
     #: must use the same.
     policy: str = "fair-share"
     #: Fair share: past QPU usage counts half as much after this long (Slurm's
     #: PriorityDecayHalfLife, a week by default).
-    fair_share_half_life_s: float = 7 * 86_400.0
+    fair_share_half_life_s: PositiveFloat = 7 * 86_400.0
     #: How often a scheduler runs the policy forward to forecast when waiting batches start
     #: (`queue_position`, `estimated_start_at` on batches; `tweezer queue`).
-    forecast_interval_s: float = 5.0
+    forecast_interval_s: PositiveFloat = 5.0
 
     #: An open batch whose jobs are all terminal and that receives nothing for this long ends
     #: TIMED_OUT and frees its QPU.
-    open_batch_timeout_s: float = 300.0
+    open_batch_timeout_s: PositiveFloat = 300.0
     #: Lifetime of a QPU lease; the scheduler renews it every third of it.
-    lease_ttl_s: float = 10.0
+    lease_ttl_s: PositiveFloat = 10.0
     #: A dispatched job no worker has claimed after this long is dispatched again.
-    dispatch_timeout_s: float = 60.0
+    dispatch_timeout_s: PositiveFloat = 60.0
     #: Jobs go to a worker in chunks of about this many predicted seconds of work (at most
     #: core/qpu.py MAX_CHUNK_JOBS): one message, one claim and grouped commits serve many cheap
     #: jobs; a job predicted to take longer goes alone. A chunk's jobs show RUNNING from its
     #: claim. 0: one job per message.
-    dispatch_chunk_s: float = 0.5
+    dispatch_chunk_s: Annotated[float, Field(ge=0, description="0: one job per message")] = 0.5
     #: A running job whose worker sent no heartbeat for this long is presumed lost.
-    job_heartbeat_ttl_s: float = 15.0
+    job_heartbeat_ttl_s: PositiveFloat = 15.0
     #: How many times a job may start before a lost worker makes it ERROR instead of retrying.
-    max_attempts: int = 3
+    max_attempts: PositiveInt = 3
     #: Soft limit raises inside the job (it ends ERROR); the hard limit kills the pool child.
-    job_soft_time_limit_s: float = 600.0
-    job_hard_time_limit_s: float = 660.0
+    job_soft_time_limit_s: PositiveFloat = 600.0
+    job_hard_time_limit_s: PositiveFloat = 660.0
     #: A worker that has run nothing while messages waited in its queue this long exits, so that
     #: its supervisor restarts it (workers/watchdog.py: a stuck Celery consumer).
-    worker_stall_s: float = 30.0
+    worker_stall_s: PositiveFloat = 30.0
     #: Longest the scheduler sleeps between passes when nothing wakes it.
-    scheduler_tick_s: float = 1.0
+    scheduler_tick_s: PositiveFloat = 1.0
 
     #: Key signing result download links (HMAC-SHA256). Required by the API.
     results_secret: str = ""
@@ -100,9 +110,9 @@ class Settings(BaseModel):
     #: The `aud` claim of our access tokens; a token for another audience is refused.
     token_audience: str = "tweezer"
     #: Lifetime of an access token from the password grant.
-    access_token_ttl_s: int = 3600
+    access_token_ttl_s: PositiveInt = 3600
     #: How long a results link stays valid.
-    results_link_ttl_s: int = 3600
+    results_link_ttl_s: PositiveInt = 3600
     #: Base URL put in results links (`tweezer up` and `tweezer api` set it to their own
     #: address when it is not given). A client's `Host` header is never trusted for it...
     public_url: str = ""
@@ -111,7 +121,7 @@ class Settings(BaseModel):
     allowed_hosts: str = ""
     #: How many reverse proxies in front of the API may be trusted to set X-Forwarded-For
     #: (and -Proto, -Host). 0: the client address is the TCP peer, and those headers are ignored.
-    trusted_proxy_count: int = 0
+    trusted_proxy_count: Annotated[int, Field(ge=0)] = 0
 
     #: Key signing webhook deliveries (HMAC-SHA256, core/webhooks.py): receivers verify with it.
     #: Without it no webhook is called (each delivery records why).
@@ -125,65 +135,65 @@ class Settings(BaseModel):
     webhook_ca_file: str = ""
     #: One delivery attempt's wall-clock deadline: resolving, connecting, TLS, sending and the
     #: receiver's status line, all together (a receiver dripping bytes cannot stretch it).
-    webhook_timeout_s: float = 10.0
+    webhook_timeout_s: PositiveFloat = 10.0
     #: A delivery is tried again, with backoff, for this long after its batch ended...
-    webhook_retry_for_s: float = 3600.0
+    webhook_retry_for_s: PositiveFloat = 3600.0
     #: ...and at most this many times (an attempt whose sender died counts too).
-    webhook_max_attempts: int = 30
+    webhook_max_attempts: PositiveInt = 30
     #: Deliveries one scheduler makes at once: a slow receiver holds one of them, for at most
     #: `webhook_timeout_s`, never the others.
-    webhook_concurrency: int = 8
+    webhook_concurrency: PositiveInt = 8
 
     #: Largest request body accepted on the wire (compressed size for gzip bodies).
-    max_body_bytes: int = 16 * 1024 * 1024
+    max_body_bytes: PositiveInt = 16 * 1024 * 1024
     #: Largest request body once decompressed; bigger gzip bodies are refused with 413.
-    max_inflated_bytes: int = 64 * 1024 * 1024
+    max_inflated_bytes: PositiveInt = 64 * 1024 * 1024
     #: How long a POST's Idempotency-Key is remembered (a retry within it is answered with the
     #: first result instead of creating again).
-    idempotency_ttl_s: int = 86_400
+    idempotency_ttl_s: PositiveInt = 86_400
     #: Requests per second one token may make, sustained (0 turns rate limits off), and how
     #: many it may make at once after a pause. Above it: 429 with Retry-After.
-    rate_limit_per_s: float = 50.0
-    rate_limit_burst: int = 200
+    rate_limit_per_s: Annotated[float, Field(ge=0, description="0: no rate limit")] = 50.0
+    rate_limit_burst: PositiveInt = 200
     #: Password logins one client address may attempt per minute (as many at once), right or
     #: wrong, whatever the username: bounds guessing and the CPU spent hashing per address.
-    login_attempts_per_min: int = 20
+    login_attempts_per_min: PositiveInt = 20
     #: Password checks the whole cluster makes per second (a burst of 4x as many), whoever asks:
     #: unauthenticated traffic from many addresses cannot take the CPU from everyone else.
-    login_checks_per_s: float = 5.0
+    login_checks_per_s: PositiveFloat = 5.0
     #: Password hashes one API process computes at once (argon2id: 64 MiB, ~0.1 s each); a login
     #: that finds them busy for a second gets 429.
-    login_concurrent_checks: int = 2
+    login_concurrent_checks: PositiveInt = 2
     #: Wrong passwords for one username from one client address before each further attempt of
     #: that pair must wait, 1 s doubling per failure up to login_max_delay_s. A correct password
     #: resets it; other addresses (the user's own) are not held back by it.
-    login_free_failures: int = 5
-    login_max_delay_s: int = 900
+    login_free_failures: PositiveInt = 5
+    login_max_delay_s: PositiveInt = 900
     #: Longest an open batch may hold a QPU, however busy it keeps it: past it, the batch ends
     #: TIMED_OUT (closed; its unfinished jobs CANCELED) and the QPU goes to the next batch.
-    open_batch_max_hold_s: float = 4 * 3600.0
+    open_batch_max_hold_s: PositiveFloat = 4 * 3600.0
     #: While another project has a batch waiting for the same device type, an open batch with no
     #: active job ends TIMED_OUT after this much idle time (or open_batch_timeout_s if shorter).
-    open_batch_contended_idle_s: float = 30.0
+    open_batch_contended_idle_s: PositiveFloat = 30.0
     #: Bytes one project may keep stored (inputs, results, and an estimate of the results of its
     #: unfinished jobs) unless an administrator sets its own `max_stored_bytes`; 0: no limit.
-    project_max_stored_bytes: int = 1024**3
+    project_max_stored_bytes: Annotated[int, Field(ge=0, description="0: no limit")] = 1024**3
     #: How long the sequences of a finished (DONE, ERROR, CANCELED, TIMED_OUT) batch are kept;
     #: then they are dropped (the batch and job records, variables and results stay).
-    input_retention_s: float = 7 * 86_400.0
+    input_retention_s: PositiveFloat = 7 * 86_400.0
     #: Most jobs one create/add request may carry.
-    max_jobs_per_request: int = 1000
+    max_jobs_per_request: PositiveInt = 1000
     #: Most operations (pulses, delays, targets...) one sequence may hold; checked before Pulser
     #: parses it, so a huge sequence costs nothing.
-    max_sequence_operations: int = 2000
+    max_sequence_operations: PositiveInt = 2000
     #: Shots for an emulator job sent without `runs` and without a BitStrings observable.
-    default_runs: int = 100
+    default_runs: PositiveInt = 100
     #: Limits of the EMU_FREE (QuTiP) emulator; its cost grows as 2**atoms and with duration,
     #: so within them a job is also admitted by its predicted time (core/costs.py), which must
     #: fit `job_soft_time_limit_s`.
-    emu_free_max_atoms: int = 16
-    emu_free_max_runs: int = 100_000
-    emu_free_max_duration_ns: int = 20_000
+    emu_free_max_atoms: PositiveInt = 16
+    emu_free_max_runs: PositiveInt = 100_000
+    emu_free_max_duration_ns: PositiveInt = 20_000
 
     #: Every device's jobs take exactly the QPU seconds a load test gives them (else their
     #: predicted time) and return synthetic bitstrings, without QuTiP: load-tests the platform,
@@ -192,10 +202,10 @@ class Settings(BaseModel):
     #: The FRESNEL bridge's device driver, as `module:Class` (see workers/drivers/).
     bridge_driver: str = "tweezer.workers.drivers.virtual:VirtualQpu"
     #: The virtual QPU's pace: shots per second, and the time to load a batch's register.
-    bridge_shot_rate_hz: float = 5.0
-    bridge_register_load_s: float = 20.0
+    bridge_shot_rate_hz: PositiveFloat = 5.0
+    bridge_register_load_s: Annotated[float, Field(ge=0)] = 20.0
     #: Divides every time of the virtual QPU (tests and demos run it 100x faster, say).
-    bridge_speedup: float = 1.0
+    bridge_speedup: PositiveFloat = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
@@ -224,7 +234,7 @@ class Settings(BaseModel):
             error = exc.errors()[0]
             name = str(error["loc"][0]) if error["loc"] else ""
             where = f"{ENV_PREFIX}{name.upper()}={from_env[name]!r}" if name in from_env else name
-            raise ConfigurationError(f"{where}: {error['msg']}") from None
+            raise ConfigurationError(f"{where}: {_message(name, error)}") from None
 
     def to_env(self) -> dict[str, str]:
         """The environment that makes `Settings.from_env()` rebuild these settings exactly."""
@@ -280,51 +290,6 @@ class Settings(BaseModel):
                 f"default_device_type {self.default_device_type!r} is not served; "
                 f"served: {', '.join(self.qpus)}"
             )
-        if self.worker_concurrency < 0:
-            raise ConfigurationError("worker_concurrency must be >= 0 (0: automatic)")
-        positive = (
-            "worker_max_memory_mb",
-            "open_batch_timeout_s",
-            "lease_ttl_s",
-            "dispatch_timeout_s",
-            "job_heartbeat_ttl_s",
-            "max_attempts",
-            "job_soft_time_limit_s",
-            "job_hard_time_limit_s",
-            "scheduler_tick_s",
-            "worker_stall_s",
-            "results_link_ttl_s",
-            "max_body_bytes",
-            "max_inflated_bytes",
-            "max_jobs_per_request",
-            "idempotency_ttl_s",
-            "access_token_ttl_s",
-            "max_sequence_operations",
-            "default_runs",
-            "emu_free_max_atoms",
-            "emu_free_max_runs",
-            "emu_free_max_duration_ns",
-            "bridge_shot_rate_hz",
-            "bridge_speedup",
-            "rate_limit_burst",
-            "login_attempts_per_min",
-            "login_checks_per_s",
-            "login_concurrent_checks",
-            "login_free_failures",
-            "login_max_delay_s",
-            "open_batch_max_hold_s",
-            "open_batch_contended_idle_s",
-            "input_retention_s",
-            "fair_share_half_life_s",
-            "forecast_interval_s",
-            "webhook_timeout_s",
-            "webhook_retry_for_s",
-            "webhook_max_attempts",
-            "webhook_concurrency",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.job_hard_time_limit_s <= self.job_soft_time_limit_s:
             raise ConfigurationError("job_hard_time_limit_s must be above job_soft_time_limit_s")
         if self.scheduler_tick_s > min(self.lease_ttl_s / 3, 5.0):
@@ -332,28 +297,18 @@ class Settings(BaseModel):
             raise ConfigurationError("scheduler_tick_s must be at most lease_ttl_s / 3 and 5 s")
         if self.default_runs > self.emu_free_max_runs:
             raise ConfigurationError("default_runs must not exceed emu_free_max_runs")
-        if self.dispatch_chunk_s < 0:
-            raise ConfigurationError("dispatch_chunk_s must be >= 0 (0: one job per message)")
-        if self.rate_limit_per_s < 0:
-            raise ConfigurationError("rate_limit_per_s must be >= 0 (0: no rate limit)")
-        if self.bridge_register_load_s < 0:
-            raise ConfigurationError("bridge_register_load_s must be >= 0")
         if ":" not in self.bridge_driver:
             raise ConfigurationError("bridge_driver must read module:Class")
         if self.public_url.endswith("/"):
             raise ConfigurationError("public_url must not end with '/'")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ConfigurationError("public_url must start with http:// or https://")
-        if self.trusted_proxy_count < 0:
-            raise ConfigurationError("trusted_proxy_count must be >= 0")
         if self.webhook_ca_file and not os.path.isfile(self.webhook_ca_file):
             raise ConfigurationError(f"webhook_ca_file: no such file {self.webhook_ca_file!r}")
         try:
             Allowlist.parse(self.webhook_allow)
         except ValueError as exc:
             raise ConfigurationError(f"webhook_allow: {exc}") from None
-        if self.project_max_stored_bytes < 0:
-            raise ConfigurationError("project_max_stored_bytes must be >= 0 (0: no limit)")
 
     @property
     def redis_tls(self) -> dict[str, str]:
@@ -398,6 +353,21 @@ class Settings(BaseModel):
     def visibility_timeout_s(self) -> int:
         """Celery/kombu redelivery delay: above the hard limit (reliability.md §1.4)."""
         return int(2 * self.job_hard_time_limit_s + 60)
+
+
+#: Pydantic's bound errors, in the words of the rest of our messages.
+_BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">=")}
+
+
+def _message(name: str, error: Any) -> str:
+    """`max_attempts must be > 0, got 0` for a field's bound (with what 0 means, where it
+    means something); pydantic's own words for anything else."""
+    if error["type"] not in _BOUNDS:
+        return str(error["msg"])
+    key, sign = _BOUNDS[error["type"]]
+    field = Settings.model_fields[name]
+    meaning = f" ({field.description})" if field.description else ""
+    return f"{name} must be {sign} {error['ctx'][key]:g}{meaning}, got {error['input']}"
 
 
 #: QPUs of one device type a cluster (or a simulation) may have: each is a lease, a queue and a

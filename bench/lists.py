@@ -18,6 +18,7 @@ import redis
 import requests
 
 from bench.clusters import bench_cluster
+from tweezer.core.db import Db
 from tweezer.core.records import Batch
 from tweezer.core.status import BatchStatus
 from tweezer.core.store import Store
@@ -31,7 +32,7 @@ def measure() -> dict[str, float]:
     figures: dict[str, float] = {}
     with bench_cluster(appendfsync="no", qpus={"EMU_FREE": 1}, rate_limit_per_s=0) as bench:
         client = redis.Redis.from_url(bench.redis_server.url, decode_responses=True)
-        store = Store(client, bench.settings.namespace)
+        store = Store(Db.of(client, bench.settings.namespace))
         info = bench.info
         stored = 0
         for size in SIZES:

@@ -17,7 +17,10 @@ from typing import Any
 import pytest
 import redis
 
+from tests.factories import Granting, store_parts
 from tweezer.core.accounts import Accounts
+from tweezer.core.db import Db
+from tweezer.core.execution import Execution
 from tweezer.core.settings import Settings
 from tweezer.core.store import Store
 from tweezer.lab.sdk import sdk_client
@@ -92,7 +95,7 @@ class RunningCluster:
 
     @property
     def store(self) -> Store:
-        return Store(self.client, self.settings.namespace)
+        return Store(Db.of(self.client, self.settings.namespace))
 
     def new_account(self, queue_priority: str = "MEDIUM") -> Account:
         accounts = Accounts(self.client, self.settings.namespace)
@@ -231,6 +234,12 @@ def account(cluster: RunningCluster) -> Account:
 @pytest.fixture
 def sdk(cluster: RunningCluster, account: Account) -> Any:
     return cluster.sdk(account)
+
+
+@pytest.fixture
+def parts(redis_only: redis.Redis) -> tuple[Store, Granting, Execution]:
+    """The store, the QPU control and the workers' side on a Redis of the test's own."""
+    return store_parts(redis_only)
 
 
 @pytest.fixture

@@ -10,20 +10,15 @@ import time
 import pytest
 
 from tests.conftest import make_settings
+from tests.factories import NS, QPU, SECOND, T0, new_batch
 from tests.helpers import wait_for
-from tests.test_store import NS, QPU, SECOND, T0, Granting, new_batch
 from tweezer.core.counters import read_counters
+from tweezer.core.db import Db
 from tweezer.core.execution import Execution, Outcome
 from tweezer.core.replies import Reconciled, Stale
 from tweezer.core.status import JobStatus
-from tweezer.core.store import Store
 from tweezer.core.timefmt import now_us
 from tweezer.workers.runner import execute_chunk
-
-
-@pytest.fixture
-def parts(redis_only):
-    return Store(redis_only, NS), Granting(redis_only, NS), Execution(redis_only, NS)
 
 
 def _predict(store, jobs, seconds: float) -> None:
@@ -133,8 +128,8 @@ def test_a_chunk_is_claimed_kept_alive_and_committed_job_by_job(parts):
 
 
 class _CountingCommits(Execution):
-    def __init__(self, client, namespace: str) -> None:
-        super().__init__(client, namespace)
+    def __init__(self, db: Db) -> None:
+        super().__init__(db)
         self.commits: list[int] = []
 
     def commit_jobs(self, delivery, outcomes, now):
@@ -156,7 +151,7 @@ class _Executor:
 
 def test_quick_jobs_share_a_commit_and_each_job_has_its_own_time_limit(parts, redis_only):
     store, control, _ = parts
-    execution = _CountingCommits(redis_only, NS)
+    execution = _CountingCommits(Db.of(redis_only, NS))
     settings = make_settings("redis://127.0.0.1:1/0", job_soft_time_limit_s=0.3)
     new_batch(store, runs=(1, 2, 3, 4, 7, 6, 8, 9))
     lease = control.acquire(QPU, ttl_s=10, now=T0)

@@ -14,28 +14,11 @@ import pytest
 import requests
 
 from tests import sequences
+from tests.factories import tweezer_up
 from tests.helpers import wait_for
 from tweezer.cli.demo import connect_sdk
 from tweezer.launch.cluster import LOG_BACKUPS, pump_output
 from tweezer.launch.redis_server import free_port
-
-
-def tweezer_up(port: int, data_dir, *options: str, **popen: object) -> subprocess.Popen:
-    """`tweezer up` as the README runs it (a fast virtual QPU), in the background."""
-    argv = [
-        sys.executable,
-        "-m",
-        "tweezer.cli.main",
-        "up",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--bridge-speedup",
-        "100",
-        *options,
-    ]
-    return subprocess.Popen(argv, **popen)  # type: ignore[call-overload]
 
 
 @pytest.mark.slow

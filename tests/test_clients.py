@@ -19,7 +19,9 @@ from pulser.devices import AnalogDevice, DigitalAnalogDevice, MockDevice
 from qiskit.circuit import Parameter, QuantumCircuit
 
 from tests import sequences
+from tests.factories import tweezer_up
 from tests.helpers import auth, create_body, post_gzip
+from tweezer.core.db import Db
 from tweezer.core.device_status import DeviceStatuses
 from tweezer.core.status import DeviceStatus
 from tweezer.core.timefmt import now_us
@@ -84,7 +86,6 @@ def test_qrmi_and_the_guides_first_line_against_tweezer_up(tmp_path, monkeypatch
     from qrmi import Payload, QRMIService, TaskStatus
 
     from tests.helpers import wait_for
-    from tests.test_cli import tweezer_up
     from tweezer.cli.demo import connect_sdk
     from tweezer.launch.redis_server import free_port
 
@@ -159,7 +160,7 @@ def test_qrmi_discovers_runs_stops_and_reads_results(cluster, qrmi_env):
 
     # Accessibility follows the device's status: a DOWN QPU is not offered to Slurm jobs.
     fresnel = service.resource("FRESNEL")
-    statuses = DeviceStatuses(cluster.client, cluster.settings.namespace)
+    statuses = DeviceStatuses(Db.of(cluster.client, cluster.settings.namespace))
     statuses.set("FRESNEL", DeviceStatus.DOWN, "laser swap", now_us())
     try:
         assert fresnel.status().to_dict()["status"] != "online"

@@ -12,6 +12,7 @@ from pasqal_cloud.errors import JobCreationError
 
 from tests import sequences
 from tests.helpers import wait_for
+from tweezer.core.db import Db
 from tweezer.core.hints import QPU_SECONDS_VARIABLE
 from tweezer.core.store import Store
 
@@ -77,6 +78,6 @@ def test_a_pool_process_runs_hundreds_of_jobs_without_being_replaced(start_clust
     jobs = [{"runs": 1, "variables": {QPU_SECONDS_VARIABLE: 0}}] * 250
     batch = sdk.create_batch(sequences.fixed(), jobs, device_type="EMU_FREE", wait=True)
     assert batch.status == "DONE"
-    store = Store(synthetic.client, synthetic.settings.namespace)
+    store = Store(Db.of(synthetic.client, synthetic.settings.namespace))
     workers = {attempt.worker for job in store.batch_jobs(batch.id) for attempt in job.history}
     assert len(workers) == 1 and None not in workers

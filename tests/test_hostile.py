@@ -23,6 +23,7 @@ from requests.adapters import HTTPAdapter
 
 from tests import sequences
 from tests.conftest import Account
+from tests.factories import tweezer_up
 from tests.helpers import (
     auth,
     call_api,
@@ -33,7 +34,6 @@ from tests.helpers import (
     run_admin,
     wait_for,
 )
-from tests.test_cli import tweezer_up
 from tweezer.core.accounts import Accounts
 from tweezer.core.settings import Settings
 from tweezer.launch.redis_server import default_maxmemory_bytes, free_port

@@ -25,6 +25,7 @@ from tests import sequences
 from tests.conftest import Account, make_sdk, make_settings
 from tests.helpers import certificates, wait_for
 from tweezer.core.accounts import Accounts
+from tweezer.core.db import Db
 from tweezer.core.settings import Settings
 from tweezer.core.store import Store
 from tweezer.launch.netns import ADDRESS, Hosts, can_make_namespaces
@@ -186,7 +187,7 @@ def test_jobs_run_on_worker_hosts_through_tls_and_acl_users(spread):
         for b in batches
     ]
     assert [sum(j.result.values()) for b in done for j in b.ordered_jobs] == [20] * 4
-    store = Store(spread.client, spread.settings.namespace)
+    store = Store(Db.of(spread.client, spread.settings.namespace))
     assert {b.qpu for b in store.get_batches(b.id for b in done)} == {"EMU_FREE-0", "EMU_FREE-1"}
     # No worker runs anywhere else: each QPU's jobs ran on its host, as their logs say.
     for host in ("worker-b", "worker-c"):
@@ -195,7 +196,7 @@ def test_jobs_run_on_worker_hosts_through_tls_and_acl_users(spread):
 
 def test_a_worker_host_cut_off_mid_job_loses_nothing_and_commits_once(spread):
     sdk = spread.sdk(spread.account())
-    store = Store(spread.client, spread.settings.namespace)
+    store = Store(Db.of(spread.client, spread.settings.namespace))
     slow = sdk.create_batch(sequences.slow(), [{"runs": 10}], device_type="EMU_FREE")
     job = slow.ordered_jobs[0]
     wait_for(lambda: sdk.get_job_status(job.id).value == "RUNNING", timeout_s=60)
@@ -233,7 +234,7 @@ def test_a_qpu_added_on_another_host_is_served_without_restarting_anything(sprea
     # The holders kept theirs meanwhile, so three QPUs served at once: the new one among them
     # (not always the third batch's: a QPU still finishing the previous test's lost job takes
     # no new batch until it has, and a holder may go to the new QPU first).
-    store = Store(spread.client, spread.settings.namespace)
+    store = Store(Db.of(spread.client, spread.settings.namespace))
     served = {b.qpu for b in store.get_batches([third.id, *(h.id for h in holders)])}
     assert served == {"EMU_FREE-0", "EMU_FREE-1", "EMU_FREE-2"}
     for holder in holders:

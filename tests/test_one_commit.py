@@ -13,9 +13,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.test_store import new_batch
+from tests.factories import new_batch
 from tweezer.core.accounts import Accounts
 from tweezer.core.audit import AuditLog
+from tweezer.core.db import Db
 from tweezer.core.status import BatchStatus, JobStatus
 from tweezer.core.store import Store
 
@@ -80,10 +81,10 @@ def batch_id(store: Store, project: str) -> str:
 
 @pytest.mark.parametrize("after_sending", [False, True], ids=["before", "reply-lost"])
 def test_a_multi_batch_cancel_is_all_or_nothing(redis_only, after_sending):
-    store = Store(redis_only, NS)
+    store = Store(Db.of(redis_only, NS))
 
     def cancel_three(client: redis.Redis, ids: list[str]) -> None:
-        Store(client, NS).cancel_batches(ids, T0, "tester")
+        Store(Db.of(client, NS)).cancel_batches(ids, T0, "tester")
 
     cancel_three(redis_only, [batch_id(store, "warm")])  # its script is loaded from now on
     probe = [batch_id(store, "probe") for _ in range(3)]

@@ -11,8 +11,9 @@ import random
 import pytest
 
 from tests.conftest import make_settings
-from tests.test_scheduler import RecordingProducer
+from tests.factories import RecordingProducer
 from tweezer.cli.main import main
+from tweezer.core.db import Db
 from tweezer.core.errors import ConfigurationError
 from tweezer.core.execution import Execution
 from tweezer.core.records import Batch, Job
@@ -110,9 +111,9 @@ class LiveRun:
             "redis://127.0.0.1:1/0", namespace=namespace, qpus={"EMU_FREE": 1}, policy=policy
         )
         self.producer = RecordingProducer()
-        self.scheduler = Scheduler(self.settings, redis_only, self.producer)
-        self.store = Store(redis_only, namespace)
-        self.execution = Execution(redis_only, namespace)
+        self.scheduler = Scheduler(self.settings, Db.of(redis_only, namespace), self.producer)
+        self.store = Store(Db.of(redis_only, namespace))
+        self.execution = Execution(Db.of(redis_only, namespace))
         self.ids: dict[str, str] = {}  # stored batch id -> workload id
 
     def drive(

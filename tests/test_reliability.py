@@ -23,6 +23,7 @@ from tests.conftest import RunningCluster, make_settings
 from tests.drivers import BLOCKING_RUNS, POISON_RUNS, STUBBORN_RUNS
 from tests.helpers import call_api, create_body, hold_qpu, post_gzip, wait_for
 from tweezer.core.celery_config import RUN_JOB_TASK, RUN_JOBS_TASK
+from tweezer.core.db import Db
 from tweezer.core.devices import device_registry
 from tweezer.core.keys import Keys
 from tweezer.core.status import JobStatus
@@ -165,7 +166,7 @@ def test_redis_killed_and_restarted_loses_no_acknowledged_batch(start_cluster):
     ).start()
     crash.cluster.redis_server = restarted  # stopped with the cluster
     client = redis.Redis.from_url(restarted.url, decode_responses=True)
-    store = Store(client, crash.settings.namespace)
+    store = Store(Db.of(client, crash.settings.namespace))
     assert all(store.get_batch(batch_id) for batch_id in acknowledged)  # AOF, fsync per write
 
     def all_done() -> bool:

@@ -8,13 +8,13 @@ expiry would.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
 from tests.conftest import make_settings
-from tests.test_store import NS, QPU, SECOND, T0, new_batch
-from tweezer.core.celery_config import RUN_JOBS_TASK
+from tests.factories import NS, QPU, SECOND, T0, RecordingProducer, Sent, new_batch
+from tweezer.core.db import Db
 from tweezer.core.device_status import DeviceStatuses
 from tweezer.core.execution import Execution
 from tweezer.core.liveness import Liveness
@@ -22,32 +22,6 @@ from tweezer.core.status import BatchStatus, DeviceStatus, JobStatus
 from tweezer.core.store import Store
 from tweezer.scheduler.loop import Scheduler
 from tweezer.scheduling.policies import BUILT_IN, load_policy
-
-
-@dataclass
-class Sent:
-    job_id: str
-    delivery_id: str
-    queue: str
-
-
-@dataclass
-class RecordingProducer:
-    """Stands in for Celery: the jobs a pass sends, in order, one Sent per job of each chunk
-    (`messages` counts the chunks)."""
-
-    sent: list[Sent] = field(default_factory=list)
-    messages: int = 0
-
-    def send_task(self, name: str, args: list, queue: str) -> None:
-        assert name == RUN_JOBS_TASK
-        delivery_id, job_ids = args
-        self.messages += 1
-        self.sent += [Sent(job_id, delivery_id, queue) for job_id in job_ids]
-
-    def take(self) -> list[Sent]:
-        taken, self.sent = self.sent, []
-        return taken
 
 
 @dataclass
@@ -60,7 +34,7 @@ class Rig:
 
     def another_scheduler(self) -> tuple[Scheduler, RecordingProducer]:
         producer = RecordingProducer()
-        return Scheduler(self.scheduler.settings, self.store.redis, producer), producer
+        return Scheduler(self.scheduler.settings, self.store.db, producer), producer
 
     def run_jobs(self, sent: list[Sent], now: int) -> None:
         """Workers claim and finish every job in `sent`."""
@@ -96,13 +70,13 @@ def make_rig(redis_only, policy: str) -> Rig:
         policy=policy,
     )
     producer = RecordingProducer()
-    scheduler = Scheduler(settings, redis_only, producer)
+    scheduler = Scheduler(settings, Db.of(redis_only, settings.namespace), producer)
     return Rig(
-        Store(redis_only, NS),
+        Store(Db.of(redis_only, NS)),
         scheduler,
         producer,
-        Execution(redis_only, NS),
-        DeviceStatuses(redis_only, NS),
+        Execution(Db.of(redis_only, NS)),
+        DeviceStatuses(Db.of(redis_only, NS)),
     )
 
 

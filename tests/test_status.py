@@ -13,24 +13,18 @@ import time
 import pytest
 
 from tests import sequences
+from tests.factories import NS, QPU, SECOND, T0, new_batch
 from tests.helpers import call_api, wait_for
-from tests.test_store import NS, QPU, SECOND, T0, Granting, new_batch
-from tweezer.core.execution import Execution
+from tweezer.core.db import Db
 from tweezer.core.keys import Keys
 from tweezer.core.liveness import Liveness
 from tweezer.core.overview import QpuState, overview_json, read_overview
-from tweezer.core.store import Store
 
 SEQ = sequences.fixed()
 
 
-@pytest.fixture
-def parts(redis_only):
-    return Store(redis_only, NS), Granting(redis_only, NS), Execution(redis_only, NS)
-
-
 def _view(client, now):
-    return read_overview(client, NS, [QPU], ["EMU_FREE"], now)
+    return read_overview(Db.of(client, NS), [QPU], ["EMU_FREE"], now)
 
 
 def test_a_computing_qpu_its_batch_workers_scheduler_queue_and_rate(parts, redis_only):

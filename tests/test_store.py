@@ -4,108 +4,31 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 
 import pytest
 import redis
 
 from tests.conftest import make_settings
+from tests.factories import NS, QPU, SECOND, T0, new_batch
 from tweezer.core.accounts import Accounts
 from tweezer.core.audit import AuditLog
 from tweezer.core.costs import Costs, emulator_default
 from tweezer.core.counters import parse_totals
+from tweezer.core.db import Db
 from tweezer.core.decay import decayed
-from tweezer.core.device_types import DeviceKind, device_type_of_qpu
+from tweezer.core.device_types import DeviceKind
 from tweezer.core.errors import QuotaExceeded, RateLimited
 from tweezer.core.execution import Execution
 from tweezer.core.keys import _PATTERNS, Keys, lua_functions
-from tweezer.core.qpu import Lease, OpenBatchHold, QpuControl
+from tweezer.core.qpu import Lease, OpenBatchHold
 from tweezer.core.ratelimit import RateLimiter
-from tweezer.core.records import Batch, Job
 from tweezer.core.replies import Reconciled
 from tweezer.core.status import BatchStatus, HoldEnd, JobStatus
 from tweezer.core.store import BatchQuery, JobQuery, Page, Store
 from tweezer.core.timefmt import now_us
 from tweezer.scheduler.loop import Scheduler
 from tweezer.scheduler.reader import SnapshotReader
-from tweezer.scheduling.policies import FairShare
 from tweezer.workers.runner import execute_job
-
-NS = "t"
-QPU = "EMU_FREE-0"
-T0 = 1_800_000_000_000_000  # µs
-SECOND = 1_000_000
-
-
-def new_batch(
-    store: Store,
-    runs=(10, 20),
-    open_=False,
-    priority="MEDIUM",
-    now=T0,
-    tags=(),
-    project="p",
-    sequence=None,
-    reserved_bytes=0,
-):
-    batch = Batch(
-        id=str(uuid.uuid4()),
-        project_id=project,
-        user_id="u",
-        device_type="EMU_FREE",
-        status=BatchStatus.PENDING,
-        open=open_,
-        queue_priority=priority,
-        created_us=0,
-        updated_us=0,
-        sequence_builder="{}",
-        tags=list(tags),
-    )
-    jobs = [
-        Job(
-            id=str(uuid.uuid4()),
-            batch_id=batch.id,
-            project_id=project,
-            user_id="u",
-            status=JobStatus.PENDING,
-            runs=r,
-            created_us=0,
-            updated_us=0,
-            sequence=sequence,
-            reserved_bytes=reserved_bytes,
-        )
-        for r in runs
-    ]
-    store.create_batch(batch, jobs, now)
-    return batch, jobs
-
-
-WEEK_S = 7 * 86_400.0
-
-
-class Granting(QpuControl):
-    """QpuControl as the scheduler drives it, with the default policy (fair share) choosing
-    from the live snapshot when a test does not say who to grant."""
-
-    def acquire(self, qpu, ttl_s, now, choose=None):
-        if choose is None:
-            policy = FairShare()
-            reader = SnapshotReader(self.redis, self.keys.namespace, WEEK_S)
-
-            def choose():
-                snapshot = reader.read(device_type_of_qpu(qpu), [], policy.window, now)
-                chosen = policy.choose(snapshot)
-                return None if chosen is None else chosen.id
-
-        return super().acquire(qpu, ttl_s, now, choose)
-
-    def release(self, lease, usage_half_life_s=WEEK_S, now=T0):
-        return super().release(lease, usage_half_life_s, now)
-
-
-@pytest.fixture
-def parts(redis_only):
-    return Store(redis_only, NS), Granting(redis_only, NS), Execution(redis_only, NS)
 
 
 def test_every_key_is_named_the_same_in_lua(redis_only):
@@ -383,7 +306,7 @@ def test_schedulers_serve_the_qpus_workers_announce_while_they_are_alive(redis_o
     """A QPU added on another host (its worker announces itself) is served without a restart;
     once its workers stop announcing, no new batch is granted to it."""
     settings = make_settings("redis://127.0.0.1:1/0", namespace=NS, qpus={"EMU_FREE": 1})
-    scheduler = Scheduler(settings, redis_only, producer=None)
+    scheduler = Scheduler(settings, Db.of(redis_only, settings.namespace), producer=None)
     control = scheduler.control
     assert scheduler.serving(T0) == ["EMU_FREE-0"]
     control.announce("EMU_FREE-1", T0)
@@ -419,8 +342,8 @@ class _DroppedConnection(Execution):
     connection after the claim was made (the fault of test_reliability's CLIENT KILL, at its
     worst moment)."""
 
-    def __init__(self, client, namespace: str, failures: int) -> None:
-        super().__init__(client, namespace)
+    def __init__(self, db: Db, failures: int) -> None:
+        super().__init__(db)
         self.failures = failures
 
     def claim_jobs(self, *args, **kwargs):
@@ -451,7 +374,7 @@ def test_a_redis_failure_is_never_recorded_as_the_jobs_error(parts, redis_only, 
     _, [job] = new_batch(store, runs=(7,))
     lease = control.acquire(QPU, ttl_s=10, now=T0)
     [d] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
-    flaky = _DroppedConnection(redis_only, NS, failures)
+    flaky = _DroppedConnection(Db.of(redis_only, NS), failures)
     if failures < 3:
         assert execute_job(flaky, settings, _Counting(), d.job_ids[0], d.delivery_id) == "done"
         assert store.get_result(job.id) == '{"counter": {"0": 7}}'
@@ -562,7 +485,10 @@ def test_reads_and_rate_limits_write_nothing_to_the_aof(parts, redis_only):
     other = redis.Redis(
         host=kwargs["host"], port=kwargs["port"], password=kwargs["password"], decode_responses=True
     )
-    limiters = [RateLimiter(redis_only, NS, per_s=1, burst=3), RateLimiter(other, NS, 1, 3)]
+    limiters = [
+        RateLimiter(Db.of(redis_only, NS), per_s=1, burst=3),
+        RateLimiter(Db.of(other, NS), 1, 3),
+    ]
     for i in range(3):
         limiters[i % 2].check("token", T0)
     with pytest.raises(RateLimited):
@@ -631,7 +557,7 @@ def test_the_snapshot_reads_every_waiting_batch_however_many_calls_it_takes(part
     monkeypatch.setattr("tweezer.scheduler.reader.ROWS_PER_CALL", 2)
     made = [new_batch(store, runs=(1,) * (i + 1), now=T0 + i)[0] for i in range(5)]
     store.redis.hset(store.keys.batch(made[3].id), "predicted_qpu_s", "2.5")
-    read = SnapshotReader(store.redis, NS, 3600).read("EMU_FREE", [], 100, T0 + 10)
+    read = SnapshotReader(Db.of(store.redis, NS), 3600).read("EMU_FREE", [], 100, T0 + 10)
     assert [w.id for w in read.waiting] == [b.id for b in made]
     assert [w.jobs for w in read.waiting] == [1, 2, 3, 4, 5]
     assert read.waiting[3].predicted_qpu_s == 2.5 and read.waiting[0].predicted_qpu_s == 0.0

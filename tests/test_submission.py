@@ -14,7 +14,7 @@ import pytest
 from pulser import Pulse, Register, Sequence
 from pulser.devices import MockDevice
 
-import tweezer.api.submission as submission
+import tweezer.api.sequence_checks as sequence_checks
 from tests import sequences
 from tweezer.api.schemas import CreateBatchIn
 from tweezer.api.sequence_checks import Checked, CheckedSequences
@@ -50,8 +50,8 @@ def waiting(length_var: str = "wait") -> str:
 
 def test_a_sequence_is_deserialised_once_across_requests(monkeypatch):
     calls = []
-    real = submission._deserialize
-    monkeypatch.setattr(submission, "_deserialize", lambda t, w: calls.append(w) or real(t, w))
+    real = sequence_checks._deserialize
+    monkeypatch.setattr(sequence_checks, "_deserialize", lambda t, w: calls.append(w) or real(t, w))
     checks = Submission(SETTINGS, device_registry(SETTINGS))
     text = sequences.parametrized()
     for omega in (6, 7, 8):  # three rounds of a variational loop
@@ -95,9 +95,9 @@ def test_concurrent_requests_build_the_shared_sequence_with_their_own_variables(
 
 def test_each_variable_set_is_built_once_across_requests(monkeypatch):
     built = []
-    real = submission._check_build
+    real = sequence_checks._check_build
     monkeypatch.setattr(
-        submission,
+        sequence_checks,
         "_check_build",
         lambda seq, v, spec, what: built.append(v) or real(seq, v, spec, what),
     )

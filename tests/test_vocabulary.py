@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.factories import NS, T0, new_batch
 from tests.helpers import call_api, hold_qpu
 from tests.sequences import parametrized
-from tests.test_store import NS, T0, new_batch
+from tweezer.core.db import Db
 from tweezer.core.errors import InvalidTransition
 from tweezer.core.records import RECORD_FIELDS
 from tweezer.core.replies import Reply
@@ -156,7 +157,7 @@ def test_the_transition_tables_hold_only_moves_that_happen():
 def test_a_forbidden_move_inside_a_script_is_a_typed_error(redis_only):
     """A job whose stored status the table does not know (say, written by a newer version)
     stops the cancel before it writes anything of that job, as InvalidTransition."""
-    store = Store(redis_only, NS)
+    store = Store(Db.of(redis_only, NS))
     batch, [job] = new_batch(store, runs=(5,))
     redis_only.hset(store.keys.job(job.id), "status", "PAUSED")
     with pytest.raises(InvalidTransition) as refused:
@@ -175,7 +176,7 @@ def test_the_api_answers_a_forbidden_move_with_a_409(cluster, sdk, account):
     with hold_qpu(sdk, sequence):  # the batch stays PENDING: no worker touches its job
         batch = sdk.create_batch(sequence, [{"runs": 5, "variables": {"omega_max": 6}}])
         [job_id] = [job.id for job in batch.ordered_jobs]
-        job_key = Store(cluster.client, cluster.settings.namespace).keys.job(job_id)
+        job_key = Store(Db.of(cluster.client, cluster.settings.namespace)).keys.job(job_id)
         cluster.client.hset(job_key, "status", "PAUSED")
         try:
             answer = call_api(cluster, account, "PATCH", f"/api/v2/batches/{batch.id}/cancel")

@@ -25,6 +25,7 @@ from tests import sequences
 from tests.conftest import Account, make_settings
 from tests.helpers import call_api, certificates, wait_for
 from tweezer.core.accounts import Accounts
+from tweezer.core.db import Db
 from tweezer.core.errors import WebhookRefused
 from tweezer.core.keys import Keys
 from tweezer.core.records import Batch
@@ -216,7 +217,7 @@ def test_backoff_doubles_up_to_five_minutes_and_gives_up_after_the_retry_window(
 
 
 def _finished_batch(client, settings, webhook: str | None) -> Batch:
-    store = Store(client, settings.namespace)
+    store = Store(Db.of(client, settings.namespace))
     batch = Batch(
         id=str(uuid.uuid4()),
         project_id="p",
@@ -236,7 +237,8 @@ def _finished_batch(client, settings, webhook: str | None) -> Batch:
 
 def _sender(redis_only, **overrides) -> WebhookSender:
     # The sender is handed its client; the settings' URL is not used.
-    return WebhookSender(redis_only, make_settings("redis://unused:1/0", **overrides))
+    settings = make_settings("redis://unused:1/0", **overrides)
+    return WebhookSender(Db.of(redis_only, settings.namespace), settings)
 
 
 def test_a_finished_batch_is_posted_signed_and_recorded(redis_only, receiver):
@@ -255,7 +257,7 @@ def test_a_finished_batch_is_posted_signed_and_recorded(redis_only, receiver):
     assert document["id"] == batch.id and document["status"] == "CANCELED"
     assert document["job_ids"] == [] and document["webhook"] == receiver.url
     assert redis_only.zcard(keys.webhooks()) == 0
-    store = Store(redis_only, sender.settings.namespace)
+    store = Store(Db.of(redis_only, sender.settings.namespace))
     assert store.get_batch(batch.id).webhook_state == WebhookState.DELIVERED
     [attempt] = store.webhook_deliveries(batch.id)
     assert attempt["outcome"] == "delivered" and attempt["status"] == 200
@@ -268,7 +270,7 @@ def test_a_failing_receiver_is_retried_with_backoff(redis_only, receiver):
     receiver.statuses = [500, 503]
     sender = _sender(redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1")
     batch = _finished_batch(redis_only, sender.settings, receiver.url)
-    store = Store(redis_only, sender.settings.namespace)
+    store = Store(Db.of(redis_only, sender.settings.namespace))
 
     assert sender.run_once(T0) == 1  # 500
     assert store.get_batch(batch.id).webhook_state == WebhookState.PENDING
@@ -291,7 +293,7 @@ def test_a_receiver_that_never_answers_is_given_up_after_the_retry_window(redis_
         redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1", webhook_retry_for_s=5
     )
     batch = _finished_batch(redis_only, sender.settings, receiver.url)
-    store = Store(redis_only, sender.settings.namespace)
+    store = Store(Db.of(redis_only, sender.settings.namespace))
     now = T0
     while sender.run_once(now) or store.get_batch(batch.id).webhook_state == WebhookState.PENDING:
         now += SECOND_US
@@ -313,7 +315,7 @@ def test_an_inside_address_is_refused_at_delivery_too(redis_only, receiver):
     renamed = _finished_batch(redis_only, sender.settings, "https://hooks.example.org/x")
     assert sender.run_once(T0) == 2
     assert receiver.calls == []
-    store = Store(redis_only, sender.settings.namespace)
+    store = Store(Db.of(redis_only, sender.settings.namespace))
     [first] = store.webhook_deliveries(loopback.id)
     assert first["outcome"] == "failed" and "127.0.0.1" in first["error"]
     [second] = store.webhook_deliveries(renamed.id)
@@ -334,7 +336,7 @@ def test_https_is_verified_against_the_name_in_the_url_at_the_checked_address(
     assert sender.run_once(T0) == 2
     [(headers, _, _)] = receiver.calls  # only the one whose certificate names its host
     assert headers["Host"] == f"hooks.test:{port}" and headers[BATCH_HEADER] == good.id
-    store = Store(redis_only, sender.settings.namespace)
+    store = Store(Db.of(redis_only, sender.settings.namespace))
     assert store.get_batch(good.id).webhook_state == WebhookState.DELIVERED
     [refused] = store.webhook_deliveries(wrong.id)
     assert refused["outcome"] == "failed" and "other.test" in refused["error"], refused
@@ -346,7 +348,7 @@ def test_no_secret_no_call(redis_only, receiver):
     batch = _finished_batch(redis_only, sender.settings, receiver.url)
     sender.run_once(T0)
     assert receiver.calls == []
-    [attempt] = Store(redis_only, sender.settings.namespace).webhook_deliveries(batch.id)
+    [attempt] = Store(Db.of(redis_only, sender.settings.namespace)).webhook_deliveries(batch.id)
     assert "TWEEZER_WEBHOOK_SECRET" in attempt["error"]
 
 
@@ -355,7 +357,7 @@ def test_two_senders_never_make_the_same_delivery_at_once(redis_only, receiver):
     one = _sender(
         redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1", webhook_timeout_s=30
     )
-    two = WebhookSender(redis_only, one.settings)
+    two = WebhookSender(one.store.db, one.settings)
     _finished_batch(redis_only, one.settings, receiver.url)
     first = threading.Thread(target=one.run_once, args=(T0,))
     first.start()
@@ -377,7 +379,7 @@ def test_an_attempt_is_recorded_before_sending_and_a_dying_sender_runs_out_of_at
         redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1", webhook_max_attempts=3
     )
     batch = _finished_batch(redis_only, sender.settings, "http://127.0.0.1:9/never")
-    store = Store(redis_only, sender.settings.namespace)
+    store = Store(Db.of(redis_only, sender.settings.namespace))
     lease_us = int(lease_s(sender.settings) * SECOND_US)
     now = T0
     for made in range(3):  # claimed, then the sender "dies": nothing more is written
@@ -396,7 +398,7 @@ def test_an_attempt_is_recorded_before_sending_and_a_dying_sender_runs_out_of_at
 def test_a_delivery_taken_over_past_its_window_is_given_up_when_claimed(redis_only):
     sender = _sender(redis_only, webhook_secret=SECRET, webhook_retry_for_s=5)
     batch = _finished_batch(redis_only, sender.settings, "http://127.0.0.1:9/never")
-    store = Store(redis_only, sender.settings.namespace)
+    store = Store(Db.of(redis_only, sender.settings.namespace))
     assert len(sender.claim(T0, 10)) == 1  # its sender dies; due again a lease later (15 s),
     later = T0 + int(lease_s(sender.settings) * SECOND_US)
     assert sender.claim(later, 10) == []  # past the 5 s window: not made again
@@ -484,7 +486,7 @@ def test_slow_and_huge_answers_hold_nobody_else_and_only_the_status_line_is_read
     sender = _sender(
         redis_only, webhook_secret=SECRET, webhook_allow="127.0.0.1", webhook_timeout_s=1.5
     )
-    store = Store(redis_only, sender.settings.namespace)
+    store = Store(Db.of(redis_only, sender.settings.namespace))
     stop = threading.Event()
     with (
         RawReceiver(_drip_status_line(stop)) as dripping,

@@ -23,11 +23,11 @@ from tweezer.api.errors import register_error_handlers
 from tweezer.api.submission import Submission
 from tweezer.core.accounts import Accounts
 from tweezer.core.costs import Costs
+from tweezer.core.db import open_db
 from tweezer.core.device_status import DeviceStatuses
 from tweezer.core.devices import device_registry
 from tweezer.core.errors import ConfigurationError
 from tweezer.core.ratelimit import LoginGuard, RateLimiter
-from tweezer.core.redis_client import connect
 from tweezer.core.settings import Settings
 from tweezer.core.store import Store
 
@@ -59,19 +59,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    client = connect(settings)
+    db = open_db(settings)
     registry = device_registry(settings)
     app.extensions["tweezer"] = Services(
         settings=settings,
-        store=Store(client, settings.namespace, settings.project_max_stored_bytes),
-        accounts=Accounts(client, settings.namespace),
+        db=db,
+        store=Store(db, settings.project_max_stored_bytes),
+        accounts=Accounts(db.client, settings.namespace),
         registry=registry,
-        submission=Submission(settings, registry, Costs(client, settings)),
-        devices=DeviceStatuses(client, settings.namespace),
-        rate_limiter=RateLimiter(
-            client, settings.namespace, settings.rate_limit_per_s, settings.rate_limit_burst
-        ),
-        logins=LoginGuard(client, settings),
+        submission=Submission(settings, registry, Costs(db.client, settings)),
+        devices=DeviceStatuses(db),
+        rate_limiter=RateLimiter(db, settings.rate_limit_per_s, settings.rate_limit_burst),
+        logins=LoginGuard(db, settings),
     )
 
     for blueprint in (batches.bp, jobs.bp, devices.bp):

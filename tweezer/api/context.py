@@ -8,6 +8,7 @@ from flask import current_app, g
 
 from tweezer.api.submission import Submission
 from tweezer.core.accounts import Accounts
+from tweezer.core.db import Db
 from tweezer.core.device_status import DeviceStatuses
 from tweezer.core.devices import DeviceSpec
 from tweezer.core.errors import Unauthorized
@@ -21,6 +22,8 @@ from tweezer.core.timefmt import now_us
 @dataclass
 class Services:
     settings: Settings
+    #: The process's Redis handle, which every service below shares.
+    db: Db
     store: Store
     accounts: Accounts
     registry: dict[str, DeviceSpec]

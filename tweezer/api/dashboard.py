@@ -68,7 +68,7 @@ def overview() -> jsend.Reply:
     the caller administers the cluster."""
     svc, caller = services(), principal()
     settings = svc.settings
-    view = cluster_overview(svc.store.redis, settings, now_us())
+    view = cluster_overview(svc.db, settings, now_us())
     visible = (lambda _: True) if caller.admin else (lambda p: p in caller.project_ids)
     return jsend.success(
         {

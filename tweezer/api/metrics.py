@@ -101,8 +101,8 @@ class ClusterCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         svc = services()
         settings = svc.settings
-        client = svc.store.redis
-        view = cluster_overview(client, settings, now_us())
+        client = svc.db.client
+        view = cluster_overview(svc.db, settings, now_us())
         batches = GaugeMetricFamily(
             PREFIX + "batches",
             "Batches now, by device type and status.",

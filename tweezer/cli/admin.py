@@ -14,6 +14,7 @@ import os
 import sys
 
 from tweezer.core.accounts import Accounts, Project
+from tweezer.core.db import open_db
 from tweezer.core.device_status import DeviceStatuses
 from tweezer.core.errors import ConfigurationError
 from tweezer.core.priorities import DEFAULT_PRIORITY, PRIORITIES
@@ -81,7 +82,7 @@ def run_queue_command(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"unknown device type {args.device_type!r}; served: {', '.join(settings.qpus)}"
         )
-    store = Store(connect(settings), settings.namespace)
+    store = Store(open_db(settings))
     for device_type in [args.device_type] if args.device_type else list(settings.qpus):
         waiting = store.forecast_queue(device_type)
         print(f"{device_type}: {len(waiting)} waiting")
@@ -102,7 +103,7 @@ def run_queue_command(args: argparse.Namespace) -> int:
 def run_device_command(args: argparse.Namespace) -> int:
     settings = cluster_settings(args)
     served = list(settings.qpus)
-    devices = DeviceStatuses(connect(settings), settings.namespace)
+    devices = DeviceStatuses(open_db(settings))
     if args.action != "list" and args.device_type not in served:
         raise ConfigurationError(
             f"unknown device type {args.device_type!r}; served: {', '.join(served)}"

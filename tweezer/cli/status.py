@@ -14,11 +14,11 @@ import textwrap
 import time
 
 from tweezer.cli.admin import add_cluster_options, cluster_settings
+from tweezer.core.db import open_db
 from tweezer.core.errors import ConfigurationError
 from tweezer.core.overview import Overview, Qpu, cluster_overview, overview_json
 from tweezer.core.priorities import PRIORITIES
 from tweezer.core.records import Batch, Job
-from tweezer.core.redis_client import connect
 from tweezer.core.render import attempt_json, batch_json
 from tweezer.core.settings import Settings
 from tweezer.core.store import Store
@@ -44,12 +44,12 @@ def add_status_command(commands: argparse._SubParsersAction) -> None:
 
 def run_status(args: argparse.Namespace) -> int:
     settings = cluster_settings(args)
-    client = connect(settings)
+    db = open_db(settings)
     if args.batch:
-        return _batch(Store(client, settings.namespace), args.batch, args.json)
+        return _batch(Store(db), args.batch, args.json)
     try:
         while True:
-            view = cluster_overview(client, settings, now_us())
+            view = cluster_overview(db, settings, now_us())
             text = (
                 json.dumps(overview_json(view), indent=2) if args.json else render(view, settings)
             )

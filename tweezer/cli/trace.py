@@ -8,9 +8,9 @@ from itertools import chain
 
 from tweezer.cli.admin import add_cluster_options, cluster_settings
 from tweezer.core.accounts import Accounts
+from tweezer.core.db import open_db
 from tweezer.core.device_status import DeviceStatuses
 from tweezer.core.errors import ConfigurationError
-from tweezer.core.redis_client import connect
 from tweezer.core.store import Store
 from tweezer.core.timefmt import SECOND_US, now_us, parse_iso
 from tweezer.lab.export import (
@@ -39,8 +39,8 @@ def add_trace_commands(commands: argparse._SubParsersAction) -> None:
 
 def run_trace_command(args: argparse.Namespace) -> int:
     settings = cluster_settings(args)
-    client = connect(settings)
-    store = Store(client, settings.namespace)
+    db = open_db(settings)
+    store = Store(db)
     try:
         since = parse_iso(args.since) if args.since else None
     except ValueError:
@@ -55,16 +55,14 @@ def run_trace_command(args: argparse.Namespace) -> int:
     if args.swf:
         lines = swf_lines(records, origin / SECOND_US)
     else:
-        shares = {p.id: p.share for p in Accounts(client, settings.namespace).projects()}
+        shares = {p.id: p.share for p in Accounts(db.client, settings.namespace).projects()}
         header = TraceHeader(
             source="export",
             policy=settings.policy,
             qpus=dict(settings.qpus),
             shares=shares,
             origin_s=origin / SECOND_US,
-            down=down_intervals(
-                DeviceStatuses(client, settings.namespace), settings.qpus, origin, now_us()
-            ),
+            down=down_intervals(DeviceStatuses(db), settings.qpus, origin, now_us()),
         )
         lines = trace_lines(header, records)
     for line in lines:

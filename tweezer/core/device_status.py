@@ -6,12 +6,10 @@ rule the scheduler's scripts apply: the status set by an admin, or CALIBRATING i
 
 from __future__ import annotations
 
-import redis
-
+from tweezer.core.db import Db
 from tweezer.core.errors import InvalidRequest
-from tweezer.core.keys import Keys, calibration_bounds, calibration_window
+from tweezer.core.keys import calibration_bounds, calibration_window
 from tweezer.core.script_args import DeviceStatusArgs
-from tweezer.core.scripts import Scripts
 from tweezer.core.status import DeviceStatus
 
 #: Status changes and calibration windows kept per device type (the newest).
@@ -29,10 +27,10 @@ def _merged(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 class DeviceStatuses:
-    def __init__(self, client: redis.Redis, namespace: str) -> None:
-        self.redis = client
-        self.keys = Keys(namespace)
-        self.scripts = Scripts(client, namespace)
+    def __init__(self, db: Db) -> None:
+        self.redis = db.client
+        self.keys = db.keys
+        self.scripts = db.scripts
 
     def effective(self, device_types: list[str], now: int) -> dict[str, DeviceStatus]:
         """The status of each device type right now (UP unless set otherwise)."""

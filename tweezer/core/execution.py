@@ -14,12 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from tweezer.core import replies
-from tweezer.core.keys import Keys
+from tweezer.core.db import Db
 from tweezer.core.script_args import ClaimJobsArgs, CommitJobsArgs, HeartbeatArgs, ScriptArgs
-from tweezer.core.scripts import Scripts
 from tweezer.core.status import JobStatus
 from tweezer.core.timefmt import to_ms
 
@@ -88,10 +85,10 @@ class Outcome:
 
 
 class Execution:
-    def __init__(self, client: redis.Redis, namespace: str) -> None:
-        self.redis = client
-        self.keys = Keys(namespace)
-        self.scripts = Scripts(client, namespace)
+    def __init__(self, db: Db) -> None:
+        self.redis = db.client
+        self.keys = db.keys
+        self.scripts = db.scripts
 
     def claim_jobs(
         self,

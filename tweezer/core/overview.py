@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import redis
-
 from tweezer.core.counters import THROUGHPUT_WINDOW_S, parse_totals
+from tweezer.core.db import Db
 from tweezer.core.device_types import device_type_of_qpu, qpu_names
 from tweezer.core.liveness import SECOND_US, alive_since, qpu_of_worker
 from tweezer.core.priorities import PRIORITIES
 from tweezer.core.script_args import OverviewArgs
-from tweezer.core.scripts import Scripts
 from tweezer.core.settings import Settings
 from tweezer.core.status import TERMINAL_JOB_STATUSES, BatchStatus, DeviceStatus
 from tweezer.core.timefmt import to_iso
@@ -145,9 +143,7 @@ class Overview:
         return (self.now_us - min(oldest)) / SECOND_US if oldest else None
 
 
-def read_overview(
-    client: redis.Redis, namespace: str, qpus: list[str], device_types: list[str], now: int
-) -> Overview:
+def read_overview(db: Db, qpus: list[str], device_types: list[str], now: int) -> Overview:
     """The cluster now, from one script call: `qpus` are the configured ones (workers may have
     announced more), `device_types` the types served."""
     args = OverviewArgs(
@@ -157,14 +153,14 @@ def read_overview(
         qpus=json.dumps(qpus),
         window_s=THROUGHPUT_WINDOW_S,
     )
-    raw = Scripts(client, namespace).run(args)
+    raw = db.scripts.run(args)
     return decode(json.loads(raw), now)
 
 
-def cluster_overview(client: redis.Redis, settings: Settings, now: int) -> Overview:
+def cluster_overview(db: Db, settings: Settings, now: int) -> Overview:
     """`read_overview` of the cluster `settings` describe (its configured QPUs and types)."""
     qpus, types = qpu_names(settings.qpus), list(settings.qpus)
-    return read_overview(client, settings.namespace, qpus, types, now)
+    return read_overview(db, qpus, types, now)
 
 
 def decode(doc: dict[str, Any], now: int) -> Overview:

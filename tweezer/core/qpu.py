@@ -13,11 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from tweezer.core import replies
+from tweezer.core.db import Db
 from tweezer.core.device_types import device_type_of_qpu
-from tweezer.core.keys import Keys
 from tweezer.core.priorities import PRIORITIES
 from tweezer.core.script_args import (
     AcquireQpuArgs,
@@ -28,7 +26,6 @@ from tweezer.core.script_args import (
     RenewLeaseArgs,
     ScriptArgs,
 )
-from tweezer.core.scripts import Scripts
 from tweezer.core.settings import Settings
 from tweezer.core.status import HoldEnd
 from tweezer.core.timefmt import to_ms, to_us
@@ -71,10 +68,10 @@ class OpenBatchHold:
 
 
 class QpuControl:
-    def __init__(self, client: redis.Redis, namespace: str) -> None:
-        self.redis = client
-        self.keys = Keys(namespace)
-        self.scripts = Scripts(client, namespace)
+    def __init__(self, db: Db) -> None:
+        self.redis = db.client
+        self.keys = db.keys
+        self.scripts = db.scripts
 
     def announce(self, qpu: str, now: int, worker: str = "") -> None:
         """A worker of `qpu` is alive (workers say so every few seconds); `worker` names it

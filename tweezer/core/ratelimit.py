@@ -14,13 +14,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import redis
-
 from tweezer.core import replies
+from tweezer.core.db import Db
 from tweezer.core.errors import RateLimited
-from tweezer.core.keys import Keys
 from tweezer.core.script_args import LoginBackoffArgs, RateLimitArgs
-from tweezer.core.scripts import Scripts
 from tweezer.core.settings import Settings
 from tweezer.core.status import LoginStep
 from tweezer.core.timefmt import SECOND_US
@@ -29,14 +26,13 @@ from tweezer.core.timefmt import SECOND_US
 class RateLimiter:
     def __init__(
         self,
-        client: redis.Redis,
-        namespace: str,
+        db: Db,
         per_s: float,
         burst: int,
         refusal: str = "Too many requests for this token",
     ) -> None:
-        self.scripts = Scripts(client, namespace)
-        self.keys = Keys(namespace)
+        self.scripts = db.scripts
+        self.keys = db.keys
         self.interval_us = 0 if per_s == 0 else math.ceil(SECOND_US / per_s)
         self.burst = burst
         #: What a refusal says, before "; retry in N s".
@@ -57,11 +53,9 @@ class LoginBackoff:
     """The growing delay on wrong passwords of one (username, client address) pair
     (core/lua/login_backoff.lua)."""
 
-    def __init__(
-        self, client: redis.Redis, namespace: str, free_failures: int, max_delay_s: int
-    ) -> None:
-        self.scripts = Scripts(client, namespace)
-        self.keys = Keys(namespace)
+    def __init__(self, db: Db, free_failures: int, max_delay_s: int) -> None:
+        self.scripts = db.scripts
+        self.keys = db.keys
         self.free_failures = free_failures
         self.max_delay_us = max_delay_s * SECOND_US
 
@@ -94,23 +88,19 @@ class LoginGuard:
     process's few hashing slots. None of it refuses a correct password because someone at
     another address guessed wrong."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
-        namespace = settings.namespace
+    def __init__(self, db: Db, settings: Settings) -> None:
         per_min = settings.login_attempts_per_min
         self.per_address = RateLimiter(
-            client, namespace, per_min / 60, per_min, "Too many login attempts from this address"
+            db, per_min / 60, per_min, "Too many login attempts from this address"
         )
         checks = settings.login_checks_per_s
         self.everyone = RateLimiter(
-            client,
-            namespace,
+            db,
             checks,
             max(1, math.ceil(4 * checks)),
             "The server is busy checking passwords",
         )
-        self.backoff = LoginBackoff(
-            client, namespace, settings.login_free_failures, settings.login_max_delay_s
-        )
+        self.backoff = LoginBackoff(db, settings.login_free_failures, settings.login_max_delay_s)
         self.slots = threading.BoundedSemaphore(settings.login_concurrent_checks)
 
     def admit(self, username: str, address: str, now: int) -> None:

@@ -11,14 +11,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from tweezer.core import replies
 from tweezer.core.audit import Audit
+from tweezer.core.db import Db
 from tweezer.core.decay import decayed
 from tweezer.core.errors import TweezerError
 from tweezer.core.forecasts import ForecastBook
-from tweezer.core.keys import Keys
 from tweezer.core.records import Batch, Job, creation_rows
 from tweezer.core.script_args import (
     AddJobsArgs,
@@ -32,7 +30,6 @@ from tweezer.core.script_args import (
     QueryArgs,
     SetTagsArgs,
 )
-from tweezer.core.scripts import Scripts
 from tweezer.core.status import BatchStatus, JobStatus
 from tweezer.core.timefmt import to_us
 
@@ -99,11 +96,12 @@ class JobQuery:
 class Store:
     """Record-level operations on one cluster's Redis."""
 
-    def __init__(self, client: redis.Redis, namespace: str, max_stored_bytes: int = 0) -> None:
-        self.redis = client
-        self.keys = Keys(namespace)
-        self.scripts = Scripts(client, namespace)
-        self.forecasts = ForecastBook(client, namespace)
+    def __init__(self, db: Db, max_stored_bytes: int = 0) -> None:
+        self.db = db
+        self.redis = db.client
+        self.keys = db.keys
+        self.scripts = db.scripts
+        self.forecasts = ForecastBook(db.client, db.namespace)
         #: A project's stored-bytes limit unless it has its own (0: none).
         self.max_stored_bytes = max_stored_bytes
 

@@ -29,6 +29,7 @@ from typing import Any
 import redis
 
 from tweezer.core.counters import parse_totals
+from tweezer.core.db import Db
 from tweezer.core.keys import Keys
 from tweezer.core.records import Batch, Job
 from tweezer.core.status import (
@@ -320,7 +321,7 @@ def observe(
     """Every batch, job, result summary and count of the projects, read from Redis."""
     from tweezer.core.store import Store
 
-    keys, store = Keys(namespace), Store(client, namespace)
+    keys, store = Keys(namespace), Store(Db.of(client, namespace))
     seen = Observed(deliveries=dict(deliveries))
     seen.totals = parse_totals(client.hgetall(keys.totals()))
     for project in project_ids:

@@ -23,12 +23,12 @@ from typing import Any
 
 from tweezer.core.accounts import Accounts
 from tweezer.core.costs import Costs
+from tweezer.core.db import Db, open_db
 from tweezer.core.device_status import DeviceStatuses
 from tweezer.core.device_types import KIND, DeviceType, qpu_names
 from tweezer.core.errors import ConfigurationError
 from tweezer.core.hints import QPU_SECONDS_VARIABLE, SEED_VARIABLE
 from tweezer.core.qpu import QpuControl
-from tweezer.core.redis_client import connect
 from tweezer.core.settings import Settings
 from tweezer.core.status import (
     TERMINAL_BATCH_STATUSES,
@@ -100,10 +100,10 @@ def run(
     0, 1 when a session failed, 130 when interrupted."""
     if not planned:
         raise ConfigurationError("the workload plans no batch")
-    client = connect(settings)
-    planned = with_qpu_seconds(planned, Costs(client, settings))
+    db = open_db(settings)
+    planned = with_qpu_seconds(planned, Costs(db.client, settings))
     run_id = secrets.token_hex(3)
-    accounts = _provision(Accounts(client, settings.namespace), run_id, planned, shares)
+    accounts = _provision(Accounts(db.client, settings.namespace), run_id, planned, shares)
     stop, interrupted = threading.Event(), threading.Event()
 
     def interrupt(*_: object) -> None:
@@ -123,7 +123,7 @@ def run(
     planned_s = max(p.submit_s for p in planned) / speedup
     printer = threading.Thread(
         target=_progress,
-        args=(client, settings, sessions, tally, start, planned_s, stop),
+        args=(db, settings, sessions, tally, start, planned_s, stop),
         daemon=True,
     )
     printer.start()
@@ -133,10 +133,10 @@ def run(
             pool.submit(_drive, session, sdk, settings, speedup, start, stop, tally)
     stop.set()
     printer.join()
-    _progress_line(client, settings, sessions, tally, start, planned_s)
+    _progress_line(db, settings, sessions, tally, start, planned_s)
     sys.stderr.write("\n")
     if out is not None:
-        _write_trace(out, Store(client, settings.namespace), sessions, settings, shares, origin_us)
+        _write_trace(out, Store(db), sessions, settings, shares, origin_us)
         print(f"trace of {tally.submitted} batch(es) -> {out}")
     if tally.errors:
         for session in sessions:
@@ -301,7 +301,7 @@ def _jobs(jobs: tuple[PlannedJob, ...], speedup: float) -> list[dict[str, Any]]:
 
 
 def _progress(
-    client: Any,
+    db: Db,
     settings: Settings,
     sessions: list[Session],
     tally: Tally,
@@ -310,11 +310,11 @@ def _progress(
     stop: threading.Event,
 ) -> None:
     while not stop.wait(1.0):
-        _progress_line(client, settings, sessions, tally, start, planned_s)
+        _progress_line(db, settings, sessions, tally, start, planned_s)
 
 
 def _progress_line(
-    client: Any,
+    db: Db,
     settings: Settings,
     sessions: list[Session],
     tally: Tally,
@@ -322,11 +322,9 @@ def _progress_line(
     planned_s: float,
 ) -> None:
     """submitted / running / done / errors, QPU busy %, elapsed vs planned, on one line."""
-    statuses = Store(client, settings.namespace).batch_statuses(
-        s.batch_id for s in sessions if s.batch_id
-    )
+    statuses = Store(db).batch_statuses(s.batch_id for s in sessions if s.batch_id)
     qpus = qpu_names(settings.qpus)
-    busy = QpuControl(client, settings.namespace).held(qpus)
+    busy = QpuControl(db).held(qpus)
     running = statuses.count(BatchStatus.RUNNING.value)
     done = sum(1 for s in statuses if s in TERMINAL)
     sys.stderr.write(
@@ -364,7 +362,7 @@ def _write_trace(
                 update={"id": planned.id, "project": planned.project, "user": planned.user}
             )
         )
-    devices = DeviceStatuses(store.redis, settings.namespace)
+    devices = DeviceStatuses(store.db)
     down = down_intervals(devices, settings.qpus, origin_us, now_us())
     header = TraceHeader(
         source="load",

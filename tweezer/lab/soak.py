@@ -32,6 +32,7 @@ import redis
 
 from tweezer.core.accounts import Accounts
 from tweezer.core.costs import Costs
+from tweezer.core.db import Db
 from tweezer.core.keys import Keys
 from tweezer.core.settings import Settings
 from tweezer.core.status import TERMINAL_BATCH_STATUSES
@@ -251,7 +252,10 @@ class Soak:
     def _drain(self, deadline: float) -> None:
         """Until every batch has ended and every webhook is delivered (or the deadline: then
         it says what is still going on, and the checker reports it)."""
-        store, keys = Store(self.client, self.settings.namespace), Keys(self.settings.namespace)
+        store, keys = (
+            Store(Db.of(self.client, self.settings.namespace)),
+            Keys(self.settings.namespace),
+        )
         unfinished: list[str] = []
         owed = 0
         while time.monotonic() < deadline:

@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import redis
 
+from tweezer.core.db import Db
 from tweezer.core.device_status import DeviceStatuses
 from tweezer.core.settings import Settings
 from tweezer.core.status import DeviceStatus
@@ -121,7 +122,7 @@ class Injector:
             return f"cut host {host}'s link"
         if kind is FaultKind.DEVICE_FLIP:
             device_type = sorted(self.settings.qpus)[fault.target % len(self.settings.qpus)]
-            devices = DeviceStatuses(self.client, self.settings.namespace)
+            devices = DeviceStatuses(Db.of(self.client, self.settings.namespace))
             devices.set(device_type, DeviceStatus(fault.detail), "chaos", now_us())
 
             def up() -> None:

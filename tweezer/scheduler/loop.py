@@ -22,6 +22,7 @@ import redis
 from celery import Celery
 
 from tweezer.core.celery_config import RUN_JOBS_TASK, celery_config
+from tweezer.core.db import Db, open_db
 from tweezer.core.device_types import device_type_of_qpu, kind_of_qpu, qpu_names
 from tweezer.core.forecasts import ForecastBook
 from tweezer.core.keys import Keys
@@ -39,19 +40,19 @@ log = logging.getLogger("tweezer.scheduler")
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, client: redis.Redis, producer: Celery) -> None:
+    def __init__(self, settings: Settings, db: Db, producer: Celery) -> None:
         self.settings = settings
-        self.redis = client
+        self.redis = client = db.client
         self.producer = producer
-        self.control = QpuControl(client, settings.namespace)
+        self.control = QpuControl(db)
         self.keys = Keys(settings.namespace)
         #: The QPUs of TWEEZER_QPUS, always served; workers may announce more (serving()).
         self.configured_qpus = qpu_names(settings.qpus)
         self.leases: dict[str, Lease] = {}
         self.hold = OpenBatchHold.from_settings(settings)
-        self.store = Store(client, settings.namespace)
+        self.store = Store(db)
         self.policy = load_policy(settings.policy)
-        self.snapshots = SnapshotReader(client, settings.namespace, settings.fair_share_half_life_s)
+        self.snapshots = SnapshotReader(db, settings.fair_share_half_life_s)
         self.forecasts = ForecastBook(client, settings.namespace)
         #: When this scheduler last wrote forecasts (µs; 0: never).
         self.forecast_us = 0
@@ -185,16 +186,14 @@ def main(settings: Settings) -> None:
     """`tweezer scheduler`: runs until SIGTERM/SIGINT."""
     import signal
 
-    from tweezer.core.redis_client import connect
-
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    client = connect(settings)
-    if changed := Store(client, settings.namespace).migrate():
+    db = open_db(settings)
+    if changed := Store(db).migrate():
         log.info("brought %d record(s) of an earlier version up to date", changed)
     # Its own thread: a slow receiver never delays a lease renewal or a dispatch.
-    sender = WebhookSender(connect(settings), settings)
+    sender = WebhookSender(db, settings)
     threading.Thread(target=sender.run, args=(stop,), name="tweezer-webhooks", daemon=True).start()
-    Scheduler(settings, client, make_producer(settings)).run(stop)
+    Scheduler(settings, db, make_producer(settings)).run(stop)
     log.info("scheduler stopped")

@@ -14,13 +14,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-import redis
-
+from tweezer.core.db import Db
 from tweezer.core.decay import decayed
-from tweezer.core.keys import Keys
 from tweezer.core.priorities import PRIORITIES
 from tweezer.core.script_args import HashRowsArgs
-from tweezer.core.scripts import Scripts
 from tweezer.core.status import BatchStatus
 from tweezer.core.timefmt import SECOND_US
 from tweezer.scheduling.snapshot import Holding, Snapshot, Waiting
@@ -45,10 +42,10 @@ _HOLDING_FIELDS = ("project_id", "start_us", "status", "predicted_qpu_s")
 
 
 class SnapshotReader:
-    def __init__(self, client: redis.Redis, namespace: str, half_life_s: float) -> None:
-        self.redis = client
-        self.keys = Keys(namespace)
-        self.scripts = Scripts(client, namespace)
+    def __init__(self, db: Db, half_life_s: float) -> None:
+        self.redis = db.client
+        self.keys = db.keys
+        self.scripts = db.scripts
         self.half_life_s = half_life_s
 
     def read(self, device_type: str, qpus: Iterable[str], window: int, now: int) -> Snapshot:

@@ -29,16 +29,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
-import redis
-
 from tweezer.core import replies
+from tweezer.core.db import Db
 from tweezer.core.device_status import DeviceStatuses
 from tweezer.core.errors import WebhookRefused
-from tweezer.core.keys import Keys
 from tweezer.core.records import Batch
 from tweezer.core.render import batch_document
 from tweezer.core.script_args import ClaimWebhooksArgs, WebhookAttemptArgs
-from tweezer.core.scripts import Scripts
 from tweezer.core.settings import Settings
 from tweezer.core.status import WebhookOutcome, WebhookState
 from tweezer.core.store import Store
@@ -108,15 +105,13 @@ def lease_s(settings: Settings) -> float:
 
 
 class WebhookSender:
-    def __init__(
-        self, client: redis.Redis, settings: Settings, resolve: Resolver = system_resolver
-    ) -> None:
+    def __init__(self, db: Db, settings: Settings, resolve: Resolver = system_resolver) -> None:
         self.settings = settings
-        self.redis = client
-        self.keys = Keys(settings.namespace)
-        self.scripts = Scripts(client, settings.namespace)
-        self.store = Store(client, settings.namespace)
-        self.devices = DeviceStatuses(client, settings.namespace)
+        self.redis = db.client
+        self.keys = db.keys
+        self.scripts = db.scripts
+        self.store = Store(db)
+        self.devices = DeviceStatuses(db)
         self.allow = settings.webhook_allowlist
         self.resolve = resolve
         self._pool = ThreadPoolExecutor(

@@ -13,10 +13,10 @@ from celery.signals import worker_ready, worker_shutdown
 from celery.worker import state as worker_state
 
 from tweezer.core.celery_config import RUN_JOB_TASK, RUN_JOBS_TASK, celery_config
+from tweezer.core.db import open_db
 from tweezer.core.execution import Execution
 from tweezer.core.keys import Keys
 from tweezer.core.qpu import QpuControl
-from tweezer.core.redis_client import connect
 from tweezer.core.settings import Settings
 from tweezer.core.timefmt import now_us
 from tweezer.workers.executors import Executor, executor_for
@@ -32,7 +32,7 @@ def make_celery(settings: Settings, qpu: str) -> Celery:
     # Created in the pool child on its first job, never shared across a fork.
     @cache
     def execution() -> Execution:
-        return Execution(connect(settings), settings.namespace)
+        return Execution(open_db(settings))
 
     @cache
     def executor() -> Executor:
@@ -72,11 +72,11 @@ def make_celery(settings: Settings, qpu: str) -> Celery:
     def start_threads(**_: Any) -> None:
         # In the main process, once it consumes: the watchdog watches the consumer, not the
         # jobs; the announcements tell schedulers this QPU is alive.
-        client = connect(settings)
-        queue_key = Keys(settings.namespace).celery_prefix() + Keys.celery_queue(qpu)
+        db = open_db(settings)
+        queue_key = db.keys.celery_prefix() + Keys.celery_queue(qpu)
         for name, target, args in (
-            ("watchdog", watch, (client, queue_key, _busy, settings.worker_stall_s, stop)),
-            ("presence", announce_forever, (QpuControl(client, settings.namespace), qpu, stop)),
+            ("watchdog", watch, (db.client, queue_key, _busy, settings.worker_stall_s, stop)),
+            ("presence", announce_forever, (QpuControl(db), qpu, stop)),
         ):
             thread = threading.Thread(target=target, args=args, name=f"tweezer-{name}")
             thread.daemon = True

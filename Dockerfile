@@ -1,7 +1,7 @@
 # One image for every Tweezer process: `tweezer api`, `tweezer scheduler`, `tweezer worker --qpu`.
 # Built from the repository root: docker build -t tweezer .
 # Without the `lab` extra: no process of a cluster runs the lab's tools (load tests, reports,
-# the soak), nor their packages (the SDK, matplotlib, ...).
+# the soak), nor their packages (the SDK, PyYAML, psutil, ...).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

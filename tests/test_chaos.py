@@ -232,8 +232,8 @@ def test_a_batch_nobody_was_told_about_is_caught():
 @pytest.mark.slow
 def test_a_short_soak_of_every_fault_kind_loses_nothing(tmp_path):
     """What `make test` runs of the soak: the lab-day workload (its projects, users, open
-    rounds), 90 s, a fixed seed, every fault kind (link cuts on namespace hosts where the
-    machine allows), then the checker."""
+    rounds), 60 s, a fixed seed, a fault every 2 s of every kind (link cuts on namespace hosts
+    where the machine allows), then the checker. `make soak` runs thirty minutes."""
     out = tmp_path / "soak"
     workload = ROOT / "examples" / "lab-day.yaml"
     done = subprocess.run(
@@ -247,11 +247,11 @@ def test_a_short_soak_of_every_fault_kind_loses_nothing(tmp_path):
             "--speedup",
             "60",
             "--duration",
-            "90",
+            "60",
             "--seed",
             "7",
             "--every",
-            "3",
+            "2",
             "--clients",
             "3",
             "--out",
@@ -268,7 +268,7 @@ def test_a_short_soak_of_every_fault_kind_loses_nothing(tmp_path):
     ]
     assert report["faults_total"] >= 20, report["faults"]
     assert len(report["faults"]) >= 6  # most kinds struck at least once
-    assert report["jobs"] >= 100 and report["batches"] >= 30, report
+    assert report["jobs"] >= 60 and report["batches"] >= 20, report
     # Only the refusals a client may meet: closing or cancelling a batch that already ended.
     assert all(k.startswith("409 ") for k in report["refused_requests"]), report
     told = [Ack.from_json(line) for line in (out / "acks.jsonl").read_text().splitlines()]

@@ -72,7 +72,13 @@ def use_policy(cluster, policy: str) -> None:
     )
 
 
-@pytest.mark.parametrize("policy", EXPECTED)
+#: Every policy's order is proven against the simulator with time passed in, through the store
+#: and a real scheduler pass (tests/test_policies.py); here, the wiring: the default policy,
+#: and a lab's own loaded by name into a separately started `tweezer scheduler`.
+LIVE = ("fair-share", "tests.policies:NewestFirst")
+
+
+@pytest.mark.parametrize("policy", LIVE)
 def test_a_queue_starts_in_the_policys_order_as_the_simulator_says(fresnel, policy):
     cluster = fresnel
     use_policy(cluster, policy)

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SHIM_VENV ?= .venv-shim
 ARGS ?=
 
-.PHONY: install install-clients run test lint typecheck bench soak clean
+.PHONY: install install-clients run test test-fast lint typecheck bench soak clean
 
 install: $(VENV)/.installed
 	@scripts/ensure-debian-packages.sh redis-server redis-server
@@ -37,11 +37,16 @@ $(SHIM_VENV)/.installed: tests/clients/shim-requirements.txt
 run: install
 	$(BIN)/tweezer up $(ARGS)
 
-# Two pytest workers, whole modules each (module clusters are shared within a module), then the
-# tests that measure time or load, alone. Exit code 5 (nothing selected, e.g. ARGS picked one
-# file) is not a failure.
-test: install-clients
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial" --durations=15 $(ARGS) || [ $$? -eq 5 ]
+# The seconds-long tier: the store, policies, the simulator, settings, the vocabulary, bad input
+# at store level; no cluster (tests/conftest.py FAST_MODULES). `make test` runs it first.
+test-fast: install
+	$(BIN)/python -m pytest -n 2 -m "fast and not serial" $(ARGS) || [ $$? -eq 5 ]
+
+# Then two pytest workers, whole modules each (module clusters are shared within a module),
+# longest modules first; then the tests that measure time or load, alone. Exit code 5
+# (nothing selected, e.g. ARGS picked one file) is not a failure.
+test: install-clients test-fast
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not fast and not serial" --durations=15 $(ARGS) || [ $$? -eq 5 ]
 	$(BIN)/python -m pytest -m serial $(ARGS) || [ $$? -eq 5 ]
 
 lint: install

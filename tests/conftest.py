@@ -36,6 +36,65 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 
+#: Fixtures that start a whole cluster (directly, or through the fixtures they take).
+CLUSTER_FIXTURES = frozenset(
+    {"cluster", "start_cluster", "limited", "start_scripted", "scripted", "sdk", "account"}
+)
+#: The seconds-long tier (`make test-fast`): the store with time passed in, policies and the
+#: simulator, settings, the Python/Lua vocabulary, bad input at store level. A test of these
+#: modules that takes a cluster fixture stays in the full run.
+FAST_MODULES = frozenset(
+    {
+        "test_store.py",
+        "test_scheduler.py",
+        "test_policies.py",
+        "test_chunks.py",
+        "test_one_commit.py",
+        "test_settings.py",
+        "test_vocabulary.py",
+        "test_submission.py",
+        "test_hostile_files.py",
+        "test_emulation.py",
+        "test_watchdog.py",
+        "test_status.py",
+        "test_webhooks.py",
+        "test_scheduling.py",
+    }
+)
+
+
+#: The modules that take longest, longest first (as `make test`'s --durations measured them):
+#: pytest-xdist hands whole modules to its two workers in collection order, so starting with
+#: the long ones leaves short ones to even out the end (the longest-first rule).
+LONGEST_FIRST = (
+    "test_reliability.py",
+    "test_chaos.py",
+    "test_cli.py",
+    "test_hostile.py",
+    "test_installed.py",
+    "test_clients.py",
+    "test_bridge.py",
+    "test_webhooks.py",
+    "test_multihost.py",
+    "test_sdk_contract.py",
+    "test_faults.py",
+    "test_fuzz.py",
+    "test_dashboard.py",
+    "test_policies_live.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks the fast tier (`-m fast`; `make test` runs it first, then `-m "not fast"`), and
+    puts the longest modules first (run with --no-loadscope-reorder)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.path.name in FAST_MODULES and not fixtures & CLUSTER_FIXTURES:
+            item.add_marker(pytest.mark.fast)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def make_settings(redis_url: str, **overrides: Any) -> Settings:
     """Settings for tests: short timers so recovery is observable in seconds."""
     values: dict[str, Any] = {
@@ -243,10 +302,22 @@ def parts(redis_only: redis.Redis) -> tuple[Store, Granting, Execution]:
 
 
 @pytest.fixture
-def redis_only(tmp_path: Path) -> Iterator[redis.Redis]:
-    """A bare redis-server for store-level tests (no processes around it)."""
-    server = RedisServer(tmp_path / "redis", password=secrets.token_hex(16)).start()
-    client = redis.Redis.from_url(server.url, decode_responses=True)
+def redis_only(_store_redis: RedisServer) -> Iterator[redis.Redis]:
+    """A bare redis-server for store-level tests (no processes around it), emptied for each
+    test: its keys and its loaded scripts."""
+    client = redis.Redis.from_url(_store_redis.url, decode_responses=True)
+    client.flushall()
+    client.script_flush()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def _store_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server per test process for the store-level tests: starting one for each of
+    some 300 tests was a third of the fast tier's time."""
+    server = RedisServer(
+        tmp_path_factory.mktemp("store-redis") / "redis", password=secrets.token_hex(16)
+    ).start()
+    yield server
     server.stop()

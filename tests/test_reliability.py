@@ -36,6 +36,13 @@ SEQ = sequences.parametrized()
 JOB = {"runs": 5, "variables": {"omega_max": 6}}
 
 
+@pytest.fixture(scope="module")
+def cluster(start_cluster):
+    """This module's own cluster, not the one other modules share: its tests wait on the QPU's
+    order and timing, which another module's batches on the same QPU would disturb."""
+    return start_cluster()
+
+
 def post(cluster, account, path: str, body, key: str | None = None, mtime: float | None = None):
     """A POST as the SDK sends it, with an Idempotency-Key when `key` is given."""
     headers = {"Idempotency-Key": key} if key is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 
 from tests import sequences
@@ -9,6 +10,13 @@ from tests.helpers import hold_qpu, scheduler_passes, wait_for
 
 SEQ = sequences.parametrized()
 JOB = {"runs": 5, "variables": {"omega_max": 6}}
+
+
+@pytest.fixture(scope="module")
+def cluster(start_cluster):
+    """This module's own cluster, not the one other modules share: its tests wait on the QPU's
+    order and timing, which another module's batches on the same QPU would disturb."""
+    return start_cluster()
 
 
 def test_open_batch_keeps_the_qpu_until_closed(cluster, sdk):

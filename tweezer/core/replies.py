@@ -5,7 +5,7 @@ prelude as `R.*`, so no script spells one itself), followed by that code's value
 `decode_*` functions below turn a script's reply into a typed result for its caller, and every
 refusal into the `TweezerError` the API renders as a 4xx: a caller never compares a reply
 string. A script that finds a status move its transition table forbids aborts with an error
-reply `TWEEZER invalid_transition ...` (`raise_transition`), which `Scripts.call` turns into
+reply `TWEEZER invalid_transition ...` (`raise_transition`), which `Scripts.run` turns into
 `InvalidTransition` (409) the same way.
 
 The few scripts that answer data rather than an outcome (query, device_status, purge_inputs,

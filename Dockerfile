@@ -11,7 +11,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/tweezer
 COPY pyproject.toml README.md ./
-COPY tweezer ./tweezer
+COPY core ./core
+COPY api ./api
+COPY scheduler ./scheduler
+COPY workers ./workers
+COPY scheduling ./scheduling
+COPY lab ./lab
+COPY launch ./launch
+COPY cli ./cli
 RUN pip install --no-compile . \
     && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin tweezer
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import redis
 
 from bench.spread import _finish
+from core.hints import QPU_SECONDS_VARIABLE
+from core.settings import Settings
+from launch.cluster import Cluster, bootstrap, secret
+from launch.redis_server import RedisServer, free_port
 from tests import sequences
-from tweezer.core.hints import QPU_SECONDS_VARIABLE
-from tweezer.core.settings import Settings
-from tweezer.launch.cluster import Cluster, bootstrap, secret
-from tweezer.launch.redis_server import RedisServer, free_port
 
 JOBS = 300
 BATCHES = 100

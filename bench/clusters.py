@@ -15,9 +15,9 @@ from typing import Any
 
 import requests
 
-from tweezer.core.settings import Settings
-from tweezer.launch.cluster import Cluster, bootstrap, secret
-from tweezer.launch.redis_server import RedisServer, free_port
+from core.settings import Settings
+from launch.cluster import Cluster, bootstrap, secret
+from launch.redis_server import RedisServer, free_port
 
 
 @dataclass

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from bench.clusters import bench_cluster, run_batch
-from tweezer.core.costs import emulator_default
+from core.costs import emulator_default
 
 JOBS = 100
 RUNS = 100

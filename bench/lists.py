@@ -18,10 +18,10 @@ import redis
 import requests
 
 from bench.clusters import bench_cluster
-from tweezer.core.db import Db
-from tweezer.core.records import Batch
-from tweezer.core.status import BatchStatus
-from tweezer.core.store import Store
+from core.db import Db
+from core.records import Batch
+from core.status import BatchStatus
+from core.store import Store
 
 SIZES = (1_000, 100_000)
 REQUESTS = 200

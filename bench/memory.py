@@ -14,8 +14,8 @@ import redis
 
 from bench.clusters import bench_cluster, run_batch
 from bench.emulation import atoms_sequence
-from tweezer.core.hints import QPU_SECONDS_VARIABLE
-from tweezer.core.keys import Keys
+from core.hints import QPU_SECONDS_VARIABLE
+from core.keys import Keys
 
 BATCHES = 5
 JOBS = 100

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tweezer.lab.traces import read_swf
-from tweezer.scheduling.policies import BUILT_IN
-from tweezer.scheduling.simulator import Simulation
+from lab.traces import read_swf
+from scheduling.policies import BUILT_IN
+from scheduling.simulator import Simulation
 
 JOBS = 100_000
 QPUS = {"EMU_FREE": 4}

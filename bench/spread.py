@@ -16,12 +16,12 @@ from typing import Any
 import redis
 import requests
 
+from core.devices import device_registry
+from core.settings import Settings
+from launch.cluster import Cluster, bootstrap, secret
+from launch.netns import ADDRESS, Hosts, can_make_namespaces
+from launch.redis_server import RedisServer, free_port
 from tests import sequences
-from tweezer.core.devices import device_registry
-from tweezer.core.settings import Settings
-from tweezer.launch.cluster import Cluster, bootstrap, secret
-from tweezer.launch.netns import ADDRESS, Hosts, can_make_namespaces
-from tweezer.launch.redis_server import RedisServer, free_port
 
 #: Jobs of the one closed batch each figure times, submission to DONE.
 JOBS = 300
@@ -58,7 +58,7 @@ def _run(remote: bool) -> dict[str, float]:
             settings = Settings(
                 redis_url=server.url,
                 qpus={"FRESNEL": 1},
-                bridge_driver="tweezer.workers.drivers.instant:InstantQpu",
+                bridge_driver="workers.drivers.instant:InstantQpu",
                 # What the cost model is told of this device: its shots take no time, so
                 # its jobs are dispatched in chunks as cheap jobs are (dispatch.lua).
                 bridge_shot_rate_hz=1e6,
@@ -76,7 +76,7 @@ def _run(remote: bool) -> dict[str, float]:
                 cluster.children = [c for c in cluster.children if c.name != "worker FRESNEL-0"]
                 far = server.url.replace("127.0.0.1", ADDRESS["client"])
                 env = {**os.environ, **settings.to_env(), "TWEEZER_REDIS_URL": far}
-                argv = [sys.executable, "-m", "tweezer.cli.main", "worker", "--qpu", "FRESNEL-0"]
+                argv = [sys.executable, "-m", "cli.main", "worker", "--qpu", "FRESNEL-0"]
                 worker = hosts.run("b", argv, env, root / "worker-b.log")
             try:
                 with cluster:

@@ -38,11 +38,11 @@ from typing import Any
 import psutil
 import requests
 
+from api.schemas import MAX_CANCEL_BATCHES
 from bench import ceiling, emulation, goals, lists, memory, simulate, spread
 from bench.clusters import bench_cluster
-from tweezer.api.schemas import MAX_CANCEL_BATCHES
-from tweezer.cli.demo import guide_sequence
-from tweezer.launch.cluster import Cluster
+from cli.demo import guide_sequence
+from launch.cluster import Cluster
 
 BASELINE = Path(__file__).with_name("baseline.json")
 #: Every run's figures, beside the baseline (not committed).

@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 import redis
 
+from core.accounts import Accounts
+from core.db import Db
+from core.execution import Execution
+from core.settings import Settings
+from core.store import Store
+from lab.sdk import sdk_client
+from launch.cluster import Cluster
+from launch.redis_server import RedisServer, free_port
 from tests.factories import Granting, store_parts
-from tweezer.core.accounts import Accounts
-from tweezer.core.db import Db
-from tweezer.core.execution import Execution
-from tweezer.core.settings import Settings
-from tweezer.core.store import Store
-from tweezer.lab.sdk import sdk_client
-from tweezer.launch.cluster import Cluster
-from tweezer.launch.redis_server import RedisServer, free_port
 
 # Cluster children start with `python -P` (the working directory is not on their path); the
 # test drivers and policies they load by name (`tests.drivers:ScriptedDriver`) are found

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from celery.exceptions import SoftTimeLimitExceeded
 from pulser import Sequence
 
-from tweezer.core.settings import Settings
-from tweezer.workers.drivers import Aborted
+from core.settings import Settings
+from workers.drivers import Aborted
 
 #: Runs above this make `run` wait for `abort` (a job that would take forever).
 BLOCKING_RUNS = 1000

@@ -12,17 +12,17 @@ from dataclasses import dataclass, field
 
 import redis
 
-from tweezer.core.celery_config import RUN_JOBS_TASK
-from tweezer.core.db import Db
-from tweezer.core.device_types import device_type_of_qpu
-from tweezer.core.execution import Execution
-from tweezer.core.qpu import QpuControl
-from tweezer.core.records import Batch, Job
-from tweezer.core.status import BatchStatus, JobStatus
-from tweezer.core.store import Store
-from tweezer.core.timefmt import SECOND_US
-from tweezer.scheduler.reader import SnapshotReader
-from tweezer.scheduling.policies import FairShare
+from core.celery_config import RUN_JOBS_TASK
+from core.db import Db
+from core.device_types import device_type_of_qpu
+from core.execution import Execution
+from core.qpu import QpuControl
+from core.records import Batch, Job
+from core.status import BatchStatus, JobStatus
+from core.store import Store
+from core.timefmt import SECOND_US
+from scheduler.reader import SnapshotReader
+from scheduling.policies import FairShare
 
 NS = "t"
 QPU = "EMU_FREE-0"
@@ -133,7 +133,7 @@ def tweezer_up(port: int, data_dir, *options: str, **popen: object) -> subproces
     argv = [
         sys.executable,
         "-m",
-        "tweezer.cli.main",
+        "cli.main",
         "up",
         "--port",
         str(port),

@@ -52,7 +52,7 @@ def run_admin(cluster: Any, *args: str, stdin: str = "") -> str:
     """A `tweezer` admin command against a test cluster, as an administrator runs it; returns
     its output (and fails the test if the command fails)."""
     done = subprocess.run(
-        [sys.executable, "-m", "tweezer.cli.main", *args],
+        [sys.executable, "-m", "cli.main", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tweezer.scheduling.snapshot import Snapshot, Waiting
+from scheduling.snapshot import Snapshot, Waiting
 
 
 class NewestFirst:

@@ -7,7 +7,7 @@ from pulser.devices import MockDevice
 from pulser.register import RegisterLayout
 from pulser.waveforms import ConstantWaveform
 
-from tweezer.cli.demo import guide_sequence
+from cli.demo import guide_sequence
 
 
 def parametrized() -> str:

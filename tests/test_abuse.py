@@ -13,9 +13,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.accounts import Accounts
 from tests.conftest import Account
 from tests.helpers import call_api
-from tweezer.core.accounts import Accounts
 
 #: Requests with a method of their own each: what once added a label value per request.
 ODD_METHODS = 20_000

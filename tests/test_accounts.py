@@ -11,10 +11,10 @@ import requests
 from pasqal_cloud.authentication import TokenProviderError
 from pasqal_cloud.endpoints import Endpoints, TokenProviderConf
 
+from core.store import BatchQuery, Page
 from tests import sequences
 from tests.conftest import Account
 from tests.helpers import call_api, run_admin
-from tweezer.core.store import BatchQuery, Page
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

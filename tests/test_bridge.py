@@ -10,10 +10,10 @@ import pytest
 from pulser import QPUBackend
 from pulser.backend.remote import JobParams
 
+from core.devices import device_registry
+from core.store import BatchQuery, Page
 from tests import sequences
 from tests.helpers import call_api, create_body, run_admin, scheduler_passes, wait_for
-from tweezer.core.devices import device_registry
-from tweezer.core.store import BatchQuery, Page
 
 OMEGA = {"omega_max": 6}
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tweezer.core.records import Batch, Job, JobAttempt
-from tweezer.core.status import BatchStatus, JobStatus
-from tweezer.lab.checker import Ack, Observed, check
-from tweezer.lab.faults import FaultKind, parse_kinds, schedule
+from core.records import Batch, Job, JobAttempt
+from core.status import BatchStatus, JobStatus
+from lab.checker import Ack, Observed, check
+from lab.faults import FaultKind, parse_kinds, schedule
 
 ROOT = Path(__file__).parent.parent
 T0 = 1_800_000_000_000_000
@@ -232,7 +232,7 @@ def test_a_batch_nobody_was_told_about_is_caught():
 @pytest.mark.slow
 def test_a_short_soak_of_every_fault_kind_loses_nothing(tmp_path):
     """What `make test` runs of the soak: the lab-day workload (its projects, users, open
-    rounds), 60 s, a fixed seed, a fault every 2 s of every kind (link cuts on namespace hosts
+    rounds), 45 s, a fixed seed, a fault every 1.5 s of every kind (link cuts on namespace hosts
     where the machine allows), then the checker. `make soak` runs thirty minutes."""
     out = tmp_path / "soak"
     workload = ROOT / "examples" / "lab-day.yaml"
@@ -241,17 +241,17 @@ def test_a_short_soak_of_every_fault_kind_loses_nothing(tmp_path):
         [
             sys.executable,
             "-m",
-            "tweezer.cli.main",
+            "cli.main",
             "chaos",
             str(workload),
             "--speedup",
             "60",
             "--duration",
-            "60",
+            "45",
             "--seed",
             "7",
             "--every",
-            "2",
+            "1.5",
             "--clients",
             "3",
             "--out",
@@ -268,7 +268,8 @@ def test_a_short_soak_of_every_fault_kind_loses_nothing(tmp_path):
     ]
     assert report["faults_total"] >= 20, report["faults"]
     assert len(report["faults"]) >= 6  # most kinds struck at least once
-    assert report["jobs"] >= 60 and report["batches"] >= 20, report
+    # Alone it runs some 350 jobs in 45 batches under 33 faults; beside the suite, fewer.
+    assert report["jobs"] >= 100 and report["batches"] >= 25, report
     # Only the refusals a client may meet: closing or cancelling a batch that already ended.
     assert all(k.startswith("409 ") for k in report["refused_requests"]), report
     told = [Ack.from_json(line) for line in (out / "acks.jsonl").read_text().splitlines()]

@@ -9,16 +9,16 @@ import time
 
 import pytest
 
+from core.counters import read_counters
+from core.db import Db
+from core.execution import Execution, Outcome
+from core.replies import Reconciled, Stale
+from core.status import JobStatus
+from core.timefmt import now_us
 from tests.conftest import make_settings
 from tests.factories import NS, QPU, SECOND, T0, new_batch
 from tests.helpers import wait_for
-from tweezer.core.counters import read_counters
-from tweezer.core.db import Db
-from tweezer.core.execution import Execution, Outcome
-from tweezer.core.replies import Reconciled, Stale
-from tweezer.core.status import JobStatus
-from tweezer.core.timefmt import now_us
-from tweezer.workers.runner import execute_chunk
+from workers.runner import execute_chunk
 
 
 def _predict(store, jobs, seconds: float) -> None:

@@ -13,12 +13,12 @@ import psutil
 import pytest
 import requests
 
+from cli.demo import connect_sdk
+from launch.cluster import LOG_BACKUPS, pump_output
+from launch.redis_server import free_port
 from tests import sequences
 from tests.factories import tweezer_up
 from tests.helpers import wait_for
-from tweezer.cli.demo import connect_sdk
-from tweezer.launch.cluster import LOG_BACKUPS, pump_output
-from tweezer.launch.redis_server import free_port
 
 
 @pytest.mark.slow
@@ -79,7 +79,7 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
 
         # From another directory, the cluster found through TWEEZER_DATA_DIR.
         demo = subprocess.run(
-            [sys.executable, "-m", "tweezer.cli.main", "demo"],
+            [sys.executable, "-m", "cli.main", "demo"],
             capture_output=True,
             text=True,
             timeout=120,
@@ -94,7 +94,7 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "tweezer.cli.main",
+                "cli.main",
                 "device",
                 "list",
                 "--data-dir",
@@ -194,7 +194,7 @@ def test_tweezer_up_refuses_a_policy_it_cannot_load(tmp_path):
         [
             sys.executable,
             "-m",
-            "tweezer.cli.main",
+            "cli.main",
             "up",
             "--data-dir",
             str(tmp_path / "data"),
@@ -216,7 +216,7 @@ def test_commands_without_a_cluster_say_how_to_find_one(tmp_path, command):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWEEZER_")}
     env["PYTHONPATH"] = os.getcwd()
     found = subprocess.run(
-        [sys.executable, "-m", "tweezer.cli.main", *command],
+        [sys.executable, "-m", "cli.main", *command],
         capture_output=True,
         text=True,
         timeout=60,
@@ -228,7 +228,7 @@ def test_commands_without_a_cluster_say_how_to_find_one(tmp_path, command):
     assert f"no cluster in {tmp_path / '.tweezer'}" in found.stderr
     assert "--data-dir" in found.stderr and "TWEEZER_DATA_DIR" in found.stderr
     elsewhere = subprocess.run(
-        [sys.executable, "-m", "tweezer.cli.main", *command],
+        [sys.executable, "-m", "cli.main", *command],
         capture_output=True,
         text=True,
         timeout=60,
@@ -249,7 +249,7 @@ def test_demo_against_a_stopped_cluster_says_so(tmp_path):
         )
     )
     demo = subprocess.run(
-        [sys.executable, "-m", "tweezer.cli.main", "demo", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "cli.main", "demo", "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -305,7 +305,7 @@ def test_a_killed_tweezer_up_takes_its_whole_cluster_with_it_and_frees_its_data_
             [
                 sys.executable,
                 "-m",
-                "tweezer.cli.main",
+                "cli.main",
                 "up",
                 "--data-dir",
                 str(data_dir),
@@ -323,7 +323,7 @@ def test_a_killed_tweezer_up_takes_its_whole_cluster_with_it_and_frees_its_data_
             [
                 sys.executable,
                 "-m",
-                "tweezer.cli.main",
+                "cli.main",
                 "up",
                 "--data-dir",
                 str(tmp_path / "other"),

@@ -18,13 +18,13 @@ from pulser.backend.remote import JobParams
 from pulser.devices import AnalogDevice, DigitalAnalogDevice, MockDevice
 from qiskit.circuit import Parameter, QuantumCircuit
 
+from core.db import Db
+from core.device_status import DeviceStatuses
+from core.status import DeviceStatus
+from core.timefmt import now_us
 from tests import sequences
 from tests.factories import tweezer_up
 from tests.helpers import auth, create_body, post_gzip
-from tweezer.core.db import Db
-from tweezer.core.device_status import DeviceStatuses
-from tweezer.core.status import DeviceStatus
-from tweezer.core.timefmt import now_us
 
 JOB = {"runs": 20, "variables": {"omega_max": 6}}
 ROOT = Path(__file__).parent.parent
@@ -85,9 +85,9 @@ def test_qrmi_and_the_guides_first_line_against_tweezer_up(tmp_path, monkeypatch
     what cluster.json says and nothing else."""
     from qrmi import Payload, QRMIService, TaskStatus
 
+    from cli.demo import connect_sdk
+    from launch.redis_server import free_port
     from tests.helpers import wait_for
-    from tweezer.cli.demo import connect_sdk
-    from tweezer.launch.redis_server import free_port
 
     data_dir, port = tmp_path / "data", free_port()
     with (tmp_path / "up.log").open("w") as out:

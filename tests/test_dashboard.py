@@ -20,10 +20,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from core.accounts import Accounts
+from core.roles import Role
 from tests import sequences
 from tests.conftest import Account
-from tweezer.core.accounts import Accounts
-from tweezer.core.roles import Role
 
 SEQ = sequences.fixed()
 #: A tag a careless page would turn into markup.

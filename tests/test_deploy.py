@@ -14,16 +14,16 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.helpers import certificates, wait_for
-from tweezer.core.errors import ConfigurationError
-from tweezer.core.redis_client import check_access, connect
-from tweezer.core.settings import Settings
-from tweezer.launch.redis_server import (
+from core.errors import ConfigurationError
+from core.redis_client import check_access, connect
+from core.settings import Settings
+from launch.redis_server import (
     HASH_MAX_LISTPACK_VALUE,
     RedisServer,
     default_maxmemory_bytes,
     free_port,
 )
+from tests.helpers import certificates, wait_for
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"

@@ -9,9 +9,9 @@ from pulser.backend import BitStrings, Occupation
 from pulser.backend.config import EmulationConfig
 from pulser.backend.results import Results
 
+from core.sequences import PARSED_SEQUENCES, job_sequence, parsed
 from tests import sequences
-from tweezer.core.sequences import PARSED_SEQUENCES, job_sequence, parsed
-from tweezer.workers.emulation import EmulationOptions, run_emulation
+from workers.emulation import EmulationOptions, run_emulation
 
 
 def test_samples_exactly_runs_shots_in_register_order():

@@ -10,11 +10,11 @@ import psutil
 import pytest
 from pasqal_cloud.errors import JobCreationError
 
+from core.db import Db
+from core.hints import QPU_SECONDS_VARIABLE
+from core.store import Store
 from tests import sequences
 from tests.helpers import wait_for
-from tweezer.core.db import Db
-from tweezer.core.hints import QPU_SECONDS_VARIABLE
-from tweezer.core.store import Store
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.accounts import Accounts
 from tests import sequences
 from tests.conftest import Account
 from tests.helpers import call_api, create_body, record_keys
-from tweezer.core.accounts import Accounts
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -21,6 +21,9 @@ import requests
 from pasqal_cloud.errors import BatchCreationError, JobCreationError
 from requests.adapters import HTTPAdapter
 
+from core.accounts import Accounts
+from core.settings import Settings
+from launch.redis_server import default_maxmemory_bytes, free_port
 from tests import sequences
 from tests.conftest import Account
 from tests.factories import tweezer_up
@@ -34,9 +37,6 @@ from tests.helpers import (
     run_admin,
     wait_for,
 )
-from tweezer.core.accounts import Accounts
-from tweezer.core.settings import Settings
-from tweezer.launch.redis_server import default_maxmemory_bytes, free_port
 
 SEQ = sequences.parametrized()
 JOB = {"runs": 5, "variables": {"omega_max": 6}}
@@ -438,7 +438,7 @@ def test_another_account_can_neither_read_the_data_dir_nor_open_its_redis(tmp_pa
             [
                 sys.executable,
                 "-m",
-                "tweezer.cli.main",
+                "cli.main",
                 "device",
                 "list",
                 "--data-dir",

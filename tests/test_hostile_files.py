@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tweezer.cli.main import main
+from cli.main import main
 
 #: An ordinary SWF job: number, submit 0, wait 0, run 10 s, 1 processor, ... user 1, group 1,
 #: queue 1, no preceding job.
@@ -200,7 +200,7 @@ def test_a_project_named_like_tex_math_is_drawn_as_plain_text(tmp_path, capsys):
 
 
 def test_summaries_are_strict_json(tmp_path):
-    from tweezer.lab.report import summary_json
+    from lab.report import summary_json
 
     text = summary_json({"a": float("nan"), "b": [float("inf"), 1.5], "c": {"d": -float("inf")}})
     assert json.loads(text) == {"a": None, "b": [None, 1.5], "c": {"d": None}}

@@ -28,10 +28,10 @@ import requests
 import yaml
 from pulser.devices import AnalogDevice
 
+from launch.redis_server import RedisServer, free_port
 from tests import sequences
 from tests.conftest import Account, make_sdk
 from tests.helpers import wait_for
-from tweezer.launch.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).parent.parent
 #: Top-level packages of the checkout that are tools for its developers, never installed.
@@ -98,7 +98,7 @@ def _lab_probe(venv: Path, root: Path) -> LabProbe:
         [
             python,
             "-c",
-            "from tweezer.cli.main import LAB_MODULES as m; import importlib.util as u;"
+            "from cli.main import LAB_MODULES as m; import importlib.util as u;"
             " print(' '.join(sorted(x for x in m if u.find_spec(x))))",
         ],
         capture_output=True,
@@ -248,7 +248,7 @@ def test_the_installed_distribution_holds_every_file_of_the_checkouts_packages(i
     assert sorted(in_checkout - in_wheel) == []
     # Nothing of the checkout is imported: the modules come from the virtualenv.
     where = subprocess.run(
-        [str(installed.python), "-c", "import tweezer.workers.drivers as d; print(d.__file__)"],
+        [str(installed.python), "-c", "import workers.drivers as d; print(d.__file__)"],
         capture_output=True,
         text=True,
         cwd=installed.root,
@@ -260,6 +260,32 @@ def test_the_installed_distribution_holds_every_file_of_the_checkouts_packages(i
         [str(installed.python), "-m", "pip", "check"], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+    # The rooms are top-level packages (docs/design.md, "Rooms"): no other distribution of
+    # the environment may ship a module of the same name.
+    others = subprocess.run(
+        [str(installed.python), "-c", OTHERS_PROBE, *sorted(shipped)],
+        capture_output=True,
+        text=True,
+        cwd=installed.root,
+        env=_clean_env(),
+        check=True,
+    )
+    assert others.stdout.split() == [], others.stdout
+
+
+#: Prints `distribution:module` for each installed distribution other than tweezer whose files
+#: include a top-level module or package named in argv.
+OTHERS_PROBE = """
+import sys
+from importlib import metadata
+names = set(sys.argv[1:])
+for dist in metadata.distributions():
+    if dist.metadata["Name"].lower() == "tweezer":
+        continue
+    tops = {str(f).split("/")[0].removesuffix(".py") for f in dist.files or ()}
+    for name in sorted(tops & names):
+        print(f"{dist.metadata['Name']}:{name}")
+"""
 
 
 @dataclass
@@ -461,7 +487,7 @@ def test_tweezer_up_from_the_installed_wheel_in_another_directory(with_lab, tmp_
     installed = with_lab
     cwd = tmp_path / "elsewhere"
     marker = tmp_path / "planted-code-ran"
-    for package in ("tweezer", "tweezer/cli", "cli", "core", "scheduler", "workers"):
+    for package in ("cli", "core", "api", "scheduler", "workers", "lab", "launch"):
         (cwd / package).mkdir(parents=True)
         (cwd / package / "__init__.py").write_text(PLANTED.format(marker=str(marker)))
         (cwd / package / "main.py").write_text(PLANTED.format(marker=str(marker)))

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from core.accounts import Accounts
+from core.hints import QPU_SECONDS_VARIABLE
+from core.store import BatchQuery, Page
+from lab.traces import read_records
+from lab.workload import WorkloadError, plan, read_workload
 from tests import sequences
 from tests.helpers import wait_for
-from tweezer.core.accounts import Accounts
-from tweezer.core.hints import QPU_SECONDS_VARIABLE
-from tweezer.core.store import BatchQuery, Page
-from tweezer.lab.traces import read_records
-from tweezer.lab.workload import WorkloadError, plan, read_workload
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,7 +78,7 @@ def test_a_synthetic_device_predicts_the_time_a_load_test_gives_each_job(synthet
 
 
 def load(data_dir: Path, *args: str, **popen) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "tweezer.cli.main", "load", *args, "--data-dir", str(data_dir)]
+    argv = [sys.executable, "-m", "cli.main", "load", *args, "--data-dir", str(data_dir)]
     return subprocess.Popen(argv, cwd=ROOT, text=True, **popen)
 
 
@@ -135,7 +135,7 @@ def test_a_workload_through_the_sdk_is_recorded_and_replays_in_the_simulator(syn
     argv = [
         sys.executable,
         "-m",
-        "tweezer.cli.main",
+        "cli.main",
         "simulate",
         "--trace",
         str(trace),
@@ -157,7 +157,7 @@ def test_a_workload_through_the_sdk_is_recorded_and_replays_in_the_simulator(syn
     argv = [
         sys.executable,
         "-m",
-        "tweezer.cli.main",
+        "cli.main",
         "simulate",
         "--workload",
         str(workload),
@@ -170,7 +170,7 @@ def test_a_workload_through_the_sdk_is_recorded_and_replays_in_the_simulator(syn
     argv = [
         sys.executable,
         "-m",
-        "tweezer.cli.main",
+        "cli.main",
         "report",
         str(trace),
         str(planned / "trace.jsonl"),

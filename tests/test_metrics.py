@@ -13,9 +13,9 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.overview import QpuState
 from tests import sequences
 from tests.helpers import call_api, create_body
-from tweezer.core.overview import QpuState
 
 SEQ = sequences.fixed()
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

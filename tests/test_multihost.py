@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 import redis
 
+from core.accounts import Accounts
+from core.db import Db
+from core.settings import Settings
+from core.store import Store
+from launch.netns import ADDRESS, Hosts, can_make_namespaces
 from tests import sequences
 from tests.conftest import Account, make_sdk, make_settings
 from tests.helpers import certificates, wait_for
-from tweezer.core.accounts import Accounts
-from tweezer.core.db import Db
-from tweezer.core.settings import Settings
-from tweezer.core.store import Store
-from tweezer.launch.netns import ADDRESS, Hosts, can_make_namespaces
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
@@ -54,7 +54,7 @@ class Spread:
         return {**os.environ, **self.settings.to_env(), **overrides}
 
     def start(self, name: str, host: str, *command: str, **env: str) -> subprocess.Popen:
-        argv = [sys.executable, "-m", "tweezer.cli.main", *command]
+        argv = [sys.executable, "-m", "cli.main", *command]
         process = self.hosts.run(host, argv, self.env(**env), self.logs / f"{name}.log")
         self.processes[name] = process
         return process
@@ -250,7 +250,7 @@ def test_wrong_credentials_or_no_tls_are_refused_and_say_so(spread):
             spread.hosts.names["c"],
             sys.executable,
             "-m",
-            "tweezer.cli.main",
+            "cli.main",
             "worker",
             "--qpu",
             "EMU_FREE-1",
@@ -275,7 +275,7 @@ def test_wrong_credentials_or_no_tls_are_refused_and_say_so(spread):
 
 def test_secrets_show_in_no_process_list_and_no_log(spread):
     listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "tweezer.cli.main worker" in listing
+    assert "cli.main worker" in listing
     logs = "".join(p.read_text(errors="replace") for p in spread.logs.glob("*.log"))
     assert "ready." in logs
     for secret in (*spread.passwords.values(), spread.settings.auth_secret):

@@ -12,12 +12,12 @@ import pytest
 import requests
 from pasqal_cloud.errors import BatchCancellingError, BatchCreationError
 
+from core.accounts import Accounts
+from core.keys import Keys
+from core.roles import Role
 from tests import sequences
 from tests.conftest import Account
 from tests.helpers import call_api, create_body, hold_qpu, record_keys, run_admin, wait_for
-from tweezer.core.accounts import Accounts
-from tweezer.core.keys import Keys
-from tweezer.core.roles import Role
 
 SEQ = sequences.parametrized()
 JOB = {"runs": 5, "variables": {"omega_max": 6}}

@@ -13,12 +13,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from core.accounts import Accounts
+from core.audit import AuditLog
+from core.db import Db
+from core.status import BatchStatus, JobStatus
+from core.store import Store
 from tests.factories import new_batch
-from tweezer.core.accounts import Accounts
-from tweezer.core.audit import AuditLog
-from tweezer.core.db import Db
-from tweezer.core.status import BatchStatus, JobStatus
-from tweezer.core.store import Store
 
 NS = "t"
 T0 = 1_800_000_000_000_000

@@ -10,20 +10,20 @@ import random
 
 import pytest
 
+from cli.main import main
+from core.db import Db
+from core.errors import ConfigurationError
+from core.execution import Execution
+from core.records import Batch, Job
+from core.status import BatchStatus, JobStatus
+from core.store import Store
+from lab.report import CSV_COLUMNS, percentile
+from lab.traces import TraceError, read_swf, read_trace
+from scheduler.loop import Scheduler
+from scheduling.policies import ShortestFirst, load_policy
+from scheduling.simulator import Outcome, SimBatch, SimJob, Simulation
 from tests.conftest import make_settings
 from tests.factories import RecordingProducer
-from tweezer.cli.main import main
-from tweezer.core.db import Db
-from tweezer.core.errors import ConfigurationError
-from tweezer.core.execution import Execution
-from tweezer.core.records import Batch, Job
-from tweezer.core.status import BatchStatus, JobStatus
-from tweezer.core.store import Store
-from tweezer.lab.report import CSV_COLUMNS, percentile
-from tweezer.lab.traces import TraceError, read_swf, read_trace
-from tweezer.scheduler.loop import Scheduler
-from tweezer.scheduling.policies import ShortestFirst, load_policy
-from tweezer.scheduling.simulator import Outcome, SimBatch, SimJob, Simulation
 
 NS = "t"
 SECOND = 1_000_000
@@ -337,8 +337,8 @@ def test_tweezer_simulate_refuses_bad_options(tmp_path, capsys):
 
 def test_the_simulator_takes_a_live_state_to_forecast_from():
     """QPUs already busy and usage already counted, as a forecast from a live cluster starts."""
-    from tweezer.scheduling.simulator import Busy
-    from tweezer.scheduling.snapshot import Holding
+    from scheduling.simulator import Busy
+    from scheduling.snapshot import Holding
 
     waiting = [closed("x", 0, "A", "MEDIUM", 5), closed("y", 0, "B", "MEDIUM", 5)]
     sim = Simulation(load_policy("fair-share"), {"EMU_FREE": 1}, usage={"EMU_FREE": {"A": 50}})

@@ -15,15 +15,15 @@ from datetime import datetime
 
 import pytest
 
+from core.accounts import Accounts
+from core.costs import Costs
+from core.device_types import DeviceKind
+from core.devices import device_registry
+from scheduling.policies import load_policy
+from scheduling.simulator import Busy, SimBatch, SimJob, Simulation
+from scheduling.snapshot import Holding
 from tests import sequences
 from tests.helpers import call_api, run_admin, wait_for
-from tweezer.core.accounts import Accounts
-from tweezer.core.costs import Costs
-from tweezer.core.device_types import DeviceKind
-from tweezer.core.devices import device_registry
-from tweezer.scheduling.policies import load_policy
-from tweezer.scheduling.simulator import Busy, SimBatch, SimJob, Simulation
-from tweezer.scheduling.snapshot import Holding
 
 OMEGA = {"omega_max": 6}
 #: (name, priority, share of its project, shots): one project per name letter. On a virtual
@@ -65,7 +65,7 @@ def use_policy(cluster, policy: str) -> None:
     child.process.wait(30)
     settings = cluster.settings.replace(policy=policy)
     child.process = subprocess.Popen(
-        [sys.executable, "-m", "tweezer.cli.main", "scheduler"],
+        [sys.executable, "-m", "cli.main", "scheduler"],
         env={**os.environ, **settings.to_env()},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

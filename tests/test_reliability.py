@@ -18,19 +18,19 @@ import pytest
 import redis
 import requests
 
+from core.celery_config import RUN_JOB_TASK, RUN_JOBS_TASK
+from core.db import Db
+from core.devices import device_registry
+from core.keys import Keys
+from core.status import JobStatus
+from core.store import BatchQuery, JobQuery, Page, Store
+from launch.cluster import Cluster
+from launch.redis_server import RedisServer, free_port
+from scheduler.loop import make_producer
 from tests import sequences
 from tests.conftest import RunningCluster, make_settings
 from tests.drivers import BLOCKING_RUNS, POISON_RUNS, STUBBORN_RUNS
 from tests.helpers import call_api, create_body, hold_qpu, post_gzip, wait_for
-from tweezer.core.celery_config import RUN_JOB_TASK, RUN_JOBS_TASK
-from tweezer.core.db import Db
-from tweezer.core.devices import device_registry
-from tweezer.core.keys import Keys
-from tweezer.core.status import JobStatus
-from tweezer.core.store import BatchQuery, JobQuery, Page, Store
-from tweezer.launch.cluster import Cluster
-from tweezer.launch.redis_server import RedisServer, free_port
-from tweezer.scheduler.loop import make_producer
 
 SEQ = sequences.parametrized()
 JOB = {"runs": 5, "variables": {"omega_max": 6}}
@@ -57,7 +57,7 @@ def batch_count(cluster, account) -> int:
 def another_scheduler(cluster) -> Iterator[subprocess.Popen]:
     """One more scheduler process on the cluster (several may run at once), stopped on exit."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tweezer.cli.main", "scheduler"],
+        [sys.executable, "-m", "cli.main", "scheduler"],
         env={**os.environ, **cluster.settings.to_env()},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

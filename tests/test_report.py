@@ -11,11 +11,11 @@ import time
 
 import matplotlib.image
 
+from cli.main import main
+from lab.runs import read_run
+from lab.traces import read_records, read_swf
 from tests import sequences
 from tests.helpers import run_admin, wait_for
-from tweezer.cli.main import main
-from tweezer.lab.runs import read_run
-from tweezer.lab.traces import read_records, read_swf
 
 #: One QPU; under fifo the batches start at 0, 10, 20, 21 and wait 0, 9, 18, 18.
 TINY = [
@@ -156,7 +156,7 @@ def test_export_says_when_there_is_nothing_to_export(cluster):
         [
             sys.executable,
             "-m",
-            "tweezer.cli.main",
+            "cli.main",
             "trace",
             "export",
             "--since",

@@ -12,16 +12,16 @@ from dataclasses import dataclass
 
 import pytest
 
+from core.db import Db
+from core.device_status import DeviceStatuses
+from core.execution import Execution
+from core.liveness import Liveness
+from core.status import BatchStatus, DeviceStatus, JobStatus
+from core.store import Store
+from scheduler.loop import Scheduler
+from scheduling.policies import BUILT_IN, load_policy
 from tests.conftest import make_settings
 from tests.factories import NS, QPU, SECOND, T0, RecordingProducer, Sent, new_batch
-from tweezer.core.db import Db
-from tweezer.core.device_status import DeviceStatuses
-from tweezer.core.execution import Execution
-from tweezer.core.liveness import Liveness
-from tweezer.core.status import BatchStatus, DeviceStatus, JobStatus
-from tweezer.core.store import Store
-from tweezer.scheduler.loop import Scheduler
-from tweezer.scheduling.policies import BUILT_IN, load_policy
 
 
 @dataclass

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from tweezer.core.device_types import DeviceKind
-from tweezer.core.errors import ConfigurationError
-from tweezer.core.settings import Settings
+from core.device_types import DeviceKind
+from core.errors import ConfigurationError
+from core.settings import Settings
 
 
 def test_round_trip_through_the_environment():
@@ -53,7 +53,7 @@ def test_pool_size_is_every_core_for_an_emulator_and_one_for_a_device():
 def test_tweezer_ups_setting_flags_set_their_fields_and_show_the_models_defaults():
     import argparse
 
-    from tweezer.cli.setting_flags import SETTING_FLAGS, add_setting_flags, setting_overrides
+    from cli.setting_flags import SETTING_FLAGS, add_setting_flags, setting_overrides
 
     parser = argparse.ArgumentParser()
     add_setting_flags(parser)

@@ -12,13 +12,13 @@ import time
 
 import pytest
 
+from core.db import Db
+from core.keys import Keys
+from core.liveness import Liveness
+from core.overview import QpuState, overview_json, read_overview
 from tests import sequences
 from tests.factories import NS, QPU, SECOND, T0, new_batch
 from tests.helpers import call_api, wait_for
-from tweezer.core.db import Db
-from tweezer.core.keys import Keys
-from tweezer.core.liveness import Liveness
-from tweezer.core.overview import QpuState, overview_json, read_overview
 
 SEQ = sequences.fixed()
 
@@ -126,7 +126,7 @@ def test_a_job_keeps_each_attempt_and_its_whole_error(parts, redis_only):
         "TWEEZER_QPUS": "EMU_FREE=1",
     }
     shown = subprocess.run(
-        [sys.executable, "-m", "tweezer.cli.main", "status", "--batch", batch.id],
+        [sys.executable, "-m", "cli.main", "status", "--batch", batch.id],
         capture_output=True,
         text=True,
         env=env,
@@ -136,7 +136,7 @@ def test_a_job_keeps_each_attempt_and_its_whole_error(parts, redis_only):
     assert f"  attempt 1  {QPU}  host-a:17" in shown.stdout and "LOST" in shown.stdout
     assert "ValueError: " + "long " * 39 + "long" in shown.stdout
     as_json = subprocess.run(
-        [sys.executable, "-m", "tweezer.cli.main", "status", "--batch", batch.id, "--json"],
+        [sys.executable, "-m", "cli.main", "status", "--batch", batch.id, "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -155,7 +155,7 @@ def test_watch_redraws_in_place_until_ctrl_c(redis_only):
         "TWEEZER_QPUS": "EMU_FREE=1",
     }
     watching = subprocess.Popen(
-        [sys.executable, "-m", "tweezer.cli.main", "status", "--watch", "0.2"],
+        [sys.executable, "-m", "cli.main", "status", "--watch", "0.2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -189,7 +189,7 @@ def test_status_json_of_a_held_qpu_and_a_queue(busy):
     waiting = busy.sdk(other).create_batch(SEQ, [{"runs": 3}, {"runs": 4}], device_type="EMU_FREE")
     env = {**os.environ, **busy.settings.to_env()}
     shown = subprocess.run(
-        [sys.executable, "-m", "tweezer.cli.main", "status", "--json"],
+        [sys.executable, "-m", "cli.main", "status", "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -245,7 +245,7 @@ def test_status_json_of_a_held_qpu_and_a_queue(busy):
     assert status["batches"] == {"EMU_FREE": {"PENDING": 1, "RUNNING": 1}}
     assert status["jobs"] == {"EMU_FREE": {"DONE": 1, "PENDING": 2}}
     text = subprocess.run(
-        [sys.executable, "-m", "tweezer.cli.main", "status"],
+        [sys.executable, "-m", "cli.main", "status"],
         capture_output=True,
         text=True,
         env=env,

@@ -8,27 +8,27 @@ import re
 import pytest
 import redis
 
+from core.accounts import Accounts
+from core.audit import AuditLog
+from core.costs import Costs, emulator_default
+from core.counters import parse_totals
+from core.db import Db
+from core.decay import decayed
+from core.device_types import DeviceKind
+from core.errors import QuotaExceeded, RateLimited
+from core.execution import Execution
+from core.keys import _PATTERNS, Keys, lua_functions
+from core.qpu import Lease, OpenBatchHold
+from core.ratelimit import RateLimiter
+from core.replies import Reconciled
+from core.status import BatchStatus, HoldEnd, JobStatus
+from core.store import BatchQuery, JobQuery, Page, Store
+from core.timefmt import now_us
+from scheduler.loop import Scheduler
+from scheduler.reader import SnapshotReader
 from tests.conftest import make_settings
 from tests.factories import NS, QPU, SECOND, T0, new_batch
-from tweezer.core.accounts import Accounts
-from tweezer.core.audit import AuditLog
-from tweezer.core.costs import Costs, emulator_default
-from tweezer.core.counters import parse_totals
-from tweezer.core.db import Db
-from tweezer.core.decay import decayed
-from tweezer.core.device_types import DeviceKind
-from tweezer.core.errors import QuotaExceeded, RateLimited
-from tweezer.core.execution import Execution
-from tweezer.core.keys import _PATTERNS, Keys, lua_functions
-from tweezer.core.qpu import Lease, OpenBatchHold
-from tweezer.core.ratelimit import RateLimiter
-from tweezer.core.replies import Reconciled
-from tweezer.core.status import BatchStatus, HoldEnd, JobStatus
-from tweezer.core.store import BatchQuery, JobQuery, Page, Store
-from tweezer.core.timefmt import now_us
-from tweezer.scheduler.loop import Scheduler
-from tweezer.scheduler.reader import SnapshotReader
-from tweezer.workers.runner import execute_job
+from workers.runner import execute_job
 
 
 def test_every_key_is_named_the_same_in_lua(redis_only):
@@ -554,7 +554,7 @@ def test_lists_page_and_count_exactly_whatever_the_filters(parts, desc):
 def test_the_snapshot_reads_every_waiting_batch_however_many_calls_it_takes(parts, monkeypatch):
     """The waiting batches' fields come in one script reply per ROWS_PER_CALL batches."""
     store, _, _ = parts
-    monkeypatch.setattr("tweezer.scheduler.reader.ROWS_PER_CALL", 2)
+    monkeypatch.setattr("scheduler.reader.ROWS_PER_CALL", 2)
     made = [new_batch(store, runs=(1,) * (i + 1), now=T0 + i)[0] for i in range(5)]
     store.redis.hset(store.keys.batch(made[3].id), "predicted_qpu_s", "2.5")
     read = SnapshotReader(Db.of(store.redis, NS), 3600).read("EMU_FREE", [], 100, T0 + 10)

@@ -14,15 +14,15 @@ import pytest
 from pulser import Pulse, Register, Sequence
 from pulser.devices import MockDevice
 
-import tweezer.api.sequence_checks as sequence_checks
+import api.sequence_checks as sequence_checks
+from api.schemas import CreateBatchIn
+from api.sequence_checks import Checked, CheckedSequences
+from api.submission import Submission
+from core.devices import device_registry
+from core.errors import InvalidSequence
+from core.records import Principal
+from core.settings import Settings
 from tests import sequences
-from tweezer.api.schemas import CreateBatchIn
-from tweezer.api.sequence_checks import Checked, CheckedSequences
-from tweezer.api.submission import Submission
-from tweezer.core.devices import device_registry
-from tweezer.core.errors import InvalidSequence
-from tweezer.core.records import Principal
-from tweezer.core.settings import Settings
 
 SETTINGS = Settings(qpus={"EMU_FREE": 1})
 PROJECT = str(uuid.uuid4())
@@ -132,7 +132,7 @@ def test_quiet_silences_only_its_own_thread():
     import threading
     import warnings
 
-    from tweezer.core.quiet import quiet
+    from core.quiet import quiet
 
     inside, release = threading.Event(), threading.Event()
 

@@ -14,16 +14,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.factories import NS, T0, new_batch
-from tests.helpers import call_api, hold_qpu
-from tests.sequences import parametrized
-from tweezer.core.db import Db
-from tweezer.core.errors import InvalidTransition
-from tweezer.core.records import RECORD_FIELDS
-from tweezer.core.replies import Reply
-from tweezer.core.script_args import ARGS, CommitJobsArgs, DispatchArgs, HeartbeatArgs
-from tweezer.core.scripts import LIBRARY, SCRIPT_NAMES, Scripts, script_source
-from tweezer.core.status import (
+from core.db import Db
+from core.errors import InvalidTransition
+from core.records import RECORD_FIELDS
+from core.replies import Reply
+from core.script_args import ARGS, CommitJobsArgs, DispatchArgs, HeartbeatArgs
+from core.scripts import LIBRARY, SCRIPT_NAMES, Scripts, script_source
+from core.status import (
     BATCH_TRANSITIONS,
     JOB_TRANSITIONS,
     AttemptEnd,
@@ -35,9 +32,12 @@ from tweezer.core.status import (
     WebhookOutcome,
     WebhookState,
 )
-from tweezer.core.store import Store
+from core.store import Store
+from tests.factories import NS, T0, new_batch
+from tests.helpers import call_api, hold_qpu
+from tests.sequences import parametrized
 
-LUA_DIR = Path(str(resources.files("tweezer.core").joinpath("lua")))
+LUA_DIR = Path(str(resources.files("core").joinpath("lua")))
 ROOT = Path(__file__).resolve().parent.parent
 ENUMS = (
     JobStatus,
@@ -142,10 +142,11 @@ def test_no_python_module_but_replies_reads_a_reply_code():
     """Callers get typed results: only core/replies.py looks at a reply's first item."""
     readers = [
         path.relative_to(ROOT).as_posix()
-        for path in (ROOT / "tweezer").rglob("*.py")
+        for room in ROOM_IMPORTS
+        for path in (ROOT / room).rglob("*.py")
         if "reply[0]" in path.read_text()
     ]
-    assert readers == ["tweezer/core/replies.py"]
+    assert readers == ["core/replies.py"]
 
 
 def test_the_transition_tables_hold_only_moves_that_happen():
@@ -195,7 +196,7 @@ def test_the_scheduler_learns_names_without_pulser_argon2_or_jwt():
     """Device types, QPU names and priorities are plain modules (core/device_types.py,
     core/priorities.py, core/roles.py): the scheduler imports none of the heavy libraries."""
     probe = (
-        "import sys, tweezer.scheduler.loop; "
+        "import sys, scheduler.loop; "
         "print(','.join(m for m in ('pulser', 'argon2', 'jwt', 'qutip', 'flask') "
         "if m in sys.modules))"
     )
@@ -221,31 +222,35 @@ ROOM_IMPORTS = {
 def test_each_room_imports_only_the_rooms_below_it():
     """The daemon never imports the lab, the lab never the command line, core nothing of ours:
     every import of every module, those inside functions included."""
-    package = ROOT / "tweezer"
-    assert {p.name for p in package.iterdir() if (p / "__init__.py").exists()} == set(ROOM_IMPORTS)
+    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    assert packages - {"tests", "bench"} == set(ROOM_IMPORTS)
     wrong = []
-    for path in package.rglob("*.py"):
-        room = path.relative_to(package).parts[0]
-        if room not in ROOM_IMPORTS:
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else []
-            )
-            for name in names:
-                parts = name.split(".")
-                other = parts[1] if parts[0] == "tweezer" and len(parts) > 1 else room
-                if other != room and other not in ROOM_IMPORTS[room]:
-                    wrong.append(f"{path.relative_to(ROOT)} imports {name}")
+    for room in ROOM_IMPORTS:
+        for path in (ROOT / room).rglob("*.py"):
+            wrong += _foreign_imports(path, room)
     assert wrong == []
 
 
+def _foreign_imports(path: Path, room: str) -> list[str]:
+    """The imports of `path` (of room `room`) from rooms its row does not list."""
+    wrong = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = (
+            [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else []
+        )
+        for name in names:
+            other = name.split(".")[0]
+            if other in ROOM_IMPORTS and other != room and other not in ROOM_IMPORTS[room]:
+                wrong.append(f"{path.relative_to(ROOT)} imports {name}")
+    return wrong
+
+
 def test_the_snapshot_reader_reads_batch_fields_by_their_names():
-    from tweezer.core.records import BATCH_FIELDS
-    from tweezer.scheduler import reader
+    from core.records import BATCH_FIELDS
+    from scheduler import reader
 
     assert set(reader._WAITING_FIELDS) | set(reader._HOLDING_FIELDS) <= set(BATCH_FIELDS)

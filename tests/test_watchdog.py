@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from tweezer.workers.watchdog import stalled_since, watch
+from workers.watchdog import stalled_since, watch
 
 
 def test_stalled_only_while_messages_wait_and_nothing_runs():

@@ -21,18 +21,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psutil
 import pytest
 
-from tests import sequences
-from tests.conftest import Account, make_settings
-from tests.helpers import call_api, certificates, wait_for
-from tweezer.core.accounts import Accounts
-from tweezer.core.db import Db
-from tweezer.core.errors import WebhookRefused
-from tweezer.core.keys import Keys
-from tweezer.core.records import Batch
-from tweezer.core.status import BatchStatus, WebhookState
-from tweezer.core.store import Store
-from tweezer.core.timefmt import SECOND_US
-from tweezer.core.webhooks import (
+from core.accounts import Accounts
+from core.db import Db
+from core.errors import WebhookRefused
+from core.keys import Keys
+from core.records import Batch
+from core.status import BatchStatus, WebhookState
+from core.store import Store
+from core.timefmt import SECOND_US
+from core.webhooks import (
     BATCH_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -42,7 +39,10 @@ from tweezer.core.webhooks import (
     sign,
     verify,
 )
-from tweezer.scheduler.webhooks import WebhookSender, lease_s, next_attempt_us
+from scheduler.webhooks import WebhookSender, lease_s, next_attempt_us
+from tests import sequences
+from tests.conftest import Account, make_settings
+from tests.helpers import call_api, certificates, wait_for
 
 T0 = 1_800_000_000 * SECOND_US
 SECRET = "s3cret"

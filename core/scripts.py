@@ -1,0 +1,182 @@
+"""Loads the Lua scripts of core/lua/ once and calls them by SHA (EVALSHA, reloaded on NOSCRIPT).
+
+Each script is sent with a prelude: `NS` (the namespace, always ARGV[1]), the `K.*` key
+functions rendered from core/keys.py, the audit entry's layout (core/audit.py), the status
+names, sets and transition tables (core/status.py), the reply codes `R.*` and other wire words
+(core/replies.py), the record field lists `FIELDS.*` (core/records.py), the shared library
+(`LIBRARY`: the `_*.lua` files, in that order, each a concern), and last the script's own
+arguments as the table `A` (core/script_args.py). A script reads `A.now`, never `ARGV[n]`.
+
+A script receives as KEYS the keys its caller can name from the arguments (the record or the
+QPU it is about); the keys it finds through them (indexes, the QPU a job runs on, ...) it builds
+with `K.*`. Its header lists both.
+
+An error inside a script names the line of the whole text Redis ran; `Scripts.run` rewrites it
+to the file and line it came from (`_lib/_statuses.lua:41`), through `SourceMap`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+
+from core.audit import lua_audit
+from core.counters import lua_counters
+from core.keys import lua_functions
+from core.records import lua_fields
+from core.replies import lua_replies, transition_error
+from core.script_args import ARGS, ScriptArgs
+from core.status import lua_tables
+
+#: The shared library, by concern, in the order each may use the ones before it.
+LIBRARY = (
+    "_base",
+    "_metrics",
+    "_queues",
+    "_accounting",
+    "_statuses",
+    "_sequences",
+    "_idempotency",
+    "_audit",
+)
+
+SCRIPT_NAMES = (
+    "create_batch",
+    "add_jobs",
+    "close_batch",
+    "cancel_batch",
+    "cancel_jobs",
+    "set_tags",
+    "query",
+    "acquire_qpu",
+    "renew_lease",
+    "release_qpu",
+    "dispatch",
+    "claim_jobs",
+    "heartbeat",
+    "commit_jobs",
+    "reconcile",
+    "expire_open_batch",
+    "device_status",
+    "rate_limit",
+    "login_backoff",
+    "purge_inputs",
+    "idempotency_check",
+    "migrate",
+    "claim_webhooks",
+    "overview",
+    "webhook_attempt",
+    "hash_rows",
+)
+
+
+def _read(name: str) -> str:
+    text = resources.files("core").joinpath("lua", f"{name}.lua").read_text()
+    return text if text.endswith("\n") else text + "\n"
+
+
+#: Flags beyond the default (may write; refused whole when Redis is full).
+FLAGS = {
+    # Only read.
+    "device_status": "no-writes",
+    "idempotency_check": "no-writes",
+    "overview": "no-writes",
+    "hash_rows": "no-writes",
+    # Reads, through temporary keys it deletes before returning: lists keep working when
+    # Redis is full, at the cost of a brief, bounded use of memory.
+    "query": "allow-oom",
+    # Writes one small expiring key per token: reads keep working when Redis is full.
+    "rate_limit": "allow-oom",
+    # Logins must keep working on a full Redis too (a check writes nothing).
+    "login_backoff": "allow-oom",
+    # Frees memory: it must run most of all when Redis is full.
+    "purge_inputs": "allow-oom",
+}
+
+
+@dataclass(frozen=True)
+class SourceMap:
+    """Where each line of a script's full text came from: (first line, part name) per part."""
+
+    parts: tuple[tuple[int, str], ...]
+
+    def locate(self, line: int) -> tuple[str, int]:
+        """The part (`dispatch.lua`, `_statuses.lua`, `prelude`) and its own line number."""
+        found = ("prelude", line)
+        for first, part in self.parts:
+            if line >= first:
+                found = (part, line - first + 1)
+        return found
+
+    def rewrite(self, message: str) -> str:
+        """`user_script:N` in a Redis error as `part:line`."""
+
+        def located(match: re.Match[str]) -> str:
+            part, line = self.locate(int(match.group(1)))
+            return f"{part}:{line}"
+
+        return re.sub(r"user_script:(\d+)", located, message)
+
+
+@cache
+def assembled(name: str) -> tuple[str, SourceMap]:
+    """The full text sent to Redis for script `name`, and where each of its lines came from.
+
+    The shebang makes Redis check for a full memory once, before the script runs, and refuse it
+    whole: without it, a script is refused only at the write that finds memory full, after the
+    writes before it (scripts are not rolled back).
+    """
+    shebang = f"#!lua flags={FLAGS[name]}\n" if name in FLAGS else "#!lua\n"
+    parts: list[tuple[str, str]] = [
+        (
+            "prelude",
+            "local NS = ARGV[1]\n"
+            + lua_functions()
+            + lua_audit()
+            + lua_tables()
+            + lua_replies()
+            + lua_counters()
+            + lua_fields(),
+        ),
+        *((f"{part}.lua", _read(part)) for part in LIBRARY),
+        ("arguments", ARGS[name].lua()),
+        (f"{name}.lua", _read(name)),
+    ]
+    text, starts, line = shebang, [], 2
+    for part, source in parts:
+        starts.append((line, part))
+        text += source
+        line += source.count("\n")
+    return text, SourceMap(tuple(starts))
+
+
+def script_source(name: str) -> str:
+    return assembled(name)[0]
+
+
+class Scripts:
+    """The scripts registered on one Redis client, run as `scripts.run(DispatchArgs(...))`."""
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.namespace = namespace
+        self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
+
+    def run(self, args: ScriptArgs, keys: Sequence[str] = ()) -> Any:
+        """Runs the script `args` are for, with `keys` as KEYS; a status move its transition
+        table forbids raises InvalidTransition (core/replies.py), any other error names the
+        file and line it came from."""
+        name = args.SCRIPT
+        try:
+            return self._scripts[name](keys=list(keys), args=[self.namespace, *args.argv()])
+        except redis.exceptions.ResponseError as exc:
+            error = transition_error(str(exc))
+            if error is not None:
+                raise error from None
+            located = assembled(name)[1].rewrite(str(exc))
+            raise type(exc)(located) from None

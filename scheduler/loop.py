@@ -1,0 +1,199 @@
+"""The scheduler: leases QPUs to batches, dispatches their jobs, and recovers what was lost.
+
+One pass over every QPU of the cluster: renew the leases it holds (a lost lease is dropped at
+once, before anything else), recover jobs whose worker vanished, end open batches that held
+their QPU too long, release QPUs whose batch is finished (counting its project's usage), grant
+each free QPU to the batch it was serving or the waiting batch the cluster's policy chooses
+(scheduling/policies.py; the grant itself is fenced in Lua), dispatch the jobs of each held
+QPU's batch in creation order, in chunks (dispatch.lua), and now and then publish forecasts of
+when waiting batches start. Every write is fenced by the lease, so several schedulers may run
+at once: at most one holds a given QPU, and a paused one that lost its lease writes nothing
+when it wakes. A thread of its own announces finished batches to their webhooks
+(scheduler/webhooks.py). Between passes it sleeps on the wake-up list, which the API and the
+workers poke when there is something to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+from celery import Celery
+
+from core.celery_config import RUN_JOBS_TASK, celery_config
+from core.db import Db, open_db
+from core.device_types import device_type_of_qpu, kind_of_qpu, qpu_names
+from core.forecasts import ForecastBook
+from core.keys import Keys
+from core.liveness import Liveness, alive_since, process_name
+from core.qpu import PRESENCE_TTL_S, Lease, OpenBatchHold, QpuControl
+from core.settings import Settings
+from core.store import Store
+from core.timefmt import SECOND_US, now_us
+from scheduler.reader import SnapshotReader
+from scheduler.webhooks import WebhookSender
+from scheduling.forecast import FORECAST_WINDOW, forecast
+from scheduling.policies import load_policy
+
+log = logging.getLogger("tweezer.scheduler")
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, db: Db, producer: Celery) -> None:
+        self.settings = settings
+        self.redis = client = db.client
+        self.producer = producer
+        self.control = QpuControl(db)
+        self.keys = Keys(settings.namespace)
+        #: The QPUs of TWEEZER_QPUS, always served; workers may announce more (serving()).
+        self.configured_qpus = qpu_names(settings.qpus)
+        self.leases: dict[str, Lease] = {}
+        self.hold = OpenBatchHold.from_settings(settings)
+        self.store = Store(db)
+        self.policy = load_policy(settings.policy)
+        self.snapshots = SnapshotReader(db, settings.fair_share_half_life_s)
+        self.forecasts = ForecastBook(client, settings.namespace)
+        #: When this scheduler last wrote forecasts (µs; 0: never).
+        self.forecast_us = 0
+        self.liveness = Liveness(client, settings.namespace)
+        #: How readiness (GET /readyz) knows this scheduler, and when it last said it was alive.
+        self.scheduler_id = process_name()
+        self.announced_us = 0
+        #: The leases it held when it last announced itself.
+        self.announced: list[str] = []
+
+    def run(self, stop: threading.Event) -> None:
+        """Passes until `stop` is set; Redis outages are waited out, never fatal."""
+        log.info(
+            "scheduler serving QPUs %s under the %s policy",
+            ", ".join(self.configured_qpus),
+            self.policy.name,
+        )
+        while not stop.is_set():
+            try:
+                self.run_once()
+                self.redis.blpop([self.keys.wakeup()], timeout=self.settings.scheduler_tick_s)
+            except redis.exceptions.ConnectionError as exc:
+                log.warning("redis unavailable (%s); retrying", exc)
+                stop.wait(1.0)
+            except Exception:
+                # A failed publish or any surprise must not stop scheduling: every write is
+                # fenced and idempotent, so the next pass simply tries again.
+                log.exception("scheduler pass failed; retrying")
+                stop.wait(1.0)
+
+    def serving(self, now: int) -> list[str]:
+        """The configured QPUs, and those of the same device types that workers on other hosts
+        announced within the last PRESENCE_TTL_S (a QPU whose workers left is not granted new
+        batches; one it was serving keeps being driven while the scheduler holds its lease)."""
+        since = alive_since(now)
+        types = self.settings.qpus.keys()
+        configured = self.configured_qpus
+        extra = [q for q in self.control.announced(types, since) if q not in configured]
+        return [*configured, *extra, *(q for q in self.leases if q not in configured + extra)]
+
+    def run_once(self, now: int | None = None) -> None:
+        now = now_us() if now is None else now
+        serving = self.serving(now)
+        for qpu in serving:
+            self.serve(qpu, now, serving)
+        if now - self.forecast_us >= self.settings.forecast_interval_s * SECOND_US:
+            self.forecast(serving, now)
+            self.forecast_us = now
+        # As often as workers announce their QPUs: passes come on every job's commit, and
+        # readiness needs no more than one in PRESENCE_TTL_S.
+        # And whenever the leases it holds change, so `tweezer status` shows who holds what.
+        held = sorted(self.leases)
+        if now - self.announced_us >= PRESENCE_TTL_S / 6 * SECOND_US or held != self.announced:
+            self.liveness.scheduler_passed(self.scheduler_id, now, held)
+            self.announced_us, self.announced = now, held
+        if self.store.purge_inputs(self.settings.input_retention_s, now):
+            log.info("dropped the sequences of batches past their retention")
+
+    def serve(self, qpu: str, now: int, serving: list[str]) -> None:
+        s = self.settings
+        lease = self.leases.get(qpu)
+        if lease is not None and not self.control.renew(lease, s.lease_ttl_s):
+            log.warning("lost the lease of %s (epoch %s)", qpu, lease.epoch)
+            del self.leases[qpu]
+            lease = None
+        if lease is not None:
+            recovered = self.control.reconcile(lease, s.max_attempts, now)
+            if recovered.requeued or recovered.failed:
+                log.warning(
+                    "%s: %d job(s) requeued, %d failed after lost workers",
+                    qpu,
+                    recovered.requeued,
+                    recovered.failed,
+                )
+            why = self.control.expire_open_batch(lease, self.hold, now)
+            if why:
+                log.info("%s: open batch %s timed out (%s)", qpu, lease.batch_id, why)
+            if self.control.release(lease, s.fair_share_half_life_s, now):
+                log.info("%s: released by batch %s", qpu, lease.batch_id)
+                del self.leases[qpu]
+                lease = None
+        if lease is None:
+            lease = self.control.acquire(
+                qpu, s.lease_ttl_s, now, lambda: self.choose(qpu, serving, now)
+            )
+            if lease is None:
+                return
+            log.info("%s: leased to batch %s (epoch %s)", qpu, lease.batch_id, lease.epoch)
+            self.leases[qpu] = lease
+        pool = s.pool_size(kind_of_qpu(qpu))
+        for chunk in self.control.dispatch(
+            lease, pool, s.dispatch_timeout_s, now, chunk_s=s.dispatch_chunk_s
+        ):
+            # If this send is lost, the dispatch deadline makes the reconciler send it again.
+            self.producer.send_task(
+                RUN_JOBS_TASK,
+                args=[chunk.delivery_id, list(chunk.job_ids)],
+                queue=Keys.celery_queue(qpu),
+            )
+
+    def forecast(self, serving: list[str], now: int) -> None:
+        """Runs the policy forward for each device type served and publishes when its waiting
+        batches are expected to start (scheduling/forecast.py)."""
+        s = self.settings
+        for device_type in sorted({device_type_of_qpu(q) for q in serving}):
+            qpus = _of_type(device_type, serving)
+            snapshot = self.snapshots.read(device_type, qpus, FORECAST_WINDOW, now)
+            expected = forecast(self.policy, snapshot, len(qpus), s.fair_share_half_life_s)
+            self.forecasts.write(device_type, expected, ttl_s=3 * s.forecast_interval_s)
+
+    def choose(self, qpu: str, serving: list[str], now: int) -> str | None:
+        """The policy's choice for the free `qpu`, from a snapshot of its device type."""
+        device_type = device_type_of_qpu(qpu)
+        siblings = [q for q in _of_type(device_type, serving) if q != qpu]
+        snapshot = self.snapshots.read(device_type, siblings, self.policy.window, now)
+        chosen = self.policy.choose(snapshot)
+        return None if chosen is None else chosen.id
+
+
+def _of_type(device_type: str, qpus: list[str]) -> list[str]:
+    return [q for q in qpus if device_type_of_qpu(q) == device_type]
+
+
+def make_producer(settings: Settings) -> Celery:
+    producer = Celery("tweezer-scheduler")
+    producer.conf.update(celery_config(settings))
+    return producer
+
+
+def main(settings: Settings) -> None:
+    """`tweezer scheduler`: runs until SIGTERM/SIGINT."""
+    import signal
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    db = open_db(settings)
+    if changed := Store(db).migrate():
+        log.info("brought %d record(s) of an earlier version up to date", changed)
+    # Its own thread: a slow receiver never delays a lease renewal or a dispatch.
+    sender = WebhookSender(db, settings)
+    threading.Thread(target=sender.run, args=(stop,), name="tweezer-webhooks", daemon=True).start()
+    Scheduler(settings, db, make_producer(settings)).run(stop)
+    log.info("scheduler stopped")

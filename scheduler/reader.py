@@ -1,0 +1,151 @@
+"""The live cluster as a policy sees it: one device type's waiting batches, the batches holding
+its QPUs, each project's usage and share, read from Redis in four round trips (the waiting
+batches' fields as one JSON reply per ROWS_PER_CALL batches: a forecast reads every waiting
+batch, and a reply per batch cost the scheduler a core's tenth of a second per thousand).
+
+Only the indexed waiting set is read (queue:{type}:{priority} and each project's queue), and of
+each project's queue only its oldest `window` batches: a pass costs the same on a queue of ten
+batches or ten thousand (for policies whose window is 1).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from core.db import Db
+from core.decay import decayed
+from core.priorities import PRIORITIES
+from core.script_args import HashRowsArgs
+from core.status import BatchStatus
+from core.timefmt import SECOND_US
+from scheduling.snapshot import Holding, Snapshot, Waiting
+
+#: Waiting batches read per script call: Redis serves other clients between calls.
+ROWS_PER_CALL = 500
+
+#: Batch fields (core/records.py BATCH_FIELDS) a Waiting is made of.
+_WAITING_FIELDS = (
+    "project_id",
+    "user_id",
+    "queue_priority",
+    "open",
+    "jobs_total",
+    "runs_total",
+    "predicted_qpu_s",
+    "created_us",
+    "status",
+)
+#: Batch fields a Holding is made of.
+_HOLDING_FIELDS = ("project_id", "start_us", "status", "predicted_qpu_s")
+
+
+class SnapshotReader:
+    def __init__(self, db: Db, half_life_s: float) -> None:
+        self.redis = db.client
+        self.keys = db.keys
+        self.scripts = db.scripts
+        self.half_life_s = half_life_s
+
+    def read(self, device_type: str, qpus: Iterable[str], window: int, now: int) -> Snapshot:
+        """What a policy sees at `now` (µs) when a QPU of `device_type` is free; `qpus` are the
+        type's QPUs, whose batches count as holding."""
+        k = self.keys
+        now_s = now / SECOND_US
+        pipe = self.redis.pipeline(transaction=False)
+        for priority in PRIORITIES:
+            pipe.zrange(k.queue(device_type, priority), 0, -1)
+        holders = list(qpus)
+        for qpu in holders:
+            pipe.get(k.qpu_batch(qpu))
+        pipe.hgetall(k.device_usage(device_type))
+        pipe.hgetall(k.device_usage_at(device_type))
+        *levels, usage, usage_at = pipe.execute()
+        projects_by_level, serving = levels[: len(PRIORITIES)], levels[len(PRIORITIES) :]
+
+        # The oldest `window` batches of each (level, project) queue, and the holders' batches.
+        for priority, projects in zip(PRIORITIES, projects_by_level, strict=True):
+            for project in projects:
+                pipe.zrange(k.project_queue(device_type, priority, project), 0, window - 1)
+        held = [batch_id for batch_id in serving if batch_id]
+        for batch_id in held:
+            pipe.hmget(k.batch(batch_id), _HOLDING_FIELDS)
+        replies = pipe.execute()
+        queued = [batch_id for ids in replies[: len(replies) - len(held)] for batch_id in ids]
+        holders_rows = [
+            dict(zip(_HOLDING_FIELDS, values, strict=True))
+            for values in replies[len(replies) - len(held) :]
+        ]
+        holding = [
+            Holding(
+                batch_id,
+                h["project_id"],
+                int(h["start_us"]) / SECOND_US,
+                float(h["predicted_qpu_s"] or 0.0),
+            )
+            for batch_id, h in zip(held, holders_rows, strict=True)
+            if h["project_id"] and h["start_us"] and h["status"] == BatchStatus.RUNNING
+        ]
+
+        rows = self._rows(queued)
+        projects = sorted(
+            {row["project_id"] for row in rows if row["project_id"]} | {h.project for h in holding}
+        )
+        pipe = self.redis.pipeline(transaction=False)
+        for project in projects:
+            pipe.hget(k.project(project), "share")
+        shares = {
+            project: float(share)
+            for project, share in zip(projects, pipe.execute(), strict=True)
+            if share is not None
+        }
+
+        waiting = [
+            Waiting(
+                id=batch_id,
+                project=row["project_id"],
+                user=row["user_id"],
+                priority=row["queue_priority"],
+                device_type=device_type,
+                submitted_s=int(row["created_us"]) / SECOND_US,
+                open=row["open"] == "1",
+                jobs=int(row["jobs_total"] or 0),
+                runs=int(row["runs_total"] or 0),
+                predicted_qpu_s=float(row["predicted_qpu_s"] or 0.0),
+            )
+            for batch_id, row in zip(queued, rows, strict=True)
+            # One granted meanwhile no longer waits.
+            if row["project_id"] and row["status"] == BatchStatus.PENDING
+        ]
+        waiting.sort(key=lambda w: (w.submitted_s, w.id))
+        decayed_usage = {
+            project: decayed(
+                float(value), int(usage_at.get(project, now)) / SECOND_US, now_s, self.half_life_s
+            )
+            for project, value in usage.items()
+        }
+        return Snapshot(
+            now_s=now_s,
+            device_type=device_type,
+            waiting=tuple(waiting),
+            holding=tuple(holding),
+            usage=decayed_usage,
+            shares=shares,
+        )
+
+    def _rows(self, batch_ids: list[str]) -> list[dict[str, Any]]:
+        """The _WAITING_FIELDS of each batch, in order, by name (None where missing)."""
+        rows: list[dict[str, Any]] = []
+        fields = json.dumps(_WAITING_FIELDS)
+        for start in range(0, len(batch_ids), ROWS_PER_CALL):
+            keys = [self.keys.batch(b) for b in batch_ids[start : start + ROWS_PER_CALL]]
+            reply = json.loads(self.scripts.run(HashRowsArgs(fields), keys=keys)) or []
+            rows += [
+                {
+                    name: None if value is False else value
+                    for name, value in zip(_WAITING_FIELDS, row, strict=True)
+                }
+                for row in reply
+            ]
+        return rows

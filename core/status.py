@@ -145,17 +145,20 @@ TERMINAL_JOB_STATUSES = frozenset(s for s, nxt in JOB_TRANSITIONS.items() if not
 TERMINAL_BATCH_STATUSES = frozenset(s for s, nxt in BATCH_TRANSITIONS.items() if not nxt)
 
 
-E = TypeVar(
-    "E",
-    JobStatus,
-    BatchStatus,
-    DeviceStatus,
-    WebhookState,
-    WebhookOutcome,
-    AttemptEnd,
-    HoldEnd,
-    LoginStep,
-)
+E = TypeVar("E", bound=StrEnum)
+
+#: The wire words of the enums above by the name the Lua prelude gives them: scripts say
+#: `JOB.PENDING` or `HOLD_END.IDLE`, never the word (tests/test_vocabulary.py greps them).
+LUA_NAMES: dict[str, type[StrEnum]] = {
+    "JOB": JobStatus,
+    "BATCH": BatchStatus,
+    "DEVICE": DeviceStatus,
+    "WEBHOOK": WebhookState,
+    "WEBHOOK_ATTEMPT": WebhookOutcome,
+    "ATTEMPT": AttemptEnd,
+    "HOLD_END": HoldEnd,
+    "LOGIN": LoginStep,
+}
 
 
 def lua_tables() -> str:
@@ -165,7 +168,7 @@ def lua_tables() -> str:
     `TERMINAL_JOB[s]` / `TERMINAL_BATCH[s]` test them, `JOB_STATUSES` lists them, and the
     transition tables check every move."""
 
-    def names(name: str, enum: type[E]) -> str:
+    def names(name: str, enum: type[StrEnum]) -> str:
         inner = ", ".join(f"{s.name} = '{s.value}'" for s in enum)
         return f"local {name} = {{{inner}}}\n"
 
@@ -178,14 +181,7 @@ def lua_tables() -> str:
 
     job_list = ", ".join(f"'{s.value}'" for s in JobStatus)
     return (
-        names("JOB", JobStatus)
-        + names("BATCH", BatchStatus)
-        + names("DEVICE", DeviceStatus)
-        + names("WEBHOOK", WebhookState)
-        + names("WEBHOOK_ATTEMPT", WebhookOutcome)
-        + names("ATTEMPT", AttemptEnd)
-        + names("HOLD_END", HoldEnd)
-        + names("LOGIN", LoginStep)
+        "".join(names(name, enum) for name, enum in LUA_NAMES.items())
         + f"local JOB_STATUSES = {{{job_list}}}\n"
         + members("TERMINAL_JOB", TERMINAL_JOB_STATUSES)
         + members("TERMINAL_BATCH", TERMINAL_BATCH_STATUSES)

@@ -23,14 +23,9 @@ from core.scripts import LIBRARY, SCRIPT_NAMES, Scripts, script_source
 from core.status import (
     BATCH_TRANSITIONS,
     JOB_TRANSITIONS,
-    AttemptEnd,
+    LUA_NAMES,
     BatchStatus,
-    DeviceStatus,
-    HoldEnd,
     JobStatus,
-    LoginStep,
-    WebhookOutcome,
-    WebhookState,
 )
 from core.store import Store
 from tests.factories import NS, T0, new_batch
@@ -39,17 +34,7 @@ from tests.sequences import parametrized
 
 LUA_DIR = Path(str(resources.files("core").joinpath("lua")))
 ROOT = Path(__file__).resolve().parent.parent
-ENUMS = (
-    JobStatus,
-    BatchStatus,
-    DeviceStatus,
-    WebhookState,
-    WebhookOutcome,
-    AttemptEnd,
-    HoldEnd,
-    LoginStep,
-)
-WORDS = {s.value for enum in ENUMS for s in enum} | {r.value for r in Reply}
+WORDS = {s.value for enum in LUA_NAMES.values() for s in enum} | {r.value for r in Reply}
 
 
 def quoted_words(text: str) -> set[str]:
@@ -107,8 +92,9 @@ def test_in_the_library_only_rest_argv_reads_argv():
 
 
 def test_argv_renders_each_field_in_order_and_spreads_the_rest():
-    args = HeartbeatArgs(now=5, delivery="d", ttl_ms=100, current="", shots_done=3,
-                         job_ids=("j1", "j2"))  # fmt: skip
+    args = HeartbeatArgs(
+        now=5, delivery="d", ttl_ms=100, current="", shots_done=3, job_ids=("j1", "j2")
+    )
     assert args.argv() == [5, "d", 100, "", 3, "j1", "j2"]
     assert HeartbeatArgs.rest() == "job_ids" and DispatchArgs.rest() is None
     assert "A.job_ids = rest_argv(7)" in HeartbeatArgs.lua()

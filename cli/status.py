@@ -22,7 +22,7 @@ from core.records import Batch, Job
 from core.render import attempt_json, batch_json
 from core.settings import Settings
 from core.store import Store
-from core.timefmt import now_us, to_iso
+from core.timefmt import SECOND_US, now_us, to_iso
 
 WIDTH = 80
 
@@ -84,14 +84,18 @@ def render(view: Overview, settings: Settings) -> str:
     )
     lines.append("")
     priorities = [str(p) for p in PRIORITIES]
-    lines.append(f"{'WAITING':<14}" + "".join(f"{p:>8}" for p in priorities) + "   OLDEST")
+    lines.append(
+        f"{'WAITING':<14}" + "".join(f"{p:>8}" for p in priorities) + "   OLDEST  FORECAST"
+    )
     for device_type in settings.qpus:
         levels = {q.priority: q.batches for q in view.queue if q.device_type == device_type}
         oldest = view.oldest_waiting_s(device_type)
+        made = view.forecast_at.get(device_type)
+        age = f"{_duration((now - made) / SECOND_US)} ago" if made is not None else "-"
         lines.append(
             f"{device_type:<14}"
             + "".join(f"{levels.get(p, 0):>8}" for p in priorities)
-            + f"   {_duration(oldest) if oldest is not None else '-'}"
+            + f"   {_duration(oldest) if oldest is not None else '-':<7} {age}"
         )
     lines += ["", "(jobs/s: jobs that finished DONE or ERROR over the last minute)"]
     return "\n".join(line[:WIDTH] for line in lines)

@@ -1,6 +1,7 @@
-"""Forecasts of when batches start and end, as the scheduler computes them
-(scheduling/forecast.py) and the API and `tweezer queue` read them: `forecast:{type}`, batch id
--> [position, start, end], replaced whole each time.
+"""Forecasts of when batches start and end, as a scheduler's forecaster computes them
+(scheduler/forecaster.py, scheduling/forecast.py) and the API, `tweezer queue` and `tweezer
+status` read them: `forecast:{type}`, batch id -> [position, start, end], and FORECAST_AT ->
+when it was made (µs), replaced whole each time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import redis
 from core.keys import Keys
 from core.timefmt import to_ms
 
+#: The field of a forecast's hash that says when it was made (not a batch id: ids are UUIDs).
+FORECAST_AT = "@at"
+
 
 @dataclass(frozen=True)
 class Forecast:
@@ -22,6 +26,13 @@ class Forecast:
     #: Expected start and end (Unix seconds).
     start_s: float
     end_s: float
+    #: When the forecast was made (µs; 0: not known).
+    at_us: int = 0
+
+
+def lua_forecasts() -> str:
+    """FORECAST_AT for the scripts' prelude (overview.lua reads each type's)."""
+    return f"local FORECAST_AT = '{FORECAST_AT}'\n"
 
 
 class ForecastBook:
@@ -31,14 +42,18 @@ class ForecastBook:
         self.redis = client
         self.keys = Keys(namespace)
 
-    def write(self, device_type: str, forecasts: dict[str, Forecast], ttl_s: float) -> None:
-        """Replaces the device type's forecast at once (a reader never sees half of one)."""
+    def write(
+        self, device_type: str, forecasts: dict[str, Forecast], ttl_s: float, at_us: int
+    ) -> None:
+        """Replaces the device type's forecast, made at `at_us`, at once (a reader never sees
+        half of one). An empty forecast is kept too: it says when nothing was found waiting."""
         key = self.keys.forecast(device_type)
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(key)
-        if forecasts:
-            pipe.hset(key, mapping={i: _encode(f) for i, f in forecasts.items()})
-            pipe.pexpire(key, to_ms(ttl_s))
+        pipe.hset(
+            key, mapping={FORECAST_AT: at_us, **{i: _encode(f) for i, f in forecasts.items()}}
+        )
+        pipe.pexpire(key, to_ms(ttl_s))
         pipe.execute()
 
     def read(self, batches: Iterable[tuple[str, str]]) -> dict[str, Forecast]:
@@ -48,23 +63,24 @@ class ForecastBook:
             return {}
         pipe = self.redis.pipeline(transaction=False)
         for device_type, batch_id in pairs:
-            pipe.hget(self.keys.forecast(device_type), batch_id)
+            pipe.hmget(self.keys.forecast(device_type), batch_id, FORECAST_AT)
         return {
-            batch_id: decode(value)
-            for (_, batch_id), value in zip(pairs, pipe.execute(), strict=True)
+            batch_id: decode(value, at)
+            for (_, batch_id), (value, at) in zip(pairs, pipe.execute(), strict=True)
             if value is not None
         }
 
     def all(self, device_type: str) -> dict[str, Forecast]:
         """The device type's whole forecast: batch id -> forecast."""
         raw: dict[str, str] = self.redis.hgetall(self.keys.forecast(device_type))
-        return {i: decode(v) for i, v in raw.items()}
+        at = raw.pop(FORECAST_AT, None)
+        return {i: decode(v, at) for i, v in raw.items()}
 
 
 def _encode(f: Forecast) -> str:
     return json.dumps([f.position, round(f.start_s, 6), round(f.end_s, 6)])
 
 
-def decode(value: str) -> Forecast:
+def decode(value: str, at: str | None = None) -> Forecast:
     position, start, end = json.loads(value)
-    return Forecast(int(position), float(start), float(end))
+    return Forecast(int(position), float(start), float(end), int(at or 0))

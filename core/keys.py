@@ -34,8 +34,11 @@ Scheduling (the policy chooses in Python: scheduling/policies.py; docs/design.md
   device:{type}:costs             hash    atom count -> fitted seconds per job per (1 + µs of
                                           pulse) on this type (core/costs.py)
   forecast:{type}                 hash    batch id -> [position, start, end]: when its waiting
-                                          and running batches are expected to start and end
-                                          (core/forecasts.py; replaced whole, expires)
+                                          and running batches are expected to start and end,
+                                          and @at -> when it was made (core/forecasts.py;
+                                          replaced whole, expires)
+  forecast_turn                   string  id of the forecaster whose turn it is
+                                          (scheduler/forecaster.py; PX = 3 rounds)
   qpu:{name}:lease                string  lease token of the batch holding the QPU (PX = TTL)
   qpu:{name}:epoch                string  fencing epoch, INCR on every lease grant
   qpu:{name}:batch                string  batch the QPU serves; outlives the lease so a new
@@ -138,6 +141,7 @@ _PATTERNS: dict[str, str] = {
     "device_usage_at": "device:{0}:usage-at",
     "device_costs": "device:{0}:costs",
     "forecast": "forecast:{0}",
+    "forecast_turn": "forecast_turn",
     "qpu_lease": "qpu:{0}:lease",
     "qpu_epoch": "qpu:{0}:epoch",
     "qpu_batch": "qpu:{0}:batch",
@@ -249,6 +253,9 @@ class Keys:
 
     def forecast(self, device_type: str) -> str:
         return self._key("forecast", device_type)
+
+    def forecast_turn(self) -> str:
+        return self._key("forecast_turn")
 
     def qpu_lease(self, qpu: str) -> str:
         return self._key("qpu_lease", qpu)

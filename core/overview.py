@@ -128,6 +128,8 @@ class Overview:
     #: Jobs that finished DONE or ERROR in the last THROUGHPUT_WINDOW_S (whole 10 s slots).
     finished_last_minute: int
     devices: dict[str, str] = field(default_factory=dict)
+    #: When each device type's latest forecast was made (µs; absent: none yet, or it expired).
+    forecast_at: dict[str, int] = field(default_factory=dict)
 
     @property
     def jobs_per_s(self) -> float:
@@ -211,6 +213,7 @@ def decode(doc: dict[str, Any], now: int) -> Overview:
         totals=parse_totals(_obj(doc["totals"])),
         finished_last_minute=int(doc["finished_last_window"]),
         devices=devices,
+        forecast_at={t: int(at) for t, at in _obj(doc.get("forecast_at")).items()},
     )
 
 
@@ -317,6 +320,8 @@ def overview_json(
             for q in view.queue
         ],
         "oldest_waiting_s": _round(view.oldest_waiting_s()),
+        # How fresh the queue forecasts are (they are made away from the scheduling loop).
+        "forecast_at": {t: to_iso(at) for t, at in sorted(view.forecast_at.items())},
         "jobs_per_s": round(view.jobs_per_s, 3),
         "batches": by_kind["batch"],
         "jobs": by_kind["job"],

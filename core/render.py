@@ -72,6 +72,8 @@ def forecast_json(batch: Batch) -> dict[str, Any]:
         "queue_position": f.position if f is not None and waiting else None,
         "estimated_start_at": _iso_s(f.start_s) if f is not None and waiting else None,
         "estimated_end_at": _iso_s(f.end_s) if f is not None else None,
+        # When that forecast was made: forecasts run beside the scheduler, every few seconds.
+        "forecast_at": to_iso(f.at_us) if f is not None and f.at_us else None,
     }
 
 

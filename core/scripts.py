@@ -28,6 +28,7 @@ import redis
 
 from core.audit import lua_audit
 from core.counters import lua_counters
+from core.forecasts import lua_forecasts
 from core.keys import lua_functions
 from core.records import lua_fields
 from core.replies import lua_replies, transition_error
@@ -142,6 +143,7 @@ def assembled(name: str) -> tuple[str, SourceMap]:
             + lua_tables()
             + lua_replies()
             + lua_counters()
+            + lua_forecasts()
             + lua_fields(),
         ),
         *((f"{part}.lua", _read(part)) for part in LIBRARY),

@@ -5,12 +5,12 @@ once, before anything else), recover jobs whose worker vanished, end open batche
 their QPU too long, release QPUs whose batch is finished (counting its project's usage), grant
 each free QPU to the batch it was serving or the waiting batch the cluster's policy chooses
 (scheduling/policies.py; the grant itself is fenced in Lua), dispatch the jobs of each held
-QPU's batch in creation order, in chunks (dispatch.lua), and now and then publish forecasts of
-when waiting batches start. Every write is fenced by the lease, so several schedulers may run
-at once: at most one holds a given QPU, and a paused one that lost its lease writes nothing
-when it wakes. A thread of its own announces finished batches to their webhooks
-(scheduler/webhooks.py). Between passes it sleeps on the wake-up list, which the API and the
-workers poke when there is something to do.
+QPU's batch in creation order, in chunks (dispatch.lua). Forecasts of when waiting batches
+start are made by a process of its own (scheduler/forecaster.py): a pass never waits for one.
+Every write is fenced by the lease, so several schedulers may run at once: at most one holds a
+given QPU, and a paused one that lost its lease writes nothing when it wakes. A thread of its
+own announces finished batches to their webhooks (scheduler/webhooks.py). Between passes it
+sleeps on the wake-up list, which the API and the workers poke when there is something to do.
 """
 
 from __future__ import annotations
@@ -24,16 +24,15 @@ from celery import Celery
 from core.celery_config import RUN_JOBS_TASK, celery_config
 from core.db import Db, open_db
 from core.device_types import device_type_of_qpu, kind_of_qpu, qpu_names
-from core.forecasts import ForecastBook
 from core.keys import Keys
 from core.liveness import Liveness, alive_since, process_name
 from core.qpu import PRESENCE_TTL_S, Lease, OpenBatchHold, QpuControl
 from core.settings import Settings
 from core.store import Store
 from core.timefmt import SECOND_US, now_us
+from scheduler import forecaster
 from scheduler.reader import SnapshotReader
 from scheduler.webhooks import WebhookSender
-from scheduling.forecast import FORECAST_WINDOW, forecast
 from scheduling.policies import load_policy
 
 log = logging.getLogger("tweezer.scheduler")
@@ -53,9 +52,6 @@ class Scheduler:
         self.store = Store(db)
         self.policy = load_policy(settings.policy)
         self.snapshots = SnapshotReader(db, settings.fair_share_half_life_s)
-        self.forecasts = ForecastBook(client, settings.namespace)
-        #: When this scheduler last wrote forecasts (µs; 0: never).
-        self.forecast_us = 0
         self.liveness = Liveness(client, settings.namespace)
         #: How readiness (GET /readyz) knows this scheduler, and when it last said it was alive.
         self.scheduler_id = process_name()
@@ -98,9 +94,6 @@ class Scheduler:
         serving = self.serving(now)
         for qpu in serving:
             self.serve(qpu, now, serving)
-        if now - self.forecast_us >= self.settings.forecast_interval_s * SECOND_US:
-            self.forecast(serving, now)
-            self.forecast_us = now
         # As often as workers announce their QPUs: passes come on every job's commit, and
         # readiness needs no more than one in PRESENCE_TTL_S.
         # And whenever the leases it holds change, so `tweezer status` shows who holds what.
@@ -153,16 +146,6 @@ class Scheduler:
                 queue=Keys.celery_queue(qpu),
             )
 
-    def forecast(self, serving: list[str], now: int) -> None:
-        """Runs the policy forward for each device type served and publishes when its waiting
-        batches are expected to start (scheduling/forecast.py)."""
-        s = self.settings
-        for device_type in sorted({device_type_of_qpu(q) for q in serving}):
-            qpus = _of_type(device_type, serving)
-            snapshot = self.snapshots.read(device_type, qpus, FORECAST_WINDOW, now)
-            expected = forecast(self.policy, snapshot, len(qpus), s.fair_share_half_life_s)
-            self.forecasts.write(device_type, expected, ttl_s=3 * s.forecast_interval_s)
-
     def choose(self, qpu: str, serving: list[str], now: int) -> str | None:
         """The policy's choice for the free `qpu`, from a snapshot of its device type."""
         device_type = device_type_of_qpu(qpu)
@@ -195,5 +178,10 @@ def main(settings: Settings) -> None:
     # Its own thread: a slow receiver never delays a lease renewal or a dispatch.
     sender = WebhookSender(db, settings)
     threading.Thread(target=sender.run, args=(stop,), name="tweezer-webhooks", daemon=True).start()
-    Scheduler(settings, db, make_producer(settings)).run(stop)
+    forecasts = forecaster.start(settings)
+    try:
+        Scheduler(settings, db, make_producer(settings)).run(stop)
+    finally:
+        forecasts.terminate()
+        forecasts.join(10)
     log.info("scheduler stopped")

@@ -59,6 +59,7 @@ FAST_MODULES = frozenset(
         "test_status.py",
         "test_webhooks.py",
         "test_scheduling.py",
+        "test_forecasts.py",
     }
 )
 

@@ -19,6 +19,7 @@ from core.status import BatchStatus, JobStatus
 from core.store import Store
 from lab.report import CSV_COLUMNS, percentile
 from lab.traces import TraceError, read_swf, read_trace
+from scheduler.forecaster import Forecaster
 from scheduler.loop import Scheduler
 from scheduling.policies import ShortestFirst, load_policy
 from scheduling.simulator import Outcome, SimBatch, SimJob, Simulation
@@ -111,9 +112,12 @@ class LiveRun:
             "redis://127.0.0.1:1/0", namespace=namespace, qpus={"EMU_FREE": 1}, policy=policy
         )
         self.producer = RecordingProducer()
-        self.scheduler = Scheduler(self.settings, Db.of(redis_only, namespace), self.producer)
-        self.store = Store(Db.of(redis_only, namespace))
-        self.execution = Execution(Db.of(redis_only, namespace))
+        db = Db.of(redis_only, namespace)
+        self.scheduler = Scheduler(self.settings, db, self.producer)
+        # Beside the scheduler, as in a cluster (its own process there): a forecast each pass.
+        self.forecaster = Forecaster(self.settings, db, load_policy(policy))
+        self.store = Store(db)
+        self.execution = Execution(db)
         self.ids: dict[str, str] = {}  # stored batch id -> workload id
 
     def drive(
@@ -134,6 +138,7 @@ class LiveRun:
                     guess = (predicted or {}).get(batch.id, batch.hold_s)
                     self.ids[_store(self.store, batch, T0 + now, guess)] = batch.id
             self.scheduler.run_once(T0 + now)
+            self.forecaster.run_once(T0 + now)
             for sent in self.producer.take():
                 lease = self.scheduler.leases["EMU_FREE-0"]
                 original = next(b for b in workload if b.id == self.ids[lease.batch_id])

@@ -1,6 +1,7 @@
 -- Everything `tweezer status`, /metrics and the dashboard show of the cluster now, read in one
 -- step: its QPUs (leases, batches, in-flight jobs), who is alive, the queues, the totals and
--- the jobs finished in the last minute (core/overview.py decodes it). Writes nothing.
+-- the jobs finished in the last minute, when each device type was last forecast
+-- (core/overview.py decodes it). Writes nothing.
 -- A.now: now (µs)
 -- A.device_types: the device types served (JSON array)
 -- A.priorities: the queue priorities, highest first (JSON array)
@@ -26,6 +27,7 @@ local out = {
   scheduler_leases = hash(K.scheduler_leases()),
   totals = hash(K.totals()),
   devices = {},
+  forecast_at = {},
   qpus = {},
   queue = {},
 }
@@ -34,6 +36,7 @@ local served, names, seen = {}, {}, {}
 for _, device_type in ipairs(types) do
   served[device_type] = true
   out.devices[device_type] = device_status(device_type, now)
+  out.forecast_at[device_type] = redis.call('HGET', K.forecast(device_type), FORECAST_AT) or nil
 end
 for _, qpu in ipairs(configured) do
   table.insert(names, qpu)

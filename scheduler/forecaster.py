@@ -1,0 +1,122 @@
+"""Forecasts, made away from the scheduling loop: when each waiting batch is expected to start
+(scheduling/forecast.py runs the live policy forward in the simulator), written for the API,
+`tweezer queue` and `tweezer status` with the time they were made (core/forecasts.py).
+
+A forecast re-simulates every waiting batch: at tens of thousands of them it takes seconds of
+CPU. Inside the loop that stalled lease renewals, grants and dispatch behind it (leases were
+lost); in a thread it would still take the GIL from the loop for whole seconds. So each
+scheduler starts a process of its own for them (`start`), and the loop never waits for one.
+
+One forecaster of a cluster works at a time: `forecast_turn` names the one whose turn it is
+(SET NX PX, renewed by its holder each round); another takes over once it expires (its
+scheduler stopped). A forecast outlives three rounds, so one slow round leaves the last one up.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import secrets
+import signal
+import threading
+from collections.abc import Mapping
+
+import redis
+
+from core.db import Db, open_db
+from core.device_types import device_type_of_qpu, qpu_names
+from core.forecasts import ForecastBook
+from core.liveness import alive_since
+from core.qpu import QpuControl
+from core.settings import Settings
+from core.timefmt import now_us, to_ms
+from scheduler.reader import SnapshotReader
+from scheduling.forecast import FORECAST_WINDOW, forecast
+from scheduling.policies import Policy, load_policy
+
+log = logging.getLogger("tweezer.forecaster")
+
+
+class Forecaster:
+    def __init__(self, settings: Settings, db: Db, policy: Policy) -> None:
+        self.settings = settings
+        self.db = db
+        self.policy = policy
+        self.control = QpuControl(db)
+        self.snapshots = SnapshotReader(db, settings.fair_share_half_life_s)
+        self.book = ForecastBook(db.client, db.namespace)
+        self.id = secrets.token_hex(8)
+
+    def run(self, stop: threading.Event) -> None:
+        """A round every `forecast_interval_s` until `stop`; Redis outages are waited out."""
+        while not stop.wait(self.settings.forecast_interval_s):
+            try:
+                self.run_once(now_us())
+            except redis.exceptions.ConnectionError as exc:
+                log.warning("redis unavailable (%s); retrying", exc)
+            except Exception:
+                log.exception("forecast failed; the next round tries again")
+
+    def run_once(self, now: int) -> bool:
+        """Forecasts every device type served, if it is this forecaster's turn."""
+        if not self.take_turn():
+            return False
+        s = self.settings
+        for device_type, qpus in sorted(self.served(now).items()):
+            snapshot = self.snapshots.read(device_type, qpus, FORECAST_WINDOW, now)
+            expected = forecast(self.policy, snapshot, len(qpus), s.fair_share_half_life_s)
+            self.book.write(device_type, expected, ttl_s=3 * s.forecast_interval_s, at_us=now)
+        return True
+
+    def take_turn(self) -> bool:
+        """True when this forecaster holds the cluster's turn (taking it if it is free)."""
+        key = self.db.keys.forecast_turn()
+        ttl_ms = to_ms(3 * self.settings.forecast_interval_s)
+        client = self.db.client
+        if client.set(key, self.id, nx=True, px=ttl_ms):
+            return True
+        # Ours already: renewed. (Two commands: a turn that expires between them is simply
+        # taken by whoever asks next; two forecasts of one round write the same thing.)
+        if client.get(key) == self.id:
+            client.pexpire(key, ttl_ms)
+            return True
+        return False
+
+    def served(self, now: int) -> dict[str, list[str]]:
+        """The QPUs of each device type served: configured, or announced by their workers."""
+        configured = qpu_names(self.settings.qpus)
+        announced = self.control.announced(self.settings.qpus.keys(), alive_since(now))
+        by_type: dict[str, list[str]] = {}
+        for qpu in dict.fromkeys([*configured, *announced]):
+            by_type.setdefault(device_type_of_qpu(qpu), []).append(qpu)
+        return by_type
+
+
+def start(settings: Settings) -> multiprocessing.process.BaseProcess:
+    """The forecaster's process, started (spawned: a fresh interpreter, no threads or locks of
+    the scheduler's copied into it)."""
+    process = multiprocessing.get_context("spawn").Process(
+        target=main, args=(settings.to_env(), os.getpid()), name="tweezer-forecaster", daemon=True
+    )
+    process.start()
+    return process
+
+
+def main(env: Mapping[str, str], parent: int) -> None:
+    """The forecaster process: rounds until its scheduler stops or dies."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    # Ctrl-C reaches the whole process group: the scheduler stops us, not the signal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    settings = Settings.from_env(env)
+
+    def orphaned() -> None:
+        # A SIGKILLed scheduler leaves us to init: stop within a second.
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                stop.set()
+
+    threading.Thread(target=orphaned, name="tweezer-orphaned", daemon=True).start()
+    Forecaster(settings, open_db(settings), load_policy(settings.policy)).run(stop)

@@ -15,12 +15,12 @@ scheduler stopped). A forecast outlives three rounds, so one slow round leaves t
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import secrets
 import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Mapping
 
 import redis
 
@@ -49,14 +49,16 @@ class Forecaster:
         self.id = secrets.token_hex(8)
 
     def run(self, stop: threading.Event) -> None:
-        """A round every `forecast_interval_s` until `stop`; Redis outages are waited out."""
-        while not stop.wait(self.settings.forecast_interval_s):
+        """A round at once, then every `forecast_interval_s` until `stop`; Redis outages are
+        waited out."""
+        while not stop.is_set():
             try:
                 self.run_once(now_us())
             except redis.exceptions.ConnectionError as exc:
                 log.warning("redis unavailable (%s); retrying", exc)
             except Exception:
                 log.exception("forecast failed; the next round tries again")
+            stop.wait(self.settings.forecast_interval_s)
 
     def run_once(self, now: int) -> bool:
         """Forecasts every device type served, if it is this forecaster's turn."""
@@ -93,24 +95,34 @@ class Forecaster:
         return by_type
 
 
-def start(settings: Settings) -> multiprocessing.process.BaseProcess:
-    """The forecaster's process, started (spawned: a fresh interpreter, no threads or locks of
-    the scheduler's copied into it)."""
-    process = multiprocessing.get_context("spawn").Process(
-        target=main, args=(settings.to_env(), os.getpid()), name="tweezer-forecaster", daemon=True
+def start(settings: Settings) -> subprocess.Popen[bytes]:
+    """The forecaster's process, started: `python -P -m scheduler.forecaster`, with the
+    scheduler's settings in its environment (a fresh interpreter that imports only what
+    forecasting needs, nothing of the scheduler's threads or locks)."""
+    return subprocess.Popen(
+        [sys.executable, "-P", "-m", "scheduler.forecaster", str(os.getpid())],
+        env={**os.environ, **settings.to_env()},
     )
-    process.start()
-    return process
 
 
-def main(env: Mapping[str, str], parent: int) -> None:
-    """The forecaster process: rounds until its scheduler stops or dies."""
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stops the forecaster (SIGTERM: it ends its round's wait at once; SIGKILL after 10 s)."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def main(parent: int) -> None:
+    """The forecaster process: rounds until its scheduler stops it or dies."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     stop = threading.Event()
     # Ctrl-C reaches the whole process group: the scheduler stops us, not the signal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    settings = Settings.from_env(env)
+    settings = Settings.from_env()
 
     def orphaned() -> None:
         # A SIGKILLed scheduler leaves us to init: stop within a second.
@@ -120,3 +132,7 @@ def main(env: Mapping[str, str], parent: int) -> None:
 
     threading.Thread(target=orphaned, name="tweezer-orphaned", daemon=True).start()
     Forecaster(settings, open_db(settings), load_policy(settings.policy)).run(stop)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

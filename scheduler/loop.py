@@ -182,6 +182,5 @@ def main(settings: Settings) -> None:
     try:
         Scheduler(settings, db, make_producer(settings)).run(stop)
     finally:
-        forecasts.terminate()
-        forecasts.join(10)
+        forecaster.stop(forecasts)
     log.info("scheduler stopped")

@@ -187,6 +187,8 @@ def test_status_json_of_a_held_qpu_and_a_queue(busy):
     held = busy.sdk(holder).create_batch(SEQ, [{"runs": 7}], open=True, device_type="EMU_FREE")
     wait_for(lambda: busy.sdk(holder).get_batch(held.id).jobs_count_per_status["DONE"] == 1)
     waiting = busy.sdk(other).create_batch(SEQ, [{"runs": 3}, {"runs": 4}], device_type="EMU_FREE")
+    # Forecast beside the scheduler (at its start, then every forecast_interval_s).
+    wait_for(lambda: busy.store.with_forecasts([busy.store.get_batch(waiting.id)])[0].forecast)
     env = {**os.environ, **busy.settings.to_env()}
     shown = subprocess.run(
         [sys.executable, "-m", "cli.main", "status", "--json"],
@@ -203,10 +205,13 @@ def test_status_json_of_a_held_qpu_and_a_queue(busy):
         "schedulers",
         "queue",
         "oldest_waiting_s",
+        "forecast_at",
         "jobs_per_s",
         "batches",
         "jobs",
     }
+    # The cluster's forecaster has forecast its one device type, with the time it did so.
+    assert set(status["forecast_at"]) == {"EMU_FREE"}
     [qpu] = status["qpus"]
     [scheduler] = status["schedulers"]
     assert scheduler["alive"] and scheduler["leases"] == ["EMU_FREE-0"]

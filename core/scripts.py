@@ -47,34 +47,8 @@ LIBRARY = (
     "_audit",
 )
 
-SCRIPT_NAMES = (
-    "create_batch",
-    "add_jobs",
-    "close_batch",
-    "cancel_batch",
-    "cancel_jobs",
-    "set_tags",
-    "query",
-    "acquire_qpu",
-    "renew_lease",
-    "release_qpu",
-    "dispatch",
-    "claim_jobs",
-    "heartbeat",
-    "commit_jobs",
-    "reconcile",
-    "expire_open_batch",
-    "device_status",
-    "rate_limit",
-    "login_backoff",
-    "purge_inputs",
-    "idempotency_check",
-    "migrate",
-    "claim_webhooks",
-    "overview",
-    "webhook_attempt",
-    "hash_rows",
-)
+#: Every script: one per argument type (core/script_args.py), core/lua/<name>.lua each.
+SCRIPT_NAMES = tuple(ARGS)
 
 
 def _read(name: str) -> str:

@@ -175,13 +175,18 @@ def usage() -> jsend.Reply:
 @bp.get("/api/v1/queue")
 def queue() -> jsend.Reply:
     """Every project's waiting batches per device type (`device_type` filters), in the order
-    the scheduling policy is expected to start them, with their forecasts."""
+    the scheduling policy is expected to start them, with their forecasts: a page of them
+    (`offset`, `limit`), of the device types one after the other."""
     svc = services()
-    wanted = filters.device_types(request.args) or list(svc.settings.qpus)
+    device_types, page = filters.queue_query(request.args)
+    wanted = device_types or list(svc.settings.qpus)
+    # Only the forecasts are read whole; of the batches, only the page's.
+    order = [batch_id for t in wanted for batch_id in svc.store.forecast_order(t)]
+    ids = order[page.offset : page.offset + page.limit]
     items = [
         {
-            "device_type": device_type,
-            "queue_position": i,
+            "device_type": batch.device_type,
+            "queue_position": batch.forecast.position if batch.forecast else None,
             "batch_id": batch.id,
             "project_id": batch.project_id,
             "user_id": batch.user_id,
@@ -191,10 +196,10 @@ def queue() -> jsend.Reply:
             "created_at": to_iso(batch.created_us),
             **forecast_json(batch),
         }
-        for device_type in wanted
-        for i, batch in enumerate(svc.store.forecast_queue(device_type), start=1)
+        for batch in svc.store.waiting_batches(ids)
     ]
-    return jsend.page(items, len(items), 0)
+    # The page ends after the ids it covered, also when some of them started meanwhile.
+    return jsend.page(items, len(order), page.offset, end=page.offset + len(ids))
 
 
 def _actor() -> str:

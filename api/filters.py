@@ -119,6 +119,15 @@ class DeviceList(_Query):
     device_type: Values[str] = []
 
 
+class QueueList(DeviceList, _Paged):
+    """GET /admin/api/v1/queue."""
+
+
+def queue_query(args: MultiDict[str, str]) -> tuple[list[str], Page]:
+    q = parse_query(QueueList, args)
+    return q.device_type, q.page(desc=False)
+
+
 def batch_query(args: MultiDict[str, str]) -> tuple[BatchQuery, Page]:
     q = parse_query(BatchList, args)
     query = BatchQuery(

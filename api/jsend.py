@@ -16,10 +16,11 @@ def success(data: Any, status: int = 200) -> Reply:
     return jsonify({"status": "success", "code": status, "message": "OK.", "data": data}), status
 
 
-def page(items: list[Any], total: int, offset: int) -> Reply:
-    """A list page. `end` is exclusive; on an empty page it is >= total so that the SDK's
-    "fetch while end < total" loop always ends."""
-    end = offset + len(items)
+def page(items: list[Any], total: int, offset: int, end: int | None = None) -> Reply:
+    """A list page. `end` is exclusive (offset + the items, unless the caller covered more
+    entries than it shows); on an empty page it is >= total so that the SDK's "fetch while
+    end < total" loop always ends."""
+    end = offset + len(items) if end is None else end
     body = {
         "status": "success",
         "code": 200,

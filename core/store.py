@@ -248,14 +248,23 @@ class Store:
 
     def forecast_queue(self, device_type: str) -> list[Batch]:
         """The batches waiting for `device_type`, in the order the policy is expected to
-        start them (the scheduler's latest forecast; empty before its first)."""
-        waiting = {
-            batch_id: f.position
-            for batch_id, f in self.forecasts.all(device_type).items()
-            if f.position > 0
-        }
-        batches = [b for b in self.get_batches(waiting) if b.status is BatchStatus.PENDING]
-        return sorted(self.with_forecasts(batches), key=lambda b: waiting[b.id])
+        start them (the latest forecast; empty before the first)."""
+        return self.waiting_batches(self.forecast_order(device_type))
+
+    def forecast_order(self, device_type: str) -> list[str]:
+        """The ids of the latest forecast's waiting batches of `device_type`, first to start
+        first (the forecast alone: no batch is read)."""
+        waiting = self.forecasts.all(device_type)
+        return sorted(
+            (batch_id for batch_id, f in waiting.items() if f.position > 0),
+            key=lambda batch_id: waiting[batch_id].position,
+        )
+
+    def waiting_batches(self, batch_ids: list[str]) -> list[Batch]:
+        """Those of `batch_ids` still waiting, in order, with their forecasts (a batch that
+        started since the forecast is left out)."""
+        batches = [b for b in self.get_batches(batch_ids) if b.status is BatchStatus.PENDING]
+        return self.with_forecasts(batches)
 
     def get_job(self, job_id: str) -> Job | None:
         found = self.get_jobs([job_id])

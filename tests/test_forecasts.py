@@ -40,6 +40,16 @@ def test_a_forecast_says_when_it_was_made(parts, redis_only):
     assert overview.forecast_at == {"EMU_FREE": T0 + 2 * SECOND}
 
 
+def test_the_forecast_order_pages_without_reading_every_batch(parts, redis_only):
+    store, _, _ = parts
+    ids = [new_batch(store, now=T0 + i * SECOND)[0].id for i in range(4)]
+    _forecaster(redis_only).run_once(T0 + 5 * SECOND)
+    assert store.forecast_order("EMU_FREE") == ids  # fifo
+    page = store.waiting_batches(ids[1:3])
+    assert [b.id for b in page] == ids[1:3] and [b.forecast.position for b in page] == [2, 3]
+    assert [b.id for b in store.forecast_queue("EMU_FREE")] == ids
+
+
 def test_an_empty_queues_forecast_still_says_when(redis_only):
     """Nothing waits: the forecast is empty, and its time says it is fresh, not missing."""
     assert _forecaster(redis_only).run_once(T0)

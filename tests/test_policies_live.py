@@ -121,6 +121,12 @@ def test_a_queue_starts_in_the_policys_order_as_the_simulator_says(fresnel, poli
     queue = call_api(cluster, token, "GET", "/admin/api/v1/queue").json()["data"]
     assert [names[item["batch_id"]] for item in queue] == EXPECTED[policy]
     assert [item["queue_position"] for item in queue] == list(range(1, len(WORKLOAD) + 1))
+    # A page of it: only the page's batches are read.
+    page = call_api(cluster, token, "GET", "/admin/api/v1/queue?offset=1&limit=2").json()
+    assert [names[item["batch_id"]] for item in page["data"]] == EXPECTED[policy][1:3]
+    assert page["pagination"] == {"total": len(WORKLOAD), "offset": 1, "start": 1, "end": 3}
+    refused = call_api(cluster, token, "GET", "/admin/api/v1/queue?limit=0")
+    assert refused.status_code == 400 and "limit" in refused.json()["message"]
 
     holder.close()
     done = {

@@ -13,6 +13,7 @@ import requests
 from pasqal_cloud.errors import BatchCancellingError, BatchCreationError
 
 from core.accounts import Accounts
+from core.hints import QPU_SECONDS_VARIABLE
 from core.keys import Keys
 from core.roles import Role
 from tests import sequences
@@ -409,19 +410,18 @@ def test_cancel_close_and_rebatch_are_audited_with_who_did_them(cluster, lab):
 # -- fair share ------------------------------------------------------------------------------
 
 
-def test_two_projects_flooding_one_qpu_take_turns(cluster):
+def test_two_projects_flooding_one_qpu_take_turns(start_cluster):
     """Project A submits three batches, then project B three more, while the QPU is busy: the
     QPU then goes to whichever has had less QPU time, instead of serving A's three first. With
-    batches of about the same length they take turns: neither gets two batches ahead (two in a
-    row happen when a batch of the other ran a little longer)."""
+    batches of the same length they take turns: neither gets two batches ahead. A synthetic
+    device gives each batch exactly its 0.3 s, whatever else shares the cores (an emulated
+    batch's length varied with the machine's load, and two in a row followed)."""
+    cluster = start_cluster(qpus={"EMU_FREE": 1}, synthetic_devices=True)
     holder, a, b = (cluster.new_account() for _ in range(3))
-    # The pool runs SEQ first (four jobs, across its processes): a process's first job of a
-    # sequence parses it and warms the emulator, which made A's first batch about twice as long
-    # as the others, enough for B to take three turns in a row.
-    cluster.sdk(holder).create_batch(SEQ, [JOB] * 4, device_type="EMU_FREE", wait=True)
+    job = {"runs": 5, "variables": {"omega_max": 6, QPU_SECONDS_VARIABLE: 0.3}}
     with hold_qpu(cluster.sdk(holder), SEQ):
         batches = [
-            sdk.create_batch(SEQ, [JOB], device_type="EMU_FREE")
+            sdk.create_batch(SEQ, [job], device_type="EMU_FREE")
             for sdk in (cluster.sdk(a), cluster.sdk(b))
             for _ in range(3)
         ]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from core import replies
 from core.db import Db
-from core.device_types import device_type_of_qpu
+from core.device_types import device_type_of_qpu, qpu_names
 from core.priorities import PRIORITIES
 from core.script_args import (
     AcquireQpuArgs,
@@ -94,6 +94,14 @@ class QpuControl:
         return sorted(
             qpu for qpu, at in seen.items() if int(at) >= since and device_type_of_qpu(qpu) in types
         )
+
+    def served(self, qpus: Mapping[str, int], since: int) -> list[str]:
+        """The configured QPUs (`qpus`: how many per device type), then those of the same
+        device types that workers announced at `since` or later (core/liveness.py
+        alive_since): the QPUs a scheduler grants and a forecaster forecasts."""
+        configured = qpu_names(qpus)
+        announced = self.announced(qpus.keys(), since)
+        return [*configured, *(q for q in announced if q not in configured)]
 
     def held(self, qpus: Iterable[str]) -> int:
         """How many of `qpus` a batch holds right now (their leases)."""

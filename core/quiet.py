@@ -34,6 +34,8 @@ def quiet() -> Iterator[None]:
 def _install() -> None:
     # Reinstalled when something replaced the hook since (a test harness recording warnings):
     # the hook forwards whatever it does not drop to the one it replaced.
+    if getattr(warnings.showwarning, "_tweezer_quiet", False):
+        return  # installed: every build of every request comes here, no lock taken
     with _lock:
         current = warnings.showwarning
         if getattr(current, "_tweezer_quiet", False):

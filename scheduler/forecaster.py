@@ -25,7 +25,7 @@ import threading
 import redis
 
 from core.db import Db, open_db
-from core.device_types import device_type_of_qpu, qpu_names
+from core.device_types import device_type_of_qpu
 from core.forecasts import ForecastBook
 from core.liveness import alive_since
 from core.qpu import QpuControl
@@ -87,10 +87,8 @@ class Forecaster:
 
     def served(self, now: int) -> dict[str, list[str]]:
         """The QPUs of each device type served: configured, or announced by their workers."""
-        configured = qpu_names(self.settings.qpus)
-        announced = self.control.announced(self.settings.qpus.keys(), alive_since(now))
         by_type: dict[str, list[str]] = {}
-        for qpu in dict.fromkeys([*configured, *announced]):
+        for qpu in self.control.served(self.settings.qpus, alive_since(now)):
             by_type.setdefault(device_type_of_qpu(qpu), []).append(qpu)
         return by_type
 

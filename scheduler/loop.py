@@ -83,11 +83,8 @@ class Scheduler:
         """The configured QPUs, and those of the same device types that workers on other hosts
         announced within the last PRESENCE_TTL_S (a QPU whose workers left is not granted new
         batches; one it was serving keeps being driven while the scheduler holds its lease)."""
-        since = alive_since(now)
-        types = self.settings.qpus.keys()
-        configured = self.configured_qpus
-        extra = [q for q in self.control.announced(types, since) if q not in configured]
-        return [*configured, *extra, *(q for q in self.leases if q not in configured + extra)]
+        served = self.control.served(self.settings.qpus, alive_since(now))
+        return [*served, *(q for q in self.leases if q not in served)]
 
     def run_once(self, now: int | None = None) -> None:
         now = now_us() if now is None else now

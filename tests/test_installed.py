@@ -531,6 +531,10 @@ def test_tweezer_up_from_the_installed_wheel_in_another_directory(with_lab, tmp_
         assert "--faults" in run("chaos", "--help")
         status = run("status", "--data-dir", str(data_dir))
         assert "EMU_FREE-0" in status and "FRESNEL-0" in status
+        # The scheduler's forecaster process (python -P -m scheduler.forecaster) runs from the
+        # install too: each device type has a fresh forecast.
+        forecasts = json.loads(run("status", "--json", "--data-dir", str(data_dir)))
+        assert set(forecasts["forecast_at"]) == {"EMU_FREE", "FRESNEL"}, forecasts
         trace = tmp_path / "trace.jsonl"
         trace.write_text("".join(json.dumps(line) + "\n" for line in SMALL_TRACE))
         run("simulate", "--trace", str(trace), "--policy", "fifo", "--out", str(tmp_path / "sim"))

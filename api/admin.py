@@ -180,9 +180,14 @@ def queue() -> jsend.Reply:
     svc = services()
     device_types, page = filters.queue_query(request.args)
     wanted = device_types or list(svc.settings.qpus)
-    # Only the forecasts are read whole; of the batches, only the page's.
-    order = [batch_id for t in wanted for batch_id in svc.store.forecast_order(t)]
-    ids = order[page.offset : page.offset + page.limit]
+    # Of each type's forecast order only the page's part is read, and only the page's batches.
+    ids: list[str] = []
+    total = 0
+    for device_type in wanted:
+        skip, take = max(0, page.offset - total), page.limit - len(ids)
+        part, count = svc.store.forecasts.order(device_type, skip, take)
+        ids += part
+        total += count
     items = [
         {
             "device_type": batch.device_type,
@@ -199,7 +204,7 @@ def queue() -> jsend.Reply:
         for batch in svc.store.waiting_batches(ids)
     ]
     # The page ends after the ids it covered, also when some of them started meanwhile.
-    return jsend.page(items, len(order), page.offset, end=page.offset + len(ids))
+    return jsend.page(items, total, page.offset, end=page.offset + len(ids))
 
 
 def _actor() -> str:

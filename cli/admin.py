@@ -12,6 +12,7 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Callable
 
 from core.accounts import Accounts, Project
 from core.db import open_db
@@ -71,7 +72,36 @@ def add_queue_command(commands: argparse._SubParsersAction) -> None:
         "queue", help="the batches waiting for each device type, in their expected order"
     )
     queue.add_argument("--device-type", metavar="T", help="only this device type")
+    queue.add_argument(
+        "--limit",
+        type=_bounded(1, MAX_QUEUE_PAGE),
+        default=100,
+        metavar="N",
+        help=f"batches shown per type (default 100, at most {MAX_QUEUE_PAGE})",
+    )
+    queue.add_argument(
+        "--offset", type=_bounded(0, 10**9), default=0, metavar="N", help="positions skipped"
+    )
     add_cluster_options(queue)
+
+
+#: The most batches `tweezer queue` shows of a device type at once.
+MAX_QUEUE_PAGE = 10_000
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high`, or an error that says so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
 
 
 def run_queue_command(args: argparse.Namespace) -> int:
@@ -84,16 +114,20 @@ def run_queue_command(args: argparse.Namespace) -> int:
         )
     store = Store(open_db(settings))
     for device_type in [args.device_type] if args.device_type else list(settings.qpus):
-        waiting = store.forecast_queue(device_type)
-        print(f"{device_type}: {len(waiting)} waiting")
+        # A page of it: the forecast's order gives the page, only its batches are read.
+        ids, total = store.forecasts.order(device_type, args.offset, args.limit)
+        waiting = store.waiting_batches(ids)
+        shown = f" (positions {args.offset + 1}-{args.offset + len(ids)})" if ids else ""
+        print(f"{device_type}: {total} waiting{shown}")
         if not waiting:
             continue
-        print(f"{'#':>4} {'batch':<36} {'project':<12} {'prio':<6} {'jobs':>5} {'qpu s':>8}  start")
-        for position, batch in enumerate(waiting, start=1):
+        print(f"{'#':>6} {'batch':<36} {'project':<12} {'prio':<6} {'jobs':>5} {'qpu s':>8}  start")
+        for batch in waiting:
+            position = batch.forecast.position if batch.forecast else "?"
             start = batch.forecast.start_s if batch.forecast else None
             when = (to_iso(to_us(start)) or "?")[11:19] if start is not None else "?"
             print(
-                f"{position:>4} {batch.id:<36} {batch.project_id[:12]:<12} "
+                f"{position:>6} {batch.id:<36} {batch.project_id[:12]:<12} "
                 f"{batch.queue_priority:<6} {batch.jobs_count:>5} "
                 f"{batch.predicted_qpu_s:>8.1f}  {when}"
             )

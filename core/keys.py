@@ -37,6 +37,10 @@ Scheduling (the policy chooses in Python: scheduling/policies.py; docs/design.md
                                           and running batches are expected to start and end,
                                           and @at -> when it was made (core/forecasts.py;
                                           replaced whole, expires)
+  forecast-order:{type}           zset    its waiting batches by position, for pages of the
+                                          queue (replaced with forecast:{type})
+  {key}:staging:{writer}          —       a forecast being written (core/forecasts.py), and
+  {key}:old:{writer}                      the one it replaced, freed in the background
   forecast_turn                   string  id of the forecaster whose turn it is
                                           (scheduler/forecaster.py; PX = 3 rounds)
   qpu:{name}:lease                string  lease token of the batch holding the QPU (PX = TTL)
@@ -141,6 +145,7 @@ _PATTERNS: dict[str, str] = {
     "device_usage_at": "device:{0}:usage-at",
     "device_costs": "device:{0}:costs",
     "forecast": "forecast:{0}",
+    "forecast_order": "forecast-order:{0}",
     "forecast_turn": "forecast_turn",
     "qpu_lease": "qpu:{0}:lease",
     "qpu_epoch": "qpu:{0}:epoch",
@@ -253,6 +258,19 @@ class Keys:
 
     def forecast(self, device_type: str) -> str:
         return self._key("forecast", device_type)
+
+    def forecast_order(self, device_type: str) -> str:
+        return self._key("forecast_order", device_type)
+
+    @staticmethod
+    def staging(key: str, writer: str) -> str:
+        """Where `writer` builds the next value of `key` before it replaces it whole."""
+        return f"{key}:staging:{writer}"
+
+    @staticmethod
+    def replaced(key: str, writer: str) -> str:
+        """Where the value `writer` replaced waits to be freed in the background."""
+        return f"{key}:old:{writer}"
 
     def forecast_turn(self) -> str:
         return self._key("forecast_turn")

@@ -246,19 +246,10 @@ class Store:
             batch.forecast = forecasts.get(batch.id)
         return batches
 
-    def forecast_queue(self, device_type: str) -> list[Batch]:
-        """The batches waiting for `device_type`, in the order the policy is expected to
-        start them (the latest forecast; empty before the first)."""
-        return self.waiting_batches(self.forecast_order(device_type))
-
-    def forecast_order(self, device_type: str) -> list[str]:
-        """The ids of the latest forecast's waiting batches of `device_type`, first to start
-        first (the forecast alone: no batch is read)."""
-        waiting = self.forecasts.all(device_type)
-        return sorted(
-            (batch_id for batch_id, f in waiting.items() if f.position > 0),
-            key=lambda batch_id: waiting[batch_id].position,
-        )
+    def forecast_queue(self, device_type: str, offset: int = 0, limit: int = 100) -> list[Batch]:
+        """A page of the batches waiting for `device_type`, in the order the policy is
+        expected to start them (the latest forecast; empty before the first)."""
+        return self.waiting_batches(self.forecasts.order(device_type, offset, limit)[0])
 
     def waiting_batches(self, batch_ids: list[str]) -> list[Batch]:
         """Those of `batch_ids` still waiting, in order, with their forecasts (a batch that

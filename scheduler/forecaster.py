@@ -7,6 +7,11 @@ CPU. Inside the loop that stalled lease renewals, grants and dispatch behind it 
 lost); in a thread it would still take the GIL from the loop for whole seconds. So each
 scheduler starts a process of its own for them (`start`), and the loop never waits for one.
 
+A round is incremental where it can be: the waiting batches it read before are kept (a closed
+batch does not change while it waits: scheduler/reader.py), and only the first positions are
+simulated choice by choice (scheduling/forecast.py). Rounds are paced to use at most a
+quarter of a core: after a round of t seconds of CPU, the next starts no sooner than 3t later.
+
 One forecaster of a cluster works at a time: `forecast_turn` names the one whose turn it is
 (SET NX PX, renewed by its holder each round); another takes over once it expires (its
 scheduler stopped). A forecast outlives three rounds, so one slow round leaves the last one up.
@@ -21,6 +26,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import redis
 
@@ -32,10 +38,21 @@ from core.qpu import QpuControl
 from core.settings import Settings
 from core.timefmt import now_us, to_ms
 from scheduler.reader import SnapshotReader
-from scheduling.forecast import FORECAST_WINDOW, forecast
+from scheduling.forecast import forecast
 from scheduling.policies import Policy, load_policy
+from scheduling.snapshot import Waiting
 
 log = logging.getLogger("tweezer.forecaster")
+
+#: The CPU a forecaster may use on average: a round of t CPU seconds is followed by a pause of
+#: at least t x (1 / CPU_SHARE - 1).
+CPU_SHARE = 0.25
+
+
+def pause_after(round_cpu_s: float, interval_s: float) -> float:
+    """Seconds to wait after a round that took `round_cpu_s` of CPU: the interval, or longer
+    when rounds are long, so that forecasting uses at most CPU_SHARE of a core."""
+    return max(interval_s, round_cpu_s * (1 / CPU_SHARE - 1))
 
 
 class Forecaster:
@@ -47,34 +64,49 @@ class Forecaster:
         self.snapshots = SnapshotReader(db, settings.fair_share_half_life_s)
         self.book = ForecastBook(db.client, db.namespace)
         self.id = secrets.token_hex(8)
+        #: Per device type, the closed waiting batches read in earlier rounds.
+        self.known: dict[str, dict[str, Waiting]] = {}
+        #: How long the last round and the pause after it took (s): a forecast and the turn
+        #: outlive three of them.
+        self.cycle_s = settings.forecast_interval_s
 
     def run(self, stop: threading.Event) -> None:
         """A round at once, then every `forecast_interval_s` until `stop`; Redis outages are
         waited out."""
         while not stop.is_set():
+            cpu, wall = time.process_time(), time.monotonic()
             try:
                 self.run_once(now_us())
             except redis.exceptions.ConnectionError as exc:
                 log.warning("redis unavailable (%s); retrying", exc)
             except Exception:
                 log.exception("forecast failed; the next round tries again")
-            stop.wait(self.settings.forecast_interval_s)
+            pause = pause_after(time.process_time() - cpu, self.settings.forecast_interval_s)
+            self.cycle_s = time.monotonic() - wall + pause
+            stop.wait(pause)
 
     def run_once(self, now: int) -> bool:
         """Forecasts every device type served, if it is this forecaster's turn."""
-        if not self.take_turn():
+        if not self.take_turn(self.cycle_s):
             return False
         s = self.settings
+        started = time.monotonic()
         for device_type, qpus in sorted(self.served(now).items()):
-            snapshot = self.snapshots.read(device_type, qpus, FORECAST_WINDOW, now)
+            known = self.known.setdefault(device_type, {})
+            snapshot = self.snapshots.read(device_type, qpus, None, now, known)
             expected = forecast(self.policy, snapshot, len(qpus), s.fair_share_half_life_s)
-            self.book.write(device_type, expected, ttl_s=3 * s.forecast_interval_s, at_us=now)
+            # This round's own length says how long until the next one ends.
+            took = time.monotonic() - started
+            cycle_s = max(self.cycle_s, took + pause_after(took, s.forecast_interval_s))
+            self.book.write(device_type, expected, ttl_s=3 * cycle_s, at_us=now, writer=self.id)
+            self.take_turn(cycle_s)  # renewed for as long
         return True
 
-    def take_turn(self) -> bool:
-        """True when this forecaster holds the cluster's turn (taking it if it is free)."""
+    def take_turn(self, cycle_s: float) -> bool:
+        """True when this forecaster holds the cluster's turn (taking it if it is free), for
+        three rounds of `cycle_s`."""
         key = self.db.keys.forecast_turn()
-        ttl_ms = to_ms(3 * self.settings.forecast_interval_s)
+        ttl_ms = to_ms(3 * cycle_s)
         client = self.db.client
         if client.set(key, self.id, nx=True, px=ttl_ms):
             return True

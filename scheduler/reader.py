@@ -48,9 +48,24 @@ class SnapshotReader:
         self.scripts = db.scripts
         self.half_life_s = half_life_s
 
-    def read(self, device_type: str, qpus: Iterable[str], window: int, now: int) -> Snapshot:
+    def read(
+        self,
+        device_type: str,
+        qpus: Iterable[str],
+        window: int | None,
+        now: int,
+        known: dict[str, Waiting] | None = None,
+    ) -> Snapshot:
         """What a policy sees at `now` (µs) when a QPU of `device_type` is free; `qpus` are the
-        type's QPUs, whose batches count as holding."""
+        type's QPUs, whose batches count as holding. Of each project's queue per level, its
+        oldest `window` batches (None: all of them, for forecasts).
+
+        `known` makes repeated reads incremental (the forecaster's): the waiting batches read
+        before, kept by the caller between reads. A closed batch's fields do not change while it
+        waits (priority and project are fixed at submission; leaving the queue is a status
+        change, which takes it out of the queue in the same script), so only batches not known
+        yet, and open ones (their jobs grow), are read; `known` is left holding the closed
+        ones still waiting."""
         k = self.keys
         now_s = now / SECOND_US
         pipe = self.redis.pipeline(transaction=False)
@@ -65,9 +80,10 @@ class SnapshotReader:
         projects_by_level, serving = levels[: len(PRIORITIES)], levels[len(PRIORITIES) :]
 
         # The oldest `window` batches of each (level, project) queue, and the holders' batches.
+        last = -1 if window is None else window - 1
         for priority, projects in zip(PRIORITIES, projects_by_level, strict=True):
             for project in projects:
-                pipe.zrange(k.project_queue(device_type, priority, project), 0, window - 1)
+                pipe.zrange(k.project_queue(device_type, priority, project), 0, last)
         held = [batch_id for batch_id in serving if batch_id]
         for batch_id in held:
             pipe.hmget(k.batch(batch_id), _HOLDING_FIELDS)
@@ -88,10 +104,21 @@ class SnapshotReader:
             if h["project_id"] and h["start_us"] and h["status"] == BatchStatus.RUNNING
         ]
 
-        rows = self._rows(queued)
-        projects = sorted(
-            {row["project_id"] for row in rows if row["project_id"]} | {h.project for h in holding}
-        )
+        before = known or {}
+        unknown = [batch_id for batch_id in queued if batch_id not in before]
+        read = {
+            batch_id: self._waiting(batch_id, device_type, row)
+            for batch_id, row in zip(unknown, self._rows(unknown), strict=True)
+            # One granted meanwhile no longer waits.
+            if row["project_id"] and row["status"] == BatchStatus.PENDING
+        }
+        waiting = [w for batch_id in queued if (w := before.get(batch_id) or read.get(batch_id))]
+        if known is not None:
+            known.clear()
+            known.update((w.id, w) for w in waiting if not w.open)
+        waiting.sort(key=lambda w: (w.submitted_s, w.id))
+
+        projects = sorted({w.project for w in waiting} | {h.project for h in holding})
         pipe = self.redis.pipeline(transaction=False)
         for project in projects:
             pipe.hget(k.project(project), "share")
@@ -100,25 +127,6 @@ class SnapshotReader:
             for project, share in zip(projects, pipe.execute(), strict=True)
             if share is not None
         }
-
-        waiting = [
-            Waiting(
-                id=batch_id,
-                project=row["project_id"],
-                user=row["user_id"],
-                priority=row["queue_priority"],
-                device_type=device_type,
-                submitted_s=int(row["created_us"]) / SECOND_US,
-                open=row["open"] == "1",
-                jobs=int(row["jobs_total"] or 0),
-                runs=int(row["runs_total"] or 0),
-                predicted_qpu_s=float(row["predicted_qpu_s"] or 0.0),
-            )
-            for batch_id, row in zip(queued, rows, strict=True)
-            # One granted meanwhile no longer waits.
-            if row["project_id"] and row["status"] == BatchStatus.PENDING
-        ]
-        waiting.sort(key=lambda w: (w.submitted_s, w.id))
         decayed_usage = {
             project: decayed(
                 float(value), int(usage_at.get(project, now)) / SECOND_US, now_s, self.half_life_s
@@ -132,6 +140,21 @@ class SnapshotReader:
             holding=tuple(holding),
             usage=decayed_usage,
             shares=shares,
+        )
+
+    @staticmethod
+    def _waiting(batch_id: str, device_type: str, row: dict[str, Any]) -> Waiting:
+        return Waiting(
+            id=batch_id,
+            project=row["project_id"],
+            user=row["user_id"],
+            priority=row["queue_priority"],
+            device_type=device_type,
+            submitted_s=int(row["created_us"]) / SECOND_US,
+            open=row["open"] == "1",
+            jobs=int(row["jobs_total"] or 0),
+            runs=int(row["runs_total"] or 0),
+            predicted_qpu_s=float(row["predicted_qpu_s"] or 0.0),
         )
 
     def _rows(self, batch_ids: list[str]) -> list[dict[str, Any]]:

@@ -2,10 +2,18 @@
 cluster's current state: the batches waiting and their predicted QPU time, what the running
 batches have left of theirs, each project's usage. The real policy, not an average.
 
-The scheduler writes each device type's forecast to Redis every `forecast_interval_s`
-(core/forecasts.py); the API shows it on the batch (`queue_position`, `estimated_start_at`,
-`estimated_end_at`) and `tweezer queue` as a table. A forecast assumes the device stays UP and
-nothing more is submitted.
+A scheduler's forecaster (scheduler/forecaster.py) writes each device type's forecast to Redis
+every `forecast_interval_s` or so (core/forecasts.py); the API shows it on the batch
+(`queue_position`, `estimated_start_at`, `estimated_end_at`) and `tweezer queue` as a table. A
+forecast assumes the device stays UP and nothing more is submitted.
+
+**Exact first, coarser far back.** The first EXACT_POSITIONS starts are the policy's own
+choices, one `choose` per start, as live; the rest of the queue is placed in the policy's
+`backlog_order` (one sort, scheduling/policies.py), each on the QPU that frees first. A choice
+costs a pass over every project's queue head, so choosing for each of 100,000 batches would
+take minutes; the sort takes a fraction of a second. The bound (README, "Forecasts"): exact
+for fifo and priority at every position; for fair-share and shortest-first, the far positions
+are approximations whose error tests/test_forecasts.py measures.
 """
 
 from __future__ import annotations
@@ -18,16 +26,20 @@ from scheduling.snapshot import Snapshot
 
 #: A running batch past its predicted end is expected to end this much later still.
 OVERRUN_S = 1.0
-#: Of each project's queue per level, the batches a forecast looks at.
-FORECAST_WINDOW = 1000
+#: How many of the waiting batches start in a forecast by the policy's own choices.
+EXACT_POSITIONS = 1000
 
 
 def forecast(
-    policy: Policy, snapshot: Snapshot, qpu_count: int, half_life_s: float
+    policy: Policy,
+    snapshot: Snapshot,
+    qpu_count: int,
+    half_life_s: float,
+    exact_positions: int = EXACT_POSITIONS,
 ) -> dict[str, Forecast]:
     """Each batch of `snapshot` (waiting, or holding one of the type's `qpu_count` QPUs) with
     its expected start and end; waiting ones numbered in the order they are expected to
-    start."""
+    start. `snapshot.waiting` holds every waiting batch (not a policy's window)."""
     now = snapshot.now_s
     out: dict[str, Forecast] = {}
     busy = []
@@ -45,7 +57,7 @@ def forecast(
         {snapshot.device_type: dict(snapshot.usage)},
         start_s=now,
     )
-    outcomes = simulation.run(batches, busy, present_s=now)
+    outcomes = simulation.run(batches, busy, present_s=now, exact_starts=exact_positions)
     for position, outcome in enumerate(outcomes, start=1):
         out[outcome.batch.id] = Forecast(position, outcome.start_s, outcome.end_s)
     return out

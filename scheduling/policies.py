@@ -14,6 +14,7 @@ a class built without arguments that has `name`, `window` and `choose` as below.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import ClassVar, Protocol
 
 from core.errors import ConfigurationError
@@ -33,6 +34,25 @@ class Policy(Protocol):
         """The batch the free QPU runs next; None leaves it idle."""
 
 
+# A policy may also say, cheaply, in which order it would start every batch of a long queue
+# if nothing more arrived: `backlog_order(snapshot) -> list[Waiting]`, where `snapshot.waiting`
+# holds all of them (not a window). Forecasts use it past their exact positions
+# (scheduling/forecast.py): one sort instead of one `choose` per batch. A policy without it is
+# taken to start its backlog by priority level, then submission.
+
+
+def _by_level_then_age(b: Waiting) -> tuple[int, float, str]:
+    return (b.level, b.submitted_s, b.id)
+
+
+def backlog_order(policy: Policy, snapshot: Snapshot) -> list[Waiting]:
+    """Every batch of `snapshot.waiting` in the order `policy` is expected to start them."""
+    own: Callable[[Snapshot], list[Waiting]] | None = getattr(policy, "backlog_order", None)
+    if own is not None:
+        return own(snapshot)
+    return sorted(snapshot.waiting, key=_by_level_then_age)
+
+
 def _oldest(batches: tuple[Waiting, ...] | list[Waiting]) -> Waiting | None:
     return min(batches, key=lambda b: (b.submitted_s, b.id), default=None)
 
@@ -46,6 +66,10 @@ class Fifo:
     def choose(self, snapshot: Snapshot) -> Waiting | None:
         return _oldest(snapshot.waiting)
 
+    def backlog_order(self, snapshot: Snapshot) -> list[Waiting]:
+        # Exact: the oldest head is the oldest batch.
+        return sorted(snapshot.waiting, key=lambda b: (b.submitted_s, b.id))
+
 
 class PriorityFirst:
     """HIGH before MEDIUM before LOW; submission order within a level."""
@@ -54,7 +78,11 @@ class PriorityFirst:
     window: ClassVar[int] = 1
 
     def choose(self, snapshot: Snapshot) -> Waiting | None:
-        return min(snapshot.waiting, key=lambda b: (b.level, b.submitted_s, b.id), default=None)
+        return min(snapshot.waiting, key=_by_level_then_age, default=None)
+
+    def backlog_order(self, snapshot: Snapshot) -> list[Waiting]:
+        # Exact, as for fifo.
+        return sorted(snapshot.waiting, key=_by_level_then_age)
 
 
 class FairShare:
@@ -83,6 +111,21 @@ class FairShare:
 
         return min(heads.values(), key=key)
 
+    def backlog_order(self, snapshot: Snapshot) -> list[Waiting]:
+        """Level by level; within one, as fair queuing does: each project's batches in
+        submission order, each keyed by the project's usage per share before it starts (its
+        usage now, plus the predicted QPU time of its batches ahead of it). Close to `choose`
+        run batch by batch, not equal: usage decays meanwhile, and with several QPUs `choose`
+        counts a running batch's time as it passes, this its whole prediction at its start."""
+        ratio = {p: snapshot.usage_now(p) for p in {b.project for b in snapshot.waiting}}
+        keyed = []
+        for b in sorted(snapshot.waiting, key=_by_level_then_age):
+            share = max(snapshot.share(b.project), 1e-9)
+            keyed.append(((b.level, ratio[b.project] / share, b.submitted_s, b.id), b))
+            ratio[b.project] += b.predicted_qpu_s
+        keyed.sort(key=lambda pair: pair[0])
+        return [b for _, b in keyed]
+
 
 class ShortestFirst:
     """The batch with the least predicted QPU time first, aged: a batch's score is its
@@ -103,6 +146,15 @@ class ShortestFirst:
             return (b.predicted_qpu_s - (now - b.submitted_s) / self.aging, b.submitted_s, b.id)
 
         return min(snapshot.waiting, key=key, default=None)
+
+    def backlog_order(self, snapshot: Snapshot) -> list[Waiting]:
+        # Of batches that all wait, the aged score orders them the same at any moment: score x
+        # aging = predicted x aging + submitted - now. Unlike `choose`, this sees every batch of
+        # a project, not its first `window`.
+        return sorted(
+            snapshot.waiting,
+            key=lambda b: (b.predicted_qpu_s * self.aging + b.submitted_s, b.submitted_s, b.id),
+        )
 
 
 BUILT_IN: dict[str, type] = {p.name: p for p in (Fifo, PriorityFirst, FairShare, ShortestFirst)}

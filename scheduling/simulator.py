@@ -17,13 +17,13 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from itertools import chain, islice
 
 from core.decay import decayed
 from core.device_types import device_type_of_qpu, qpu_name
-from scheduling.policies import Policy
+from scheduling.policies import Policy, backlog_order
 from scheduling.snapshot import Holding, Snapshot, Waiting
 
 
@@ -50,6 +50,8 @@ class SimBatch:
     jobs: tuple[SimJob, ...]
     #: What the policy is told it will take (default: what it really takes).
     predicted_qpu_s: float | None = None
+    #: The live batch it stands for (a forecast): what the policy sees of it.
+    live: Waiting | None = field(default=None, compare=False, repr=False)
 
     @property
     def computing_s(self) -> float:
@@ -68,9 +70,13 @@ class SimBatch:
     def of_waiting(cls, w: Waiting) -> SimBatch:
         """A live waiting batch as the simulator's: one job of its predicted QPU time."""
         job = SimJob(qpu_s=w.predicted_qpu_s, runs=w.runs)
-        return cls(w.id, w.project, w.user, w.priority, w.device_type, w.submitted_s, False, (job,))
+        return cls(
+            w.id, w.project, w.user, w.priority, w.device_type, w.submitted_s, False, (job,), live=w
+        )
 
     def waiting(self) -> Waiting:
+        if self.live is not None:
+            return self.live
         predicted = self.hold_s if self.predicted_qpu_s is None else self.predicted_qpu_s
         return Waiting(
             id=self.id,
@@ -128,6 +134,29 @@ class _Type:
 _END, _ARRIVE = 0, 1
 
 
+class _DecayedUsage(Mapping[str, float]):
+    """Each project's usage decayed to `now`, computed when a policy asks for it: a snapshot
+    per grant must not cost a decay per project of the cluster."""
+
+    def __init__(self, raw: dict[str, tuple[float, float]], now: float, half_life_s: float):
+        self.raw, self.now, self.half_life_s = dict(raw), now, half_life_s
+
+    def __getitem__(self, project: str) -> float:
+        value, since = self.raw[project]
+        return decayed(value, since, self.now, self.half_life_s)
+
+    def get(self, project: str, default: float | None = None) -> float | None:  # type: ignore[override]
+        # Mapping's own `get` goes through KeyError: this is the policies' hot path.
+        item = self.raw.get(project)
+        return default if item is None else decayed(item[0], item[1], self.now, self.half_life_s)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+
 class SimulationError(ValueError):
     """Batches the simulator cannot run (a time that is not a finite number); the message
     names the batch."""
@@ -171,10 +200,13 @@ class Simulation:
         batches: Iterable[SimBatch],
         busy: Iterable[Busy] = (),
         present_s: float | None = None,
+        exact_starts: int | None = None,
     ) -> list[Outcome]:
         """Every batch's outcome, in the order they started. Batches of a device type with no
         QPU never start (they are left out). With `present_s`, batches submitted before it
-        arrive then (a forecast: they are waiting already)."""
+        arrive then (a forecast: they are waiting already). With `exact_starts`, once that many
+        batches started and none is still to arrive, the rest are placed in the policy's
+        `backlog_order` (one sort, not a `choose` each: forecasts of long queues)."""
         # (time, kind, order within the kind, payload): ends by QPU name, arrivals in
         # submission order (several arrive at once when a forecast starts from the present).
         events: list[tuple[float, int, tuple[float, str], object]] = []
@@ -188,6 +220,7 @@ class Simulation:
                 arrival = batch.submit_s if present_s is None else max(batch.submit_s, present_s)
                 events.append((arrival, _ARRIVE, (batch.submit_s, batch.id), batch))
         heapq.heapify(events)
+        arrivals = sum(1 for event in events if event[1] == _ARRIVE)
         outcomes: list[Outcome] = []
         while events:
             now = events[0][0]
@@ -198,11 +231,49 @@ class Simulation:
                     touched.add(self._release(key, now))
                 else:
                     assert isinstance(payload, SimBatch)
+                    arrivals -= 1
                     self._arrive(payload)
                     touched.add(payload.device_type)
             for device_type in sorted(touched):
                 self._grant(device_type, now, events, outcomes)
+            if exact_starts is not None and len(outcomes) >= exact_starts and not arrivals:
+                self._place_backlog(now, events, outcomes)
+                break
         return outcomes
+
+    def _place_backlog(
+        self,
+        now: float,
+        events: list[tuple[float, int, tuple[float, str], object]],
+        outcomes: list[Outcome],
+    ) -> None:
+        """Every batch still waiting at `now`, started in the policy's backlog order, each on
+        the type's QPU that frees first (ties: by name). Nothing more arrives (the caller
+        checked) and usage is no longer followed."""
+        for device_type, state in sorted(self.types.items()):
+            if not state.waiting_count:
+                continue
+            free = [(now, qpu) for qpu in state.free]
+            free += [
+                (t, qpu) for t, kind, (_, qpu), _ in events if kind == _END and qpu in state.holding
+            ]
+            heapq.heapify(free)
+            batches = {w.id: b for queue in state.queues.values() for b, w in queue}
+            every = tuple(w for queue in state.queues.values() for _, w in queue)
+            snapshot = replace(self.snapshot(device_type, now), waiting=every)
+            order = backlog_order(self.policy, snapshot)
+            if sorted(w.id for w in order) != sorted(batches):
+                raise ValueError(
+                    f"policy {self.policy.name}: backlog_order must return each waiting batch once"
+                )
+            for waiting in order:
+                start, qpu = heapq.heappop(free)
+                batch = batches[waiting.id]
+                outcomes.append(Outcome(batch, qpu, start, start + batch.hold_s))
+                heapq.heappush(free, (start + batch.hold_s, qpu))
+            state.queues.clear()
+            state.heads.clear()
+            state.waiting_count = 0
 
     def _arrive(self, batch: SimBatch) -> None:
         state = self.types[batch.device_type]
@@ -228,10 +299,7 @@ class Simulation:
     def snapshot(self, device_type: str, now: float) -> Snapshot:
         state = self.types[device_type]
         waiting = tuple(chain.from_iterable(state.heads.values()))
-        usage = {
-            project: decayed(value, since, now, self.half_life_s)
-            for project, (value, since) in state.usage.items()
-        }
+        usage = _DecayedUsage(state.usage, now, self.half_life_s)
         return Snapshot(
             now_s=now,
             device_type=device_type,

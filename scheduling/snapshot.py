@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from core.priorities import PRIORITIES
 
@@ -29,7 +30,7 @@ class Waiting:
     #: How long it is expected to hold a QPU (core/costs.py; a trace's own figure in simulation).
     predicted_qpu_s: float
 
-    @property
+    @cached_property
     def level(self) -> int:
         """0 for HIGH, 1 for MEDIUM, 2 for LOW."""
         return _LEVELS.get(self.priority, 1)

@@ -358,3 +358,23 @@ def test_a_killed_tweezer_up_takes_its_whole_cluster_with_it_and_frees_its_data_
     finally:
         again.send_signal(signal.SIGINT)
         assert again.wait(60) == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--limit", "0"], "0 is not between 1 and 10000"),
+        (["--limit", "100001"], "100001 is not between 1 and 10000"),
+        (["--offset", "-1"], "-1 is not between 0 and 1000000000"),
+        (["--offset", "1e9"], "'1e9' is not an integer"),
+    ],
+)
+def test_a_queue_page_out_of_bounds_is_refused_before_any_cluster_is_read(tmp_path, flags, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "queue", *flags, "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and message in done.stderr
+    assert "Traceback" not in done.stderr and "no cluster" not in done.stderr

@@ -3,17 +3,28 @@ scheduler, one at work per cluster, each forecast saying when it was made."""
 
 from __future__ import annotations
 
-import pytest
+import random
+import uuid
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.audit import Audit
 from core.db import Db
-from core.forecasts import FORECAST_AT, ForecastBook
+from core.forecasts import FORECAST_AT, WRITE_CHUNK, Forecast, ForecastBook
 from core.keys import Keys
 from core.overview import read_overview
+from core.records import Job
 from core.render import forecast_json
+from core.status import BatchStatus, JobStatus
 from core.timefmt import to_iso
-from scheduler.forecaster import Forecaster
+from scheduler.forecaster import CPU_SHARE, Forecaster, pause_after
 from scheduler.loop import Scheduler
+from scheduler.reader import SnapshotReader
+from scheduling.forecast import forecast
 from scheduling.policies import load_policy
+from scheduling.snapshot import Holding, Snapshot, Waiting
 from tests import sequences
 from tests.conftest import make_settings
 from tests.factories import NS, QPU, SECOND, T0, RecordingProducer, new_batch
@@ -44,8 +55,10 @@ def test_the_forecast_order_pages_without_reading_every_batch(parts, redis_only)
     store, _, _ = parts
     ids = [new_batch(store, now=T0 + i * SECOND)[0].id for i in range(4)]
     _forecaster(redis_only).run_once(T0 + 5 * SECOND)
-    assert store.forecast_order("EMU_FREE") == ids  # fifo
-    page = store.waiting_batches(ids[1:3])
+    assert store.forecasts.order("EMU_FREE", 0, 10) == (ids, 4)  # fifo
+    assert store.forecasts.order("EMU_FREE", 1, 2) == (ids[1:3], 4)
+    assert store.forecasts.order("EMU_FREE", 3, 0) == ([], 4)
+    page = store.forecast_queue("EMU_FREE", offset=1, limit=2)
     assert [b.id for b in page] == ids[1:3] and [b.forecast.position for b in page] == [2, 3]
     assert [b.id for b in store.forecast_queue("EMU_FREE")] == ids
 
@@ -110,3 +123,205 @@ def test_a_slow_forecast_costs_the_scheduler_no_lease(ponderous):
         assert sdk.get_batch(holder.id).status == "RUNNING"
     log = (cluster.cluster.log_dir / "scheduler.log").read_text()
     assert "lost the lease" not in log, log[-3000:]
+
+
+# Exact first, coarser far back (scheduling/forecast.py).
+
+
+def _queue(seed: int, n: int, projects: int, qpus: int = 1) -> Snapshot:
+    """A random queue: batches of `projects` projects at three levels, shares 1-3, some usage,
+    and for several QPUs some of them held."""
+    rnd = random.Random(seed)
+    waiting = tuple(
+        Waiting(
+            id=f"b{i:06d}",
+            project=f"p{rnd.randrange(projects)}",
+            user="u",
+            priority=rnd.choice(("HIGH", "MEDIUM", "LOW")),
+            device_type="EMU_FREE",
+            submitted_s=1000.0 + i * rnd.choice((0.01, 0.5)),
+            open=False,
+            jobs=1,
+            runs=100,
+            predicted_qpu_s=rnd.uniform(0.5, 3.0),
+        )
+        for i in range(n)
+    )
+    holding = tuple(
+        Holding(f"h{q}", f"p{rnd.randrange(projects)}", 1990.0 + q, rnd.uniform(5, 20))
+        for q in range(rnd.randrange(qpus))
+    )
+    return Snapshot(
+        now_s=2000.0,
+        device_type="EMU_FREE",
+        waiting=waiting,
+        holding=holding,
+        usage={f"p{i}": rnd.uniform(0, 100) for i in range(projects)},
+        shares={f"p{i}": float(rnd.choice((1, 1, 2, 3))) for i in range(projects)},
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10**6),
+    n=st.integers(0, 120),
+    projects=st.integers(1, 8),
+    qpus=st.integers(1, 3),
+    exact=st.integers(0, 130),
+    policy=st.sampled_from(["fifo", "priority", "fair-share", "shortest-first"]),
+)
+def test_a_forecast_is_the_full_simulation_up_to_its_exact_positions(
+    seed, n, projects, qpus, exact, policy
+):
+    """Property: the first `exact` positions are the policy's own choices (as choosing for
+    every batch gives them); for fifo and priority, every position is; every batch has one."""
+    queue = _queue(seed, n, projects, qpus)
+    full = forecast(load_policy(policy), queue, qpus, 86_400.0, exact_positions=10**9)
+    tiered = forecast(load_policy(policy), queue, qpus, 86_400.0, exact_positions=exact)
+    assert (
+        tiered.keys()
+        == full.keys()
+        == {w.id for w in queue.waiting} | {h.id for h in queue.holding}
+    )
+    first = {i for i, f in full.items() if 0 < f.position <= exact}
+    assert {i: tiered[i] for i in first} == {i: full[i] for i in first}
+    if policy in ("fifo", "priority"):
+        assert tiered == full
+    positions = sorted(f.position for f in tiered.values() if f.position)
+    assert positions == list(range(1, n + 1))
+
+
+@pytest.mark.parametrize("policy", ["fair-share", "shortest-first"])
+@pytest.mark.parametrize("qpus", [1, 4])
+def test_far_positions_are_within_the_documented_bound(policy, qpus):
+    """README, "Forecasts": past the exact positions, fair-share and
+    shortest-first ETAs are within 20% of the wait the full simulation gives, 95% of them
+    within 2% (2,000 batches of 40 projects; 200 exact positions)."""
+    errors = []
+    for seed in range(2):
+        queue = _queue(seed, 2000, 40)
+        full = forecast(load_policy(policy), queue, qpus, 86_400.0, exact_positions=10**9)
+        tiered = forecast(load_policy(policy), queue, qpus, 86_400.0, exact_positions=200)
+        errors += [
+            abs(tiered[i].start_s - f.start_s) / (f.start_s - queue.now_s)
+            for i, f in full.items()
+            if f.position > 200
+        ]
+    errors.sort()
+    assert errors[-1] <= 0.20
+    assert errors[int(len(errors) * 0.95)] <= 0.02
+
+
+def test_a_policy_without_a_backlog_order_has_its_backlog_by_level_then_age():
+    queue = _queue(7, 50, 3)
+    tiered = forecast(_OnlyChoose(), queue, 1, 86_400.0, exact_positions=5)
+    later = sorted((f.position, i) for i, f in tiered.items() if f.position > 5)
+    by_level = {w.id: (w.level, w.submitted_s, w.id) for w in queue.waiting}
+    rest = sorted(set(by_level) - {i for i, f in tiered.items() if f.position <= 5})
+    assert [i for _, i in later] == sorted(rest, key=by_level.__getitem__)
+
+
+class _OnlyChoose:
+    """A lab's policy with only `choose` (the newest first)."""
+
+    name = "newest"
+    window = 1
+
+    def choose(self, snapshot):
+        return max(snapshot.waiting, key=lambda b: (b.submitted_s, b.id), default=None)
+
+
+def test_a_backlog_order_that_loses_a_batch_is_refused():
+    class Lossy(_OnlyChoose):
+        def backlog_order(self, snapshot):
+            return list(snapshot.waiting)[1:]
+
+    with pytest.raises(ValueError, match="each waiting batch once"):
+        forecast(Lossy(), _queue(1, 20, 2), 1, 86_400.0, exact_positions=5)
+
+
+def test_forecasting_is_paced_to_a_quarter_of_a_core():
+    assert pause_after(0.1, 5.0) == 5.0  # short rounds: the interval
+    assert pause_after(4.0, 5.0) == pytest.approx(12.0)  # 4 s of CPU in every 16 s
+    assert CPU_SHARE == 0.25
+
+
+# Incremental reads (scheduler/reader.py `known`).
+
+
+def test_incremental_reads_equal_full_reads_as_the_queue_changes(parts, redis_only):
+    """Property, on seeded random changes: submit (closed or open, any level, several
+    projects), cancel, add jobs to an open batch, close it, grant a QPU: each time the read
+    that reuses what it knew equals a fresh one, and reads only what it did not know."""
+    store, control, _ = parts
+    reader = SnapshotReader(Db.of(redis_only, NS), 86_400.0)
+    for seed in range(4):
+        rnd = random.Random(seed)
+        redis_only.flushall()
+        known: dict = {}
+        batches = []
+        now = T0
+        for _ in range(40):
+            now += SECOND
+            action = rnd.choice(("submit", "submit", "submit", "cancel", "add", "close", "grant"))
+            pending = [b for b in batches if store.get_batch(b.id).status == BatchStatus.PENDING]
+            if action == "submit" or not pending:
+                batch, _ = new_batch(
+                    store,
+                    runs=(rnd.randint(1, 50),),
+                    open_=rnd.random() < 0.3,
+                    priority=rnd.choice(("HIGH", "MEDIUM", "LOW")),
+                    project=f"p{rnd.randrange(3)}",
+                    now=now,
+                )
+                batches.append(batch)
+            elif action == "cancel":
+                store.cancel_batch(rnd.choice(pending).id, now, "u")
+            elif action in ("add", "close") and (opened := [b for b in pending if b.open]):
+                batch = rnd.choice(opened)
+                if action == "close":
+                    store.close_batch(batch.id, now, "u")
+                    batch.open = False
+                else:
+                    job = Job(
+                        str(uuid.uuid4()),
+                        batch.id,
+                        batch.project_id,
+                        "u",
+                        JobStatus.PENDING,
+                        runs=7,
+                        created_us=0,
+                        updated_us=0,
+                    )
+                    store.add_jobs(batch.id, [job], now, Audit("u", "batch.add_jobs"))
+            elif action == "grant" and not redis_only.get(Keys(NS).qpu_batch(QPU)):
+                control.acquire(QPU, 30, now)
+            fresh = reader.read("EMU_FREE", [QPU], None, now)
+            assert reader.read("EMU_FREE", [QPU], None, now, known) == fresh
+            assert set(known) == {w.id for w in fresh.waiting if not w.open}
+
+
+def test_a_forecast_is_staged_in_chunks_and_replaces_the_last_whole(redis_only):
+    """Written in chunks (core/forecasts.py WRITE_CHUNK) under its writer's keys, then put in
+    place at once: the keys left are the forecast and its order, with their expiry; a smaller
+    forecast leaves nothing of the larger one; an empty one leaves no order."""
+    book, keys = ForecastBook(redis_only, NS), Keys(NS)
+    big = {f"b{i:05d}": Forecast(i + 1, 100.0 + i, 101.0 + i) for i in range(2 * WRITE_CHUNK + 7)}
+    book.write("EMU_FREE", big, ttl_s=30, at_us=T0, writer="w1")
+    assert sorted(redis_only.keys("*")) == sorted(
+        [keys.forecast("EMU_FREE"), keys.forecast_order("EMU_FREE")]
+    )
+    assert 29_000 < redis_only.pttl(keys.forecast_order("EMU_FREE")) <= 30_000
+    assert book.order("EMU_FREE", WRITE_CHUNK, 2) == (
+        [f"b{WRITE_CHUNK:05d}", f"b{WRITE_CHUNK + 1:05d}"],
+        len(big),
+    )
+    small = {"b00003": Forecast(1, 200.0, 201.0), "r": Forecast(0, 150.0, 201.0)}
+    book.write("EMU_FREE", small, ttl_s=30, at_us=T0 + SECOND, writer="w2")
+    assert book.all("EMU_FREE") == {
+        i: Forecast(f.position, f.start_s, f.end_s, T0 + SECOND) for i, f in small.items()
+    }
+    assert book.order("EMU_FREE", 0, 10) == (["b00003"], 1)  # a running batch has no place
+    book.write("EMU_FREE", {}, ttl_s=30, at_us=T0 + 2 * SECOND, writer="w1")
+    assert redis_only.keys("*") == [keys.forecast("EMU_FREE")]
+    assert book.order("EMU_FREE", 0, 10) == ([], 0)

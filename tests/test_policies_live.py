@@ -115,6 +115,11 @@ def test_a_queue_starts_in_the_policys_order_as_the_simulator_says(fresnel, poli
     names = {batch.id: name for name, (_, batch) in batches.items()}
     table = run_admin(cluster, "queue", "--device-type", "FRESNEL").splitlines()
     assert [names[line.split()[1]] for line in table[2:]] == EXPECTED[policy]
+    paged = run_admin(cluster, "queue", "--device-type", "FRESNEL", "--offset", "1", "--limit", "2")
+    lines = paged.splitlines()
+    assert lines[0] == f"FRESNEL: {len(WORKLOAD)} waiting (positions 2-3)"
+    assert [names[line.split()[1]] for line in lines[2:]] == EXPECTED[policy][1:3]
+    assert [line.split()[0] for line in lines[2:]] == ["2", "3"]
     accounts = Accounts(cluster.client, cluster.settings.namespace)
     admin = accounts.create_user(f"admin-{secrets.token_hex(4)}", admin=True)
     token = accounts.issue_token(admin).token

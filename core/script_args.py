@@ -171,6 +171,15 @@ class HashRowsArgs(ScriptArgs):
 
 
 @dataclass(frozen=True)
+class QueueHeadsArgs(ScriptArgs):
+    SCRIPT = "queue_heads"
+    device_type: str
+    #: JSON array, highest first.
+    priorities: str
+    window: int
+
+
+@dataclass(frozen=True)
 class PurgeInputsArgs(ScriptArgs):
     SCRIPT = "purge_inputs"
     now: int
@@ -378,6 +387,7 @@ ARGS: dict[str, type[ScriptArgs]] = {
         IdempotencyCheckArgs,
         QueryArgs,
         HashRowsArgs,
+        QueueHeadsArgs,
         PurgeInputsArgs,
         MigrateArgs,
         AcquireQpuArgs,

@@ -1,11 +1,13 @@
 """The live cluster as a policy sees it: one device type's waiting batches, the batches holding
-its QPUs, each project's usage and share, read from Redis in four round trips (the waiting
-batches' fields as one JSON reply per ROWS_PER_CALL batches: a forecast reads every waiting
-batch, and a reply per batch cost the scheduler a core's tenth of a second per thousand).
+its QPUs, each project's usage and share, read from Redis in a few round trips, none of them a
+command per project or per batch: the heads of every project's queue and the shares come from
+one script (queue_heads.lua; 1,000 projects cost the scheduler 20 ms a grant as a command
+each), the waiting batches' fields as one JSON reply per ROWS_PER_CALL batches.
 
 Only the indexed waiting set is read (queue:{type}:{priority} and each project's queue), and of
 each project's queue only its oldest `window` batches: a pass costs the same on a queue of ten
-batches or ten thousand (for policies whose window is 1).
+batches or ten thousand (for policies whose window is 1). A caller that keeps `known` between
+reads (the scheduler, the forecaster) reads the fields only of batches it has not seen.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from core.db import Db
 from core.decay import decayed
 from core.priorities import PRIORITIES
-from core.script_args import HashRowsArgs
+from core.script_args import HashRowsArgs, QueueHeadsArgs
 from core.status import BatchStatus
 from core.timefmt import SECOND_US
 from scheduling.snapshot import Holding, Snapshot, Waiting
@@ -69,30 +71,16 @@ class SnapshotReader:
         k = self.keys
         now_s = now / SECOND_US
         pipe = self.redis.pipeline(transaction=False)
-        for priority in PRIORITIES:
-            pipe.zrange(k.queue(device_type, priority), 0, -1)
-        holders = list(qpus)
-        for qpu in holders:
+        for qpu in qpus:
             pipe.get(k.qpu_batch(qpu))
         pipe.hgetall(k.device_usage(device_type))
         pipe.hgetall(k.device_usage_at(device_type))
-        *levels, usage, usage_at = pipe.execute()
-        projects_by_level, serving = levels[: len(PRIORITIES)], levels[len(PRIORITIES) :]
+        *serving, usage, usage_at = pipe.execute()
 
-        # The oldest `window` batches of each (level, project) queue, and the holders' batches.
-        last = -1 if window is None else window - 1
-        for priority, projects in zip(PRIORITIES, projects_by_level, strict=True):
-            for project in projects:
-                pipe.zrange(k.project_queue(device_type, priority, project), 0, last)
         held = [batch_id for batch_id in serving if batch_id]
         for batch_id in held:
             pipe.hmget(k.batch(batch_id), _HOLDING_FIELDS)
-        replies = pipe.execute()
-        queued = [batch_id for ids in replies[: len(replies) - len(held)] for batch_id in ids]
-        holders_rows = [
-            dict(zip(_HOLDING_FIELDS, values, strict=True))
-            for values in replies[len(replies) - len(held) :]
-        ]
+        holders_rows = [dict(zip(_HOLDING_FIELDS, v, strict=True)) for v in pipe.execute()]
         holding = [
             Holding(
                 batch_id,
@@ -103,6 +91,10 @@ class SnapshotReader:
             for batch_id, h in zip(held, holders_rows, strict=True)
             if h["project_id"] and h["start_us"] and h["status"] == BatchStatus.RUNNING
         ]
+        if window is None:
+            queued, shares = self._whole_queues(device_type)
+        else:
+            queued, shares = self._heads(device_type, window)
 
         before = known or {}
         unknown = [batch_id for batch_id in queued if batch_id not in before]
@@ -118,15 +110,11 @@ class SnapshotReader:
             known.update((w.id, w) for w in waiting if not w.open)
         waiting.sort(key=lambda w: (w.submitted_s, w.id))
 
-        projects = sorted({w.project for w in waiting} | {h.project for h in holding})
-        pipe = self.redis.pipeline(transaction=False)
-        for project in projects:
+        # Shares of the projects holding QPUs without waiting too (their usage counts).
+        missing = sorted({h.project for h in holding} - set(shares))
+        for project in missing:
             pipe.hget(k.project(project), "share")
-        shares = {
-            project: float(share)
-            for project, share in zip(projects, pipe.execute(), strict=True)
-            if share is not None
-        }
+        shares.update(zip(missing, pipe.execute(), strict=True))
         decayed_usage = {
             project: decayed(
                 float(value), int(usage_at.get(project, now)) / SECOND_US, now_s, self.half_life_s
@@ -139,8 +127,35 @@ class SnapshotReader:
             waiting=tuple(waiting),
             holding=tuple(holding),
             usage=decayed_usage,
-            shares=shares,
+            shares={p: float(share) for p, share in shares.items() if share is not None},
         )
+
+    def _heads(self, device_type: str, window: int) -> tuple[list[str], dict[str, str | None]]:
+        """Of each project's queue per level, its oldest `window` batch ids, and the projects'
+        shares: one script, whatever the number of projects (queue_heads.lua)."""
+        args = QueueHeadsArgs(device_type, json.dumps(list(PRIORITIES)), window)
+        reply = json.loads(self.scripts.run(args))
+        levels = [level or [] for level in reply["levels"] or []]
+        queued = [batch_id for level in levels for row in level for batch_id in row[1:]]
+        shares = {p: None if s is False else s for p, s in (reply["shares"] or {}).items()}
+        return queued, shares
+
+    def _whole_queues(self, device_type: str) -> tuple[list[str], dict[str, str | None]]:
+        """Every waiting batch id, a command per project queue (each bounded by one project's
+        queue: a forecast's read must not hold Redis for the whole of a long one), and the
+        projects' shares."""
+        pipe = self.redis.pipeline(transaction=False)
+        for priority in PRIORITIES:
+            pipe.zrange(self.keys.queue(device_type, priority), 0, -1)
+        projects_by_level = pipe.execute()
+        for priority, projects in zip(PRIORITIES, projects_by_level, strict=True):
+            for project in projects:
+                pipe.zrange(self.keys.project_queue(device_type, priority, project), 0, -1)
+        queued = [batch_id for ids in pipe.execute() for batch_id in ids]
+        projects = sorted({p for level in projects_by_level for p in level})
+        for project in projects:
+            pipe.hget(self.keys.project(project), "share")
+        return queued, dict(zip(projects, pipe.execute(), strict=True))
 
     @staticmethod
     def _waiting(batch_id: str, device_type: str, row: dict[str, Any]) -> Waiting:

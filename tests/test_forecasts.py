@@ -259,6 +259,7 @@ def test_incremental_reads_equal_full_reads_as_the_queue_changes(parts, redis_on
         rnd = random.Random(seed)
         redis_only.flushall()
         known: dict = {}
+        known_heads: dict = {}
         batches = []
         now = T0
         for _ in range(40):
@@ -299,6 +300,16 @@ def test_incremental_reads_equal_full_reads_as_the_queue_changes(parts, redis_on
             fresh = reader.read("EMU_FREE", [QPU], None, now)
             assert reader.read("EMU_FREE", [QPU], None, now, known) == fresh
             assert set(known) == {w.id for w in fresh.waiting if not w.open}
+            # A grant's read (queue_heads.lua): each project's two oldest per level, the same
+            # with or without what it knew.
+            heads = reader.read("EMU_FREE", [QPU], 2, now)
+            assert reader.read("EMU_FREE", [QPU], 2, now, known_heads) == heads
+            firsts: dict = {}
+            for w in fresh.waiting:  # in submission order
+                firsts.setdefault((w.level, w.project), []).append(w)
+            expected = sorted(w.id for ws in firsts.values() for w in ws[:2])
+            assert sorted(w.id for w in heads.waiting) == expected
+            assert heads.usage == fresh.usage and heads.holding == fresh.holding
 
 
 def test_a_forecast_is_staged_in_chunks_and_replaces_the_last_whole(redis_only):

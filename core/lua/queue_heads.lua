@@ -1,0 +1,26 @@
+-- The heads of one device type's waiting set, for the policy's snapshot of a grant
+-- (scheduler/reader.py): of each priority level, each project's oldest A.window batches, and
+-- the share of every project found. One step, however many projects wait: read as a command
+-- per project, 1,000 projects cost the scheduler 20 ms of packing and parsing per grant.
+-- Writes nothing.
+-- A.device_type: the device type
+-- A.priorities: the queue priorities, highest first (JSON array)
+-- A.window: how many of each project's oldest batches (>= 1)
+-- Reads queue:{type}:{priority}, each project's queue and project:{id} (K.*).
+-- Returns a JSON document (data, no reply code): {levels = per priority, in order, a list of
+-- [project, batch id, ...]; shares = {project = share}} (cjson writes an empty list as {}).
+local window = tonumber(A.window)
+local levels, shares = {}, {}
+for i, priority in ipairs(cjson.decode(A.priorities)) do
+  local level = {}
+  for _, project_id in ipairs(redis.call('ZRANGE', K.queue(A.device_type, priority), 0, -1)) do
+    local row = redis.call('ZRANGE', K.project_queue(A.device_type, priority, project_id), 0, window - 1)
+    table.insert(row, 1, project_id)
+    table.insert(level, row)
+    if shares[project_id] == nil then
+      shares[project_id] = redis.call('HGET', K.project(project_id), 'share') or false
+    end
+  end
+  levels[i] = level
+end
+return cjson.encode({levels = levels, shares = shares})

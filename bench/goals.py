@@ -1,5 +1,5 @@
-"""Issue #14's goals in one table at the end of `make bench`: each figure beside the anchor
-measured in the same run, their ratio, the goal, and whether this run met it."""
+"""Issues #14's and #30's goals in one table at the end of `make bench`: each figure beside the
+anchor measured in the same run, their ratio, the goal, and whether this run met it."""
 
 from __future__ import annotations
 
@@ -63,6 +63,48 @@ GOALS = (
         "(reference)",
     ),
     Goal(
+        "#30 drain batches/s, 100,000 vs 300 waiting",
+        "scale drain batches/s, 100000 waiting, 1 QPUs",
+        "scale drain batches/s, 300 waiting, 1 QPUs",
+        lambda ours, anchor: anchor is not None and ours / anchor >= 0.8,
+        "ratio >= 0.8",
+    ),
+    Goal(
+        "#30 plain pass p99 ms, 100,000 waiting",
+        "scale pass p99 ms, 100000 waiting, 1 QPUs",
+        "scale pass p99 ms, 1000 waiting, 1 QPUs",
+        lambda ours, _: ours <= 10,
+        "<= 10 ms",
+    ),
+    Goal(
+        "#30 decision ms, 100,000 waiting vs one pass",
+        "scale decision ms, 100000 waiting, 1 QPUs",
+        "scale drain pass p50 ms, 100000 waiting, 1 QPUs",
+        lambda ours, anchor: anchor is not None and ours <= anchor,
+        "<= one pass",
+    ),
+    Goal(
+        "#30 forecast from cold s, 100,000 waiting",
+        "scale forecast cold s, 100000 waiting, 1 QPUs",
+        "scale forecast cold s, 1000 waiting, 1 QPUs",
+        lambda ours, _: ours <= 30,
+        "<= 30 s",
+    ),
+    Goal(
+        "#30 forecaster share of a core, 100,000",
+        "scale forecaster core share, 100000 waiting, 1 QPUs",
+        "",
+        lambda ours, _: ours <= 0.25,
+        "<= 0.25",
+    ),
+    Goal(
+        "#30 PENDING list p99 ms, 100,000 waiting",
+        "scale list p99 ms, 100000 waiting, 1 QPUs",
+        "scale list p99 ms, 1000 waiting, 1 QPUs",
+        lambda ours, _: ours <= 20,
+        "<= 20 ms",
+    ),
+    Goal(
         "Redis bytes per stored job",
         "Redis bytes per stored job beyond its result",
         "",
@@ -73,7 +115,9 @@ GOALS = (
 
 
 def show(figures: dict[str, float]) -> None:
-    print(f"\n{'issue #14 goal':<42}{'Tweezer':>9}{'anchor':>9}{'ratio':>7}  {'goal':<14}met")
+    print(
+        f"\n{'goal (issue #14, #30)':<42}{'Tweezer':>9}{'anchor':>9}{'ratio':>7}  {'goal':<14}met"
+    )
     for goal in GOALS:
         ours = figures.get(goal.ours)
         if ours is None:

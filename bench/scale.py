@@ -16,7 +16,8 @@ At each size:
   decision        a QPU freed (its open batch closed) -> the next batch RUNNING on it (ms)
   drain           one-job batches finished per second once the QPUs are freed (DRAIN of them)
   API             GET /api/v1/batches?status=PENDING&limit=100 (the admin's project, one of
-                  the 1,000) and GET /api/v2/batches/{id} of waiting batches: p99 ms
+                  the 1,000), GET /api/v2/batches/{id} of waiting batches, and a page of
+                  GET /admin/api/v1/queue (offset 5,000, limit 100): p99 ms
   Redis           bytes per waiting batch (used_memory growth / batches), beside the
                   sequence each stores
 
@@ -49,7 +50,7 @@ from scheduler.forecaster import Forecaster, pause_after
 from scheduler.loop import Scheduler, make_producer
 from scheduling.policies import load_policy
 
-SIZES = (1_000, 10_000, 100_000)
+SIZES = (300, 1_000, 10_000, 100_000)
 QPU_COUNTS = (1, 32)
 PROJECTS = 1_000
 PASSES = 200
@@ -80,7 +81,13 @@ def measure(sizes: tuple[int, ...] = SIZES, qpu_counts: tuple[int, ...] = QPU_CO
 def _measure(qpus: int, sizes: tuple[int, ...]) -> dict[str, float]:
     figures: dict[str, float] = {}
     with bench_cluster(
-        appendfsync="no", qpus={"EMU_FREE": qpus}, synthetic_devices=True, rate_limit_per_s=0
+        appendfsync="no",
+        qpus={"EMU_FREE": qpus},
+        synthetic_devices=True,
+        rate_limit_per_s=0,
+        # The holders keep their QPUs, idle, while 100,000 batches are written behind them.
+        open_batch_contended_idle_s=3600.0,
+        open_batch_timeout_s=3600.0,
     ) as bench:
         scheduler = bench.cluster.child("scheduler").process
         assert scheduler is not None
@@ -126,6 +133,8 @@ class _World:
         self.store, self.client, self.keys, self.info = store, client, Keys(namespace), info
         self.sequence = guide_sequence()
         self.holders: list[str] = []
+        #: Holders closed so far.
+        self.released = 0
         self.filled: list[str] = []
 
     def batch(self, project: str, priority: str, open_: bool, created: int) -> tuple[Batch, list]:
@@ -172,8 +181,13 @@ class _World:
     def _status(self, batch_id: str) -> str | None:
         return self.client.hget(self.keys.batch(batch_id), "status")
 
+    def _total(self, status: str) -> int:
+        """Batches of the type in `status` now: one field of the totals, not a read of each
+        batch (a poll that read 100,000 statuses would take the scheduler's GIL)."""
+        return int(self.client.hget(self.keys.totals(), f"batch:EMU_FREE:{status}") or 0)
+
     def waiting(self) -> int:
-        return sum(1 for s in self.store.batch_statuses(self.filled) if s == BatchStatus.PENDING)
+        return self._total(BatchStatus.PENDING)
 
     def fill(self, count: int) -> None:
         """`count` more closed one-job batches, each of one of PROJECTS projects (the admin's
@@ -192,9 +206,11 @@ class _World:
         how fast one-job batches then finish."""
         qpu_batch = self.keys.qpu_batch("EMU_FREE-0")
         done_before = self._done()
+        timed.passes.clear()
         start = time.perf_counter()
         for holder in self.holders:
             self.store.close_batch(holder, time.time_ns() // 1000, "bench")
+        self.released += len(self.holders)
         while True:
             current = self.client.get(qpu_batch)
             if current not in self.holders and self._status(current or "") == "RUNNING":
@@ -203,13 +219,18 @@ class _World:
         decision_ms = 1000 * (time.perf_counter() - start)
         _wait(lambda: self._done() - done_before >= DRAIN, timeout_s=300)
         drained_s = time.perf_counter() - start
+        during = sorted(1000 * t for t in timed.passes)
         return {
+            f"scale drain passes per batch, {tag}": len(during)
+            / max(1, self._done() - done_before),
+            f"scale drain pass p50 ms, {tag}": statistics.median(during),
             f"scale decision ms, {tag}": decision_ms,
             f"scale drain batches/s, {tag}": (self._done() - done_before) / drained_s,
         }
 
     def _done(self) -> int:
-        return sum(1 for s in self.store.batch_statuses(self.filled) if s == BatchStatus.DONE)
+        """Filled batches DONE (the holders, closed empty, are DONE too)."""
+        return self._total(BatchStatus.DONE) - self.released
 
 
 def _passes(timed: TimedScheduler, world: _World, tag: str) -> dict[str, float]:
@@ -247,8 +268,15 @@ def _api(world: _World, tag: str) -> dict[str, float]:
     session.headers["Authorization"] = f"Bearer {world.info['token']}"
     core = world.info["core_url"]
     picks = random.Random(1).sample(world.filled, min(REQUESTS, len(world.filled)))
-    lists, gets = [], []
+    lists, gets, pages = [], [], []
     for batch_id in picks:
+        start = time.perf_counter()
+        session.get(
+            world.info["api_url"] + "/admin/api/v1/queue",
+            params={"offset": 5000, "limit": 100},
+            timeout=30,
+        ).raise_for_status()
+        pages.append(1000 * (time.perf_counter() - start))
         start = time.perf_counter()
         session.get(
             core + "/api/v1/batches", params={"status": "PENDING", "limit": 100}, timeout=30
@@ -261,7 +289,9 @@ def _api(world: _World, tag: str) -> dict[str, float]:
         assert answer.status_code in (200, 404)
     lists.sort()
     gets.sort()
+    pages.sort()
     return {
+        f"scale queue page p99 ms, {tag}": pages[int(0.99 * len(pages)) - 1],
         f"scale list p99 ms, {tag}": lists[int(0.99 * len(lists)) - 1],
         f"scale get p99 ms, {tag}": gets[int(0.99 * len(gets)) - 1],
     }
@@ -285,15 +315,20 @@ ROWS = (
     ("forecaster share of a core", "scale forecaster core share"),
     ("decision latency ms", "scale decision ms"),
     ("drain batches/s", "scale drain batches/s"),
+    ("  passes per batch drained", "scale drain passes per batch"),
+    ("  pass p50 ms while draining", "scale drain pass p50 ms"),
     ("PENDING list p99 ms", "scale list p99 ms"),
     ("get p99 ms", "scale get p99 ms"),
+    ("admin queue page p99 ms", "scale queue page p99 ms"),
     ("Redis bytes per waiting batch", "scale Redis bytes per waiting batch"),
 )
 
 
 def show(figures: dict[str, float], sizes: tuple[int, ...] = SIZES) -> None:
+    """A table per QPU count; growth is each figure at the largest size over the same at
+    1,000 waiting (or the smallest size measured)."""
     for qpus in sorted({int(k.rsplit(", ", 1)[1].split()[0]) for k in figures if "QPUs" in k}):
-        first = sizes[0]
+        first = 1_000 if 1_000 in sizes else sizes[0]
         head = "".join(f"{f'{size:,}':>12}" for size in sizes)
         print(f"\nscale, {qpus} QPU(s); waiting:{'':<20}{head}{'growth':>9}")
         for label, stem in ROWS:
@@ -301,7 +336,7 @@ def show(figures: dict[str, float], sizes: tuple[int, ...] = SIZES) -> None:
             if None in values:
                 continue
             shown = "".join(f"{v:>12.2f}" for v in values)
-            base = values[0] or 1e-9
+            base = values[sizes.index(first)] or 1e-9
             print(f"{label:<37}{shown}{values[-1] / base:>9.2f}")
         print(f"(growth: the figure at {sizes[-1]:,} over the same at {first:,})")
     if "scale sequence bytes per batch" in figures:

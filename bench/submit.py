@@ -15,6 +15,8 @@
             in a plain Python loop, and one job at 8 to 16 atoms (bench/emulation.py)
   memory    Redis bytes per stored job beyond its result (bench/memory.py)
   lists     a filtered page of 100 at 1,000 and at 100,000 matching batches (bench/lists.py)
+  scale     the scheduler, forecasts and the API with 300 to 100,000 batches waiting over
+            1,000 projects, 1 and 32 QPUs (bench/scale.py, issue #30)
 
 Ends with issue #14's goals, each figure beside its anchor (bench/goals.py). Every run's figures
 go to bench/last-run.json; `make bench ARGS=--save` records them as the new baseline.
@@ -39,7 +41,7 @@ import psutil
 import requests
 
 from api.schemas import MAX_CANCEL_BATCHES
-from bench import ceiling, emulation, goals, lists, memory, simulate, spread
+from bench import ceiling, emulation, goals, lists, memory, scale, simulate, spread
 from bench.clusters import bench_cluster
 from cli.demo import guide_sequence
 from launch.cluster import Cluster
@@ -81,6 +83,7 @@ def main() -> None:
     emulated = emulation.measure()
     stored = memory.measure()
     listed = lists.measure()
+    scaled = scale.measure()
     show(figures)
     show_spread(figures)
     simulate.show(simulated)
@@ -88,11 +91,13 @@ def main() -> None:
     emulation.show(emulated)
     memory.show(stored)
     lists.show(listed)
+    scale.show(scaled)
     figures.update(simulated)
     figures.update(limits)
     figures.update(emulated)
     figures.update(stored)
     figures.update(listed)
+    figures.update(scaled)
     goals.show(figures)
     LAST_RUN.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"\nfigures saved to {LAST_RUN}")

@@ -204,6 +204,8 @@ class Accounts:
         pipe = self._commit(Audit(actor, "project.update", detail), project_id)
         if to_set:
             pipe.hset(self.keys.project(project_id), mapping=to_set)
+        if share is not None:
+            pipe.incr(self.keys.shares_version())  # schedulers read the shares again
         if to_delete:
             pipe.hdel(self.keys.project(project_id), *to_delete)
         pipe.execute()

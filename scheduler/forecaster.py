@@ -37,10 +37,9 @@ from core.liveness import alive_since
 from core.qpu import QpuControl
 from core.settings import Settings
 from core.timefmt import now_us, to_ms
-from scheduler.reader import SnapshotReader
+from scheduler.reader import SnapshotCache, SnapshotReader
 from scheduling.forecast import forecast
 from scheduling.policies import Policy, load_policy
-from scheduling.snapshot import Waiting
 
 log = logging.getLogger("tweezer.forecaster")
 
@@ -64,8 +63,8 @@ class Forecaster:
         self.snapshots = SnapshotReader(db, settings.fair_share_half_life_s)
         self.book = ForecastBook(db.client, db.namespace)
         self.id = secrets.token_hex(8)
-        #: Per device type, the closed waiting batches read in earlier rounds.
-        self.known: dict[str, dict[str, Waiting]] = {}
+        #: Per device type, what earlier rounds read (the closed waiting batches).
+        self.cache: dict[str, SnapshotCache] = {}
         #: How long the last round and the pause after it took (s): a forecast and the turn
         #: outlive three of them.
         self.cycle_s = settings.forecast_interval_s
@@ -92,8 +91,8 @@ class Forecaster:
         s = self.settings
         started = time.monotonic()
         for device_type, qpus in sorted(self.served(now).items()):
-            known = self.known.setdefault(device_type, {})
-            snapshot = self.snapshots.read(device_type, qpus, None, now, known)
+            cache = self.cache.setdefault(device_type, SnapshotCache())
+            snapshot = self.snapshots.read(device_type, qpus, None, now, cache)
             expected = forecast(self.policy, snapshot, len(qpus), s.fair_share_half_life_s)
             # This round's own length says how long until the next one ends.
             took = time.monotonic() - started

@@ -31,10 +31,9 @@ from core.settings import Settings
 from core.store import Store
 from core.timefmt import SECOND_US, now_us
 from scheduler import forecaster
-from scheduler.reader import SnapshotReader
+from scheduler.reader import SnapshotCache, SnapshotReader
 from scheduler.webhooks import WebhookSender
 from scheduling.policies import load_policy
-from scheduling.snapshot import Waiting
 
 log = logging.getLogger("tweezer.scheduler")
 
@@ -53,9 +52,8 @@ class Scheduler:
         self.store = Store(db)
         self.policy = load_policy(settings.policy)
         self.snapshots = SnapshotReader(db, settings.fair_share_half_life_s)
-        #: Per device type, the closed waiting batches its last snapshot read (their fields
-        #: do not change while they wait): a grant reads only the heads it has not seen.
-        self.known: dict[str, dict[str, Waiting]] = {}
+        #: Per device type, what its snapshots read before (a grant reads what changed).
+        self.cache: dict[str, SnapshotCache] = {}
         self.liveness = Liveness(client, settings.namespace)
         #: How readiness (GET /readyz) knows this scheduler, and when it last said it was alive.
         self.scheduler_id = process_name()
@@ -151,8 +149,8 @@ class Scheduler:
         """The policy's choice for the free `qpu`, from a snapshot of its device type."""
         device_type = device_type_of_qpu(qpu)
         siblings = [q for q in _of_type(device_type, serving) if q != qpu]
-        known = self.known.setdefault(device_type, {})
-        snapshot = self.snapshots.read(device_type, siblings, self.policy.window, now, known)
+        cache = self.cache.setdefault(device_type, SnapshotCache())
+        snapshot = self.snapshots.read(device_type, siblings, self.policy.window, now, cache)
         chosen = self.policy.choose(snapshot)
         return None if chosen is None else chosen.id
 

@@ -6,14 +6,17 @@ each), the waiting batches' fields as one JSON reply per ROWS_PER_CALL batches.
 
 Only the indexed waiting set is read (queue:{type}:{priority} and each project's queue), and of
 each project's queue only its oldest `window` batches: a pass costs the same on a queue of ten
-batches or ten thousand (for policies whose window is 1). A caller that keeps `known` between
-reads (the scheduler, the forecaster) reads the fields only of batches it has not seen.
+batches or ten thousand (for policies whose window is 1). A caller that keeps a SnapshotCache
+between reads (the scheduler, the forecaster) reads again only the project queues that changed
+and the fields only of batches it has not seen: a grant costs the same with ten projects
+waiting or a thousand.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.db import Db
@@ -43,6 +46,26 @@ _WAITING_FIELDS = (
 _HOLDING_FIELDS = ("project_id", "start_us", "status", "predicted_qpu_s")
 
 
+@dataclass
+class SnapshotCache:
+    """What a caller that reads one device type's snapshot again and again (the scheduler for
+    each grant, the forecaster each round) keeps between reads, so that a read costs what
+    changed, not what waits."""
+
+    #: The closed waiting batches read before, by id: a closed batch's fields do not change
+    #: while it waits (priority and project are fixed at submission; leaving the queue is a
+    #: status change, which takes it out of the queue in the same script).
+    known: dict[str, Waiting] = field(default_factory=dict)
+    #: (priority, project) -> the oldest `window` batch ids of that queue, as of `version`
+    #: of the type's queue-version (-1: not read yet).
+    heads: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    window: int = 0
+    version: int = -1
+    #: Each project's share as stored (None: the default), as of `shares_version`.
+    shares: dict[str, str | None] = field(default_factory=dict)
+    shares_version: str = ""
+
+
 class SnapshotReader:
     def __init__(self, db: Db, half_life_s: float) -> None:
         self.redis = db.client
@@ -56,18 +79,16 @@ class SnapshotReader:
         qpus: Iterable[str],
         window: int | None,
         now: int,
-        known: dict[str, Waiting] | None = None,
+        cache: SnapshotCache | None = None,
     ) -> Snapshot:
         """What a policy sees at `now` (µs) when a QPU of `device_type` is free; `qpus` are the
         type's QPUs, whose batches count as holding. Of each project's queue per level, its
         oldest `window` batches (None: all of them, for forecasts).
 
-        `known` makes repeated reads incremental (the forecaster's): the waiting batches read
-        before, kept by the caller between reads. A closed batch's fields do not change while it
-        waits (priority and project are fixed at submission; leaving the queue is a status
-        change, which takes it out of the queue in the same script), so only batches not known
-        yet, and open ones (their jobs grow), are read; `known` is left holding the closed
-        ones still waiting."""
+        `cache`, kept by the caller between reads of this device type, makes them
+        incremental: only the project queues changed since the last read are read again
+        (queue-changes), and the fields only of batches not known yet, and of open ones (their
+        jobs grow)."""
         k = self.keys
         now_s = now / SECOND_US
         pipe = self.redis.pipeline(transaction=False)
@@ -93,9 +114,12 @@ class SnapshotReader:
         ]
         if window is None:
             queued, shares = self._whole_queues(device_type)
+        elif cache is None:
+            queued, shares = self._heads(device_type, window, SnapshotCache())
         else:
-            queued, shares = self._heads(device_type, window)
+            queued, shares = self._heads(device_type, window, cache)
 
+        known = None if cache is None else cache.known
         before = known or {}
         unknown = [batch_id for batch_id in queued if batch_id not in before]
         read = {
@@ -130,15 +154,66 @@ class SnapshotReader:
             shares={p: float(share) for p, share in shares.items() if share is not None},
         )
 
-    def _heads(self, device_type: str, window: int) -> tuple[list[str], dict[str, str | None]]:
+    def _heads(
+        self, device_type: str, window: int, cache: SnapshotCache
+    ) -> tuple[list[str], dict[str, str | None]]:
         """Of each project's queue per level, its oldest `window` batch ids, and the projects'
-        shares: one script, whatever the number of projects (queue_heads.lua)."""
+        shares. Read whole by one script (queue_heads.lua) the first time; after that, only
+        the queues changed since (queue-changes above the version read), and the shares again
+        only when one changed (shares-version): a grant costs the same with ten projects
+        waiting or a thousand."""
+        k = self.keys
+        if cache.version >= 0 and cache.window == window:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.get(k.queue_version(device_type))
+            pipe.zrangebyscore(k.queue_changes(device_type), f"({cache.version}", "+inf")
+            pipe.get(k.shares_version())
+            version, changed, shares_version = pipe.execute()
+            # A version that went back (Redis emptied): read everything again.
+            if int(version or 0) >= cache.version:
+                self._changed(device_type, window, cache, changed, shares_version or "0")
+                cache.version = int(version or 0)
+                return _flatten(cache)
         args = QueueHeadsArgs(device_type, json.dumps(list(PRIORITIES)), window)
         reply = json.loads(self.scripts.run(args))
         levels = [level or [] for level in reply["levels"] or []]
-        queued = [batch_id for level in levels for row in level for batch_id in row[1:]]
-        shares = {p: None if s is False else s for p, s in (reply["shares"] or {}).items()}
-        return queued, shares
+        cache.heads = {
+            (priority, row[0]): row[1:]
+            for priority, level in zip(PRIORITIES, levels, strict=False)
+            for row in level
+        }
+        cache.shares = {p: None if s is False else s for p, s in (reply["shares"] or {}).items()}
+        cache.window, cache.version = window, int(reply["version"])
+        cache.shares_version = reply["shares_version"]
+        return _flatten(cache)
+
+    def _changed(
+        self,
+        device_type: str,
+        window: int,
+        cache: SnapshotCache,
+        changed: list[str],
+        shares_version: str,
+    ) -> None:
+        """Reads again the heads of the `changed` queues ("priority|project"), the shares of
+        projects not seen before, and every share when one changed."""
+        pipe = self.redis.pipeline(transaction=False)
+        queues = [tuple(member.split("|", 1)) for member in changed]
+        for priority, project in queues:
+            pipe.zrange(self.keys.project_queue(device_type, priority, project), 0, window - 1)
+        for (priority, project), ids in zip(queues, pipe.execute(), strict=True):
+            if ids:
+                cache.heads[(priority, project)] = ids
+            else:
+                cache.heads.pop((priority, project), None)
+        present = {project for _, project in cache.heads}
+        unseen = sorted(present - set(cache.shares))
+        if shares_version != cache.shares_version:
+            unseen, cache.shares = sorted(present), {}
+        for project in unseen:
+            pipe.hget(self.keys.project(project), "share")
+        cache.shares.update(zip(unseen, pipe.execute(), strict=True))
+        cache.shares_version = shares_version
 
     def _whole_queues(self, device_type: str) -> tuple[list[str], dict[str, str | None]]:
         """Every waiting batch id, a command per project queue (each bounded by one project's
@@ -187,3 +262,11 @@ class SnapshotReader:
                 for row in reply
             ]
         return rows
+
+
+def _flatten(cache: SnapshotCache) -> tuple[list[str], dict[str, str | None]]:
+    """The cached heads' batch ids, and the shares of their projects."""
+    present = {project for _, project in cache.heads}
+    return [i for ids in cache.heads.values() for i in ids], {
+        p: share for p, share in cache.shares.items() if p in present
+    }

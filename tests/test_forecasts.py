@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.accounts import Accounts
 from core.audit import Audit
 from core.db import Db
 from core.forecasts import FORECAST_AT, WRITE_CHUNK, Forecast, ForecastBook
@@ -21,7 +22,7 @@ from core.status import BatchStatus, JobStatus
 from core.timefmt import to_iso
 from scheduler.forecaster import CPU_SHARE, Forecaster, pause_after
 from scheduler.loop import Scheduler
-from scheduler.reader import SnapshotReader
+from scheduler.reader import SnapshotCache, SnapshotReader
 from scheduling.forecast import forecast
 from scheduling.policies import load_policy
 from scheduling.snapshot import Holding, Snapshot, Waiting
@@ -251,20 +252,24 @@ def test_forecasting_is_paced_to_a_quarter_of_a_core():
 
 def test_incremental_reads_equal_full_reads_as_the_queue_changes(parts, redis_only):
     """Property, on seeded random changes: submit (closed or open, any level, several
-    projects), cancel, add jobs to an open batch, close it, grant a QPU: each time the read
-    that reuses what it knew equals a fresh one, and reads only what it did not know."""
+    projects), cancel, add jobs to an open batch, close it, grant a QPU, change a project's
+    share: each time, the reads that reuse what they read before (the forecaster's whole
+    queue, a grant's heads) equal fresh ones."""
     store, control, _ = parts
     reader = SnapshotReader(Db.of(redis_only, NS), 86_400.0)
     for seed in range(4):
         rnd = random.Random(seed)
         redis_only.flushall()
-        known: dict = {}
-        known_heads: dict = {}
+        accounts = Accounts(redis_only, NS)
+        projects = [accounts.create_project(f"p{i}").id for i in range(3)]
+        cache, heads_cache = SnapshotCache(), SnapshotCache()
         batches = []
         now = T0
         for _ in range(40):
             now += SECOND
-            action = rnd.choice(("submit", "submit", "submit", "cancel", "add", "close", "grant"))
+            action = rnd.choice(
+                ("submit", "submit", "submit", "cancel", "add", "close", "grant", "share")
+            )
             pending = [b for b in batches if store.get_batch(b.id).status == BatchStatus.PENDING]
             if action == "submit" or not pending:
                 batch, _ = new_batch(
@@ -272,7 +277,7 @@ def test_incremental_reads_equal_full_reads_as_the_queue_changes(parts, redis_on
                     runs=(rnd.randint(1, 50),),
                     open_=rnd.random() < 0.3,
                     priority=rnd.choice(("HIGH", "MEDIUM", "LOW")),
-                    project=f"p{rnd.randrange(3)}",
+                    project=rnd.choice(projects),
                     now=now,
                 )
                 batches.append(batch)
@@ -297,19 +302,47 @@ def test_incremental_reads_equal_full_reads_as_the_queue_changes(parts, redis_on
                     store.add_jobs(batch.id, [job], now, Audit("u", "batch.add_jobs"))
             elif action == "grant" and not redis_only.get(Keys(NS).qpu_batch(QPU)):
                 control.acquire(QPU, 30, now)
+            elif action == "share":
+                share = float(rnd.randint(1, 5))
+                accounts.update_project(rnd.choice(projects), ["EMU_FREE"], share=share)
             fresh = reader.read("EMU_FREE", [QPU], None, now)
-            assert reader.read("EMU_FREE", [QPU], None, now, known) == fresh
-            assert set(known) == {w.id for w in fresh.waiting if not w.open}
-            # A grant's read (queue_heads.lua): each project's two oldest per level, the same
-            # with or without what it knew.
+            assert reader.read("EMU_FREE", [QPU], None, now, cache) == fresh
+            assert set(cache.known) == {w.id for w in fresh.waiting if not w.open}
+            # A grant's read: each project's two oldest per level, the same with or without
+            # what it read before (only the queues changed since are read again).
             heads = reader.read("EMU_FREE", [QPU], 2, now)
-            assert reader.read("EMU_FREE", [QPU], 2, now, known_heads) == heads
+            assert reader.read("EMU_FREE", [QPU], 2, now, heads_cache) == heads
             firsts: dict = {}
             for w in fresh.waiting:  # in submission order
                 firsts.setdefault((w.level, w.project), []).append(w)
             expected = sorted(w.id for ws in firsts.values() for w in ws[:2])
             assert sorted(w.id for w in heads.waiting) == expected
             assert heads.usage == fresh.usage and heads.holding == fresh.holding
+            assert heads.shares == fresh.shares
+
+
+def test_a_grant_reads_only_the_queues_that_changed(parts, redis_only):
+    """With a cache, a second grant's read of 50 projects' queues reads again only the one
+    queue that changed (MONITOR counts the commands)."""
+    store, _, _ = parts
+    for i in range(50):
+        new_batch(store, project=f"p{i}", now=T0 + i)
+    reader = SnapshotReader(Db.of(redis_only, NS), 86_400.0)
+    cache = SnapshotCache()
+    reader.read("EMU_FREE", [], 1, T0 + SECOND, cache)
+    new_batch(store, project="p7", now=T0 + SECOND)  # behind p7's head
+    with redis_only.monitor() as monitor:
+        snapshot = reader.read("EMU_FREE", [], 1, T0 + 2 * SECOND, cache)
+        redis_only.ping()  # marks the end
+        commands = []
+        for event in monitor.listen():
+            if event["command"] == "PING":
+                break
+            commands.append(event["command"])
+    assert len(snapshot.waiting) == 50
+    zranges = [c for c in commands if c.startswith("ZRANGE ") and ":queue:" in c]
+    assert zranges == [f"ZRANGE {Keys(NS).project_queue('EMU_FREE', 'MEDIUM', 'p7')} 0 0"]
+    assert not any(c.startswith("EVALSHA") for c in commands)
 
 
 def test_a_forecast_is_staged_in_chunks_and_replaces_the_last_whole(redis_only):

@@ -3,10 +3,17 @@
 
 -- The waiting set the scheduling policy chooses from (scheduler/reader.py reads it): a
 -- priority level's queue holds the projects with batches waiting there, and each project's
--- own queue holds its batches in creation order.
+-- own queue holds its batches in creation order. Every change is versioned (queue-version,
+-- queue-changes), so a scheduler re-reads only the project queues that changed.
+local function queue_changed(device_type, priority, project_id)
+  local version = redis.call('INCR', K.queue_version(device_type))
+  redis.call('ZADD', K.queue_changes(device_type), version, priority .. '|' .. project_id)
+end
+
 local function enqueue_batch(batch_id, device_type, priority, project_id, created)
   redis.call('ZADD', K.project_queue(device_type, priority, project_id), created, batch_id)
   redis.call('ZADD', K.queue(device_type, priority), 'NX', 0, project_id)
+  queue_changed(device_type, priority, project_id)
 end
 
 local function dequeue_batch(batch_id, device_type, priority, project_id)
@@ -15,6 +22,7 @@ local function dequeue_batch(batch_id, device_type, priority, project_id)
   if redis.call('ZCARD', own) == 0 then
     redis.call('ZREM', K.queue(device_type, priority), project_id)
   end
+  queue_changed(device_type, priority, project_id)
 end
 
 -- A device type's effective status: the one an admin set, or CALIBRATING inside one of its

@@ -6,11 +6,15 @@
 -- A.device_type: the device type
 -- A.priorities: the queue priorities, highest first (JSON array)
 -- A.window: how many of each project's oldest batches (>= 1)
--- Reads queue:{type}:{priority}, each project's queue and project:{id} (K.*).
+-- Reads queue:{type}:{priority}, each project's queue, project:{id}, queue-version:{type}
+-- and shares-version (K.*).
 -- Returns a JSON document (data, no reply code): {levels = per priority, in order, a list of
--- [project, batch id, ...]; shares = {project = share}} (cjson writes an empty list as {}).
+-- [project, batch id, ...]; shares = {project = share}; version = the queue-version and
+-- shares_version = the shares-version they are of} (cjson writes an empty list as {}).
 local window = tonumber(A.window)
 local levels, shares = {}, {}
+local version = redis.call('GET', K.queue_version(A.device_type)) or '0'
+local shares_version = redis.call('GET', K.shares_version()) or '0'
 for i, priority in ipairs(cjson.decode(A.priorities)) do
   local level = {}
   for _, project_id in ipairs(redis.call('ZRANGE', K.queue(A.device_type, priority), 0, -1)) do
@@ -23,4 +27,5 @@ for i, priority in ipairs(cjson.decode(A.priorities)) do
   end
   levels[i] = level
 end
-return cjson.encode({levels = levels, shares = shares})
+return cjson.encode({levels = levels, shares = shares, version = version,
+  shares_version = shares_version})

@@ -13,8 +13,11 @@ At each size:
   forecast        one forecaster round from cold (every waiting batch read) and one warm
                   (only what changed read): wall and CPU seconds, and the share of a core the
                   forecaster's pacing leaves it (scheduler/forecaster.py)
-  decision        a QPU freed (its open batch closed) -> the next batch RUNNING on it (ms)
-  drain           one-job batches finished per second once the QPUs are freed (DRAIN of them)
+  decision        a QPU freed (its open batch closed) -> the end of the pass that leased it
+                  to the next batch, RUNNING (ms)
+  drain           one-job batches finished per second once the QPUs are freed (DRAIN of
+                  them), with the cores the cluster's processes used meanwhile, by kind (the
+                  scheduler is this process)
   API             GET /api/v1/batches?status=PENDING&limit=100 (the admin's project, one of
                   the 1,000), GET /api/v2/batches/{id} of waiting batches, and a page of
                   GET /admin/api/v1/queue (offset 5,000, limit 100): p99 ms
@@ -26,6 +29,8 @@ At each size:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import statistics
 import threading
@@ -36,10 +41,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+import psutil
 import redis
 import requests
 
-from bench.clusters import bench_cluster
+from bench.clusters import BenchCluster, bench_cluster
 from cli.demo import guide_sequence
 from core.db import Db
 from core.keys import Keys
@@ -59,16 +65,24 @@ REQUESTS = 200
 
 
 class TimedScheduler(Scheduler):
-    """The live scheduler, each pass timed (s)."""
+    """The live scheduler, each pass timed (s), and when it granted a QPU to a new batch:
+    the bench reads both afterwards, never polling while the scheduler works (a polling
+    thread of the same process would take the GIL from it)."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.passes: list[float] = []
+        #: perf_counter() at the end of each pass that leased a QPU to a new batch.
+        self.grants: list[float] = []
 
     def run_once(self, now: int | None = None) -> None:
         start = time.perf_counter()
+        before = {qpu: lease.batch_id for qpu, lease in self.leases.items()}
         super().run_once(now)
-        self.passes.append(time.perf_counter() - start)
+        end = time.perf_counter()
+        self.passes.append(end - start)
+        if any(before.get(q) != lease.batch_id for q, lease in self.leases.items()):
+            self.grants.append(end)
 
 
 def measure(sizes: tuple[int, ...] = SIZES, qpu_counts: tuple[int, ...] = QPU_COUNTS) -> dict:
@@ -95,7 +109,7 @@ def _measure(qpus: int, sizes: tuple[int, ...]) -> dict[str, float]:
         scheduler.wait(30)
         client = redis.Redis.from_url(bench.redis_server.url, decode_responses=True)
         db = Db.of(client, bench.settings.namespace)
-        world = _World(Store(db), client, bench.settings.namespace, bench.info)
+        world = _World(Store(db), client, bench)
         timed = TimedScheduler(bench.settings, db, make_producer(bench.settings))
         with _running(timed):
             world.hold(qpus)
@@ -129,8 +143,11 @@ def _running(scheduler: Scheduler) -> Iterator[None]:
 class _World:
     """The bench's side of the cluster: its store, the holders of the QPUs, the waiting."""
 
-    def __init__(self, store: Store, client: redis.Redis, namespace: str, info: dict) -> None:
-        self.store, self.client, self.keys, self.info = store, client, Keys(namespace), info
+    def __init__(self, store: Store, client: redis.Redis, bench: BenchCluster) -> None:
+        self.store, self.client, self.info = store, client, bench.info
+        self.keys = Keys(bench.settings.namespace)
+        self.cluster = bench.cluster
+        self.redis_pid = int(client.info("server")["process_id"])
         self.sequence = guide_sequence()
         self.holders: list[str] = []
         #: Holders closed so far.
@@ -204,29 +221,41 @@ class _World:
     def release_and_drain(self, timed: TimedScheduler, tag: str) -> dict[str, float]:
         """Closes the holders: how long until a filled batch runs on the first freed QPU, and
         how fast one-job batches then finish."""
-        qpu_batch = self.keys.qpu_batch("EMU_FREE-0")
         done_before = self._done()
         timed.passes.clear()
+        cpu = _cpu_seconds(self.processes)
         start = time.perf_counter()
         for holder in self.holders:
             self.store.close_batch(holder, time.time_ns() // 1000, "bench")
         self.released += len(self.holders)
-        while True:
-            current = self.client.get(qpu_batch)
-            if current not in self.holders and self._status(current or "") == "RUNNING":
-                break
-            time.sleep(0.0005)
-        decision_ms = 1000 * (time.perf_counter() - start)
         _wait(lambda: self._done() - done_before >= DRAIN, timeout_s=300)
         drained_s = time.perf_counter() - start
+        used = {name: t - cpu.get(name, 0.0) for name, t in _cpu_seconds(self.processes).items()}
         during = sorted(1000 * t for t in timed.passes)
-        return {
-            f"scale drain passes per batch, {tag}": len(during)
-            / max(1, self._done() - done_before),
+        figures = {
             f"scale drain pass p50 ms, {tag}": statistics.median(during),
-            f"scale decision ms, {tag}": decision_ms,
+            f"scale decision ms, {tag}": 1000 * (min(t for t in timed.grants if t > start) - start),
             f"scale drain batches/s, {tag}": (self._done() - done_before) / drained_s,
+            # Of the machine's cores, how busy while draining, and with what.
+            f"scale drain CPU busy, {tag}": sum(used.values()) / drained_s / _cores(),
         }
+        figures.update(
+            {f"scale drain CPU {name}, {tag}": t / drained_s for name, t in used.items()}
+        )
+        return figures
+
+    @property
+    def processes(self) -> dict[str, list[psutil.Process]]:
+        """The cluster's processes by kind, with their children (gunicorn's, Celery's), and
+        Redis; this process is the scheduler."""
+        kinds: dict[str, list[psutil.Process]] = {"scheduler": [psutil.Process()]}
+        for child in self.cluster.children:
+            if child.process is not None and child.process.poll() is None:
+                root = psutil.Process(child.process.pid)
+                kind = child.name.split()[0]
+                kinds.setdefault(kind, []).extend([root, *root.children(recursive=True)])
+        kinds["redis"] = [psutil.Process(self.redis_pid)]
+        return kinds
 
     def _done(self) -> int:
         """Filled batches DONE (the holders, closed empty, are DONE too)."""
@@ -297,6 +326,21 @@ def _api(world: _World, tag: str) -> dict[str, float]:
     }
 
 
+def _cpu_seconds(kinds: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    """CPU seconds used so far by each kind of process."""
+    used: dict[str, float] = {}
+    for kind, processes in kinds.items():
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                used[kind] = used.get(kind, 0.0) + times.user + times.system
+    return used
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
 def _wait(condition: Any, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -315,8 +359,12 @@ ROWS = (
     ("forecaster share of a core", "scale forecaster core share"),
     ("decision latency ms", "scale decision ms"),
     ("drain batches/s", "scale drain batches/s"),
-    ("  passes per batch drained", "scale drain passes per batch"),
     ("  pass p50 ms while draining", "scale drain pass p50 ms"),
+    ("  machine's cores busy", "scale drain CPU busy"),
+    ("  cores: scheduler", "scale drain CPU scheduler"),
+    ("  cores: workers", "scale drain CPU worker"),
+    ("  cores: API", "scale drain CPU api"),
+    ("  cores: Redis", "scale drain CPU redis"),
     ("PENDING list p99 ms", "scale list p99 ms"),
     ("get p99 ms", "scale get p99 ms"),
     ("admin queue page p99 ms", "scale queue page p99 ms"),

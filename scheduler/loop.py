@@ -160,8 +160,12 @@ def _of_type(device_type: str, qpus: list[str]) -> list[str]:
 
 
 def make_producer(settings: Settings) -> Celery:
+    """The Celery app the scheduler sends with, warmed: Celery imports its result backend and
+    builds its producer pool on the first send, which made a new scheduler's first grant 30-40
+    ms late (measured by bench/scale.py)."""
     producer = Celery("tweezer-scheduler")
     producer.conf.update(celery_config(settings))
+    _ = producer.backend, producer.amqp.producer_pool
     return producer
 
 

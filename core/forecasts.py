@@ -69,7 +69,7 @@ class ForecastBook:
         staged = [Keys.staging(key, writer) for key in keys]
         old = [Keys.replaced(key, writer) for key in keys]
         ttl_ms = to_ms(ttl_s)
-        items = [(i, f) for i, f in forecasts.items()]
+        items = list(forecasts.items())
         pipe = self.redis.pipeline(transaction=False)
         pipe.unlink(*staged)
         pipe.hset(staged[0], FORECAST_AT, at_us)
@@ -82,7 +82,7 @@ class ForecastBook:
                 pipe.zadd(staged[1], positions)
                 pipe.pexpire(staged[1], ttl_ms)
             pipe.execute()
-        pipe.execute()
+        pipe.execute()  # what is left when there was no chunk
         # The order is absent when nothing waits.
         present = [bool(self.redis.exists(new)) for new in staged]
         swap = self.redis.pipeline(transaction=True)

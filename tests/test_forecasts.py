@@ -87,6 +87,51 @@ def test_a_scheduler_pass_makes_no_forecast(parts, redis_only):
     assert not redis_only.exists(Keys(NS).forecast("EMU_FREE"))
 
 
+def _commands(client, action) -> list[str]:
+    """The commands Redis ran for `action` (MONITOR; a PING marks the end)."""
+    with client.monitor() as monitor:
+        action()
+        client.ping()
+        commands = []
+        for event in monitor.listen():
+            if event["command"] == "PING":
+                return commands
+            name = event["command"].split(" ")[0]
+            if name not in ("HELLO", "CLIENT", "AUTH", "SELECT"):  # a new connection's
+                commands.append(name)
+    return commands
+
+
+def test_a_pass_and_a_grant_cost_the_same_whatever_waits(parts, redis_only):
+    """The loop's cost does not grow with the queue: with 60 and with 1,500 batches waiting
+    over the same 30 projects, a pass that holds its QPU runs the same commands, and so does
+    a grant after one more submission (its snapshot reads again the one queue that changed,
+    and the new batch, not the queue)."""
+    store, _, _ = parts
+    scheduler = Scheduler(SETTINGS, Db.of(redis_only, NS), RecordingProducer())
+    now = T0
+    costs = []
+    for waiting in (60, 1500):
+        holder, _ = new_batch(store, runs=(), open_=True, priority="HIGH", project="holder")
+        now += 10 * SECOND
+        scheduler.run_once(now)  # frees the QPU of the batch cancelled before, if any
+        scheduler.run_once(now + SECOND)  # the holder holds it
+        assert scheduler.leases[QPU].batch_id == holder.id
+        queued = sum(redis_only.zcard(k) for k in redis_only.keys(f"{NS}:queue:*:*:*"))
+        for i in range(queued, waiting):
+            new_batch(store, project=f"p{i % 30}", now=now + 2 * SECOND + i)
+        now += 10 * SECOND
+        scheduler.choose(QPU, [QPU], now)  # its snapshot is up to date
+        plain = _commands(redis_only, lambda n=now: scheduler.run_once(n))
+        new_batch(store, project="p3", now=now + SECOND)
+        store.close_batch(holder.id, now + SECOND, "u")  # the QPU is freed
+        granted = _commands(redis_only, lambda n=now: scheduler.run_once(n + 2 * SECOND))
+        assert scheduler.leases[QPU].batch_id != holder.id
+        costs.append((sorted(plain), sorted(granted)))
+        store.cancel_batch(scheduler.leases[QPU].batch_id, now + 3 * SECOND, "u")
+    assert costs[0] == costs[1]
+
+
 @pytest.fixture(scope="module")
 def ponderous(start_cluster):
     """A cluster whose policy thinks 40 ms per choice, with 1.5-s leases renewed every 0.5 s

@@ -27,6 +27,9 @@ from core.status import BatchStatus
 from core.timefmt import SECOND_US
 from scheduling.snapshot import Holding, Snapshot, Waiting
 
+#: Longest a scheduler goes on the changes alone before it reads every queue's heads again.
+FULL_READ_EVERY_S = 60.0
+
 #: Waiting batches read per script call: Redis serves other clients between calls.
 ROWS_PER_CALL = 500
 
@@ -61,6 +64,10 @@ class SnapshotCache:
     heads: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     window: int = 0
     version: int = -1
+    #: When the heads were last read whole (µs): at least every FULL_READ_EVERY_S, so that
+    #: nothing (a Redis that lost its data and counted its versions up again) keeps a cache
+    #: wrong for long.
+    full_read_us: int = 0
     #: Each project's share as stored (None: the default), as of `shares_version`.
     shares: dict[str, str | None] = field(default_factory=dict)
     shares_version: str = ""
@@ -114,10 +121,8 @@ class SnapshotReader:
         ]
         if window is None:
             queued, shares = self._whole_queues(device_type)
-        elif cache is None:
-            queued, shares = self._heads(device_type, window, SnapshotCache())
         else:
-            queued, shares = self._heads(device_type, window, cache)
+            queued, shares = self._heads(device_type, window, cache or SnapshotCache(), now)
 
         known = None if cache is None else cache.known
         before = known or {}
@@ -155,7 +160,7 @@ class SnapshotReader:
         )
 
     def _heads(
-        self, device_type: str, window: int, cache: SnapshotCache
+        self, device_type: str, window: int, cache: SnapshotCache, now: int
     ) -> tuple[list[str], dict[str, str | None]]:
         """Of each project's queue per level, its oldest `window` batch ids, and the projects'
         shares. Read whole by one script (queue_heads.lua) the first time; after that, only
@@ -163,7 +168,8 @@ class SnapshotReader:
         only when one changed (shares-version): a grant costs the same with ten projects
         waiting or a thousand."""
         k = self.keys
-        if cache.version >= 0 and cache.window == window:
+        fresh = now - cache.full_read_us < FULL_READ_EVERY_S * SECOND_US
+        if cache.version >= 0 and cache.window == window and fresh:
             pipe = self.redis.pipeline(transaction=True)
             pipe.get(k.queue_version(device_type))
             pipe.zrangebyscore(k.queue_changes(device_type), f"({cache.version}", "+inf")
@@ -183,7 +189,7 @@ class SnapshotReader:
             for row in level
         }
         cache.shares = {p: None if s is False else s for p, s in (reply["shares"] or {}).items()}
-        cache.window, cache.version = window, int(reply["version"])
+        cache.window, cache.version, cache.full_read_us = window, int(reply["version"]), now
         cache.shares_version = reply["shares_version"]
         return _flatten(cache)
 

@@ -22,7 +22,7 @@ from core.status import BatchStatus, JobStatus
 from core.timefmt import to_iso
 from scheduler.forecaster import CPU_SHARE, Forecaster, pause_after
 from scheduler.loop import Scheduler
-from scheduler.reader import SnapshotCache, SnapshotReader
+from scheduler.reader import FULL_READ_EVERY_S, SnapshotCache, SnapshotReader
 from scheduling.forecast import forecast
 from scheduling.policies import load_policy
 from scheduling.snapshot import Holding, Snapshot, Waiting
@@ -388,6 +388,12 @@ def test_a_grant_reads_only_the_queues_that_changed(parts, redis_only):
     zranges = [c for c in commands if c.startswith("ZRANGE ") and ":queue:" in c]
     assert zranges == [f"ZRANGE {Keys(NS).project_queue('EMU_FREE', 'MEDIUM', 'p7')} 0 0"]
     assert not any(c.startswith("EVALSHA") for c in commands)
+    # Every FULL_READ_EVERY_S, the heads are read whole again (queue_heads.lua).
+    later = T0 + 2 * SECOND + int(FULL_READ_EVERY_S) * SECOND
+    assert "EVALSHA" in _commands(redis_only, lambda: reader.read("EMU_FREE", [], 1, later, cache))
+    assert "EVALSHA" not in _commands(
+        redis_only, lambda: reader.read("EMU_FREE", [], 1, later + SECOND, cache)
+    )
 
 
 def test_a_forecast_is_staged_in_chunks_and_replaces_the_last_whole(redis_only):

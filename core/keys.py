@@ -28,11 +28,12 @@ Scheduling (the policy chooses in Python: scheduling/policies.py; docs/design.md
                                           (score 0: a set the snapshot reads in order)
   queue:{device_type}:{priority}:{project}
                                   zset    that project's waiting batches, by creation time
-  queue-version:{type}            string  INCR on every change of the type's waiting set
-  queue-changes:{type}            zset    "{priority}|{project}" -> the version that last
-                                          changed that queue: a scheduler re-reads only the
-                                          queues changed since the version it read
-                                          (scheduler/reader.py; one member per queue)
+  snapshot-version:{type}         string  INCR on every change of what a policy's snapshot of
+                                          the type is made of (queues, usage)
+  snapshot-changes:{type}         zset    "queue|{priority}|{project}" or "usage|{project}"
+                                          -> the version that last changed it: a scheduler
+                                          reads again only what changed since the version it
+                                          read (scheduler/reader.py; one member each)
   shares-version                  string  INCR whenever a project's share changes
   device:{type}:usage             hash    project id -> QPU seconds its batches held QPUs of
                                           the type, decayed to device:{type}:usage-at
@@ -147,8 +148,8 @@ _PATTERNS: dict[str, str] = {
     "jobs_by_runs": "idx:jobs:runs",
     "queue": "queue:{0}:{1}",
     "project_queue": "queue:{0}:{1}:{2}",
-    "queue_version": "queue-version:{0}",
-    "queue_changes": "queue-changes:{0}",
+    "snapshot_version": "snapshot-version:{0}",
+    "snapshot_changes": "snapshot-changes:{0}",
     "shares_version": "shares-version",
     "device_usage": "device:{0}:usage",
     "device_usage_at": "device:{0}:usage-at",
@@ -256,11 +257,11 @@ class Keys:
     def project_queue(self, device_type: str, priority: str, project_id: str) -> str:
         return self._key("project_queue", device_type, priority, project_id)
 
-    def queue_version(self, device_type: str) -> str:
-        return self._key("queue_version", device_type)
+    def snapshot_version(self, device_type: str) -> str:
+        return self._key("snapshot_version", device_type)
 
-    def queue_changes(self, device_type: str) -> str:
-        return self._key("queue_changes", device_type)
+    def snapshot_changes(self, device_type: str) -> str:
+        return self._key("snapshot_changes", device_type)
 
     def shares_version(self) -> str:
         return self._key("shares_version")

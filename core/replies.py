@@ -9,7 +9,7 @@ reply `TWEEZER invalid_transition ...` (`raise_transition`), which `Scripts.run`
 `InvalidTransition` (409) the same way.
 
 The few scripts that answer data rather than an outcome (query, device_status, purge_inputs,
-overview, hash_rows, queue_heads) document their reply in their header and are decoded by
+overview, hash_rows, read_snapshot) document their reply in their header and are decoded by
 their single caller.
 """
 

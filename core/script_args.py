@@ -171,8 +171,8 @@ class HashRowsArgs(ScriptArgs):
 
 
 @dataclass(frozen=True)
-class QueueHeadsArgs(ScriptArgs):
-    SCRIPT = "queue_heads"
+class ReadSnapshotArgs(ScriptArgs):
+    SCRIPT = "read_snapshot"
     device_type: str
     #: JSON array, highest first.
     priorities: str
@@ -387,7 +387,7 @@ ARGS: dict[str, type[ScriptArgs]] = {
         IdempotencyCheckArgs,
         QueryArgs,
         HashRowsArgs,
-        QueueHeadsArgs,
+        ReadSnapshotArgs,
         PurgeInputsArgs,
         MigrateArgs,
         AcquireQpuArgs,

@@ -63,7 +63,7 @@ FLAGS = {
     "idempotency_check": "no-writes",
     "overview": "no-writes",
     "hash_rows": "no-writes",
-    "queue_heads": "no-writes",
+    "read_snapshot": "no-writes",
     # Reads, through temporary keys it deletes before returning: lists keep working when
     # Redis is full, at the cost of a brief, bounded use of memory.
     "query": "allow-oom",

@@ -1,7 +1,7 @@
 """The live cluster as a policy sees it: one device type's waiting batches, the batches holding
 its QPUs, each project's usage and share, read from Redis in a few round trips, none of them a
 command per project or per batch: the heads of every project's queue and the shares come from
-one script (queue_heads.lua; 1,000 projects cost the scheduler 20 ms a grant as a command
+one script (read_snapshot.lua; 1,000 projects cost the scheduler 20 ms a grant as a command
 each), the waiting batches' fields as one JSON reply per ROWS_PER_CALL batches.
 
 Only the indexed waiting set is read (queue:{type}:{priority} and each project's queue), and of
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.db import Db
-from core.decay import decayed
+from core.decay import DecayedUsage
 from core.priorities import PRIORITIES
-from core.script_args import HashRowsArgs, QueueHeadsArgs
+from core.script_args import HashRowsArgs, ReadSnapshotArgs
 from core.status import BatchStatus
 from core.timefmt import SECOND_US
 from scheduling.snapshot import Holding, Snapshot, Waiting
@@ -59,14 +59,16 @@ class SnapshotCache:
     #: while it waits (priority and project are fixed at submission; leaving the queue is a
     #: status change, which takes it out of the queue in the same script).
     known: dict[str, Waiting] = field(default_factory=dict)
-    #: (priority, project) -> the oldest `window` batch ids of that queue, as of `version`
-    #: of the type's queue-version (-1: not read yet).
+    #: (priority, project) -> the oldest `window` batch ids of that queue; project -> its
+    #: usage (QPU seconds, when counted in s): both as of `version` of the type's
+    #: snapshot-version (-1: not read yet).
     heads: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    usage: dict[str, tuple[float, float]] = field(default_factory=dict)
     window: int = 0
     version: int = -1
-    #: When the heads were last read whole (µs): at least every FULL_READ_EVERY_S, so that
-    #: nothing (a Redis that lost its data and counted its versions up again) keeps a cache
-    #: wrong for long.
+    #: When they were last read whole (µs): at least every FULL_READ_EVERY_S, so that nothing
+    #: (a Redis that lost its data and counted its versions up again) keeps a cache wrong for
+    #: long.
     full_read_us: int = 0
     #: Each project's share as stored (None: the default), as of `shares_version`.
     shares: dict[str, str | None] = field(default_factory=dict)
@@ -93,100 +95,97 @@ class SnapshotReader:
         oldest `window` batches (None: all of them, for forecasts).
 
         `cache`, kept by the caller between reads of this device type, makes them
-        incremental: only the project queues changed since the last read are read again
-        (queue-changes), and the fields only of batches not known yet, and of open ones (their
-        jobs grow)."""
-        k = self.keys
-        now_s = now / SECOND_US
-        pipe = self.redis.pipeline(transaction=False)
-        for qpu in qpus:
-            pipe.get(k.qpu_batch(qpu))
-        pipe.hgetall(k.device_usage(device_type))
-        pipe.hgetall(k.device_usage_at(device_type))
-        *serving, usage, usage_at = pipe.execute()
-
-        held = [batch_id for batch_id in serving if batch_id]
-        for batch_id in held:
-            pipe.hmget(k.batch(batch_id), _HOLDING_FIELDS)
-        holders_rows = [dict(zip(_HOLDING_FIELDS, v, strict=True)) for v in pipe.execute()]
-        holding = [
-            Holding(
-                batch_id,
-                h["project_id"],
-                int(h["start_us"]) / SECOND_US,
-                float(h["predicted_qpu_s"] or 0.0),
-            )
-            for batch_id, h in zip(held, holders_rows, strict=True)
-            if h["project_id"] and h["start_us"] and h["status"] == BatchStatus.RUNNING
-        ]
+        incremental: for a window, only the project queues and usage changed since the last
+        read are read again (snapshot-changes); always, the fields only of batches not known
+        yet, and of open ones (their jobs grow)."""
+        cache = SnapshotCache() if cache is None else cache
+        holding = self._holding(list(qpus))
         if window is None:
-            queued, shares = self._whole_queues(device_type)
+            queued, shares = self._whole_queues(device_type, cache, now)
         else:
-            queued, shares = self._heads(device_type, window, cache or SnapshotCache(), now)
+            queued, shares = self._heads(device_type, window, cache, now)
 
-        known = None if cache is None else cache.known
-        before = known or {}
-        unknown = [batch_id for batch_id in queued if batch_id not in before]
+        known = cache.known
+        unknown = [batch_id for batch_id in queued if batch_id not in known]
         read = {
             batch_id: self._waiting(batch_id, device_type, row)
             for batch_id, row in zip(unknown, self._rows(unknown), strict=True)
             # One granted meanwhile no longer waits.
             if row["project_id"] and row["status"] == BatchStatus.PENDING
         }
-        waiting = [w for batch_id in queued if (w := before.get(batch_id) or read.get(batch_id))]
-        if known is not None:
-            known.clear()
-            known.update((w.id, w) for w in waiting if not w.open)
+        waiting = [w for batch_id in queued if (w := known.get(batch_id) or read.get(batch_id))]
+        known.clear()
+        known.update((w.id, w) for w in waiting if not w.open)
         waiting.sort(key=lambda w: (w.submitted_s, w.id))
 
         # Shares of the projects holding QPUs without waiting too (their usage counts).
         missing = sorted({h.project for h in holding} - set(shares))
+        pipe = self.redis.pipeline(transaction=False)
         for project in missing:
-            pipe.hget(k.project(project), "share")
+            pipe.hget(self.keys.project(project), "share")
         shares.update(zip(missing, pipe.execute(), strict=True))
-        decayed_usage = {
-            project: decayed(
-                float(value), int(usage_at.get(project, now)) / SECOND_US, now_s, self.half_life_s
-            )
-            for project, value in usage.items()
-        }
         return Snapshot(
-            now_s=now_s,
+            now_s=now / SECOND_US,
             device_type=device_type,
             waiting=tuple(waiting),
             holding=tuple(holding),
-            usage=decayed_usage,
+            usage=DecayedUsage(cache.usage, now / SECOND_US, self.half_life_s),
             shares={p: float(share) for p, share in shares.items() if share is not None},
         )
+
+    def _holding(self, qpus: list[str]) -> list[Holding]:
+        """The batches running on `qpus`."""
+        pipe = self.redis.pipeline(transaction=False)
+        for qpu in qpus:
+            pipe.get(self.keys.qpu_batch(qpu))
+        held = [batch_id for batch_id in pipe.execute() if batch_id]
+        for batch_id in held:
+            pipe.hmget(self.keys.batch(batch_id), _HOLDING_FIELDS)
+        rows = [dict(zip(_HOLDING_FIELDS, v, strict=True)) for v in pipe.execute()]
+        return [
+            Holding(
+                batch_id,
+                h["project_id"],
+                int(h["start_us"]) / SECOND_US,
+                float(h["predicted_qpu_s"] or 0.0),
+            )
+            for batch_id, h in zip(held, rows, strict=True)
+            if h["project_id"] and h["start_us"] and h["status"] == BatchStatus.RUNNING
+        ]
 
     def _heads(
         self, device_type: str, window: int, cache: SnapshotCache, now: int
     ) -> tuple[list[str], dict[str, str | None]]:
         """Of each project's queue per level, its oldest `window` batch ids, and the projects'
-        shares. Read whole by one script (queue_heads.lua) the first time; after that, only
-        the queues changed since (queue-changes above the version read), and the shares again
-        only when one changed (shares-version): a grant costs the same with ten projects
-        waiting or a thousand."""
+        shares (and into `cache`, the usage). Read whole by one script (read_snapshot.lua) the
+        first time and every FULL_READ_EVERY_S; in between, only the queues and usage changed
+        since (snapshot-changes above the version read), and the shares again only when one
+        changed (shares-version): a grant costs the same with ten projects waiting or a
+        thousand."""
         k = self.keys
         fresh = now - cache.full_read_us < FULL_READ_EVERY_S * SECOND_US
         if cache.version >= 0 and cache.window == window and fresh:
             pipe = self.redis.pipeline(transaction=True)
-            pipe.get(k.queue_version(device_type))
-            pipe.zrangebyscore(k.queue_changes(device_type), f"({cache.version}", "+inf")
+            pipe.get(k.snapshot_version(device_type))
+            pipe.zrangebyscore(k.snapshot_changes(device_type), f"({cache.version}", "+inf")
             pipe.get(k.shares_version())
             version, changed, shares_version = pipe.execute()
             # A version that went back (Redis emptied): read everything again.
             if int(version or 0) >= cache.version:
-                self._changed(device_type, window, cache, changed, shares_version or "0")
+                self._changed(device_type, window, cache, changed, shares_version or "0", now)
                 cache.version = int(version or 0)
                 return _flatten(cache)
-        args = QueueHeadsArgs(device_type, json.dumps(list(PRIORITIES)), window)
+        args = ReadSnapshotArgs(device_type, json.dumps(list(PRIORITIES)), window)
         reply = json.loads(self.scripts.run(args))
         levels = [level or [] for level in reply["levels"] or []]
         cache.heads = {
             (priority, row[0]): row[1:]
             for priority, level in zip(PRIORITIES, levels, strict=False)
             for row in level
+        }
+        cache.usage = {
+            project: _usage(value, at, now)
+            for project, (value, at) in (reply["usage"] or {}).items()
         }
         cache.shares = {p: None if s is False else s for p, s in (reply["shares"] or {}).items()}
         cache.window, cache.version, cache.full_read_us = window, int(reply["version"]), now
@@ -200,42 +199,69 @@ class SnapshotReader:
         cache: SnapshotCache,
         changed: list[str],
         shares_version: str,
+        now: int,
     ) -> None:
-        """Reads again the heads of the `changed` queues ("priority|project"), the shares of
-        projects not seen before, and every share when one changed."""
+        """Reads again what `changed` names ("queue|priority|project": its heads;
+        "usage|project": its usage), the shares of projects not seen before, and every share
+        when one changed."""
+        k = self.keys
         pipe = self.redis.pipeline(transaction=False)
-        queues = [tuple(member.split("|", 1)) for member in changed]
-        for priority, project in queues:
-            pipe.zrange(self.keys.project_queue(device_type, priority, project), 0, window - 1)
-        for (priority, project), ids in zip(queues, pipe.execute(), strict=True):
-            if ids:
-                cache.heads[(priority, project)] = ids
-            else:
-                cache.heads.pop((priority, project), None)
+        queues: list[tuple[str, str]] = []
+        used: list[str] = []
+        for member in changed:
+            kind, _, rest = member.partition("|")
+            if kind == "queue":
+                priority, _, project = rest.partition("|")
+                queues.append((priority, project))
+                pipe.zrange(k.project_queue(device_type, priority, project), 0, window - 1)
+            elif kind == "usage":
+                used.append(rest)
+                pipe.hget(k.device_usage(device_type), rest)
+                pipe.hget(k.device_usage_at(device_type), rest)
+        replies = iter(pipe.execute())
+        for member in changed:
+            kind, _, rest = member.partition("|")
+            if kind == "queue":
+                priority, _, project = rest.partition("|")
+                ids = next(replies)
+                if ids:
+                    cache.heads[(priority, project)] = ids
+                else:
+                    cache.heads.pop((priority, project), None)
+            elif kind == "usage":
+                value, at = next(replies), next(replies)
+                if value is not None:
+                    cache.usage[rest] = _usage(value, at, now)
         present = {project for _, project in cache.heads}
         unseen = sorted(present - set(cache.shares))
         if shares_version != cache.shares_version:
             unseen, cache.shares = sorted(present), {}
         for project in unseen:
-            pipe.hget(self.keys.project(project), "share")
+            pipe.hget(k.project(project), "share")
         cache.shares.update(zip(unseen, pipe.execute(), strict=True))
         cache.shares_version = shares_version
 
-    def _whole_queues(self, device_type: str) -> tuple[list[str], dict[str, str | None]]:
+    def _whole_queues(
+        self, device_type: str, cache: SnapshotCache, now: int
+    ) -> tuple[list[str], dict[str, str | None]]:
         """Every waiting batch id, a command per project queue (each bounded by one project's
         queue: a forecast's read must not hold Redis for the whole of a long one), and the
-        projects' shares."""
+        projects' shares (and into `cache`, the usage)."""
+        k = self.keys
         pipe = self.redis.pipeline(transaction=False)
         for priority in PRIORITIES:
-            pipe.zrange(self.keys.queue(device_type, priority), 0, -1)
-        projects_by_level = pipe.execute()
+            pipe.zrange(k.queue(device_type, priority), 0, -1)
+        pipe.hgetall(k.device_usage(device_type))
+        pipe.hgetall(k.device_usage_at(device_type))
+        *projects_by_level, usage, usage_at = pipe.execute()
+        cache.usage = {p: _usage(v, usage_at.get(p), now) for p, v in usage.items()}
         for priority, projects in zip(PRIORITIES, projects_by_level, strict=True):
             for project in projects:
-                pipe.zrange(self.keys.project_queue(device_type, priority, project), 0, -1)
+                pipe.zrange(k.project_queue(device_type, priority, project), 0, -1)
         queued = [batch_id for ids in pipe.execute() for batch_id in ids]
         projects = sorted({p for level in projects_by_level for p in level})
         for project in projects:
-            pipe.hget(self.keys.project(project), "share")
+            pipe.hget(k.project(project), "share")
         return queued, dict(zip(projects, pipe.execute(), strict=True))
 
     @staticmethod
@@ -276,3 +302,10 @@ def _flatten(cache: SnapshotCache) -> tuple[list[str], dict[str, str | None]]:
     return [i for ids in cache.heads.values() for i in ids], {
         p: share for p, share in cache.shares.items() if p in present
     }
+
+
+def _usage(value: str, at: str | bool | None, now: int) -> tuple[float, float]:
+    """A project's usage as stored (QPU seconds; when counted, µs, absent: `now`) as
+    (QPU seconds, when counted in s)."""
+    counted = int(at) if isinstance(at, str) else now
+    return float(value), counted / SECOND_US

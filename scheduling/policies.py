@@ -104,12 +104,8 @@ class FairShare:
                 head = heads.get(batch.project)
                 if head is None or (batch.submitted_s, batch.id) < (head.submitted_s, head.id):
                     heads[batch.project] = batch
-
-        def key(head: Waiting) -> tuple[float, float, str]:
-            ratio = snapshot.usage_now(head.project) / max(snapshot.share(head.project), 1e-9)
-            return (ratio, head.submitted_s, head.id)
-
-        return min(heads.values(), key=key)
+        ratio = snapshot.usage_per_share(heads)
+        return min(heads.values(), key=lambda h: (ratio[h.project], h.submitted_s, h.id))
 
     def backlog_order(self, snapshot: Snapshot) -> list[Waiting]:
         """Level by level; within one, as fair queuing does: each project's batches in
@@ -117,12 +113,11 @@ class FairShare:
         usage now, plus the predicted QPU time of its batches ahead of it). Close to `choose`
         run batch by batch, not equal: usage decays meanwhile, and with several QPUs `choose`
         counts a running batch's time as it passes, this its whole prediction at its start."""
-        ratio = {p: snapshot.usage_now(p) for p in {b.project for b in snapshot.waiting}}
+        ratio = snapshot.usage_per_share({b.project for b in snapshot.waiting})
         keyed = []
         for b in sorted(snapshot.waiting, key=_by_level_then_age):
-            share = max(snapshot.share(b.project), 1e-9)
-            keyed.append(((b.level, ratio[b.project] / share, b.submitted_s, b.id), b))
-            ratio[b.project] += b.predicted_qpu_s
+            keyed.append(((b.level, ratio[b.project], b.submitted_s, b.id), b))
+            ratio[b.project] += b.predicted_qpu_s / max(snapshot.share(b.project), 1e-9)
         keyed.sort(key=lambda pair: pair[0])
         return [b for _, b in keyed]
 

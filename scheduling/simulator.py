@@ -17,11 +17,11 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import chain, islice
 
-from core.decay import decayed
+from core.decay import DecayedUsage, decayed
 from core.device_types import device_type_of_qpu, qpu_name
 from scheduling.policies import Policy, backlog_order
 from scheduling.snapshot import Holding, Snapshot, Waiting
@@ -132,29 +132,6 @@ class _Type:
 
 
 _END, _ARRIVE = 0, 1
-
-
-class _DecayedUsage(Mapping[str, float]):
-    """Each project's usage decayed to `now`, computed when a policy asks for it: a snapshot
-    per grant must not cost a decay per project of the cluster."""
-
-    def __init__(self, raw: dict[str, tuple[float, float]], now: float, half_life_s: float):
-        self.raw, self.now, self.half_life_s = dict(raw), now, half_life_s
-
-    def __getitem__(self, project: str) -> float:
-        value, since = self.raw[project]
-        return decayed(value, since, self.now, self.half_life_s)
-
-    def get(self, project: str, default: float | None = None) -> float | None:  # type: ignore[override]
-        # Mapping's own `get` goes through KeyError: this is the policies' hot path.
-        item = self.raw.get(project)
-        return default if item is None else decayed(item[0], item[1], self.now, self.half_life_s)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.raw)
-
-    def __len__(self) -> int:
-        return len(self.raw)
 
 
 class SimulationError(ValueError):
@@ -299,7 +276,7 @@ class Simulation:
     def snapshot(self, device_type: str, now: float) -> Snapshot:
         state = self.types[device_type]
         waiting = tuple(chain.from_iterable(state.heads.values()))
-        usage = _DecayedUsage(state.usage, now, self.half_life_s)
+        usage = DecayedUsage(state.usage, now, self.half_life_s)
         return Snapshot(
             now_s=now,
             device_type=device_type,

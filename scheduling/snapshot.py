@@ -4,7 +4,7 @@ QPUs, and each project's usage and share. Plain values: the live scheduler reads
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -70,6 +70,15 @@ class Snapshot:
     def usage_now(self, project: str) -> float:
         """The project's decayed usage plus the time its batches have held QPUs so far."""
         return self.usage.get(project, 0.0) + max(0.0, self._held.get(project, 0.0))
+
+    def usage_per_share(self, projects: Iterable[str]) -> dict[str, float]:
+        """`usage_now / share` of each of `projects` (fair share's measure), in one loop: a
+        choice asks it of every waiting project, for every grant."""
+        usage, held, shares = self.usage.get, self._held.get, self.shares.get
+        return {
+            p: (usage(p, 0.0) + max(0.0, held(p, 0.0))) / max(shares(p, 1.0), 1e-9)
+            for p in projects
+        }
 
     @cached_property
     def _held(self) -> dict[str, float]:

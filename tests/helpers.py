@@ -141,8 +141,8 @@ def record_keys(cluster: Any) -> set[str]:
         f"{ns}:device:",
         f"{ns}:forecast:",
         f"{ns}:forecast-order:",
-        f"{ns}:queue-version:",
-        f"{ns}:queue-changes:",
+        f"{ns}:snapshot-version:",
+        f"{ns}:snapshot-changes:",
         f"{ns}:shares-version",
         f"{ns}:retention",
         f"{ns}:throughput:",  # jobs finished per 10 s: expiring, as other batches finish

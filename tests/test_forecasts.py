@@ -295,13 +295,14 @@ def test_forecasting_is_paced_to_a_quarter_of_a_core():
 # Incremental reads (scheduler/reader.py `known`).
 
 
-def test_incremental_reads_equal_full_reads_as_the_queue_changes(parts, redis_only):
+def test_incremental_reads_equal_full_reads_as_the_snapshot_changes(parts, redis_only):
     """Property, on seeded random changes: submit (closed or open, any level, several
-    projects), cancel, add jobs to an open batch, close it, grant a QPU, change a project's
-    share: each time, the reads that reuse what they read before (the forecaster's whole
+    projects), cancel, add jobs to an open batch, close it, grant a QPU, end its batch and
+    release it (its project's usage grows), change a project's share: each time, the reads that reuse what they read before (the forecaster's whole
     queue, a grant's heads) equal fresh ones."""
     store, control, _ = parts
     reader = SnapshotReader(Db.of(redis_only, NS), 86_400.0)
+    used, ended = 0, 0
     for seed in range(4):
         rnd = random.Random(seed)
         redis_only.flushall()
@@ -309,11 +310,12 @@ def test_incremental_reads_equal_full_reads_as_the_queue_changes(parts, redis_on
         projects = [accounts.create_project(f"p{i}").id for i in range(3)]
         cache, heads_cache = SnapshotCache(), SnapshotCache()
         batches = []
+        lease = None
         now = T0
         for _ in range(40):
             now += SECOND
             action = rnd.choice(
-                ("submit", "submit", "submit", "cancel", "add", "close", "grant", "share")
+                ("submit", "submit", "submit", "cancel", "add", "close", "grant", "end", "share")
             )
             pending = [b for b in batches if store.get_batch(b.id).status == BatchStatus.PENDING]
             if action == "submit" or not pending:
@@ -345,8 +347,12 @@ def test_incremental_reads_equal_full_reads_as_the_queue_changes(parts, redis_on
                         updated_us=0,
                     )
                     store.add_jobs(batch.id, [job], now, Audit("u", "batch.add_jobs"))
-            elif action == "grant" and not redis_only.get(Keys(NS).qpu_batch(QPU)):
-                control.acquire(QPU, 30, now)
+            elif action == "grant" and lease is None:
+                lease = control.acquire(QPU, 30, now)
+            elif action == "end" and lease is not None:
+                store.cancel_batch(lease.batch_id, now, "u")
+                assert control.release(lease, now=now)
+                lease, ended = None, ended + 1
             elif action == "share":
                 share = float(rnd.randint(1, 5))
                 accounts.update_project(rnd.choice(projects), ["EMU_FREE"], share=share)
@@ -364,6 +370,8 @@ def test_incremental_reads_equal_full_reads_as_the_queue_changes(parts, redis_on
             assert sorted(w.id for w in heads.waiting) == expected
             assert heads.usage == fresh.usage and heads.holding == fresh.holding
             assert heads.shares == fresh.shares
+            used = max(used, len(fresh.usage))
+    assert used >= 1 and ended >= 4  # usage was counted, and read again from the changes
 
 
 def test_a_grant_reads_only_the_queues_that_changed(parts, redis_only):
@@ -388,7 +396,7 @@ def test_a_grant_reads_only_the_queues_that_changed(parts, redis_only):
     zranges = [c for c in commands if c.startswith("ZRANGE ") and ":queue:" in c]
     assert zranges == [f"ZRANGE {Keys(NS).project_queue('EMU_FREE', 'MEDIUM', 'p7')} 0 0"]
     assert not any(c.startswith("EVALSHA") for c in commands)
-    # Every FULL_READ_EVERY_S, the heads are read whole again (queue_heads.lua).
+    # Every FULL_READ_EVERY_S, the heads are read whole again (read_snapshot.lua).
     later = T0 + 2 * SECOND + int(FULL_READ_EVERY_S) * SECOND
     assert "EVALSHA" in _commands(redis_only, lambda: reader.read("EMU_FREE", [], 1, later, cache))
     assert "EVALSHA" not in _commands(

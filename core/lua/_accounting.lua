@@ -17,6 +17,7 @@ local function add_usage(device_type, project_id, held_s, now, half_life_s)
   if elapsed_s > 0 then value = value * 2 ^ (-elapsed_s / half_life_s) end
   redis.call('HSET', K.device_usage(device_type), project_id, string.format('%.6f', value + held_s))
   redis.call('HSET', K.device_usage_at(device_type), project_id, now)
+  snapshot_changed(device_type, 'usage|' .. project_id)
 end
 
 -- Counts `bytes` (negative: freed) against the project's storage. Through int(): a Lua -0 is

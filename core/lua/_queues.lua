@@ -3,11 +3,18 @@
 
 -- The waiting set the scheduling policy chooses from (scheduler/reader.py reads it): a
 -- priority level's queue holds the projects with batches waiting there, and each project's
--- own queue holds its batches in creation order. Every change is versioned (queue-version,
--- queue-changes), so a scheduler re-reads only the project queues that changed.
+-- own queue holds its batches in creation order.
+
+-- What a policy's snapshot of the type is made of changed (a project's queue: 'queue|' ..
+-- priority .. '|' .. project; its usage: 'usage|' .. project): versioned, so a scheduler
+-- reads again only what changed since the version it read (scheduler/reader.py).
+local function snapshot_changed(device_type, what)
+  local version = redis.call('INCR', K.snapshot_version(device_type))
+  redis.call('ZADD', K.snapshot_changes(device_type), version, what)
+end
+
 local function queue_changed(device_type, priority, project_id)
-  local version = redis.call('INCR', K.queue_version(device_type))
-  redis.call('ZADD', K.queue_changes(device_type), version, priority .. '|' .. project_id)
+  snapshot_changed(device_type, 'queue|' .. priority .. '|' .. project_id)
 end
 
 local function enqueue_batch(batch_id, device_type, priority, project_id, created)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,15 +148,30 @@ class QpuControl:
 
     def renew(self, lease: Lease, ttl_s: float) -> bool:
         """False when the lease is lost (expired, or taken over)."""
-        args = RenewLeaseArgs(token=lease.token, epoch=lease.epoch, ttl_ms=to_ms(ttl_s))
-        return replies.decode_fenced_ok(self._fenced(args, lease))
+        return self.renew_all([lease], ttl_s)[0]
+
+    def renew_all(self, leases: Sequence[Lease], ttl_s: float) -> list[bool]:
+        """`renew` of each lease, in one round trip."""
+        calls = [
+            (RenewLeaseArgs(token=lease.token, epoch=lease.epoch, ttl_ms=to_ms(ttl_s)), lease)
+            for lease in leases
+        ]
+        return [replies.decode_fenced_ok(reply) for reply in self._fenced_all(calls)]
 
     def release(self, lease: Lease, usage_half_life_s: float, now: int) -> bool:
         """True when the QPU is free again: its batch is finished and nothing is in flight (the
         time it held the QPU is then counted as its project's usage)."""
-        args = ReleaseQpuArgs(now, lease.token, lease.epoch, usage_half_life_s)
-        reply = self._fenced(args, lease)
-        return replies.decode_fenced_ok(reply)
+        return self.release_all([lease], usage_half_life_s, now)[0]
+
+    def release_all(
+        self, leases: Sequence[Lease], usage_half_life_s: float, now: int
+    ) -> list[bool]:
+        """`release` of each lease, in one round trip."""
+        calls = [
+            (ReleaseQpuArgs(now, lease.token, lease.epoch, usage_half_life_s), lease)
+            for lease in leases
+        ]
+        return [replies.decode_fenced_ok(reply) for reply in self._fenced_all(calls)]
 
     def dispatch(
         self,
@@ -169,38 +184,73 @@ class QpuControl:
     ) -> list[replies.Dispatch]:
         """Hands out the batch's next jobs in chunks of about `chunk_s` predicted seconds each
         (0: one job per chunk), for a QPU that runs `capacity` jobs at once (dispatch.lua)."""
-        args = DispatchArgs(
-            now=now,
-            qpu=lease.qpu,
-            token=lease.token,
-            epoch=lease.epoch,
-            pool=capacity,
-            timeout_ms=to_ms(timeout_s),
-            chunk_s=chunk_s,
-            max_chunk=max_chunk,
-        )
-        reply = self._fenced(args, lease)
-        return replies.decode_dispatched(reply)
+        return self.dispatch_all([(lease, capacity)], timeout_s, now, chunk_s, max_chunk)[0]
+
+    def dispatch_all(
+        self,
+        leases: Sequence[tuple[Lease, int]],
+        timeout_s: float,
+        now: int,
+        chunk_s: float = 0.0,
+        max_chunk: int = MAX_CHUNK_JOBS,
+    ) -> list[list[replies.Dispatch]]:
+        """`dispatch` for each (lease, capacity), in one round trip."""
+        calls = [
+            (
+                DispatchArgs(
+                    now=now,
+                    qpu=lease.qpu,
+                    token=lease.token,
+                    epoch=lease.epoch,
+                    pool=capacity,
+                    timeout_ms=to_ms(timeout_s),
+                    chunk_s=chunk_s,
+                    max_chunk=max_chunk,
+                ),
+                lease,
+            )
+            for lease, capacity in leases
+        ]
+        return [replies.decode_dispatched(reply) for reply in self._fenced_all(calls)]
 
     def reconcile(self, lease: Lease, max_attempts: int, now: int) -> replies.Reconciled:
         """Recovers the QPU's jobs whose claim or heartbeat deadline passed."""
-        args = ReconcileArgs(now, lease.token, lease.epoch, max_attempts)
-        return replies.decode_reconciled(self._fenced(args, lease))
+        return self.reconcile_all([lease], max_attempts, now)[0]
+
+    def reconcile_all(
+        self, leases: Sequence[Lease], max_attempts: int, now: int
+    ) -> list[replies.Reconciled]:
+        """`reconcile` of each lease, in one round trip."""
+        calls = [
+            (ReconcileArgs(now, lease.token, lease.epoch, max_attempts), lease) for lease in leases
+        ]
+        return [replies.decode_reconciled(reply) for reply in self._fenced_all(calls)]
 
     def expire_open_batch(self, lease: Lease, hold: OpenBatchHold, now: int) -> HoldEnd | None:
         """Ends the QPU's open batch TIMED_OUT if `hold` says it has held the QPU long enough;
         returns why, or None."""
-        args = ExpireOpenBatchArgs(
-            now=now,
-            token=lease.token,
-            epoch=lease.epoch,
-            idle_us=to_us(hold.idle_s),
-            contended_idle_us=to_us(min(hold.contended_idle_s, hold.idle_s)),
-            max_hold_us=to_us(hold.max_hold_s),
-            priorities=json.dumps(PRIORITIES),
-        )
-        reply = self._fenced(args, lease)
-        return replies.decode_timed_out(reply)
+        return self.expire_open_batches([lease], hold, now)[0]
+
+    def expire_open_batches(
+        self, leases: Sequence[Lease], hold: OpenBatchHold, now: int
+    ) -> list[HoldEnd | None]:
+        """`expire_open_batch` of each lease, in one round trip."""
+        calls = [
+            (
+                ExpireOpenBatchArgs(
+                    now=now,
+                    token=lease.token,
+                    epoch=lease.epoch,
+                    idle_us=to_us(hold.idle_s),
+                    contended_idle_us=to_us(min(hold.contended_idle_s, hold.idle_s)),
+                    max_hold_us=to_us(hold.max_hold_s),
+                    priorities=json.dumps(PRIORITIES),
+                ),
+                lease,
+            )
+            for lease in leases
+        ]
+        return [replies.decode_timed_out(reply) for reply in self._fenced_all(calls)]
 
     def _qpu_keys(self, qpu: str) -> list[str]:
         """The KEYS of the scheduler's scripts, in the order of `qpu_keys()` in _queues.lua."""
@@ -211,3 +261,10 @@ class QpuControl:
         """Runs a script fenced by `lease` (its arguments carry the lease's token and epoch),
         with the lease's QPU keys."""
         return self.scripts.run(args, keys=self._qpu_keys(lease.qpu))
+
+    def _fenced_all(self, calls: Sequence[tuple[ScriptArgs, Lease]]) -> list[Any]:
+        """`_fenced` of each (script arguments, lease), in one round trip: a scheduler serving
+        32 QPUs makes one for all their renewals, not 32."""
+        if not calls:
+            return []
+        return self.scripts.run_many([(args, self._qpu_keys(lease.qpu)) for args, lease in calls])

@@ -76,6 +76,16 @@ FLAGS = {
 }
 
 
+def _located(name: str, exc: redis.exceptions.ResponseError) -> Exception:
+    """A script's error as callers see it: InvalidTransition for a move its transition table
+    forbids, else the error naming the file and line it came from."""
+    error = transition_error(str(exc))
+    if error is not None:
+        return error
+    located: Exception = type(exc)(assembled(name)[1].rewrite(str(exc)))
+    return located
+
+
 @dataclass(frozen=True)
 class SourceMap:
     """Where each line of a script's full text came from: (first line, part name) per part."""
@@ -142,18 +152,29 @@ class Scripts:
 
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         self.namespace = namespace
+        self.client = client
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
 
     def run(self, args: ScriptArgs, keys: Sequence[str] = ()) -> Any:
         """Runs the script `args` are for, with `keys` as KEYS; a status move its transition
         table forbids raises InvalidTransition (core/replies.py), any other error names the
         file and line it came from."""
-        name = args.SCRIPT
         try:
-            return self._scripts[name](keys=list(keys), args=[self.namespace, *args.argv()])
+            return self._scripts[args.SCRIPT](keys=list(keys), args=[self.namespace, *args.argv()])
         except redis.exceptions.ResponseError as exc:
-            error = transition_error(str(exc))
-            if error is not None:
-                raise error from None
-            located = assembled(name)[1].rewrite(str(exc))
-            raise type(exc)(located) from None
+            raise _located(args.SCRIPT, exc) from None
+
+    def run_many(self, calls: Sequence[tuple[ScriptArgs, Sequence[str]]]) -> list[Any]:
+        """Runs several scripts in one round trip (a pipeline, not a transaction: each is
+        atomic on its own), in order; their replies in order. An error of any is raised as
+        `run` raises it, once all of them ran."""
+        pipe = self.client.pipeline(transaction=False)
+        for args, keys in calls:
+            self._scripts[args.SCRIPT](
+                keys=list(keys), args=[self.namespace, *args.argv()], client=pipe
+            )
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        for (args, _), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, redis.exceptions.ResponseError):
+                raise _located(args.SCRIPT, reply) from None
+        return replies

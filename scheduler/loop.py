@@ -91,8 +91,7 @@ class Scheduler:
     def run_once(self, now: int | None = None) -> None:
         now = now_us() if now is None else now
         serving = self.serving(now)
-        for qpu in serving:
-            self.serve(qpu, now, serving)
+        self.serve(serving, now)
         # As often as workers announce their QPUs: passes come on every job's commit, and
         # readiness needs no more than one in PRESENCE_TTL_S.
         # And whenever the leases it holds change, so `tweezer status` shows who holds what.
@@ -103,47 +102,62 @@ class Scheduler:
         if self.store.purge_inputs(self.settings.input_retention_s, now):
             log.info("dropped the sequences of batches past their retention")
 
-    def serve(self, qpu: str, now: int, serving: list[str]) -> None:
+    def serve(self, serving: list[str], now: int) -> None:
+        """One step of each QPU's life, every QPU at once: each step is one round trip for
+        all the leases it concerns (a pass over 32 QPUs made 160 of them), and each QPU still
+        goes through them in order: renewed, reconciled, timed out, released, granted,
+        dispatched."""
         s = self.settings
-        lease = self.leases.get(qpu)
-        if lease is not None and not self.control.renew(lease, s.lease_ttl_s):
-            log.warning("lost the lease of %s (epoch %s)", qpu, lease.epoch)
-            del self.leases[qpu]
-            lease = None
-        if lease is not None:
-            recovered = self.control.reconcile(lease, s.max_attempts, now)
-            if recovered.requeued or recovered.failed:
+        held = [self.leases[qpu] for qpu in serving if qpu in self.leases]
+        for lease, kept in zip(held, self.control.renew_all(held, s.lease_ttl_s), strict=True):
+            if not kept:
+                log.warning("lost the lease of %s (epoch %s)", lease.qpu, lease.epoch)
+                del self.leases[lease.qpu]
+        held = [lease for lease in held if lease.qpu in self.leases]
+        recovered = self.control.reconcile_all(held, s.max_attempts, now)
+        for lease, found in zip(held, recovered, strict=True):
+            if found.requeued or found.failed:
                 log.warning(
                     "%s: %d job(s) requeued, %d failed after lost workers",
-                    qpu,
-                    recovered.requeued,
-                    recovered.failed,
+                    lease.qpu,
+                    found.requeued,
+                    found.failed,
                 )
-            why = self.control.expire_open_batch(lease, self.hold, now)
+        timed_out = self.control.expire_open_batches(held, self.hold, now)
+        for lease, why in zip(held, timed_out, strict=True):
             if why:
-                log.info("%s: open batch %s timed out (%s)", qpu, lease.batch_id, why)
-            if self.control.release(lease, s.fair_share_half_life_s, now):
-                log.info("%s: released by batch %s", qpu, lease.batch_id)
-                del self.leases[qpu]
-                lease = None
-        if lease is None:
-            lease = self.control.acquire(
-                qpu, s.lease_ttl_s, now, lambda: self.choose(qpu, serving, now)
-            )
-            if lease is None:
-                return
+                log.info("%s: open batch %s timed out (%s)", lease.qpu, lease.batch_id, why)
+        released = self.control.release_all(held, s.fair_share_half_life_s, now)
+        for lease, free in zip(held, released, strict=True):
+            if free:
+                log.info("%s: released by batch %s", lease.qpu, lease.batch_id)
+                del self.leases[lease.qpu]
+        for qpu in serving:
+            if qpu not in self.leases:
+                self.grant(qpu, now, serving)
+        held = [self.leases[qpu] for qpu in serving if qpu in self.leases]
+        pools = [(lease, s.pool_size(kind_of_qpu(lease.qpu))) for lease in held]
+        dispatched = self.control.dispatch_all(
+            pools, s.dispatch_timeout_s, now, chunk_s=s.dispatch_chunk_s
+        )
+        for lease, chunks in zip(held, dispatched, strict=True):
+            for chunk in chunks:
+                # If this send is lost, the dispatch deadline makes the reconciler send it
+                # again.
+                self.producer.send_task(
+                    RUN_JOBS_TASK,
+                    args=[chunk.delivery_id, list(chunk.job_ids)],
+                    queue=Keys.celery_queue(lease.qpu),
+                )
+
+    def grant(self, qpu: str, now: int, serving: list[str]) -> None:
+        """Leases the free `qpu` to the batch it was serving or the one the policy chooses."""
+        lease = self.control.acquire(
+            qpu, self.settings.lease_ttl_s, now, lambda: self.choose(qpu, serving, now)
+        )
+        if lease is not None:
             log.info("%s: leased to batch %s (epoch %s)", qpu, lease.batch_id, lease.epoch)
             self.leases[qpu] = lease
-        pool = s.pool_size(kind_of_qpu(qpu))
-        for chunk in self.control.dispatch(
-            lease, pool, s.dispatch_timeout_s, now, chunk_s=s.dispatch_chunk_s
-        ):
-            # If this send is lost, the dispatch deadline makes the reconciler send it again.
-            self.producer.send_task(
-                RUN_JOBS_TASK,
-                args=[chunk.delivery_id, list(chunk.job_ids)],
-                queue=Keys.celery_queue(qpu),
-            )
 
     def choose(self, qpu: str, serving: list[str], now: int) -> str | None:
         """The policy's choice for the free `qpu`, from a snapshot of its device type."""

@@ -18,7 +18,7 @@ from core.db import Db
 from core.errors import InvalidTransition
 from core.records import RECORD_FIELDS
 from core.replies import Reply
-from core.script_args import ARGS, CommitJobsArgs, DispatchArgs, HeartbeatArgs
+from core.script_args import ARGS, CommitJobsArgs, DispatchArgs, HashRowsArgs, HeartbeatArgs
 from core.scripts import LIBRARY, SCRIPT_NAMES, Scripts, script_source
 from core.status import (
     BATCH_TRANSITIONS,
@@ -121,6 +121,14 @@ def test_an_error_inside_a_script_names_its_file_and_line(redis_only):
     line = next(i for i, text in enumerate(lines, 1) if "is not DONE or ERROR" in text)
     assert f"commit_jobs.lua:{line}:" in str(raised.value), str(raised.value)
     assert "user_script" not in str(raised.value)
+    # The same from several scripts run in one round trip: the others still ran.
+    fine = HashRowsArgs('["status"]')
+    with pytest.raises(redis.exceptions.ResponseError) as raised:
+        scripts.run_many(
+            [(fine, ["a"]), (CommitJobsArgs(T0, "d", ("job-1", "FINE", "", "", "")), ["x"])]
+        )
+    assert f"commit_jobs.lua:{line}:" in str(raised.value), str(raised.value)
+    assert scripts.run_many([(fine, ["a"]), (fine, ["b"])]) == ["[[false]]", "[[false]]"]
 
 
 def test_no_python_module_but_replies_reads_a_reply_code():

@@ -298,8 +298,9 @@ def test_forecasting_is_paced_to_a_quarter_of_a_core():
 def test_incremental_reads_equal_full_reads_as_the_snapshot_changes(parts, redis_only):
     """Property, on seeded random changes: submit (closed or open, any level, several
     projects), cancel, add jobs to an open batch, close it, grant a QPU, end its batch and
-    release it (its project's usage grows), change a project's share: each time, the reads that reuse what they read before (the forecaster's whole
-    queue, a grant's heads) equal fresh ones."""
+    release it (its project's usage grows), change a project's share: each time, the reads
+    that reuse what they read before (the forecaster's whole queue, a grant's heads) equal
+    fresh ones."""
     store, control, _ = parts
     reader = SnapshotReader(Db.of(redis_only, NS), 86_400.0)
     used, ended = 0, 0

@@ -170,11 +170,23 @@ class Scripts:
         `run` raises it, once all of them ran."""
         pipe = self.client.pipeline(transaction=False)
         for args, keys in calls:
-            self._scripts[args.SCRIPT](
-                keys=list(keys), args=[self.namespace, *args.argv()], client=pipe
-            )
+            # EVALSHA itself: a pipeline given the Script objects asks SCRIPT EXISTS first,
+            # a second round trip on every call.
+            sha = self._scripts[args.SCRIPT].sha
+            pipe.evalsha(sha, len(keys), *keys, self.namespace, *args.argv())
         replies: list[Any] = pipe.execute(raise_on_error=False)
+        for index, ((args, keys), reply) in enumerate(zip(calls, replies, strict=True)):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                # Not loaded (Redis restarted, or flushed its scripts): it did not run, so it
+                # runs now, alone (which loads it).
+                replies[index] = self._run_or_error(args, keys)
         for (args, _), reply in zip(calls, replies, strict=True):
             if isinstance(reply, redis.exceptions.ResponseError):
                 raise _located(args.SCRIPT, reply) from None
         return replies
+
+    def _run_or_error(self, args: ScriptArgs, keys: Sequence[str]) -> Any:
+        try:
+            return self._scripts[args.SCRIPT](keys=list(keys), args=[self.namespace, *args.argv()])
+        except redis.exceptions.ResponseError as exc:
+            return exc

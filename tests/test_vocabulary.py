@@ -129,6 +129,8 @@ def test_an_error_inside_a_script_names_its_file_and_line(redis_only):
         )
     assert f"commit_jobs.lua:{line}:" in str(raised.value), str(raised.value)
     assert scripts.run_many([(fine, ["a"]), (fine, ["b"])]) == ["[[false]]", "[[false]]"]
+    redis_only.script_flush()  # as a restarted Redis: each runs once, loaded again
+    assert scripts.run_many([(fine, ["a"]), (fine, ["b"])]) == ["[[false]]", "[[false]]"]
 
 
 def test_no_python_module_but_replies_reads_a_reply_code():

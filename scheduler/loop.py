@@ -92,6 +92,8 @@ class Scheduler:
         now = now_us() if now is None else now
         serving = self.serving(now)
         self.serve(serving, now)
+        for device_type, cache in self.cache.items():
+            self.snapshots.catch_up(device_type, self.policy.window, cache, now)
         # As often as workers announce their QPUs: passes come on every job's commit, and
         # readiness needs no more than one in PRESENCE_TTL_S.
         # And whenever the leases it holds change, so `tweezer status` shows who holds what.

@@ -133,6 +133,23 @@ class SnapshotReader:
             shares={p: float(share) for p, share in shares.items() if share is not None},
         )
 
+    def catch_up(self, device_type: str, window: int, cache: SnapshotCache, now: int) -> None:
+        """Brings `cache` up to date with what changed since it was read, without making a
+        snapshot: a scheduler does it every pass, so that the grant that follows a burst of
+        submissions does not read them all first (one round trip when nothing changed)."""
+        if cache.version < 0:
+            return  # never read: the first grant reads it whole
+        version = cache.version
+        queued, _ = self._heads(device_type, window, cache, now)
+        if cache.version == version:
+            return
+        known = {i: w for i in queued if (w := cache.known.get(i))}
+        unknown = [batch_id for batch_id in queued if batch_id not in known]
+        for batch_id, row in zip(unknown, self._rows(unknown), strict=True):
+            if row["project_id"] and row["status"] == BatchStatus.PENDING and row["open"] != "1":
+                known[batch_id] = self._waiting(batch_id, device_type, row)
+        cache.known = known
+
     def _holding(self, qpus: list[str]) -> list[Holding]:
         """The batches running on `qpus`."""
         pipe = self.redis.pipeline(transaction=False)

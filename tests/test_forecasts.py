@@ -106,7 +106,8 @@ def test_a_pass_and_a_grant_cost_the_same_whatever_waits(parts, redis_only):
     """The loop's cost does not grow with the queue: with 60 and with 1,500 batches waiting
     over the same 30 projects, a pass that holds its QPU runs the same commands, and so does
     a grant after one more submission (its snapshot reads again the one queue that changed,
-    and the new batch, not the queue)."""
+    and the new batch, not the queue). The submissions before were caught up with by the
+    pass that followed them, while the QPU was held."""
     store, _, _ = parts
     scheduler = Scheduler(SETTINGS, Db.of(redis_only, NS), RecordingProducer())
     now = T0
@@ -121,8 +122,12 @@ def test_a_pass_and_a_grant_cost_the_same_whatever_waits(parts, redis_only):
         for i in range(queued, waiting):
             new_batch(store, project=f"p{i % 30}", now=now + 2 * SECOND + i)
         now += 10 * SECOND
-        scheduler.choose(QPU, [QPU], now)  # its snapshot is up to date
-        plain = _commands(redis_only, lambda n=now: scheduler.run_once(n))
+        scheduler.run_once(now)  # a pass brings its snapshot up to date with them
+        cache = scheduler.cache["EMU_FREE"]
+        assert cache.version == int(redis_only.get(Keys(NS).snapshot_version("EMU_FREE")))
+        assert len(cache.heads) == 30
+        assert set(cache.known) == {i for ids in cache.heads.values() for i in ids}
+        plain = _commands(redis_only, lambda n=now: scheduler.run_once(n + 1))
         new_batch(store, project="p3", now=now + SECOND)
         store.close_batch(holder.id, now + SECOND, "u")  # the QPU is freed
         granted = _commands(redis_only, lambda n=now: scheduler.run_once(n + 2 * SECOND))

@@ -159,10 +159,10 @@ class Scripts:
         """Runs the script `args` are for, with `keys` as KEYS; a status move its transition
         table forbids raises InvalidTransition (core/replies.py), any other error names the
         file and line it came from."""
-        try:
-            return self._scripts[args.SCRIPT](keys=list(keys), args=[self.namespace, *args.argv()])
-        except redis.exceptions.ResponseError as exc:
-            raise _located(args.SCRIPT, exc) from None
+        reply = self._run_or_error(args, keys)
+        if isinstance(reply, redis.exceptions.ResponseError):
+            raise _located(args.SCRIPT, reply) from None
+        return reply
 
     def run_many(self, calls: Sequence[tuple[ScriptArgs, Sequence[str]]]) -> list[Any]:
         """Runs several scripts in one round trip (a pipeline, not a transaction: each is
@@ -186,6 +186,8 @@ class Scripts:
         return replies
 
     def _run_or_error(self, args: ScriptArgs, keys: Sequence[str]) -> Any:
+        """The script's reply, or the error Redis answered (loading it first if Redis has
+        lost it)."""
         try:
             return self._scripts[args.SCRIPT](keys=list(keys), args=[self.namespace, *args.argv()])
         except redis.exceptions.ResponseError as exc:

@@ -105,17 +105,7 @@ class SnapshotReader:
         else:
             queued, shares = self._heads(device_type, window, cache, now)
 
-        known = cache.known
-        unknown = [batch_id for batch_id in queued if batch_id not in known]
-        read = {
-            batch_id: self._waiting(batch_id, device_type, row)
-            for batch_id, row in zip(unknown, self._rows(unknown), strict=True)
-            # One granted meanwhile no longer waits.
-            if row["project_id"] and row["status"] == BatchStatus.PENDING
-        }
-        waiting = [w for batch_id in queued if (w := known.get(batch_id) or read.get(batch_id))]
-        known.clear()
-        known.update((w.id, w) for w in waiting if not w.open)
+        waiting = self._still_waiting(device_type, queued, cache)
         waiting.sort(key=lambda w: (w.submitted_s, w.id))
 
         # Shares of the projects holding QPUs without waiting too (their usage counts).
@@ -143,12 +133,24 @@ class SnapshotReader:
         queued, _ = self._heads(device_type, window, cache, now)
         if cache.version == version:
             return
-        known = {i: w for i in queued if (w := cache.known.get(i))}
-        unknown = [batch_id for batch_id in queued if batch_id not in known]
-        for batch_id, row in zip(unknown, self._rows(unknown), strict=True):
-            if row["project_id"] and row["status"] == BatchStatus.PENDING and row["open"] != "1":
-                known[batch_id] = self._waiting(batch_id, device_type, row)
-        cache.known = known
+        self._still_waiting(device_type, queued, cache)
+
+    def _still_waiting(
+        self, device_type: str, queued: list[str], cache: SnapshotCache
+    ) -> list[Waiting]:
+        """The batches of `queued` still waiting: those `cache` knows as it knows them, the
+        others read. Leaves `cache.known` holding the closed ones."""
+        unknown = [batch_id for batch_id in queued if batch_id not in cache.known]
+        read = {
+            batch_id: self._waiting(batch_id, device_type, row)
+            for batch_id, row in zip(unknown, self._rows(unknown), strict=True)
+            # One granted meanwhile no longer waits.
+            if row["project_id"] and row["status"] == BatchStatus.PENDING
+        }
+        known = cache.known
+        waiting = [w for batch_id in queued if (w := known.get(batch_id) or read.get(batch_id))]
+        cache.known = {w.id: w for w in waiting if not w.open}
+        return waiting
 
     def _holding(self, qpus: list[str]) -> list[Holding]:
         """The batches running on `qpus`."""

@@ -31,7 +31,7 @@ from core.settings import Settings
 from core.store import Store
 from core.timefmt import SECOND_US, now_us
 from scheduler import forecaster
-from scheduler.reader import SnapshotCache, SnapshotReader
+from scheduler.reader import Rank, SnapshotCache, SnapshotReader
 from scheduler.webhooks import WebhookSender
 from scheduling.policies import load_policy
 
@@ -51,6 +51,9 @@ class Scheduler:
         self.hold = OpenBatchHold.from_settings(settings)
         self.store = Store(db)
         self.policy = load_policy(settings.policy)
+        #: The policy's `rank`, when it has one: then a grant looks only at the batches that
+        #: can be its choice (SnapshotReader.read_ranked).
+        self.rank: Rank | None = getattr(self.policy, "rank", None)
         self.snapshots = SnapshotReader(db, settings.fair_share_half_life_s)
         #: Per device type, what its snapshots read before (a grant reads what changed).
         self.cache: dict[str, SnapshotCache] = {}
@@ -93,7 +96,7 @@ class Scheduler:
         serving = self.serving(now)
         self.serve(serving, now)
         for device_type, cache in self.cache.items():
-            self.snapshots.catch_up(device_type, self.policy.window, cache, now)
+            self.snapshots.catch_up(device_type, self.policy.window, cache, now, self.rank)
         # As often as workers announce their QPUs: passes come on every job's commit, and
         # readiness needs no more than one in PRESENCE_TTL_S.
         # And whenever the leases it holds change, so `tweezer status` shows who holds what.
@@ -166,7 +169,13 @@ class Scheduler:
         device_type = device_type_of_qpu(qpu)
         siblings = [q for q in _of_type(device_type, serving) if q != qpu]
         cache = self.cache.setdefault(device_type, SnapshotCache())
-        snapshot = self.snapshots.read(device_type, siblings, self.policy.window, now, cache)
+        window = self.policy.window
+        if self.rank is not None:
+            snapshot = self.snapshots.read_ranked(
+                device_type, siblings, window, now, cache, self.rank
+            )
+        else:
+            snapshot = self.snapshots.read(device_type, siblings, window, now, cache)
         chosen = self.policy.choose(snapshot)
         return None if chosen is None else chosen.id
 

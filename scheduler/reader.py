@@ -15,7 +15,8 @@ waiting or a thousand.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,11 @@ from core.priorities import PRIORITIES
 from core.script_args import HashRowsArgs, ReadSnapshotArgs
 from core.status import BatchStatus
 from core.timefmt import SECOND_US
+from scheduling.ranked import RankedBatches
 from scheduling.snapshot import Holding, Snapshot, Waiting
+
+#: A policy's `rank` (scheduling/policies.py).
+Rank = Callable[[Waiting, float], tuple[float, ...]]
 
 #: Longest a scheduler goes on the changes alone before it reads every queue's heads again.
 FULL_READ_EVERY_S = 60.0
@@ -73,6 +78,28 @@ class SnapshotCache:
     #: Each project's share as stored (None: the default), as of `shares_version`.
     shares: dict[str, str | None] = field(default_factory=dict)
     shares_version: str = ""
+    #: For a policy that ranks (read_ranked): the waiting batches of each (priority, project)
+    #: queue's window, those of them ranked, the queues holding an open batch (read again at
+    #: every read: their jobs grow), and the moment ranks count usage at (s).
+    queues: dict[tuple[str, str], list[Waiting]] = field(default_factory=dict)
+    ranked: RankedBatches = field(default_factory=RankedBatches)
+    open_queues: set[tuple[str, str]] = field(default_factory=set)
+    ranked_at_s: float = 0.0
+
+
+@dataclass
+class _Changes:
+    """What a read of the heads found changed since the cache's version."""
+
+    #: Everything: read whole, or every share read again.
+    everything: bool
+    #: (priority, project) queues read again.
+    queues: set[tuple[str, str]] = field(default_factory=set)
+    #: Projects whose usage was read again.
+    usage: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return self.everything or bool(self.queues) or bool(self.usage)
 
 
 class SnapshotReader:
@@ -103,11 +130,50 @@ class SnapshotReader:
         if window is None:
             queued, shares = self._whole_queues(device_type, cache, now)
         else:
-            queued, shares = self._heads(device_type, window, cache, now)
+            self._heads(device_type, window, cache, now)
+            queued, shares = _flatten(cache)
 
         waiting = self._still_waiting(device_type, queued, cache)
         waiting.sort(key=lambda w: (w.submitted_s, w.id))
 
+        return self._snapshot(device_type, waiting, holding, shares, cache.usage, now)
+
+    def read_ranked(
+        self,
+        device_type: str,
+        qpus: Iterable[str],
+        window: int,
+        now: int,
+        cache: SnapshotCache,
+        rank: Rank,
+    ) -> Snapshot:
+        """What a policy that ranks (scheduling/policies.py, `rank`) needs to see to choose as
+        it would among every project's window: its best-ranked batch of the projects holding
+        no QPU of the type, and every batch of the window of those that hold one (their usage
+        grows while they hold). Costs what changed since `cache` was read, not what waits."""
+        holding = self._holding(list(qpus))
+        self._rerank(device_type, window, cache, now, rank, reread_open=True)
+        held = {h.project for h in holding}
+        best = cache.ranked.best(held)
+        waiting = [] if best is None else [best]
+        waiting += [
+            w for project in held for p in PRIORITIES for w in cache.queues.get((p, project), ())
+        ]
+        waiting.sort(key=lambda w: (w.submitted_s, w.id))
+        projects = {w.project for w in waiting}
+        shares = {p: cache.shares.get(p) for p in projects}
+        usage = {p: cache.usage[p] for p in projects | held if p in cache.usage}
+        return self._snapshot(device_type, waiting, holding, shares, usage, now)
+
+    def _snapshot(
+        self,
+        device_type: str,
+        waiting: list[Waiting],
+        holding: list[Holding],
+        shares: dict[str, str | None],
+        usage: dict[str, tuple[float, float]],
+        now: int,
+    ) -> Snapshot:
         # Shares of the projects holding QPUs without waiting too (their usage counts).
         missing = sorted({h.project for h in holding} - set(shares))
         pipe = self.redis.pipeline(transaction=False)
@@ -119,21 +185,80 @@ class SnapshotReader:
             device_type=device_type,
             waiting=tuple(waiting),
             holding=tuple(holding),
-            usage=DecayedUsage(cache.usage, now / SECOND_US, self.half_life_s),
+            usage=DecayedUsage(usage, now / SECOND_US, self.half_life_s),
             shares={p: float(share) for p, share in shares.items() if share is not None},
         )
 
-    def catch_up(self, device_type: str, window: int, cache: SnapshotCache, now: int) -> None:
+    def catch_up(
+        self, device_type: str, window: int, cache: SnapshotCache, now: int, rank: Rank | None
+    ) -> None:
         """Brings `cache` up to date with what changed since it was read, without making a
         snapshot: a scheduler does it every pass, so that the grant that follows a burst of
-        submissions does not read them all first (one round trip when nothing changed)."""
+        submissions does not read them all first (one round trip when nothing changed).
+        `rank`: the policy's, when it ranks (read_ranked)."""
         if cache.version < 0:
             return  # never read: the first grant reads it whole
-        version = cache.version
-        queued, _ = self._heads(device_type, window, cache, now)
-        if cache.version == version:
+        if rank is not None:
+            self._rerank(device_type, window, cache, now, rank, reread_open=False)
+        elif self._heads(device_type, window, cache, now):
+            self._still_waiting(device_type, _flatten(cache)[0], cache)
+
+    def _rerank(
+        self,
+        device_type: str,
+        window: int,
+        cache: SnapshotCache,
+        now: int,
+        rank: Rank,
+        reread_open: bool,
+    ) -> None:
+        """Reads what changed (`_heads`) and ranks again the batches of the queues that
+        changed, of the projects whose usage did, and of the queues holding an open batch
+        when `reread_open`; all of them when everything was read again."""
+        changes = self._heads(device_type, window, cache, now)
+        if changes.everything:
+            # Ranks count usage at one moment, now: every rank again (once a minute at most).
+            cache.ranked_at_s = now / SECOND_US
+            cache.ranked.clear()
+            touched = set(cache.heads) | set(cache.queues)
+        else:
+            touched = changes.queues | {
+                (p, project) for project in changes.usage for p in PRIORITIES
+            }
+            if reread_open:
+                touched |= cache.open_queues
+        if not touched:
             return
-        self._still_waiting(device_type, queued, cache)
+        before = [w for key in touched for w in cache.queues.pop(key, ())]
+        cache.ranked.drop(w.id for w in before)
+        gone = {w.id for w in before}
+        queued = [i for key in touched for i in cache.heads.get(key, ())]
+        read = self._read_waiting(device_type, [i for i in queued if i not in cache.known])
+        for key in touched:
+            cache.open_queues.discard(key)
+            ids = cache.heads.get(key, ())
+            found = [w for i in ids if (w := cache.known.get(i) or read.get(i))]
+            if found:
+                cache.queues[key] = found
+            for w in found:
+                gone.discard(w.id)
+                cache.ranked.put(w, rank(w, self._usage_per_share(w.project, cache)))
+                if w.open:
+                    cache.open_queues.add(key)
+                else:
+                    cache.known[w.id] = w
+        for batch_id in gone:
+            cache.known.pop(batch_id, None)
+
+    def _usage_per_share(self, project: str, cache: SnapshotCache) -> float:
+        """The project's usage per share at `cache.ranked_at_s` (held time apart): what a
+        policy's rank compares."""
+        value, since = cache.usage.get(project, (0.0, 0.0))
+        if value:
+            # Decayed, or grown when counted after that moment: the same factor for all.
+            value *= math.pow(2.0, (since - cache.ranked_at_s) / self.half_life_s)
+        share = cache.shares.get(project)
+        return value / max(1.0 if share is None else float(share), 1e-9)
 
     def _still_waiting(
         self, device_type: str, queued: list[str], cache: SnapshotCache
@@ -141,16 +266,20 @@ class SnapshotReader:
         """The batches of `queued` still waiting: those `cache` knows as it knows them, the
         others read. Leaves `cache.known` holding the closed ones."""
         unknown = [batch_id for batch_id in queued if batch_id not in cache.known]
-        read = {
-            batch_id: self._waiting(batch_id, device_type, row)
-            for batch_id, row in zip(unknown, self._rows(unknown), strict=True)
-            # One granted meanwhile no longer waits.
-            if row["project_id"] and row["status"] == BatchStatus.PENDING
-        }
+        read = self._read_waiting(device_type, unknown)
         known = cache.known
         waiting = [w for batch_id in queued if (w := known.get(batch_id) or read.get(batch_id))]
         cache.known = {w.id: w for w in waiting if not w.open}
         return waiting
+
+    def _read_waiting(self, device_type: str, batch_ids: list[str]) -> dict[str, Waiting]:
+        """Those of `batch_ids` still waiting, read."""
+        return {
+            batch_id: self._waiting(batch_id, device_type, row)
+            for batch_id, row in zip(batch_ids, self._rows(batch_ids), strict=True)
+            # One granted meanwhile no longer waits.
+            if row["project_id"] and row["status"] == BatchStatus.PENDING
+        }
 
     def _holding(self, qpus: list[str]) -> list[Holding]:
         """The batches running on `qpus`."""
@@ -172,15 +301,13 @@ class SnapshotReader:
             if h["project_id"] and h["start_us"] and h["status"] == BatchStatus.RUNNING
         ]
 
-    def _heads(
-        self, device_type: str, window: int, cache: SnapshotCache, now: int
-    ) -> tuple[list[str], dict[str, str | None]]:
-        """Of each project's queue per level, its oldest `window` batch ids, and the projects'
-        shares (and into `cache`, the usage). Read whole by one script (read_snapshot.lua) the
-        first time and every FULL_READ_EVERY_S; in between, only the queues and usage changed
-        since (snapshot-changes above the version read), and the shares again only when one
-        changed (shares-version): a grant costs the same with ten projects waiting or a
-        thousand."""
+    def _heads(self, device_type: str, window: int, cache: SnapshotCache, now: int) -> _Changes:
+        """Into `cache`: of each project's queue per level, its oldest `window` batch ids, the
+        projects' shares and usage. Read whole by one script (read_snapshot.lua) the first
+        time and every FULL_READ_EVERY_S; in between, only the queues and usage changed since
+        (snapshot-changes above the version read), and the shares again only when one changed
+        (shares-version): a grant costs the same with ten projects waiting or a thousand.
+        Returns what it read again."""
         k = self.keys
         fresh = now - cache.full_read_us < FULL_READ_EVERY_S * SECOND_US
         if cache.version >= 0 and cache.window == window and fresh:
@@ -191,9 +318,11 @@ class SnapshotReader:
             version, changed, shares_version = pipe.execute()
             # A version that went back (Redis emptied): read everything again.
             if int(version or 0) >= cache.version:
-                self._changed(device_type, window, cache, changed, shares_version or "0", now)
+                changes = self._changed(
+                    device_type, window, cache, changed, shares_version or "0", now
+                )
                 cache.version = int(version or 0)
-                return _flatten(cache)
+                return changes
         args = ReadSnapshotArgs(device_type, json.dumps(list(PRIORITIES)), window)
         reply = json.loads(self.scripts.run(args))
         levels = [level or [] for level in reply["levels"] or []]
@@ -209,7 +338,7 @@ class SnapshotReader:
         cache.shares = {p: None if s is False else s for p, s in (reply["shares"] or {}).items()}
         cache.window, cache.version, cache.full_read_us = window, int(reply["version"]), now
         cache.shares_version = reply["shares_version"]
-        return _flatten(cache)
+        return _Changes(everything=True)
 
     def _changed(
         self,
@@ -219,22 +348,21 @@ class SnapshotReader:
         changed: list[str],
         shares_version: str,
         now: int,
-    ) -> None:
+    ) -> _Changes:
         """Reads again what `changed` names ("queue|priority|project": its heads;
         "usage|project": its usage), the shares of projects not seen before, and every share
         when one changed."""
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
-        queues: list[tuple[str, str]] = []
-        used: list[str] = []
+        changes = _Changes(everything=shares_version != cache.shares_version)
         for member in changed:
             kind, _, rest = member.partition("|")
             if kind == "queue":
                 priority, _, project = rest.partition("|")
-                queues.append((priority, project))
+                changes.queues.add((priority, project))
                 pipe.zrange(k.project_queue(device_type, priority, project), 0, window - 1)
             elif kind == "usage":
-                used.append(rest)
+                changes.usage.add(rest)
                 pipe.hget(k.device_usage(device_type), rest)
                 pipe.hget(k.device_usage_at(device_type), rest)
         replies = iter(pipe.execute())
@@ -259,6 +387,7 @@ class SnapshotReader:
             pipe.hget(k.project(project), "share")
         cache.shares.update(zip(unseen, pipe.execute(), strict=True))
         cache.shares_version = shares_version
+        return changes
 
     def _whole_queues(
         self, device_type: str, cache: SnapshotCache, now: int

@@ -41,6 +41,16 @@ class Policy(Protocol):
 # taken to start its backlog by priority level, then submission.
 
 
+# A policy may also rank batches one at a time: `rank(batch, usage_per_share) -> tuple of
+# numbers`, least first, where `usage_per_share` is the batch's project's decayed QPU usage
+# per share at a moment common to every batch ranked together (not counting the time its
+# batches hold QPUs now). Its promise: of batches whose projects hold no QPU of the type,
+# `choose` would pick the one of least (rank, id). The live scheduler then keeps the waiting
+# batches ranked (scheduling/ranked.py) and calls `choose` with only that one and the batches of
+# projects holding QPUs: a grant costs the same with ten projects waiting or a thousand. A
+# policy without `rank` gets every project's window each time.
+
+
 def _by_level_then_age(b: Waiting) -> tuple[int, float, str]:
     return (b.level, b.submitted_s, b.id)
 
@@ -51,6 +61,12 @@ def backlog_order(policy: Policy, snapshot: Snapshot) -> list[Waiting]:
     if own is not None:
         return own(snapshot)
     return sorted(snapshot.waiting, key=_by_level_then_age)
+
+
+def _by_rank(policy: Fifo | PriorityFirst | ShortestFirst, snapshot: Snapshot) -> list[Waiting]:
+    """Every waiting batch by the policy's rank: its backlog order when the rank does not
+    depend on usage."""
+    return sorted(snapshot.waiting, key=lambda b: (*policy.rank(b, 0.0), b.id))
 
 
 def _oldest(batches: tuple[Waiting, ...] | list[Waiting]) -> Waiting | None:
@@ -66,9 +82,12 @@ class Fifo:
     def choose(self, snapshot: Snapshot) -> Waiting | None:
         return _oldest(snapshot.waiting)
 
+    def rank(self, batch: Waiting, usage_per_share: float) -> tuple[float, ...]:
+        return (batch.submitted_s,)
+
     def backlog_order(self, snapshot: Snapshot) -> list[Waiting]:
         # Exact: the oldest head is the oldest batch.
-        return sorted(snapshot.waiting, key=lambda b: (b.submitted_s, b.id))
+        return _by_rank(self, snapshot)
 
 
 class PriorityFirst:
@@ -80,9 +99,12 @@ class PriorityFirst:
     def choose(self, snapshot: Snapshot) -> Waiting | None:
         return min(snapshot.waiting, key=_by_level_then_age, default=None)
 
+    def rank(self, batch: Waiting, usage_per_share: float) -> tuple[float, ...]:
+        return (batch.level, batch.submitted_s)
+
     def backlog_order(self, snapshot: Snapshot) -> list[Waiting]:
         # Exact, as for fifo.
-        return sorted(snapshot.waiting, key=_by_level_then_age)
+        return _by_rank(self, snapshot)
 
 
 class FairShare:
@@ -106,6 +128,11 @@ class FairShare:
                     heads[batch.project] = batch
         ratio = snapshot.usage_per_share(heads)
         return min(heads.values(), key=lambda h: (ratio[h.project], h.submitted_s, h.id))
+
+    def rank(self, batch: Waiting, usage_per_share: float) -> tuple[float, ...]:
+        # Usage decays by the same factor for every project, so projects that hold no QPU
+        # keep their order by usage per share as time passes: ranked once, until it changes.
+        return (batch.level, usage_per_share, batch.submitted_s)
 
     def backlog_order(self, snapshot: Snapshot) -> list[Waiting]:
         """Level by level; within one, as fair queuing does: each project's batches in
@@ -142,14 +169,15 @@ class ShortestFirst:
 
         return min(snapshot.waiting, key=key, default=None)
 
+    def rank(self, batch: Waiting, usage_per_share: float) -> tuple[float, ...]:
+        # `choose`'s score x aging, less `now`, which is the same for every batch.
+        return (batch.predicted_qpu_s * self.aging + batch.submitted_s, batch.submitted_s)
+
     def backlog_order(self, snapshot: Snapshot) -> list[Waiting]:
         # Of batches that all wait, the aged score orders them the same at any moment: score x
         # aging = predicted x aging + submitted - now. Unlike `choose`, this sees every batch of
         # a project, not its first `window`.
-        return sorted(
-            snapshot.waiting,
-            key=lambda b: (b.predicted_qpu_s * self.aging + b.submitted_s, b.submitted_s, b.id),
-        )
+        return _by_rank(self, snapshot)
 
 
 BUILT_IN: dict[str, type] = {p.name: p for p in (Fifo, PriorityFirst, FairShare, ShortestFirst)}

@@ -24,7 +24,7 @@ from scheduler.forecaster import CPU_SHARE, Forecaster, pause_after
 from scheduler.loop import Scheduler
 from scheduler.reader import FULL_READ_EVERY_S, SnapshotCache, SnapshotReader
 from scheduling.forecast import forecast
-from scheduling.policies import load_policy
+from scheduling.policies import BUILT_IN, load_policy
 from scheduling.snapshot import Holding, Snapshot, Waiting
 from tests import sequences
 from tests.conftest import make_settings
@@ -135,6 +135,36 @@ def test_a_pass_and_a_grant_cost_the_same_whatever_waits(parts, redis_only):
         costs.append((sorted(plain), sorted(granted)))
         store.cancel_batch(scheduler.leases[QPU].batch_id, now + 3 * SECOND, "u")
     assert costs[0] == costs[1]
+
+
+def test_a_ranked_grant_sees_only_what_can_be_its_choice(parts, redis_only):
+    """Fair share, 50 projects waiting: a grant's snapshot holds the one batch it ranks first,
+    and every head of a project holding another QPU (its usage grows while it holds); the
+    policy's choice from it is its choice from every head. A submission behind a head is then
+    read as one queue, and nothing else."""
+    store, control, _ = parts
+    for i in range(50):
+        new_batch(store, project=f"p{i}", now=T0 + i)
+    policy = load_policy("fair-share")
+    rank = policy.rank  # type: ignore[attr-defined]
+    reader = SnapshotReader(Db.of(redis_only, NS), 86_400.0)
+    cache = SnapshotCache()
+    now = T0 + SECOND
+    first = reader.read_ranked("EMU_FREE", [], 1, now, cache, rank)
+    assert [w.project for w in first.waiting] == ["p0"]
+    lease = control.acquire(QPU, 30, now)  # p0's batch runs on the other QPU
+    assert lease is not None
+    new_batch(store, project="p0", now=now)
+    seen = reader.read_ranked("EMU_FREE", [QPU], 1, now + SECOND, cache, rank)
+    assert sorted(w.project for w in seen.waiting) == ["p0", "p1"]
+    assert [h.project for h in seen.holding] == ["p0"]
+    full = reader.read("EMU_FREE", [QPU], 1, now + SECOND)
+    assert policy.choose(seen) == policy.choose(full) and policy.choose(seen).project == "p1"
+    new_batch(store, project="p7", now=now + SECOND)  # behind p7's head
+    commands = _commands(
+        redis_only, lambda: reader.read_ranked("EMU_FREE", [QPU], 1, now + 2 * SECOND, cache, rank)
+    )
+    assert commands.count("ZRANGE") == 1 and "EVALSHA" not in commands, commands
 
 
 @pytest.fixture(scope="module")
@@ -303,23 +333,27 @@ def test_forecasting_is_paced_to_a_quarter_of_a_core():
 def test_incremental_reads_equal_full_reads_as_the_snapshot_changes(parts, redis_only):
     """Property, on seeded random changes: submit (closed or open, any level, several
     projects), cancel, add jobs to an open batch, close it, grant a QPU, end its batch and
-    release it (its project's usage grows), change a project's share: each time, the reads
-    that reuse what they read before (the forecaster's whole queue, a grant's heads) equal
-    fresh ones."""
+    release it (its project's usage grows), change a project's share, let time pass beyond
+    a full read: each time, the reads that reuse what they read before (the forecaster's
+    whole queue, a grant's heads) equal fresh ones, and each built-in policy chooses from
+    its ranked read (only what can be its choice, kept ranked between reads) what it
+    chooses from a fresh read of every project's window."""
     store, control, _ = parts
     reader = SnapshotReader(Db.of(redis_only, NS), 86_400.0)
-    used, ended = 0, 0
+    policies = [load_policy(name) for name in BUILT_IN]
+    used, ended, chosen = 0, 0, 0
     for seed in range(4):
         rnd = random.Random(seed)
         redis_only.flushall()
         accounts = Accounts(redis_only, NS)
-        projects = [accounts.create_project(f"p{i}").id for i in range(3)]
+        projects = [accounts.create_project(f"p{i}").id for i in range(4)]
         cache, heads_cache = SnapshotCache(), SnapshotCache()
+        ranked = {policy.name: SnapshotCache() for policy in policies}
         batches = []
         lease = None
         now = T0
         for _ in range(40):
-            now += SECOND
+            now += rnd.choice((1, 1, 1, 7)) * SECOND
             action = rnd.choice(
                 ("submit", "submit", "submit", "cancel", "add", "close", "grant", "end", "share")
             )
@@ -377,7 +411,18 @@ def test_incremental_reads_equal_full_reads_as_the_snapshot_changes(parts, redis
             assert heads.usage == fresh.usage and heads.holding == fresh.holding
             assert heads.shares == fresh.shares
             used = max(used, len(fresh.usage))
+            for policy in policies:
+                rank, window = policy.rank, policy.window  # type: ignore[attr-defined]
+                if rnd.random() < 0.5:  # as a scheduler's pass between grants does
+                    reader.catch_up("EMU_FREE", window, ranked[policy.name], now, rank)
+                small = reader.read_ranked(
+                    "EMU_FREE", [QPU], window, now, ranked[policy.name], rank
+                )
+                full = policy.choose(reader.read("EMU_FREE", [QPU], window, now))
+                assert policy.choose(small) == full, (policy.name, seed)
+                chosen += full is not None
     assert used >= 1 and ended >= 4  # usage was counted, and read again from the changes
+    assert chosen >= 400
 
 
 def test_a_grant_reads_only_the_queues_that_changed(parts, redis_only):

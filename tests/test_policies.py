@@ -9,6 +9,9 @@ import json
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from cli.main import main
 from core.db import Db
@@ -22,7 +25,9 @@ from lab.traces import TraceError, read_swf, read_trace
 from scheduler.forecaster import Forecaster
 from scheduler.loop import Scheduler
 from scheduling.policies import ShortestFirst, load_policy
+from scheduling.ranked import RankedBatches
 from scheduling.simulator import Outcome, SimBatch, SimJob, Simulation
+from scheduling.snapshot import Waiting
 from tests.conftest import make_settings
 from tests.factories import RecordingProducer
 
@@ -237,6 +242,43 @@ def test_a_user_policy_is_checked_when_loaded():
         load_policy("tests.policies:Missing")
     with pytest.raises(ConfigurationError, match="unknown policy"):
         load_policy("round-robin")
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(("put", "put", "drop", "best")),
+            st.integers(0, 30),  # batch
+            st.integers(0, 5),  # rank
+            st.sets(st.sampled_from("ABCD"), max_size=3),  # projects skipped
+        ),
+        max_size=300,
+    )
+)
+@hyp_settings(max_examples=60, deadline=None)
+def test_ranked_batches_find_the_least_rank_of_the_projects_not_skipped(steps):
+    """RankedBatches (the live scheduler's index for policies that rank) against a plain
+    dict of what is live: put, re-rank, drop, and the best outside skipped projects, through
+    its stale entries and compactions."""
+    # The default, and one that compacts its heap at every chance.
+    indexes, live = (RankedBatches(), RankedBatches(slack=0)), {}
+    for op, n, rank, skip in steps:
+        batch = _waiting(f"b{n:02d}", "ABCD"[n % 4])
+        for ranked in indexes:
+            if op == "put":
+                ranked.put(batch, (rank,))
+                live[batch.id] = ((rank,), batch)
+            elif op == "drop":
+                ranked.drop([batch.id])
+                live.pop(batch.id, None)
+            else:
+                left = [(r, b.id, b) for r, b in live.values() if b.project not in skip]
+                assert ranked.best(skip) == (min(left)[2] if left else None)
+            assert len(ranked) == len(live)
+
+
+def _waiting(id_: str, project: str) -> Waiting:
+    return Waiting(id_, project, "u", "MEDIUM", "EMU_FREE", 0.0, False, 1, 1, 1.0)
 
 
 SWF = """\

@@ -70,6 +70,21 @@ GOALS = (
         "ratio >= 0.8",
     ),
     Goal(
+        # Not met on two cores: the drain is CPU-bound there (README, "Long queues").
+        "#30 drain batches/s, 32 vs 1 QPU, 1,000",
+        "scale drain batches/s, 1000 waiting, 32 QPUs",
+        "scale drain batches/s, 1000 waiting, 1 QPUs",
+        None,
+        "(cores' limit)",
+    ),
+    Goal(
+        "  the machine's cores busy meanwhile (0-1)",
+        "scale drain CPU busy, 1000 waiting, 32 QPUs",
+        "scale drain CPU busy, 1000 waiting, 1 QPUs",
+        None,
+        "(reference)",
+    ),
+    Goal(
         "#30 plain pass p99 ms, 100,000 waiting",
         "scale pass p99 ms, 100000 waiting, 1 QPUs",
         "scale pass p99 ms, 1000 waiting, 1 QPUs",
@@ -77,11 +92,19 @@ GOALS = (
         "<= 10 ms",
     ),
     Goal(
-        "#30 decision ms, 100,000 waiting vs one pass",
+        # The first pass begun after a QPU is freed grants it (the median of the drains).
+        "#30 decision, passes from release, 100,000",
+        "scale decision passes, 100000 waiting, 1 QPUs",
+        "scale decision passes, 300 waiting, 1 QPUs",
+        lambda ours, _: ours <= 1,
+        "<= one pass",
+    ),
+    Goal(
+        "  its ms, beside a pass while draining",
         "scale decision ms, 100000 waiting, 1 QPUs",
         "scale drain pass p50 ms, 100000 waiting, 1 QPUs",
-        lambda ours, anchor: anchor is not None and ours <= anchor,
-        "<= one pass",
+        None,
+        "(reference)",
     ),
     Goal(
         "#30 forecast from cold s, 100,000 waiting",

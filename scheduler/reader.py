@@ -379,10 +379,16 @@ class SnapshotReader:
                 value, at = next(replies), next(replies)
                 if value is not None:
                     cache.usage[rest] = _usage(value, at, now)
-        present = {project for _, project in cache.heads}
-        unseen = sorted(present - set(cache.shares))
-        if shares_version != cache.shares_version:
-            unseen, cache.shares = sorted(present), {}
+        if changes.everything:  # a share changed: all of them again
+            unseen, cache.shares = sorted({project for _, project in cache.heads}), {}
+        else:  # only projects whose queue changed can be new
+            unseen = sorted(
+                {
+                    p
+                    for key in changes.queues
+                    if key in cache.heads and (p := key[1]) not in cache.shares
+                }
+            )
         for project in unseen:
             pipe.hget(k.project(project), "share")
         cache.shares.update(zip(unseen, pipe.execute(), strict=True))

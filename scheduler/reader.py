@@ -8,8 +8,9 @@ Only the indexed waiting set is read (queue:{type}:{priority} and each project's
 each project's queue only its oldest `window` batches: a pass costs the same on a queue of ten
 batches or ten thousand (for policies whose window is 1). A caller that keeps a SnapshotCache
 between reads (the scheduler, the forecaster) reads again only the project queues that changed
-and the fields only of batches it has not seen: a grant costs the same with ten projects
-waiting or a thousand.
+and the fields only of batches it has not seen. For a policy that ranks, the cache also keeps
+the waiting batches ranked, and a grant's snapshot holds only what can be its choice
+(`read_ranked`): a grant costs the same with ten projects waiting or a thousand.
 """
 
 from __future__ import annotations
@@ -255,8 +256,9 @@ class SnapshotReader:
         policy's rank compares."""
         value, since = cache.usage.get(project, (0.0, 0.0))
         if value:
-            # Decayed, or grown when counted after that moment: the same factor for all.
-            value *= math.pow(2.0, (since - cache.ranked_at_s) / self.half_life_s)
+            # Decayed, or grown when counted after that moment: the same factor for all. (The
+            # cap keeps a half-life of milliseconds from overflowing: usage is gone then.)
+            value *= math.pow(2.0, min((since - cache.ranked_at_s) / self.half_life_s, 1000.0))
         share = cache.shares.get(project)
         return value / max(1.0 if share is None else float(share), 1e-9)
 

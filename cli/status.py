@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import textwrap
 import time
@@ -47,6 +48,11 @@ def run_status(args: argparse.Namespace) -> int:
     db = open_db(settings)
     if args.batch:
         return _batch(Store(db), args.batch, args.json)
+    if args.watch is not None:
+        # Ctrl-C ends a watch even when its shell started it with SIGINT ignored (a background
+        # job of a script): Python then leaves SIGINT ignored instead of raising
+        # KeyboardInterrupt. `tweezer up` installs its own handlers likewise.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while True:
             view = cluster_overview(db, settings, now_us())

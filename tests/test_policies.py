@@ -14,6 +14,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from cli.main import main
+from core.accounts import Accounts
 from core.db import Db
 from core.errors import ConfigurationError
 from core.execution import Execution
@@ -105,6 +106,32 @@ def test_the_live_scheduler_makes_the_same_choices_at_the_same_times(redis_only,
     moment the simulator acts at: every batch starts when the simulator says."""
     live = LiveRun(redis_only, policy)
     assert live.drive(WORKLOAD) == [(i, float(s), float(e)) for i, s, e in EXPECTED[policy]]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fair_share_with_shares_starts_live_what_the_simulator_does(redis_only, seed):
+    """Random queues of three projects with shares 1-4 at two levels: the real scheduler pass,
+    whose choice comes from its ranked cache (scheduling/ranked.py), starts every batch when
+    the simulator, whose policy sees every project's head at each choice, says."""
+    rnd = random.Random(seed)
+    accounts = Accounts(redis_only, NS)
+    shares = {accounts.create_project(f"p{i}").id: float(rnd.randint(1, 4)) for i in range(3)}
+    for project, share in shares.items():
+        accounts.update_project(project, [], share=share)
+    # Distinct submission times: a project's queue keeps batches of the same microsecond in
+    # the order they were stored, the simulator by id.
+    workload = [
+        closed(
+            f"x{i}",
+            submit,
+            rnd.choice(list(shares)),
+            rnd.choice(("HIGH", "MEDIUM", "MEDIUM")),
+            rnd.randint(1, 9),
+        )
+        for i, submit in enumerate(rnd.sample(range(40), 16))
+    ]
+    simulated = Simulation(load_policy("fair-share"), {"EMU_FREE": 1}, shares=shares).run(workload)
+    assert LiveRun(redis_only, "fair-share").drive(workload) == starts(simulated)
 
 
 class LiveRun:

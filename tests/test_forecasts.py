@@ -4,6 +4,7 @@ scheduler, one at work per cluster, each forecast saying when it was made."""
 from __future__ import annotations
 
 import random
+import time
 import uuid
 
 import pytest
@@ -19,7 +20,8 @@ from core.overview import read_overview
 from core.records import Job
 from core.render import forecast_json
 from core.status import BatchStatus, JobStatus
-from core.timefmt import to_iso
+from core.timefmt import now_us, to_iso
+from scheduler import forecaster
 from scheduler.forecaster import CPU_SHARE, Forecaster, pause_after
 from scheduler.loop import Scheduler
 from scheduler.reader import FULL_READ_EVERY_S, SnapshotCache, SnapshotReader
@@ -165,6 +167,49 @@ def test_a_ranked_grant_sees_only_what_can_be_its_choice(parts, redis_only):
         redis_only, lambda: reader.read_ranked("EMU_FREE", [QPU], 1, now + 2 * SECOND, cache, rank)
     )
     assert commands.count("ZRANGE") == 1 and "EVALSHA" not in commands, commands
+
+
+def test_renewals_keep_their_period_while_a_long_forecast_runs(parts, redis_only):
+    """The loop driven pass by pass (`now` passed in, 0.1 s apart) with 60 batches waiting
+    while the forecaster's process makes a round whose policy thinks 40 ms a choice (2.4 s,
+    longer than the 1.5-s lease lives): every pass made during the round renews the lease to
+    its full time, and none loses it."""
+    store, _, _ = parts
+    kwargs = redis_only.connection_pool.connection_kwargs
+    url = f"redis://:{kwargs['password']}@{kwargs['host']}:{kwargs['port']}/0"
+    settings = make_settings(
+        url,
+        namespace=NS,
+        qpus={"EMU_FREE": 1},
+        policy="tests.policies:Ponderous",
+        lease_ttl_s=1.5,
+        forecast_interval_s=60.0,
+    )
+    scheduler = Scheduler(settings, Db.of(redis_only, NS), RecordingProducer())
+    holder, _ = new_batch(
+        store, runs=(), open_=True, priority="HIGH", project="holder", now=now_us()
+    )
+    scheduler.run_once(now_us())
+    lease = scheduler.leases[QPU]
+    assert lease.batch_id == holder.id
+    for i in range(60):
+        new_batch(store, project=f"p{i % 20}", now=now_us())
+    keys = Keys(NS)
+    forecasting = forecaster.start(settings)
+    try:
+        wait_for(lambda: redis_only.exists(keys.forecast_turn()), timeout_s=30)
+        renewed = []
+        while not redis_only.hexists(keys.forecast("EMU_FREE"), FORECAST_AT):
+            scheduler.run_once(now_us())
+            renewed.append(redis_only.pttl(keys.qpu_lease(QPU)))
+            assert scheduler.leases[QPU] == lease  # kept: same batch, same epoch
+            time.sleep(0.1)
+        assert forecasting.poll() is None
+    finally:
+        forecaster.stop(forecasting)
+    # Each pass renewed it to its full time (1.5 s, less the read's own moment).
+    assert len(renewed) >= 12 and min(renewed) > 1_000, renewed
+    assert len(ForecastBook(redis_only, NS).all("EMU_FREE")) == 61  # and the holder
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,9 @@ run: install
 
 # The seconds-long tier: the store, policies, the simulator, settings, the vocabulary, bad input
 # at store level; no cluster (tests/conftest.py FAST_MODULES). `make test` runs it first.
+# Debian's munge (its munged in /usr/sbin, libmunge2): tests/test_munge.py starts its own.
 test-fast: install
+	@scripts/ensure-debian-packages.sh munge munge libmunge2
 	$(BIN)/python -m pytest -n 2 -m "fast and not serial" $(ARGS) || [ $$? -eq 5 ]
 
 # Then three pytest workers on the two cores, whole modules each (module clusters are shared

@@ -11,6 +11,7 @@ import argparse
 import getpass
 import json
 import os
+import pwd
 import sys
 from collections.abc import Callable
 
@@ -160,9 +161,25 @@ def run_device_command(args: argparse.Namespace) -> int:
 def add_account_commands(commands: argparse._SubParsersAction) -> None:
     user = commands.add_parser("user", help="users: add, list, disable")
     actions = user.add_subparsers(dest="action", required=True)
-    add = actions.add_parser("add", help="add a user; the password is read from stdin")
+    add = actions.add_parser(
+        "add",
+        help="add a user; the password is read from stdin (none for a Unix account's user)",
+    )
     add.add_argument("username")
     add.add_argument("--admin", action="store_true", help="a cluster administrator")
+    unix = add.add_mutually_exclusive_group()
+    unix.add_argument(
+        "--unix-uid",
+        type=int,
+        metavar="UID",
+        help="the user's Unix uid on the lab's Slurm cluster: its MUNGE credentials are this "
+        "user's (no password is asked)",
+    )
+    unix.add_argument(
+        "--unix-user",
+        metavar="NAME",
+        help="the same, by Unix name (looked up in this host's passwd)",
+    )
     add_cluster_options(add)
     add_cluster_options(actions.add_parser("list", help="every user"))
     disable = actions.add_parser("disable", help="refuse every credential of a user")
@@ -231,16 +248,20 @@ def run_account_command(args: argparse.Namespace) -> int:
     accounts = Accounts(connect(settings), settings.namespace)
     if args.command == "user":
         if args.action == "add":
-            accounts.create_user(args.username, _read_password(), admin=args.admin)
-            print(f"user added: {args.username}")
+            uid = _unix_uid(args.unix_uid, args.unix_user)
+            # A Unix account's user signs in with MUNGE: a password is set only when asked.
+            password = _read_password() if uid is None else None
+            accounts.create_user(args.username, password, admin=args.admin, unix_uid=uid)
+            mapped = "" if uid is None else f" (Unix uid {uid})"
+            print(f"user added: {args.username}{mapped}")
         elif args.action == "disable":
             accounts.disable_user(args.username)
             print(f"user disabled: {args.username}")
         else:
             for user in accounts.users():
-                flags = " ".join(
-                    f for f, on in (("admin", user.admin), ("disabled", user.disabled)) if on
-                )
+                mapped = "" if user.unix_uid is None else f"unix-uid={user.unix_uid}"
+                marks = (("admin", user.admin), ("disabled", user.disabled), (mapped, mapped))
+                flags = " ".join(f for f, on in marks if on)
                 print(f"{user.id} {flags}".rstrip())
     elif args.command == "project":
         if args.action == "add":
@@ -303,6 +324,16 @@ def _project_line(project: Project) -> str:
     )
     share = f"share={project.share:g}"
     return f"{project.id} {project.queue_priority} {project.name} {share} {quotas}".rstrip()
+
+
+def _unix_uid(uid: int | None, name: str | None) -> int | None:
+    """`--unix-uid`, or the uid of `--unix-user` in this host's passwd."""
+    if name is None:
+        return uid
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise ConfigurationError(f"no Unix user {name!r} in this host's passwd") from None
 
 
 def _read_password() -> str:

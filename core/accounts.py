@@ -31,6 +31,8 @@ from core.timefmt import SECOND_US, now_us
 
 #: The one algorithm our access tokens use; the token's own `alg` header is never trusted.
 JWT_ALGORITHM = "HS256"
+#: (uid_t)-1 means "no uid" to the kernel: Unix uids are below it.
+MAX_UNIX_UID = 2**32 - 1
 _hasher = PasswordHasher()
 
 
@@ -50,6 +52,8 @@ class User:
     id: str
     admin: bool
     disabled: bool
+    #: The Unix account it is on the lab's Slurm cluster (MUNGE), if mapped.
+    unix_uid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,26 +89,41 @@ class Accounts:
         password: str | None = None,
         admin: bool = False,
         actor: str = CLI_ACTOR,
+        unix_uid: int | None = None,
     ) -> str:
-        """Creates the user `username` (its id); refuses a name that is taken."""
+        """Creates the user `username` (its id); refuses a name that is taken. `unix_uid`: the
+        Unix account it is on the lab's Slurm cluster (MUNGE credentials of that uid
+        authenticate as it: core/munge.py), one user per uid."""
         if not username or len(username) > 64 or not username.isprintable() or ":" in username:
             raise InvalidRequest("a username is 1 to 64 printable characters, without ':'")
         fields = {"id": username, "admin": "1" if admin else "0", "disabled": "0"}
         if password is not None:
             fields["password_hash"] = _hasher.hash(password)
         key = self.keys.user(username)
-        audit = Audit(actor, "user.add", {"user": username, "admin": admin})
-        # One transaction, and only if the name is still free when it commits (WATCH): no stub
-        # user is left behind by a failure, and two concurrent creations cannot both succeed.
+        watched = [key]
+        if unix_uid is not None:
+            if not 0 <= unix_uid < MAX_UNIX_UID:
+                raise InvalidRequest(f"a Unix uid is 0 to {MAX_UNIX_UID - 1}, got {unix_uid}")
+            fields["unix_uid"] = str(unix_uid)
+            watched.append(self.keys.unix_uid(unix_uid))
+        detail = {"user": username, "admin": admin, "unix_uid": unix_uid}
+        audit = Audit(actor, "user.add", detail)
+        # One transaction, and only if the name (and the uid) are still free when it commits
+        # (WATCH): no stub user is left behind by a failure, and two concurrent creations
+        # cannot both succeed.
         with self.redis.pipeline(transaction=True) as pipe:
             try:
-                pipe.watch(key)
+                pipe.watch(*watched)
                 if pipe.exists(key):
                     raise Conflict(f"user {username!r} already exists")
+                if unix_uid is not None and (holder := pipe.get(watched[1])):
+                    raise Conflict(f"Unix uid {unix_uid} is already user {holder!r}")
                 pipe.multi()
                 self.audit_log.record(pipe, audit, now_us())
                 pipe.hset(key, mapping=fields)
                 pipe.sadd(self.keys.users(), username)
+                if unix_uid is not None:
+                    pipe.set(watched[1], username)
                 pipe.execute()
             except redis.exceptions.WatchError as exc:
                 # redis-py also raises WatchError when the connection died while watching:
@@ -115,11 +134,22 @@ class Accounts:
                 raise Conflict(f"user {username!r} already exists") from None
         return username
 
+    def user_of_unix_uid(self, uid: int) -> User | None:
+        """The user a Unix uid was mapped to (`create_user(unix_uid=)`), if any."""
+        user_id = self.redis.get(self.keys.unix_uid(uid))
+        return None if user_id is None else self.get_user(user_id)
+
     def get_user(self, user_id: str) -> User | None:
         h = self.redis.hgetall(self.keys.user(user_id))
         if not h:
             return None
-        return User(h["id"], h.get("admin") == "1", h.get("disabled") == "1")
+        uid = h.get("unix_uid")
+        return User(
+            h["id"],
+            h.get("admin") == "1",
+            h.get("disabled") == "1",
+            None if uid is None else int(uid),
+        )
 
     def users(self) -> list[User]:
         found = (self.get_user(u) for u in sorted(self.redis.smembers(self.keys.users())))

@@ -102,6 +102,8 @@ Accounts
   token-id:{token id}             string  the sha256 of that token (to revoke it by id)
   user:{id}                       hash    a user: id, password_hash (argon2), admin, disabled
   users                           set     every user id
+  unix-uid:{uid}                  string  the user a Unix uid is (MUNGE authentication,
+                                          core/munge.py; `tweezer user add --unix-uid`)
   user:{id}:projects              hash    the user's projects: project id -> role (ADMIN|MEMBER)
   project:{id}                    hash    a project (id, name, status, queue_priority) and
                                           its quotas (core/quotas.py; absent = no limit)
@@ -121,6 +123,9 @@ Audit and rate limits
                                           per client address) and "login-all" (the cluster's)
   login-failures:{sha256}         hash    failures, next_us: wrong passwords of one (username,
                                           client address) pair and when it may try again
+  munge:{sha256 of credential}    string  JSON identity (uid, gid, address, expires_s) of a
+                                          MUNGE credential decoded once: its replays are
+                                          checked against it (core/munge.py; expires with it)
 
 Temporary
   tmp:{random}                    zset    intermediate filter results (expire in seconds)
@@ -190,6 +195,8 @@ _PATTERNS: dict[str, str] = {
     "audit": "audit",
     "rate": "rate:{0}",
     "login_failures": "login-failures:{0}",
+    "munge_credential": "munge:{0}",
+    "unix_uid": "unix-uid:{0}",
     "tmp": "tmp:{0}",
 }
 
@@ -383,6 +390,12 @@ class Keys:
 
     def login_failures(self, pair_hash: str) -> str:
         return self._key("login_failures", pair_hash)
+
+    def munge_credential(self, credential_hash: str) -> str:
+        return self._key("munge_credential", credential_hash)
+
+    def unix_uid(self, uid: int) -> str:
+        return self._key("unix_uid", str(uid))
 
     def tmp(self, token: str) -> str:
         return self._key("tmp", token)

@@ -3,7 +3,8 @@
 # Makes sure COMMAND is on PATH: installs Debian's PACKAGEs when it is missing and we may (root,
 # or sudo), otherwise stops and says what to run. `make install` uses it for redis-server
 # (Tweezer starts its own; it never uses a shared instance), `make test` for the headless
-# browser of the dashboard's test (chromium and chromium-driver: nothing downloads a browser).
+# browser of the dashboard's test (chromium and chromium-driver: nothing downloads a browser)
+# and for munge (tests/test_munge.py starts its own munged).
 set -euo pipefail
 command_name="$1"
 shift

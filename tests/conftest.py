@@ -60,6 +60,7 @@ FAST_MODULES = frozenset(
         "test_webhooks.py",
         "test_scheduling.py",
         "test_forecasts.py",
+        "test_munge.py",
     }
 )
 

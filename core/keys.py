@@ -123,9 +123,6 @@ Audit and rate limits
                                           per client address) and "login-all" (the cluster's)
   login-failures:{sha256}         hash    failures, next_us: wrong passwords of one (username,
                                           client address) pair and when it may try again
-  munge:{sha256 of credential}    string  JSON identity (uid, gid, address, expires_s) of a
-                                          MUNGE credential decoded once: its replays are
-                                          checked against it (core/munge.py; expires with it)
 
 Temporary
   tmp:{random}                    zset    intermediate filter results (expire in seconds)
@@ -195,7 +192,6 @@ _PATTERNS: dict[str, str] = {
     "audit": "audit",
     "rate": "rate:{0}",
     "login_failures": "login-failures:{0}",
-    "munge_credential": "munge:{0}",
     "unix_uid": "unix-uid:{0}",
     "tmp": "tmp:{0}",
 }
@@ -390,9 +386,6 @@ class Keys:
 
     def login_failures(self, pair_hash: str) -> str:
         return self._key("login_failures", pair_hash)
-
-    def munge_credential(self, credential_hash: str) -> str:
-        return self._key("munge_credential", credential_hash)
 
     def unix_uid(self, uid: int) -> str:
         return self._key("unix_uid", str(uid))

@@ -1,33 +1,25 @@
 """MUNGE credentials: the Slurm cluster's own authentication, which qrmi's on-premises client
-(`pasqal-local`) sends in the `x-munge-cred` header of every request (issue #27). The host's
+(`pasqal-local`) sends in the `x-munge-cred` header of its requests (issue #27). The host's
 `munged`, which shares the cluster's key, decodes a credential and says who made it (uid, gid),
-on which host (its IPv4 address), when, and for how long it stays valid.
+on which host, when, and for how long it stays valid.
 
-Decoded through libmunge (Debian's `libmunge2`) with ctypes: a call costs a round trip to the
-local munged (`bench`-free figure on this machine: ~0.1 ms, against ~2 ms to run `unmunge`).
+Decoded through libmunge (Debian's `libmunge2`) with ctypes: ~0.1 ms a decode on this machine,
+against ~1.3 ms to run `unmunge` for each.
 
-MUNGE refuses to decode one credential twice ("replayed"), but qrmi builds one credential per
-client and sends it with every request. The rule (`CredentialBook`): a credential decoded once
-is remembered (in Redis, so that every API process knows it) until it expires, with the
-identity and the address munged found in it; a replay is accepted only while it is valid and
-only from that address, the host that made it. An HTTP server cannot see the client's process,
-so the host is the narrowest origin it can check; a credential copied to another host, or kept
-past its time-to-live, is refused.
+Replays are refused, as munged itself refuses to decode a credential twice. qrmi 0.26.4 makes
+a fresh credential for every request (its requests captured: eight calls, eight credentials;
+`GET /accessible` carries none), so nothing it does is a replay, and a credential seen before
+is one copied from somewhere it should not have been.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import hashlib
 import ipaddress
-import json
-from dataclasses import asdict, dataclass
-
-import redis
+from dataclasses import dataclass
 
 from core.errors import ConfigurationError, Unauthorized
-from core.keys import Keys
 
 # munge.h (munge 0.5.15): the options read back after a decode, and the error numbers met.
 _OPT_TTL = 4
@@ -84,7 +76,7 @@ class Munge:
 
     def decode(self, credential: str) -> tuple[Identity | None, int, str]:
         """(the identity, munge's error number, its message): the identity is None unless the
-        credential is valid (0) or valid but seen before (replayed)."""
+        credential is valid (0) or valid but decoded before (replayed)."""
         lib = self._lib
         # A pointer: passed as one to the variadic munge_ctx_set/get, which declare no types.
         ctx = ctypes.c_void_p(lib.munge_ctx_create())
@@ -121,63 +113,18 @@ class Munge:
             lib.munge_ctx_destroy(ctx)
 
 
-class CredentialBook:
-    """MUNGE authentication of requests, with the replay rule of the module's docstring: the
-    first use of a credential is decoded by munged and remembered under its sha256 until it
-    expires; later uses are accepted only from the address munged found in it."""
-
-    def __init__(self, client: redis.Redis, namespace: str, munge: Munge) -> None:
-        self.redis, self.keys, self.munge = client, Keys(namespace), munge
-
-    def identify(self, credential: str | None, peer: str, now_s: float) -> Identity:
-        """The identity behind `credential`, sent from `peer` (the request's remote address)
-        at `now_s`; Unauthorized saying why otherwise."""
-        if not credential:
-            raise Unauthorized("missing MUNGE credential (header x-munge-cred)")
-        credential = credential.strip()
-        if len(credential) > MAX_CREDENTIAL_CHARS or not credential.isascii():
-            raise Unauthorized("invalid MUNGE credential")
-        key = self.keys.munge_credential(hashlib.sha256(credential.encode()).hexdigest())
-        identity, error, message = self.munge.decode(credential)
-        if error == _CRED_EXPIRED or (identity is not None and identity.expires_s <= now_s):
-            raise Unauthorized("expired MUNGE credential")
-        if identity is None:
-            raise Unauthorized(f"invalid MUNGE credential: {message.lower()}")
-        if not _same_host(identity.address, peer):
-            raise Unauthorized("MUNGE credential sent from another host than the one that made it")
-        if error == _SUCCESS:
-            # First use: remember it for its replays, as long as it lives.
-            ttl_s = max(1, int(identity.expires_s - now_s))
-            self.redis.set(key, json.dumps(asdict(identity)), ex=ttl_s)
-            return identity
-        # Replayed: only a credential this cluster decoded before, and the same identity.
-        seen = self.redis.get(key)
-        if seen is None or Identity(**json.loads(seen)) != identity:
-            raise Unauthorized("replayed MUNGE credential")
-        return identity
-
-
-def _same_host(encoded_at: str, peer: str) -> bool:
-    """Whether `peer` is the host that encoded the credential: the same address, or the
-    loopback when munged recorded this host's own address (a client on the API's host)."""
-    try:
-        peer_ip = ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    if isinstance(peer_ip, ipaddress.IPv6Address) and peer_ip.ipv4_mapped:
-        peer_ip = peer_ip.ipv4_mapped
-    return str(peer_ip) == encoded_at or (peer_ip.is_loopback and _is_local(encoded_at))
-
-
-def _is_local(address: str) -> bool:
-    """Whether `address` is one of this host's own (munged records the encoder's hostname's
-    address, which a client on this host reaches the API from over the loopback)."""
-    import socket
-
-    if ipaddress.ip_address(address).is_loopback:
-        return True
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
-    except OSError:
-        return False
-    return address in {info[4][0] for info in infos}
+def authenticate(munge: Munge, credential: str | None, now_s: float) -> Identity:
+    """The identity behind `credential` at `now_s`; Unauthorized saying why otherwise."""
+    if not credential:
+        raise Unauthorized("missing MUNGE credential (header x-munge-cred)")
+    credential = credential.strip()
+    if len(credential) > MAX_CREDENTIAL_CHARS or not credential.isascii():
+        raise Unauthorized("invalid MUNGE credential")
+    identity, error, message = munge.decode(credential)
+    if error == _CRED_EXPIRED or (identity is not None and identity.expires_s <= now_s):
+        raise Unauthorized("expired MUNGE credential")
+    if error == _CRED_REPLAYED:
+        raise Unauthorized("replayed MUNGE credential: make a new one for each request")
+    if identity is None:
+        raise Unauthorized(f"invalid MUNGE credential: {message.lower()}")
+    return identity

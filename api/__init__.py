@@ -14,6 +14,7 @@ from api import (
     jobs,
     metrics,
     oauth,
+    pasqal_local,
     projects,
     results,
 )
@@ -27,6 +28,7 @@ from core.db import open_db
 from core.device_status import DeviceStatuses
 from core.devices import device_registry
 from core.errors import ConfigurationError
+from core.munge import Munge
 from core.ratelimit import LoginGuard, RateLimiter
 from core.settings import Settings
 from core.store import Store
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         devices=DeviceStatuses(db),
         rate_limiter=RateLimiter(db, settings.rate_limit_per_s, settings.rate_limit_burst),
         logins=LoginGuard(db, settings),
+        munge=_munge(settings),
     )
 
     for blueprint in (batches.bp, jobs.bp, devices.bp):
@@ -87,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(metrics.bp)  # public: nothing secret on it (api/metrics.py)
     metrics.instrument(app)
     app.register_blueprint(oauth.bp)  # public: it is where credentials are exchanged
+    app.register_blueprint(pasqal_local.bp)  # MUNGE, not tokens (api/pasqal_local.py)
     register_error_handlers(app)
     app.after_request(_security_headers)
     if settings.trusted_proxy_count:
@@ -94,6 +98,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         n = settings.trusted_proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     return app
+
+
+def _munge(settings: Settings) -> Munge | None:
+    """The MUNGE decoder, where this host has libmunge (only qrmi's on-premises routes need
+    it: without it they answer 503 and everything else serves)."""
+    try:
+        return Munge(settings.munge_socket or None)
+    except ConfigurationError:
+        return None
 
 
 #: On every response. The API answers JSON only: nothing may be sniffed as HTML, framed,

@@ -12,6 +12,7 @@ from core.db import Db
 from core.device_status import DeviceStatuses
 from core.devices import DeviceSpec
 from core.errors import Unauthorized
+from core.munge import Munge
 from core.ratelimit import LoginGuard, RateLimiter
 from core.records import Principal
 from core.settings import Settings
@@ -32,6 +33,9 @@ class Services:
     rate_limiter: RateLimiter
     #: What bounds password logins (api/oauth.py).
     logins: LoginGuard
+    #: MUNGE decoding for qrmi's on-premises routes (api/pasqal_local.py); None where this
+    #: host has no libmunge (those routes then answer 503).
+    munge: Munge | None = None
 
 
 def services() -> Services:

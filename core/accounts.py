@@ -331,6 +331,11 @@ class Accounts:
             user_id = self._api_token_user(token)
         if user_id is None:
             return None
+        return self.principal(user_id, hash_token(token))
+
+    def principal(self, user_id: str, credential_hash: str) -> Principal | None:
+        """The user `user_id` as a caller (None: unknown or disabled), authenticated by a
+        credential whose hash keys its rate limit."""
         # The user and their projects in one round trip: every request pays for it.
         pipe = self.redis.pipeline(transaction=False)
         pipe.hmget(self.keys.user(user_id), "admin", "disabled")
@@ -343,7 +348,7 @@ class Accounts:
             project_ids=frozenset(roles),
             roles=roles,
             admin=admin == "1",
-            token_hash=hash_token(token),
+            token_hash=credential_hash,
         )
 
     def _api_token_user(self, token: str) -> str | None:

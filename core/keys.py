@@ -115,6 +115,15 @@ Accounts
                                           without counting the index intersection)
   projects                        set     every project id
 
+Sessions of qrmi's on-premises path (core/sessions.py, api/pasqal_local.py)
+  session:{id}                    hash    id, user_id, unix_uid, project_id, device_type,
+                                          slurm_job_id, created_us, closed_us, batch_id (its
+                                          open batch now)
+  session:{id}:batches            zset    every batch its tasks ran in, by when it was opened
+  sessions                        zset    every session id, by creation time (µs)
+  session-job-counter             string  the last task number handed out (INCR)
+  user:{id}:session-jobs          zset    a user's task numbers (score: the number)
+
 Audit and rate limits
   audit                           stream  who created, cancelled, closed, rebatched... what
                                           (core/audit.py), trimmed to the newest entries
@@ -193,6 +202,11 @@ _PATTERNS: dict[str, str] = {
     "rate": "rate:{0}",
     "login_failures": "login-failures:{0}",
     "unix_uid": "unix-uid:{0}",
+    "session": "session:{0}",
+    "session_batches": "session:{0}:batches",
+    "sessions": "sessions",
+    "session_job_counter": "session-job-counter",
+    "user_session_jobs": "user:{0}:session-jobs",
     "tmp": "tmp:{0}",
 }
 
@@ -389,6 +403,21 @@ class Keys:
 
     def unix_uid(self, uid: int) -> str:
         return self._key("unix_uid", str(uid))
+
+    def session(self, session_id: str) -> str:
+        return self._key("session", session_id)
+
+    def session_batches(self, session_id: str) -> str:
+        return self._key("session_batches", session_id)
+
+    def sessions(self) -> str:
+        return self._key("sessions")
+
+    def session_job_counter(self) -> str:
+        return self._key("session_job_counter")
+
+    def user_session_jobs(self, user_id: str) -> str:
+        return self._key("user_session_jobs", user_id)
 
     def tmp(self, token: str) -> str:
         return self._key("tmp", token)

@@ -123,6 +123,10 @@ class Settings(BaseModel):
     #: (and -Proto, -Host). 0: the client address is the TCP peer, and those headers are ignored.
     trusted_proxy_count: Annotated[int, Field(ge=0)] = 0
 
+    #: The munged socket MUNGE credentials are decoded through (qrmi's on-premises routes,
+    #: core/munge.py); empty: the host's default, /run/munge/munge.socket.2.
+    munge_socket: str = ""
+
     #: Key signing webhook deliveries (HMAC-SHA256, core/webhooks.py): receivers verify with it.
     #: Without it no webhook is called (each delivery records why).
     webhook_secret: str = ""

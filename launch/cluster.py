@@ -35,6 +35,7 @@ from core.device_types import qpu_names
 from core.liveness import Liveness
 from core.redis_client import connect
 from core.roles import Role
+from core.sessions import PASQAL_LOCAL_PREFIX
 from core.settings import Settings
 from core.timefmt import now_us
 from launch.data_dir import INFO_FILE, write_cluster_info
@@ -86,6 +87,8 @@ def bootstrap(
         "core_url": core_url,
         "account_url": account_url,
         "token_url": base_url + "/oauth/token",
+        # qrmi's on-premises path: <RESOURCE>_QRMI_WARDEN_URL is this, then /<device type>.
+        "pasqal_local_url": base_url + PASQAL_LOCAL_PREFIX,
         "token": token,
         "project_id": project_id,
         "user_id": DEFAULT_USER,

@@ -1,0 +1,328 @@
+"""qrmi's on-premises path against a cluster (api/pasqal_local.py, issue #27): the real qrmi
+0.26.4 wheel with `QRMI_JOB_QPU_TYPES=pasqal-local`, run as a non-root Unix user with the
+environment Slurm's plugin sets (`QRMI_JOB_ID`, `QRMI_JOB_UID`), its requests signed by the
+host's munged; and every refusal of the routes, with nothing stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from core.accounts import Accounts
+from core.devices import device_registry
+from core.sessions import PASQAL_LOCAL_PREFIX, Sessions
+from tests import sequences
+from tests.helpers import record_keys, wait_for
+
+MUNGED = "/usr/sbin/munged"
+DEFAULT_SOCKET = Path("/run/munge/munge.socket.2")
+#: The Unix account the "Slurm job" runs as (Debian's, present everywhere).
+NOBODY = pwd.getpwnam("nobody")
+
+
+def _munge_works() -> bool:
+    return subprocess.run(["munge", "--no-input"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def host_munged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The host's munged, which qrmi's client (libmunge's default socket) and the API both use:
+    the one running, or one started here with a fresh key (as root, as CI runs)."""
+    if _munge_works():
+        yield
+        return
+    home = tmp_path_factory.mktemp("host-munge")
+    key = home / "key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o400)
+    DEFAULT_SOCKET.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    daemon = subprocess.Popen(
+        [
+            MUNGED,
+            "--foreground",
+            "--force",
+            f"--key-file={key}",
+            f"--seed-file={home / 'seed'}",
+            f"--log-file={home / 'log'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(_munge_works, timeout_s=10)
+    yield
+    daemon.terminate()
+    daemon.wait(10)
+
+
+@pytest.fixture(scope="module")
+def onprem(start_cluster, host_munged):
+    return start_cluster(qpus={"EMU_FREE": 1, "FRESNEL": 1}, bridge_speedup=50.0)
+
+
+def _slurm_user(cluster, unix_uid: int) -> tuple[str, str]:
+    """The Tweezer user of `unix_uid`, in a project of its own: (user, project)."""
+    accounts = Accounts(cluster.client, cluster.settings.namespace)
+    if (known := accounts.user_of_unix_uid(unix_uid)) is not None:
+        [project] = accounts.principal(known.id, "").project_ids  # type: ignore[union-attr]
+        return known.id, project
+    user = accounts.create_user(f"slurm-{secrets.token_hex(3)}", unix_uid=unix_uid)
+    project = accounts.create_project(f"lab-{secrets.token_hex(3)}").id
+    accounts.add_member(project, user)
+    return user, project
+
+
+QRMI_SCRIPT = """
+import json, os, sys, time
+from qrmi import Payload, QRMIService, TaskStatus
+resource_id, sequence_file, shots = sys.argv[1], sys.argv[2], int(sys.argv[3])
+qpu = QRMIService().resource(resource_id)
+out = {"accessible": qpu.is_accessible()}
+session = qpu.acquire()
+os.environ[f"{resource_id}_QRMI_JOB_ACQUISITION_TOKEN"] = session
+out["session"] = session
+out["target"] = json.loads(qpu.target().value)[0]["device_type"]
+tasks = []
+for _ in range(2):  # two tasks of one Slurm job: the same session, the same QPU
+    task = qpu.task_start(Payload.PasqalCloud(sequence=open(sequence_file).read(), job_runs=shots))
+    while qpu.task_status(task) not in (TaskStatus.Completed, TaskStatus.Failed):
+        time.sleep(0.2)
+    tasks.append({"id": task, "status": str(qpu.task_status(task)),
+                  "result": json.loads(qpu.task_result(task).value)})
+out["tasks"] = tasks
+qpu.release(session)
+print(json.dumps(out))
+"""
+
+
+def _run_qrmi_as(
+    user: pwd.struct_passwd,
+    cluster,
+    resource: str,
+    sequence: str,
+    shots: int,
+    slurm_job: str,
+) -> dict:
+    """qrmi as Slurm's plugin would run it for a job of `user`, in a process of that user
+    (its files in a directory it may read: pytest's own is root's alone)."""
+    home = Path(tempfile.mkdtemp(prefix="tweezer-slurm-"))
+    home.chmod(0o755)
+    script, seq = home / "job.py", home / "sequence.json"
+    script.write_text(QRMI_SCRIPT)
+    seq.write_text(sequence)
+    for path in (script, seq):
+        path.chmod(0o644)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        # The venv's packages (qrmi's wheel), for an interpreter that user may run.
+        "PYTHONPATH": sysconfig.get_paths()["purelib"],
+        "QRMI_JOB_QPU_RESOURCES": resource,
+        "QRMI_JOB_QPU_TYPES": "pasqal-local",
+        f"{resource}_QRMI_WARDEN_URL": f"{cluster.base_url}{PASQAL_LOCAL_PREFIX}/{resource}",
+        "QRMI_JOB_ID": slurm_job,
+        "QRMI_JOB_UID": str(user.pw_uid),
+    }
+    try:
+        done = subprocess.run(
+            [_python_for(user, env), str(script), resource, str(seq), str(shots)],
+            env=env,
+            user=user.pw_uid,
+            group=user.pw_gid,
+            extra_groups=[],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=home,
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _python_for(user: pwd.struct_passwd, env: dict[str, str]) -> str:
+    """This interpreter if `user` may run it, else Debian's (the same minor version): a venv
+    built from an interpreter under a private home (pyenv's in /root) is not theirs to run."""
+    for python in (sys.executable, "/usr/bin/python3"):
+        try:
+            subprocess.run(
+                [python, "-c", "import qrmi"],
+                env=env,
+                user=user.pw_uid,
+                group=user.pw_gid,
+                extra_groups=[],
+                capture_output=True,
+                check=True,
+                timeout=60,
+            )
+        except (PermissionError, FileNotFoundError, subprocess.CalledProcessError):
+            continue
+        return python
+    raise AssertionError(f"no Python with qrmi that Unix user {user.pw_name} may run")
+
+
+@pytest.mark.parametrize("device_type", ["EMU_FREE", "FRESNEL"])
+def test_a_slurm_jobs_qrmi_runs_tasks_in_one_session_and_releases_it(onprem, device_type, tmp_path):
+    cluster = onprem
+    user, project = _slurm_user(cluster, NOBODY.pw_uid)
+    if device_type == "FRESNEL":
+        device = device_registry(cluster.settings)["FRESNEL"].pulser_device
+        sequence = sequences.fresnel(device).build(omega_max=6).to_abstract_repr()
+    else:
+        sequence = sequences.fixed(duration=200, atoms=2)
+    slurm_job = str(secrets.randbelow(10**6))
+    out = _run_qrmi_as(NOBODY, cluster, device_type, sequence, 40, slurm_job)
+    assert out["accessible"] is True and out["target"]
+    assert [t["status"] for t in out["tasks"]] == ["TaskStatus.Completed"] * 2
+    for task in out["tasks"]:
+        assert sum(task["result"]["counter"].values()) == 40
+    numbers = [int(t["id"]) for t in out["tasks"]]
+    assert numbers[1] > numbers[0]
+    # One session of that Slurm job and user: both tasks in one open batch, closed by release.
+    sessions = Sessions(cluster.client, cluster.settings.namespace)
+    session = sessions.get(out["session"])
+    assert session is not None and session.slurm_job_id == slurm_job
+    assert (session.user_id, session.project_id, session.unix_uid) == (user, project, NOBODY.pw_uid)
+    assert session.closed_us is not None
+    [batch_id] = sessions.batches(session.id)
+    store_batch = wait_for(
+        lambda: (b := _store(cluster).get_batch(batch_id)) and b.status == "DONE" and b
+    )
+    assert store_batch.user_id == user and store_batch.project_id == project
+    assert not store_batch.open and sum(store_batch.counts.values()) == 2
+
+
+def _store(cluster):
+    from core.db import Db
+    from core.store import Store
+
+    return Store(Db.of(cluster.client, cluster.settings.namespace))
+
+
+def _credential() -> str:
+    made = subprocess.run(["munge", "--no-input"], capture_output=True, text=True, check=True)
+    return made.stdout.strip()
+
+
+def test_refusals_name_the_problem_and_store_nothing(onprem):
+    cluster = onprem
+    base = f"{cluster.base_url}{PASQAL_LOCAL_PREFIX}/EMU_FREE"
+    _slurm_user(cluster, os.getuid())  # the test's own uid (root): the credentials below
+    other = Accounts(cluster.client, cluster.settings.namespace).create_user("someone-else")
+    sessions = Sessions(cluster.client, cluster.settings.namespace)
+    theirs = sessions.open(other, 1, "p", "EMU_FREE", "7", 0)
+
+    def call(method: str, path: str, cred: str | None = "new", **kwargs) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if cred == "new":
+            cred = _credential()
+        if cred is not None:
+            headers["x-munge-cred"] = cred
+        return requests.request(method, base + path, headers=headers, timeout=30, **kwargs)
+
+    before = record_keys(cluster)
+    uid = str(os.getuid())
+    refusals = [
+        (
+            call("POST", "/sessions", None, json={"user_id": uid, "slurm_job_id": "1"}),
+            401,
+            "missing MUNGE credential",
+        ),
+        (
+            call("POST", "/sessions", "MUNGE:forged:", json={"user_id": uid, "slurm_job_id": "1"}),
+            401,
+            "invalid MUNGE credential",
+        ),
+        (
+            call("POST", "/sessions", json={"user_id": "4242", "slurm_job_id": "1"}),
+            403,
+            "user_id must be the uid of the MUNGE credential",
+        ),
+        (call("POST", "/sessions", json={"user_id": uid}), 400, "missing slurm_job_id"),
+        (
+            call("POST", "/sessions", json={"user_id": uid, "slurm_job_id": ""}),
+            400,
+            "slurm_job_id must be 1 to 64",
+        ),
+        (call("POST", "/jobs", json={"sequence": "{}", "shots": 5}), 400, "X-Warden-Session"),
+        (
+            call(
+                "POST",
+                "/jobs",
+                json={"sequence": "{}", "shots": 5},
+                headers={"X-Warden-Session": theirs.id},
+            ),
+            404,
+            "not found",
+        ),
+        (call("GET", "/jobs/999999"), 404, "task 999999 not found"),
+        (
+            requests.get(f"{cluster.base_url}{PASQAL_LOCAL_PREFIX}/NOPE/accessible", timeout=30),
+            404,
+            "not served here",
+        ),
+    ]
+    for response, status, message in refusals:
+        assert response.status_code == status, (response.status_code, response.text)
+        assert message in response.json()["message"], response.text
+    # A replayed credential: the first use passes, the second is refused.
+    cred = _credential()
+    assert call("GET", "/jobs", cred).status_code == 200
+    replayed = call("GET", "/jobs", cred)
+    assert replayed.status_code == 401 and "replayed" in replayed.json()["message"]
+    # A malformed sequence in a session of one's own: 422, and no job.
+    opened = call("POST", "/sessions", json={"user_id": uid, "slurm_job_id": "12"})
+    assert opened.status_code == 200
+    session_id = opened.json()["id"]
+    bad = call(
+        "POST",
+        "/jobs",
+        json={"sequence": "not a sequence", "shots": 5},
+        headers={"X-Warden-Session": session_id},
+    )
+    assert bad.status_code == 422 and "not a valid Pulser sequence" in bad.json()["message"]
+    shots = call(
+        "POST",
+        "/jobs",
+        json={"sequence": sequences.fixed(), "shots": 0},
+        headers={"X-Warden-Session": session_id},
+    )
+    assert shots.status_code == 400 and "shots must be a positive integer" in shots.text
+    assert sessions.batches(session_id) == []
+    assert call("DELETE", f"/sessions/{session_id}").status_code == 200
+    late = call(
+        "POST",
+        "/jobs",
+        json={"sequence": sequences.fixed(), "shots": 5},
+        headers={"X-Warden-Session": session_id},
+    )
+    assert late.status_code == 409 and "released" in late.json()["message"]
+    assert record_keys(cluster) - before <= {
+        cluster.settings.namespace + ":session:" + session_id,
+    }
+
+
+def test_a_credential_of_an_unmapped_uid_is_refused(onprem):
+    """uid 1 (Debian's `daemon`) is no Tweezer user: 403 saying how to map it."""
+    made = subprocess.run(
+        ["munge", "--no-input"], user=1, capture_output=True, text=True, check=True
+    )
+    response = requests.get(
+        f"{onprem.base_url}{PASQAL_LOCAL_PREFIX}/EMU_FREE/jobs",
+        headers={"x-munge-cred": made.stdout.strip()},
+        timeout=30,
+    )
+    assert response.status_code == 403
+    assert "tweezer user add NAME --unix-uid 1" in response.json()["message"]

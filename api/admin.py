@@ -27,6 +27,9 @@ from core.accounts import Project, User
 from core.errors import InvalidRequest
 from core.render import forecast_json
 from core.roles import Role
+from core.session_usage import report as session_report
+from core.session_usage import usage_query
+from core.sessions import Sessions
 from core.timefmt import now_us, to_iso
 
 bp = Blueprint("admin", __name__)
@@ -147,8 +150,20 @@ def audit_log() -> jsend.Reply:
 @bp.get("/api/v1/usage")
 def usage() -> jsend.Reply:
     """Every project's use of the cluster: jobs not finished, bytes stored, open batches, and
-    QPU seconds per device type as fair share counts them now (decayed by the half-life)."""
+    QPU seconds per device type as fair share counts them now (decayed by the half-life).
+    With `slurm_job_id`, `since` or `by`: the sessions of qrmi's on-premises path instead
+    (core/session_usage.py), one Slurm job's, or those since a time, or their totals by
+    slurm-job, user or project."""
     svc = services()
+    args = request.args
+    if {"slurm_job_id", "since", "by"} & set(args):
+        items = session_report(
+            Sessions(svc.db.client, svc.settings.namespace),
+            svc.store,
+            now_us(),
+            **usage_query(args.get("slurm_job_id"), args.get("since"), args.get("by")),
+        )
+        return jsend.page(items, len(items), 0)
     projects = svc.accounts.projects()
     items = svc.store.usage(
         [p.id for p in projects],

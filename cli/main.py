@@ -27,6 +27,7 @@ from cli.setting_flags import add_setting_flags, setting_overrides
 from cli.simulate import add_simulate_command, run_simulate
 from cli.status import add_status_command, run_status
 from cli.trace import add_trace_commands, run_trace_command
+from cli.usage import add_usage_command, run_usage
 from core.errors import ConfigurationError, TweezerError
 from core.settings import Settings
 from launch.data_dir import add_data_dir_option, resolve
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     add_load_command(commands)
     add_chaos_command(commands)
     add_queue_command(commands)
+    add_usage_command(commands)
     add_status_command(commands)
 
     demo = commands.add_parser("demo", help="submit the guide's example batch to a running cluster")
@@ -119,6 +121,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "load": run_load,
     "chaos": run_chaos,
     "queue": run_queue_command,
+    "usage": run_usage,
     "status": run_status,
     "user": run_account_command,
     "project": run_account_command,

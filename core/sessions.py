@@ -79,6 +79,7 @@ class Sessions:
             },
         )
         pipe.zadd(self.keys.sessions(), {session.id: now})
+        pipe.zadd(self.keys.slurm_job_sessions(slurm_job_id), {session.id: now})
         pipe.execute()
         return session
 
@@ -98,6 +99,16 @@ class Sessions:
             closed_us=None if closed is None else int(closed),
             batch_id=h.get("batch_id"),
         )
+
+    def of_slurm_job(self, slurm_job_id: str) -> list[Session]:
+        """The sessions a Slurm job opened, oldest first."""
+        ids = self.redis.zrange(self.keys.slurm_job_sessions(slurm_job_id), 0, -1)
+        return [s for i in ids if (s := self.get(i)) is not None]
+
+    def since(self, since_us: int, limit: int = 100_000) -> list[Session]:
+        """Sessions opened at or after `since_us`, oldest first (at most `limit`)."""
+        ids = self.redis.zrangebyscore(self.keys.sessions(), since_us, "+inf", 0, limit)
+        return [s for i in ids if (s := self.get(i)) is not None]
 
     def batches(self, session_id: str) -> list[str]:
         """Every batch the session's tasks ran in, oldest first."""

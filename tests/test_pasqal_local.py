@@ -24,7 +24,7 @@ from core.accounts import Accounts
 from core.devices import device_registry
 from core.sessions import PASQAL_LOCAL_PREFIX, Sessions
 from tests import sequences
-from tests.helpers import record_keys, wait_for
+from tests.helpers import call_api, record_keys, run_admin, wait_for
 
 MUNGED = "/usr/sbin/munged"
 DEFAULT_SOCKET = Path("/run/munge/munge.socket.2")
@@ -202,6 +202,22 @@ def test_a_slurm_jobs_qrmi_runs_tasks_in_one_session_and_releases_it(onprem, dev
     )
     assert store_batch.user_id == user and store_batch.project_id == project
     assert not store_batch.open and sum(store_batch.counts.values()) == 2
+    # Accounted per Slurm job: the command and the admin route give the same figures.
+    [used] = json.loads(run_admin(cluster, "usage", "--slurm-job", slurm_job, "--json"))
+    assert (used["user_id"], used["project_id"], used["device_type"]) == (
+        user,
+        project,
+        device_type,
+    )
+    assert used["jobs"] == 2 and used["shots"] == 80 and used["closed_at"]
+    assert used["qpu_held_s"] >= used["qpu_computed_s"] > 0 and used["first_run_at"]
+    accounts = Accounts(cluster.client, cluster.settings.namespace)
+    admin = accounts.create_user(f"admin-{secrets.token_hex(3)}", admin=True)
+    token = accounts.issue_token(admin).token
+    page = call_api(cluster, token, "GET", f"/admin/api/v1/usage?slurm_job_id={slurm_job}")
+    assert page.json()["data"] == [used]
+    table = run_admin(cluster, "usage", "--since", "2020-01-01", "--by", "slurm-job")
+    assert any(line.split()[:2] == [slurm_job, "1"] for line in table.splitlines()[1:])
 
 
 def _store(cluster):
@@ -311,7 +327,17 @@ def test_refusals_name_the_problem_and_store_nothing(onprem):
     assert late.status_code == 409 and "released" in late.json()["message"]
     assert record_keys(cluster) - before <= {
         cluster.settings.namespace + ":session:" + session_id,
+        cluster.settings.namespace + ":slurm-job:12:sessions",
     }
+    accounts = Accounts(cluster.client, cluster.settings.namespace)
+    admin = accounts.issue_token(accounts.create_user("usage-admin", admin=True)).token
+    for query, message in (
+        ("by=month", "by must be one of slurm-job, user, project"),
+        ("since=yesterday", "since must be an ISO-8601 time"),
+        ("since=99999-01-01", "since must be an ISO-8601 time"),
+    ):
+        refused = call_api(cluster, admin, "GET", f"/admin/api/v1/usage?{query}")
+        assert refused.status_code == 400 and message in refused.json()["message"], query
 
 
 def test_a_credential_of_an_unmapped_uid_is_refused(onprem):
@@ -326,3 +352,50 @@ def test_a_credential_of_an_unmapped_uid_is_refused(onprem):
     )
     assert response.status_code == 403
     assert "tweezer user add NAME --unix-uid 1" in response.json()["message"]
+
+
+def test_two_slurm_jobs_each_keep_the_qpu_for_their_tasks_while_the_other_waits(onprem):
+    """Two users' Slurm jobs on the one EMU_FREE QPU: the first keeps it between its tasks, the
+    second's task waits until the first releases its session, then runs."""
+    cluster = onprem
+    base = f"{cluster.base_url}{PASQAL_LOCAL_PREFIX}/EMU_FREE"
+    daemon = pwd.getpwuid(1)
+    for unix in (NOBODY, daemon):
+        _slurm_user(cluster, unix.pw_uid)
+
+    def call(unix: pwd.struct_passwd, method: str, path: str, **kwargs) -> dict:
+        made = subprocess.run(
+            ["munge", "--no-input"], user=unix.pw_uid, capture_output=True, text=True, check=True
+        )
+        headers = {"x-munge-cred": made.stdout.strip(), **kwargs.pop("headers", {})}
+        response = requests.request(method, base + path, headers=headers, timeout=30, **kwargs)
+        assert response.ok, response.text
+        return response.json()
+
+    def task(unix: pwd.struct_passwd, session: str) -> int:
+        body = {"sequence": sequences.fixed(duration=200, atoms=2), "shots": 10}
+        return call(unix, "POST", "/jobs", json=body, headers={"X-Warden-Session": session})["id"]
+
+    def status(unix: pwd.struct_passwd, number: int) -> str:
+        return call(unix, "GET", f"/jobs/{number}")["status"]
+
+    first = call(
+        NOBODY, "POST", "/sessions", json={"user_id": str(NOBODY.pw_uid), "slurm_job_id": "101"}
+    )["id"]
+    second = call(daemon, "POST", "/sessions", json={"user_id": "1", "slurm_job_id": "102"})["id"]
+    a1 = task(NOBODY, first)
+    wait_for(lambda: status(NOBODY, a1) == "DONE")
+    b1 = task(daemon, second)  # the QPU is the first job's: this one waits
+    a2 = task(NOBODY, first)
+    wait_for(lambda: status(NOBODY, a2) == "DONE")
+    assert status(daemon, b1) == "PENDING"
+    call(NOBODY, "DELETE", f"/sessions/{first}")
+    wait_for(lambda: status(daemon, b1) == "DONE")
+    store = _store(cluster)
+    sessions = Sessions(cluster.client, cluster.settings.namespace)
+    [held] = store.get_batches(sessions.batches(first))
+    [waited] = store.get_batches(sessions.batches(second))
+    assert held.status == "DONE" and held.end_us <= waited.start_us
+    closed = sessions.get(first).closed_us
+    assert closed is not None and waited.start_us >= closed
+    call(daemon, "DELETE", f"/sessions/{second}")

@@ -71,19 +71,26 @@ def _device_type(endpoint: str | None, values: dict[str, Any] | None) -> None:
 
 @bp.before_request
 def _authenticate() -> None:
-    """Every route but /accessible: a valid MUNGE credential of a mapped, enabled user."""
+    """Every route but /accessible: a valid MUNGE credential of a mapped, enabled user. A
+    refused credential is audited (who tried what, from where)."""
     if request.endpoint == "pasqal_local.accessible":
         return
     svc = services()
     if svc.munge is None:
         raise ServiceUnavailable("MUNGE is not available on this API host (install libmunge2)")
-    identity = authenticate(svc.munge, request.headers.get("x-munge-cred"), time.time())
+    try:
+        identity = authenticate(svc.munge, request.headers.get("x-munge-cred"), time.time())
+    except Unauthorized as bad:
+        _audit_refusal("anonymous", str(bad))
+        raise
     user = svc.accounts.user_of_unix_uid(identity.uid)
     if user is None:
-        raise Forbidden(
+        unmapped = Forbidden(
             f"Unix uid {identity.uid} is not a Tweezer user: an administrator maps it with "
             f"`tweezer user add NAME --unix-uid {identity.uid}`"
         )
+        _audit_refusal(f"unix-uid:{identity.uid}", str(unmapped))
+        raise unmapped
     credential_hash = hashlib.sha256(f"munge-uid:{identity.uid}".encode()).hexdigest()
     caller = svc.accounts.principal(user.id, credential_hash)
     if caller is None:
@@ -243,17 +250,27 @@ def _project_of(caller: Principal) -> str:
 
 
 def _own_session(session_id: str, header: bool = False) -> Session:
-    """The caller's session on this device type; 404 otherwise (another's is not shown)."""
+    """The caller's session on this device type; 404 otherwise (another's is not shown, and
+    the attempt is audited)."""
     if not session_id:
         raise InvalidRequest("missing session: send the X-Warden-Session header" if header else "")
-    session = _sessions().get(session_id)
-    if (
-        session is None
-        or session.user_id != g.principal.user_id
-        or session.device_type != g.device_type
-    ):
-        raise NotFound(f"session {session_id} not found")
+    session = _sessions().get(session_id[:64])
+    if session is None or session.device_type != g.device_type:
+        raise NotFound(f"session {session_id[:64]} not found")
+    if session.user_id != g.principal.user_id:
+        _audit_refusal(g.principal.user_id, f"session {session.id} of {session.user_id}")
+        raise NotFound(f"session {session_id[:64]} not found")
     return session
+
+
+def _audit_refusal(actor: str, reason: str) -> None:
+    """An audit entry for a refused request that may be an attack: a bad credential, an
+    unmapped uid, someone else's session."""
+    svc = services()
+    detail = {"reason": reason[:300], "path": request.path[:200], "from": request.remote_addr}
+    pipe = svc.db.client.pipeline(transaction=True)
+    svc.accounts.audit_log.record(pipe, Audit(actor, "pasqal_local.refused", detail), now_us())
+    pipe.execute()
 
 
 def _own_task(number: str) -> tuple[int, Job]:

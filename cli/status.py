@@ -103,6 +103,16 @@ def render(view: Overview, settings: Settings) -> str:
             + "".join(f"{levels.get(p, 0):>8}" for p in priorities)
             + f"   {_duration(oldest) if oldest is not None else '-':<7} {age}"
         )
+    if view.sessions:
+        held = [
+            f"{s.slurm_job_id} ({s.user_id}, {s.device_type}, "
+            f"{_duration((now - s.created_us) / SECOND_US)})"
+            for s in view.sessions
+        ]
+        lines.append("")
+        lines += textwrap.wrap(
+            f"Slurm sessions held: {'; '.join(held)}", WIDTH, subsequent_indent="  "
+        )
     lines += ["", "(jobs/s: jobs that finished DONE or ERROR over the last minute)"]
     return "\n".join(line[:WIDTH] for line in lines)
 

@@ -121,6 +121,7 @@ Sessions of qrmi's on-premises path (core/sessions.py, api/pasqal_local.py)
                                           open batch now)
   session:{id}:batches            zset    every batch its tasks ran in, by when it was opened
   sessions                        zset    every session id, by creation time (µs)
+  sessions-held                   zset    the sessions not released yet, likewise
   slurm-job:{id}:sessions         zset    the sessions a Slurm job opened, by creation time
   session-job-counter             string  the last task number handed out (INCR)
   user:{id}:session-jobs          zset    a user's task numbers (score: the number)
@@ -206,6 +207,7 @@ _PATTERNS: dict[str, str] = {
     "session": "session:{0}",
     "session_batches": "session:{0}:batches",
     "sessions": "sessions",
+    "held_sessions": "sessions-held",
     "slurm_job_sessions": "slurm-job:{0}:sessions",
     "session_job_counter": "session-job-counter",
     "user_session_jobs": "user:{0}:session-jobs",
@@ -414,6 +416,9 @@ class Keys:
 
     def sessions(self) -> str:
         return self._key("sessions")
+
+    def held_sessions(self) -> str:
+        return self._key("held_sessions")
 
     def slurm_job_sessions(self, slurm_job_id: str) -> str:
         return self._key("slurm_job_sessions", slurm_job_id)

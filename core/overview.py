@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +22,7 @@ from core.device_types import device_type_of_qpu, qpu_names
 from core.liveness import SECOND_US, alive_since, qpu_of_worker
 from core.priorities import PRIORITIES
 from core.script_args import OverviewArgs
+from core.sessions import Session, Sessions
 from core.settings import Settings
 from core.status import TERMINAL_JOB_STATUSES, BatchStatus, DeviceStatus
 from core.timefmt import to_iso
@@ -130,6 +131,8 @@ class Overview:
     devices: dict[str, str] = field(default_factory=dict)
     #: When each device type's latest forecast was made (µs; absent: none yet, or it expired).
     forecast_at: dict[str, int] = field(default_factory=dict)
+    #: Sessions of qrmi's on-premises path not released yet, newest first (core/sessions.py).
+    sessions: list[Session] = field(default_factory=list)
 
     @property
     def jobs_per_s(self) -> float:
@@ -162,7 +165,8 @@ def read_overview(db: Db, qpus: list[str], device_types: list[str], now: int) ->
 def cluster_overview(db: Db, settings: Settings, now: int) -> Overview:
     """`read_overview` of the cluster `settings` describe (its configured QPUs and types)."""
     qpus, types = qpu_names(settings.qpus), list(settings.qpus)
-    return read_overview(db, qpus, types, now)
+    view = read_overview(db, qpus, types, now)
+    return replace(view, sessions=Sessions(db.client, settings.namespace).held())
 
 
 def decode(doc: dict[str, Any], now: int) -> Overview:
@@ -325,6 +329,20 @@ def overview_json(
         "jobs_per_s": round(view.jobs_per_s, 3),
         "batches": by_kind["batch"],
         "jobs": by_kind["job"],
+        # Slurm jobs holding sessions (qrmi pasqal-local): those of projects the viewer sees.
+        "sessions": [
+            {
+                "id": s.id,
+                "slurm_job_id": s.slurm_job_id,
+                "user_id": s.user_id,
+                "project_id": s.project_id,
+                "device_type": s.device_type,
+                "since": to_iso(s.created_us),
+                "batch_id": s.batch_id,
+            }
+            for s in view.sessions
+            if visible(s.project_id)
+        ],
     }
 
 

@@ -79,6 +79,7 @@ class Sessions:
             },
         )
         pipe.zadd(self.keys.sessions(), {session.id: now})
+        pipe.zadd(self.keys.held_sessions(), {session.id: now})
         pipe.zadd(self.keys.slurm_job_sessions(slurm_job_id), {session.id: now})
         pipe.execute()
         return session
@@ -123,7 +124,15 @@ class Sessions:
         pipe.execute()
 
     def close(self, session_id: str, now: int) -> None:
-        self.redis.hsetnx(self.keys.session(session_id), "closed_us", str(now))
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hsetnx(self.keys.session(session_id), "closed_us", str(now))
+        pipe.zrem(self.keys.held_sessions(), session_id)
+        pipe.execute()
+
+    def held(self, limit: int = 100) -> list[Session]:
+        """Sessions not released yet, newest first (at most `limit`)."""
+        ids = self.redis.zrevrange(self.keys.held_sessions(), 0, limit - 1)
+        return [s for i in ids if (s := self.get(i)) is not None]
 
     def next_job_number(self, user_id: str) -> int:
         """A new task number, noted among the user's (before its job is committed: a number

@@ -76,6 +76,9 @@ def test_tweezer_up_demo_and_ctrl_c(tmp_path):
             },
         )
         assert login.status_code == 200 and login.json()["expires_in"] > 60
+        # qrmi's on-premises URL of a device type: cluster.json's, then the type.
+        accessible = requests.get(info["pasqal_local_url"] + "/FRESNEL/accessible", timeout=5)
+        assert accessible.json() == {"is_accessible": True, "message": "FRESNEL is UP"}
 
         # From another directory, the cluster found through TWEEZER_DATA_DIR.
         demo = subprocess.run(

@@ -22,6 +22,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from core.accounts import Accounts
 from core.roles import Role
+from core.sessions import Sessions
+from core.timefmt import now_us
 from tests import sequences
 from tests.conftest import Account
 
@@ -138,6 +140,18 @@ def test_an_administrator_logs_in_with_a_token_and_sees_usage_and_the_audit_log(
     assert "EMU_FREE" in usage[0].text
     wait(browser, lambda: "batch.create" in browser.find_element(By.ID, "audit").text)
     assert "(administrator)" in browser.find_element(By.ID, "who").text
+    # A Slurm job's session (qrmi pasqal-local) shows while it is held.
+    sessions = Sessions(board.client, board.settings.namespace)
+    held = sessions.open(user.user_id, 1001, user.project_id, "EMU_FREE", "777", now_us())
+    shown = wait(
+        browser,
+        lambda: browser.find_elements(
+            By.CSS_SELECTOR, f'#sessions tr[data-session-id="{held.id}"]'
+        ),
+    )
+    assert shown[0].text.split()[:3] == ["777", user.user_id, "EMU_FREE"]
+    sessions.close(held.id, now_us())
+    wait(browser, lambda: held.id not in browser.page_source)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "dashboard-admin.png"))
     browser.find_element(By.ID, "logout").click()

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from core.accounts import Accounts
+from core.audit import AuditLog
 from core.devices import device_registry
 from core.sessions import PASQAL_LOCAL_PREFIX, Sessions
 from tests import sequences
@@ -293,6 +294,12 @@ def test_refusals_name_the_problem_and_store_nothing(onprem):
     for response, status, message in refusals:
         assert response.status_code == status, (response.status_code, response.text)
         assert message in response.json()["message"], response.text
+    # The refusals that may be attacks are audited: bad credentials, another's session.
+    audit = AuditLog(cluster.client, cluster.settings.namespace)
+    reasons = [e.detail["reason"] for e in audit.entries(action="pasqal_local.refused")]
+    assert any("missing MUNGE credential" in r for r in reasons)
+    assert any("invalid MUNGE credential" in r for r in reasons)
+    assert any(f"session {theirs.id} of {other}" in r for r in reasons)
     # A replayed credential: the first use passes, the second is refused.
     cred = _credential()
     assert call("GET", "/jobs", cred).status_code == 200
@@ -352,6 +359,8 @@ def test_a_credential_of_an_unmapped_uid_is_refused(onprem):
     )
     assert response.status_code == 403
     assert "tweezer user add NAME --unix-uid 1" in response.json()["message"]
+    audit = AuditLog(onprem.client, onprem.settings.namespace)
+    assert audit.entries(actor="unix-uid:1", action="pasqal_local.refused")
 
 
 def test_two_slurm_jobs_each_keep_the_qpu_for_their_tasks_while_the_other_waits(onprem):

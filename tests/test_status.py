@@ -12,11 +12,14 @@ import time
 
 import pytest
 
+from cli.status import render
 from core.db import Db
 from core.keys import Keys
 from core.liveness import Liveness
-from core.overview import QpuState, overview_json, read_overview
+from core.overview import QpuState, cluster_overview, overview_json, read_overview
+from core.sessions import Sessions
 from tests import sequences
+from tests.conftest import make_settings
 from tests.factories import NS, QPU, SECOND, T0, new_batch
 from tests.helpers import call_api, wait_for
 
@@ -96,6 +99,24 @@ def test_an_open_batch_idle_on_its_qpu_shows_how_long(parts, redis_only):
     [qpu] = _view(redis_only, T0 + 13 * SECOND).qpus
     assert qpu.state is QpuState.HELD_IDLE
     assert qpu.batch.id == batch.id and qpu.batch.idle_held_s(T0 + 13 * SECOND) == 12.0
+
+
+def test_slurm_sessions_held_show_with_who_holds_them(redis_only):
+    """qrmi pasqal-local sessions (core/sessions.py): held ones in the view, the text and the
+    JSON (only those of projects the viewer sees); released ones gone."""
+    sessions = Sessions(redis_only, NS)
+    mine = sessions.open("ada", 1001, "optics", "EMU_FREE", "4242", T0)
+    theirs = sessions.open("bob", 1002, "atoms", "EMU_FREE", "4243", T0 + SECOND)
+    gone = sessions.open("eve", 1003, "atoms", "EMU_FREE", "4244", T0)
+    sessions.close(gone.id, T0 + SECOND)
+    settings = make_settings(_url(redis_only), namespace=NS, qpus={"EMU_FREE": 1})
+    view = cluster_overview(Db.of(redis_only, NS), settings, T0 + 90 * SECOND)
+    assert [s.id for s in view.sessions] == [theirs.id, mine.id]
+    assert "Slurm sessions held: 4243 (bob, EMU_FREE, 1m29s); 4242 (ada, EMU_FREE" in render(
+        view, settings
+    ).replace("\n  ", " ")
+    shown = overview_json(view, visible=lambda project: project == "optics", hosts=False)
+    assert [(s["slurm_job_id"], s["user_id"]) for s in shown["sessions"]] == [("4242", "ada")]
 
 
 def test_a_job_keeps_each_attempt_and_its_whole_error(parts, redis_only):

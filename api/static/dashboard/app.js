@@ -110,6 +110,7 @@ async function refresh() {
       `${overview.viewer.user_id}${overview.viewer.admin ? " (administrator)" : ""}`;
     drawQpus(overview);
     drawQueue(overview);
+    drawSessions(overview);
     drawBatches(await api("/core-fast/api/v1/batches?limit=50"));
     $("admin").hidden = !overview.viewer.admin;
     if (overview.viewer.admin) {
@@ -157,6 +158,13 @@ function drawQueue(overview) {
   fill("queue", overview.queue.map((level) => row([
     level.device_type, level.priority, level.batches, seconds(level.oldest_waiting_s),
   ])));
+}
+
+function drawSessions(overview) {
+  // Sessions of Slurm jobs through qrmi's pasqal-local path, of the projects one sees.
+  fill("sessions", overview.sessions.map((s) => row([
+    s.slurm_job_id, s.user_id, s.device_type, time(s.since), s.batch_id || "-",
+  ], { "data-session-id": s.id })));
 }
 
 function drawBatches(batches) {

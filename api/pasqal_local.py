@@ -237,15 +237,23 @@ def _object(data: Any, fields: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _project_of(caller: Principal) -> str:
-    """The project a user's sessions run in: the one they belong to."""
+    """The project a user's sessions run in: the one an administrator named for its Slurm
+    jobs (`tweezer user set NAME --slurm-project ID`), else the only one it belongs to."""
+    user = services().accounts.get_user(caller.user_id)
+    named = user.slurm_project if user is not None else None
+    if named is not None:
+        if named not in caller.project_ids:
+            raise Forbidden(f"user {caller.user_id} is not a member of its Slurm project {named}")
+        return named
     if len(caller.project_ids) == 1:
         [project] = caller.project_ids
         return project
     if not caller.project_ids:
         raise Forbidden(f"user {caller.user_id} belongs to no project")
     raise Conflict(
-        f"user {caller.user_id} belongs to {len(caller.project_ids)} projects: sessions need "
-        "exactly one"
+        f"user {caller.user_id} belongs to {len(caller.project_ids)} projects: an administrator "
+        f"names the one for its Slurm jobs with `tweezer user set {caller.user_id} "
+        "--slurm-project ID`"
     )
 
 

@@ -181,6 +181,19 @@ def add_account_commands(commands: argparse._SubParsersAction) -> None:
         help="the same, by Unix name (looked up in this host's passwd)",
     )
     add_cluster_options(add)
+    change = actions.add_parser(
+        "set", help="map a user to its Unix account and the project of its Slurm jobs"
+    )
+    change.add_argument("username")
+    unix = change.add_mutually_exclusive_group()
+    unix.add_argument("--unix-uid", type=int, metavar="UID", help="as for `user add`")
+    unix.add_argument("--unix-user", metavar="NAME", help="as for `user add`")
+    change.add_argument(
+        "--slurm-project",
+        metavar="ID",
+        help="the project its Slurm jobs' sessions (qrmi pasqal-local) run in, when it has several",
+    )
+    add_cluster_options(change)
     add_cluster_options(actions.add_parser("list", help="every user"))
     disable = actions.add_parser("disable", help="refuse every credential of a user")
     disable.add_argument("username")
@@ -254,6 +267,14 @@ def run_account_command(args: argparse.Namespace) -> int:
             accounts.create_user(args.username, password, admin=args.admin, unix_uid=uid)
             mapped = "" if uid is None else f" (Unix uid {uid})"
             print(f"user added: {args.username}{mapped}")
+        elif args.action == "set":
+            uid = _unix_uid(args.unix_uid, args.unix_user)
+            if uid is None and args.slurm_project is None:
+                raise ConfigurationError(
+                    "nothing to set: give --unix-uid, --unix-user or --slurm-project"
+                )
+            accounts.map_unix_account(args.username, uid, args.slurm_project)
+            print(f"user updated: {args.username}")
         elif args.action == "disable":
             accounts.disable_user(args.username)
             print(f"user disabled: {args.username}")

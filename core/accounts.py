@@ -54,6 +54,8 @@ class User:
     disabled: bool
     #: The Unix account it is on the lab's Slurm cluster (MUNGE), if mapped.
     unix_uid: int | None = None
+    #: The project its Slurm jobs' sessions run in when it has several (qrmi pasqal-local).
+    slurm_project: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,45 @@ class Accounts:
             h.get("admin") == "1",
             h.get("disabled") == "1",
             None if uid is None else int(uid),
+            h.get("slurm_project"),
         )
+
+    def map_unix_account(
+        self,
+        user_id: str,
+        unix_uid: int | None = None,
+        slurm_project: str | None = None,
+        actor: str = CLI_ACTOR,
+    ) -> None:
+        """Sets the Unix uid an existing user is on the lab's Slurm cluster (one user per uid)
+        and the project its Slurm jobs' sessions run in (needed when it has several)."""
+        self._require_user(user_id)
+        if unix_uid is not None and not 0 <= unix_uid < MAX_UNIX_UID:
+            raise InvalidRequest(f"a Unix uid is 0 to {MAX_UNIX_UID - 1}, got {unix_uid}")
+        if slurm_project is not None and not self.redis.exists(self.keys.project(slurm_project)):
+            raise NotFound(f"project {slurm_project} not found")
+        key = self.keys.user(user_id)
+        uid_key = None if unix_uid is None else self.keys.unix_uid(unix_uid)
+        detail = {"user": user_id, "unix_uid": unix_uid, "slurm_project": slurm_project}
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key, *([uid_key] if uid_key else []))
+                old = pipe.hget(key, "unix_uid")
+                holder = pipe.get(uid_key) if uid_key else None
+                if holder not in (None, user_id):
+                    raise Conflict(f"Unix uid {unix_uid} is already user {holder!r}")
+                pipe.multi()
+                self.audit_log.record(pipe, Audit(actor, "user.map_unix", detail), now_us())
+                if uid_key is not None:
+                    if old is not None and old != str(unix_uid):
+                        pipe.delete(self.keys.unix_uid(int(old)))
+                    pipe.hset(key, "unix_uid", str(unix_uid))
+                    pipe.set(uid_key, user_id)
+                if slurm_project is not None:
+                    pipe.hset(key, "slurm_project", slurm_project)
+                pipe.execute()
+            except redis.exceptions.WatchError:
+                raise Conflict(f"user {user_id!r} changed meanwhile: try again") from None
 
     def users(self) -> list[User]:
         found = (self.get_user(u) for u in sorted(self.redis.smembers(self.keys.users())))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from core.accounts import Accounts, User
-from core.errors import Conflict, InvalidRequest, Unauthorized
+from core.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from core.keys import Keys
 from core.munge import MAX_CREDENTIAL_CHARS, Munge, authenticate
 from tests.factories import NS
@@ -168,6 +168,10 @@ def test_tweezer_user_add_maps_a_unix_account_without_a_password(redis_only):
     assert unknown.returncode == 2 and "no Unix user 'no-such-account'" in unknown.stderr
     taken = tweezer("user", "add", "eve", "--unix-uid", "1001")
     assert taken.returncode != 0 and "already user 'ada'" in taken.stderr
+    assert tweezer("user", "set", "boss", "--unix-uid", "4321").returncode == 0
+    assert "boss unix-uid=4321" in tweezer("user", "list").stdout.splitlines()
+    idle = tweezer("user", "set", "boss")
+    assert idle.returncode == 2 and "nothing to set" in idle.stderr
     both = tweezer("user", "add", "eve", "--unix-uid", "7", "--unix-user", root)
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
     assert Accounts(redis_only, NS).get_user("eve") is None
@@ -181,3 +185,22 @@ def _stored(client) -> tuple[list[str], int]:
 def _url(client) -> str:
     kwargs = client.connection_pool.connection_kwargs
     return f"redis://:{kwargs['password']}@{kwargs['host']}:{kwargs['port']}/0"
+
+
+def test_an_existing_user_is_mapped_and_remapped_and_given_its_slurm_project(redis_only):
+    accounts = Accounts(redis_only, NS)
+    accounts.create_user("ada")
+    accounts.create_user("bob", unix_uid=2002)
+    project = accounts.create_project("optics").id
+    accounts.map_unix_account("ada", 1001)
+    accounts.map_unix_account("ada", 1005, slurm_project=project)  # a new uid frees the old
+    assert accounts.user_of_unix_uid(1001) is None
+    assert accounts.user_of_unix_uid(1005) == User("ada", False, False, 1005, project)
+    before = _stored(redis_only)
+    with pytest.raises(Conflict, match="Unix uid 2002 is already user 'bob'"):
+        accounts.map_unix_account("ada", 2002)
+    with pytest.raises(NotFound, match="project nope not found"):
+        accounts.map_unix_account("ada", slurm_project="nope")
+    with pytest.raises(NotFound, match="user 'eve' not found"):
+        accounts.map_unix_account("eve", 7)
+    assert _stored(redis_only) == before

@@ -408,3 +408,33 @@ def test_two_slurm_jobs_each_keep_the_qpu_for_their_tasks_while_the_other_waits(
     closed = sessions.get(first).closed_us
     assert closed is not None and waited.start_us >= closed
     call(daemon, "DELETE", f"/sessions/{second}")
+
+
+def test_a_user_of_several_projects_has_its_slurm_project_named(onprem):
+    """Sessions run in the user's only project; one with several needs an administrator to name
+    the one for its Slurm jobs (`tweezer user set --slurm-project`)."""
+    cluster = onprem
+    user, _ = _slurm_user(cluster, 2)  # Debian's `bin`: no other test's user
+    accounts = Accounts(cluster.client, cluster.settings.namespace)
+    second = accounts.create_project(f"lab-{secrets.token_hex(3)}").id
+    accounts.add_member(second, user)
+
+    def open_session() -> requests.Response:
+        made = subprocess.run(
+            ["munge", "--no-input"], user=2, capture_output=True, text=True, check=True
+        )
+        return requests.post(
+            f"{cluster.base_url}{PASQAL_LOCAL_PREFIX}/EMU_FREE/sessions",
+            headers={"x-munge-cred": made.stdout.strip()},
+            json={"user_id": "2", "slurm_job_id": "900"},
+            timeout=30,
+        )
+
+    refused = open_session()
+    assert refused.status_code == 409
+    assert f"tweezer user set {user} --slurm-project ID" in refused.json()["message"]
+    run_admin(cluster, "user", "set", user, "--slurm-project", second)
+    opened = open_session()
+    assert opened.status_code == 200, opened.text
+    session = Sessions(cluster.client, cluster.settings.namespace).get(opened.json()["id"])
+    assert session is not None and session.project_id == second

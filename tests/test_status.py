@@ -230,7 +230,9 @@ def test_status_json_of_a_held_qpu_and_a_queue(busy):
         "jobs_per_s",
         "batches",
         "jobs",
+        "sessions",
     }
+    assert status["sessions"] == []  # no Slurm job holds a session here
     # The cluster's forecaster has forecast its one device type, with the time it did so.
     assert set(status["forecast_at"]) == {"EMU_FREE"}
     [qpu] = status["qpus"]

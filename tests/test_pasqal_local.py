@@ -24,6 +24,7 @@ from core.accounts import Accounts
 from core.audit import AuditLog
 from core.devices import device_registry
 from core.sessions import PASQAL_LOCAL_PREFIX, Sessions
+from core.timefmt import now_us
 from tests import sequences
 from tests.helpers import call_api, record_keys, run_admin, wait_for
 
@@ -108,15 +109,17 @@ print(json.dumps(out))
 
 
 def _run_qrmi_as(
-    user: pwd.struct_passwd,
-    cluster,
-    resource: str,
-    sequence: str,
-    shots: int,
-    slurm_job: str,
+    user: pwd.struct_passwd, cluster, resource: str, sequence: str, shots: int, slurm_job: str
 ) -> dict:
-    """qrmi as Slurm's plugin would run it for a job of `user`, in a process of that user
-    (its files in a directory it may read: pytest's own is root's alone)."""
+    """qrmi as Slurm's plugin would run it for a job of `user`, in a process of that user."""
+    return _outcome(*_start_qrmi_as(user, cluster, resource, sequence, shots, slurm_job))
+
+
+def _start_qrmi_as(
+    user: pwd.struct_passwd, cluster, resource: str, sequence: str, shots: int, slurm_job: str
+) -> tuple[subprocess.Popen[str], Path]:
+    """The job started (its files in a directory that user may read: pytest's own is root's
+    alone), and that directory."""
     home = Path(tempfile.mkdtemp(prefix="tweezer-slurm-"))
     home.chmod(0o755)
     script, seq = home / "job.py", home / "sequence.json"
@@ -135,22 +138,28 @@ def _run_qrmi_as(
         "QRMI_JOB_ID": slurm_job,
         "QRMI_JOB_UID": str(user.pw_uid),
     }
+    process = subprocess.Popen(
+        [_python_for(user, env), str(script), resource, str(seq), str(shots)],
+        env=env,
+        user=user.pw_uid,
+        group=user.pw_gid,
+        extra_groups=[],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=home,
+    )
+    return process, home
+
+
+def _outcome(process: subprocess.Popen[str], home: Path) -> dict:
+    """What the job printed, once it ended well."""
     try:
-        done = subprocess.run(
-            [_python_for(user, env), str(script), resource, str(seq), str(shots)],
-            env=env,
-            user=user.pw_uid,
-            group=user.pw_gid,
-            extra_groups=[],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            cwd=home,
-        )
+        out, err = process.communicate(timeout=180)
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    assert process.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def _python_for(user: pwd.struct_passwd, env: dict[str, str]) -> str:
@@ -438,3 +447,60 @@ def test_a_user_of_several_projects_has_its_slurm_project_named(onprem):
     assert opened.status_code == 200, opened.text
     session = Sessions(cluster.client, cluster.settings.namespace).get(opened.json()["id"])
     assert session is not None and session.project_id == second
+
+
+def test_two_users_qrmi_jobs_at_once_take_the_qpu_in_turn(onprem):
+    """Two Slurm jobs of two users started at once through the real qrmi, two tasks each, on
+    the one EMU_FREE QPU: each keeps it for both its tasks, the other's wait their turn."""
+    cluster = onprem
+    daemon = pwd.getpwuid(1)
+    for unix in (NOBODY, daemon):
+        _slurm_user(cluster, unix.pw_uid)
+    sequence = sequences.fixed(duration=200, atoms=2)
+    started = [
+        _start_qrmi_as(unix, cluster, "EMU_FREE", sequence, 20, job)
+        for unix, job in ((NOBODY, "501"), (daemon, "502"))
+    ]
+    outs = [_outcome(*job) for job in started]
+    sessions = Sessions(cluster.client, cluster.settings.namespace)
+    batches = []
+    for out in outs:
+        assert [t["status"] for t in out["tasks"]] == ["TaskStatus.Completed"] * 2
+        [batch_id] = sessions.batches(out["session"])
+        batch = wait_for(
+            lambda b=batch_id: (x := _store(cluster).get_batch(b)) and x.status == "DONE" and x
+        )
+        assert sum(batch.counts.values()) == 2  # both tasks of the job in its one batch
+        batches.append(batch)
+    first, second = sorted(batches, key=lambda b: b.start_us)
+    assert first.end_us <= second.start_us  # in turn: the QPU was never shared
+
+
+def test_a_task_after_its_sessions_batch_ended_opens_another(onprem):
+    """The open-batch limits apply: a session's batch that ended (cancelled here, as a timeout
+    ends one) takes no more tasks, and the session's next task opens a new batch."""
+    cluster = onprem
+    _slurm_user(cluster, os.getuid())
+    base = f"{cluster.base_url}{PASQAL_LOCAL_PREFIX}/EMU_FREE"
+
+    def call(method: str, path: str, **kwargs) -> dict:
+        headers = {"x-munge-cred": _credential(), **kwargs.pop("headers", {})}
+        response = requests.request(method, base + path, headers=headers, timeout=30, **kwargs)
+        assert response.ok, response.text
+        return response.json()
+
+    session = call("POST", "/sessions", json={"user_id": str(os.getuid()), "slurm_job_id": "77"})[
+        "id"
+    ]
+    task = {"sequence": sequences.fixed(duration=200, atoms=2), "shots": 5}
+    first = call("POST", "/jobs", json=task, headers={"X-Warden-Session": session})["id"]
+    wait_for(lambda: call("GET", f"/jobs/{first}")["status"] == "DONE")
+    sessions = Sessions(cluster.client, cluster.settings.namespace)
+    [ended] = sessions.batches(session)
+    _store(cluster).cancel_batch(ended, now_us(), "test")
+    second = call("POST", "/jobs", json=task, headers={"X-Warden-Session": session})["id"]
+    assert wait_for(lambda: call("GET", f"/jobs/{second}")["status"] == "DONE")
+    later = sessions.batches(session)
+    assert len(later) == 2 and later[0] == ended
+    assert _store(cluster).get_job(sessions.job_id_of(second)).batch_id == later[1]
+    call("DELETE", f"/sessions/{session}")

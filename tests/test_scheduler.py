@@ -171,6 +171,23 @@ def test_an_idle_open_batch_gives_the_qpu_to_another_project_waiting(rig):
     assert rig.scheduler.leases[QPU].batch_id == waiting.id
 
 
+def test_a_released_session_frees_its_qpu_in_the_next_pass(rig):
+    """A Slurm job's session (qrmi pasqal-local) is an open batch: its tasks done, the job
+    releases it (the batch is closed) and the very next pass gives the QPU to the batch of
+    the Slurm job waiting."""
+    held, [task] = new_batch(rig.store, runs=(1,), open_=True, project="a", now=T0)
+    rig.scheduler.run_once(T0)
+    rig.run_jobs(rig.producer.take(), T0 + SECOND)
+    waiting, [job] = new_batch(rig.store, runs=(1,), project="b", now=T0 + SECOND)
+    rig.scheduler.run_once(T0 + 2 * SECOND)
+    assert rig.scheduler.leases[QPU].batch_id == held.id  # kept between the job's tasks
+    rig.store.close_batch(held.id, T0 + 3 * SECOND, "a-user")  # DELETE /sessions/{id}
+    rig.scheduler.run_once(T0 + 3 * SECOND)
+    assert rig.status(held.id) is BatchStatus.DONE
+    assert rig.scheduler.leases[QPU].batch_id == waiting.id
+    assert ids(rig.producer.take()) == [job.id] and task.id != job.id
+
+
 def test_a_finished_batch_keeps_the_qpu_until_its_last_job_is_in(rig):
     first, _ = new_batch(rig.store, runs=(1, 2), now=T0)
     second, _ = new_batch(rig.store, runs=(1,), project="b", now=T0 + 1)

@@ -174,16 +174,14 @@ def start_task() -> tuple[Response, int]:
 
 @bp.get("/jobs")
 def list_tasks() -> tuple[Response, int]:
-    sessions = _sessions()
+    sessions, store = _sessions(), services().store
     numbers = sessions.job_numbers(g.principal.user_id, MAX_LISTED_TASKS)
-    jobs = services().store.get_jobs([sessions.job_id_of(n) for n in numbers])
-    by_id = {job.id: job for job in jobs}
-    tasks = [
-        _task(n, by_id[sessions.job_id_of(n)], g.unix_uid)
-        for n in numbers
-        if sessions.job_id_of(n) in by_id
-    ]
-    return _json(tasks)
+    by_id = {job.id: job for job in store.get_jobs([sessions.job_id_of(n) for n in numbers])}
+    # A number whose job never committed lists as nothing.
+    found = [(n, by_id[i]) for n in numbers if (i := sessions.job_id_of(n)) in by_id]
+    done = [job.id for _, job in found if job.status is JobStatus.DONE]
+    results = dict(zip(done, store.get_results(done), strict=True))
+    return _json([_task(n, job, g.unix_uid, results.get(job.id)) for n, job in found])
 
 
 @bp.get("/jobs/<number>")
@@ -333,15 +331,14 @@ def _start_in_new_batch(session: Session, sequence: str, shots: int) -> dict[str
     return _task(number, job, session.unix_uid)
 
 
-def _task(number: int, job: Job, unix_uid: int) -> dict[str, Any]:
+def _task(number: int, job: Job, unix_uid: int, results: str | None = None) -> dict[str, Any]:
     """A task as qrmi reads it: PENDING, RUNNING, DONE, CANCELED or ERROR, and the results
-    document (JSON text) once DONE."""
-    results = None
-    if job.status is JobStatus.DONE:
+    document (JSON text) once DONE (`results`, when the caller read it already)."""
+    if results is None and job.status is JobStatus.DONE:
         results = services().store.get_result(job.id)
     return {
         "id": number,
         "user_id": str(unix_uid),
         "status": job.status.value,
-        "results": results if results is None else str(results),
+        "results": results if job.status is JobStatus.DONE else None,
     }

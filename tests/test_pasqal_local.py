@@ -503,4 +503,9 @@ def test_a_task_after_its_sessions_batch_ended_opens_another(onprem):
     later = sessions.batches(session)
     assert len(later) == 2 and later[0] == ended
     assert _store(cluster).get_job(sessions.job_id_of(second)).batch_id == later[1]
+    # GET /jobs: the user's tasks, newest first, with their results.
+    listed = {t["id"]: t for t in call("GET", "/jobs")}
+    assert list(listed)[:2] == [second, first]
+    assert all(listed[n]["status"] == "DONE" for n in (first, second))
+    assert sum(json.loads(listed[second]["results"])["counter"].values()) == 5
     call("DELETE", f"/sessions/{session}")

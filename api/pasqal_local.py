@@ -29,6 +29,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from api.body import read_json
 from api.context import device_status, services
 from api.schemas import CreateBatchIn, parse_model
+from core.accounts import Project
 from core.audit import Audit
 from core.errors import (
     BatchClosed,
@@ -161,9 +162,9 @@ def start_task() -> tuple[Response, int]:
     now = now_us()
     if batch is not None and batch.open and batch.status not in TERMINAL_BATCH_STATUSES:
         [job] = svc.submission.new_jobs(batch, [job_data])
+        _quota(session, job.runs)  # every check before the task takes a number
         number = sessions.next_job_number(session.user_id)
         job = dataclasses.replace(job, id=sessions.job_id_of(number))
-        _quota(session, [job])
         try:
             svc.store.add_jobs(batch.id, [job], now, _audit("batch.add_jobs", session))
             return _json(_task(number, job, session.unix_uid), 201)
@@ -289,11 +290,17 @@ def _own_task(number: str) -> tuple[int, Job]:
     return n, job
 
 
-def _quota(session: Session, jobs: list[Job]) -> None:
+def _project(session: Session) -> Project:
     project = services().accounts.get_project(session.project_id)
     if project is None:
         raise Forbidden(f"project {session.project_id} no longer exists")
-    project.quotas.check_submission(project.id, session.device_type, (j.runs for j in jobs))
+    return project
+
+
+def _quota(session: Session, runs: int) -> None:
+    """The session's project's quotas, for one more job of `runs` shots."""
+    project = _project(session)
+    project.quotas.check_submission(project.id, session.device_type, [runs])
 
 
 def _audit(action: str, session: Session) -> Audit:
@@ -305,10 +312,7 @@ def _start_in_new_batch(session: Session, sequence: str, shots: int) -> dict[str
     """The session's task in a new open batch (its first, or one after its batch ended)."""
     svc = services()
     sessions = _sessions()
-    caller: Principal = g.principal
-    project = svc.accounts.get_project(session.project_id)
-    if project is None:
-        raise Forbidden(f"project {session.project_id} no longer exists")
+    project = _project(session)
     body = parse_model(
         CreateBatchIn,
         {
@@ -319,12 +323,12 @@ def _start_in_new_batch(session: Session, sequence: str, shots: int) -> dict[str
             "project_id": session.project_id,
         },
     )
-    batch, [job] = svc.submission.new_batch(body, caller, project.queue_priority)
+    batch, [job] = svc.submission.new_batch(body, g.principal, project.queue_priority)
+    _quota(session, job.runs)  # every check before the task takes a number
     number = sessions.next_job_number(session.user_id)
     batch_id = sessions.batch_id_of(session.id, number)
     batch = dataclasses.replace(batch, id=batch_id)
     job = dataclasses.replace(job, id=sessions.job_id_of(number), batch_id=batch_id)
-    project.quotas.check_submission(project.id, batch.device_type, [job.runs])
     now = now_us()
     sessions.use_batch(session.id, batch_id, now)
     svc.store.create_batch(batch, [job], now, audit=_audit("batch.create", session))

@@ -9,6 +9,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# libmunge2: MUNGE, for qrmi's on-premises routes (the API decodes through the host's munged:
+# mount /run/munge, deploy/compose.yaml). Unpinned on purpose: bookworm's security updates
+# replace its version in the archive.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libmunge2 \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /opt/tweezer
 COPY pyproject.toml README.md ./
 COPY core ./core

@@ -6,16 +6,19 @@ Each planned batch is a client session: it waits for its submission time (divide
 waits for each round's results, thinks, adds the next round, and closes it; a batch the
 workload cancels is cancelled after its delay. Ctrl-C stops submitting and closes the open
 batches. Users and projects are created for the run (`load-<run>-<name>`), with the workload's
-priorities and shares.
+priorities and shares; a project whose batches carry several priorities (an SWF group's
+queue numbers) has its priority set before each of its submissions (`Priorities`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -103,7 +106,18 @@ def run(
     db = open_db(settings)
     planned = with_qpu_seconds(planned, Costs(db.client, settings))
     run_id = secrets.token_hex(3)
-    accounts = _provision(Accounts(db.client, settings.namespace), run_id, planned, shares)
+    admin = Accounts(db.client, settings.namespace)
+    accounts, project_ids = _provision(admin, run_id, planned, shares)
+    priorities = Priorities(admin, project_ids, planned)
+    if priorities.mixed:
+        # Said up front: the experiment is not silently changed (docs/traces.md).
+        print(
+            "tweezer load: project(s) "
+            + ", ".join(sorted(priorities.mixed))
+            + " submit batches of several priorities: each such submission first sets its "
+            "project's priority (a batch keeps the priority its project had when submitted)",
+            file=sys.stderr,
+        )
     stop, interrupted = threading.Event(), threading.Event()
 
     def interrupt(*_: object) -> None:
@@ -130,7 +144,7 @@ def run(
     with ThreadPoolExecutor(max_workers=clients) as pool:
         for session in sessions:
             sdk = sdks[(session.planned.user, session.planned.project)]
-            pool.submit(_drive, session, sdk, settings, speedup, start, stop, tally)
+            pool.submit(_drive, session, sdk, settings, speedup, start, stop, tally, priorities)
     stop.set()
     printer.join()
     _progress_line(db, settings, sessions, tally, start, planned_s)
@@ -209,11 +223,42 @@ def with_qpu_seconds(planned: list[PlannedBatch], costs: Costs) -> list[PlannedB
     return out
 
 
+class Priorities:
+    """Each batch's own priority, live. Priority is a project's in the cluster (a batch takes
+    its project's at submission), while a trace gives each batch its own (SWF: per job, by
+    queue number), so a project whose batches carry several priorities has its priority set
+    before each of its submissions, one submission at a time."""
+
+    def __init__(
+        self, accounts: Accounts, project_ids: dict[str, str], planned: list[PlannedBatch]
+    ) -> None:
+        self.accounts, self.project_ids = accounts, project_ids
+        levels: dict[str, set[str]] = {}
+        for p in planned:
+            levels.setdefault(p.project, set()).add(p.priority)
+        #: The workload projects of several priorities, each with the lock its submissions take.
+        self.mixed = {name: threading.Lock() for name, seen in levels.items() if len(seen) > 1}
+        self._current: dict[str, str] = {}
+
+    @contextlib.contextmanager
+    def submitting(self, project: str, priority: str) -> Iterator[None]:
+        """Around one submission of `project` at `priority`."""
+        lock = self.mixed.get(project)
+        if lock is None:
+            yield  # its priority was set when it was made
+            return
+        with lock:
+            if self._current.get(project) != priority:
+                self.accounts.update_project(self.project_ids[project], [], queue_priority=priority)
+                self._current[project] = priority
+            yield
+
+
 def _provision(
     accounts: Accounts, run_id: str, planned: list[PlannedBatch], shares: dict[str, float]
-) -> dict[tuple[str, str], tuple[str, str]]:
+) -> tuple[dict[tuple[str, str], tuple[str, str]], dict[str, str]]:
     """A project per workload project and a user with an API token per workload user, named
-    for this run; (user, project) -> (project id, token)."""
+    for this run; (user, project) -> (project id, token), and project -> project id."""
     priorities = {p.project: p.priority for p in planned}
     project_ids: dict[str, str] = {}
     for name, priority in sorted(priorities.items()):
@@ -228,7 +273,7 @@ def _provision(
             user_ids[user] = accounts.create_user(f"load-{run_id}-{user}")
         accounts.add_member(project_ids[name], user_ids[user])
         out[(user, name)] = (project_ids[name], accounts.issue_token(user_ids[user]).token)
-    return out
+    return out, project_ids
 
 
 def _drive(
@@ -239,6 +284,7 @@ def _drive(
     start: float,
     stop: threading.Event,
     tally: Tally,
+    priorities: Priorities,
 ) -> None:
     """One planned batch, as its user's client would submit and follow it."""
     p = session.planned
@@ -246,9 +292,10 @@ def _drive(
         return
     sequence = sequence_for(p.device_type, p.rounds[0][0].atoms, p.rounds[0][0].pulse_ns, settings)
     try:
-        batch = sdk.create_batch(
-            sequence, _jobs(p.rounds[0], speedup), open=p.open, device_type=p.device_type
-        )
+        with priorities.submitting(p.project, p.priority):
+            batch = sdk.create_batch(
+                sequence, _jobs(p.rounds[0], speedup), open=p.open, device_type=p.device_type
+            )
         session.batch_id = batch.id
         tally.add(submitted=1)
         cancel_at = None

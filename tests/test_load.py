@@ -183,6 +183,83 @@ def test_a_workload_through_the_sdk_is_recorded_and_replays_in_the_simulator(syn
     assert compared["runs"]["run"]["batches"] == compared["runs"]["planned"]["batches"] == 7
 
 
+#: Eight SWF jobs of three groups (projects), each job with its own queue number (1 HIGH, 2
+#: MEDIUM, 3 LOW; group 1 has all three): job 1 holds the QPU for 40 s while the others
+#: arrive, one a second.
+MIXED_SWF = """\
+; UnixStartTime: 0
+1 0 -1 40 1 -1 -1 1 -1 -1 1 1 1 -1 2 -1 -1 -1
+2 1 -1 2 1 -1 -1 1 -1 -1 1 1 1 -1 3 -1 -1 -1
+3 2 -1 2 1 -1 -1 1 -1 -1 1 2 2 -1 2 -1 -1 -1
+4 3 -1 2 1 -1 -1 1 -1 -1 1 1 1 -1 1 -1 -1 -1
+5 4 -1 2 1 -1 -1 1 -1 -1 1 3 3 -1 3 -1 -1 -1
+6 5 -1 2 1 -1 -1 1 -1 -1 1 2 2 -1 1 -1 -1 -1
+7 6 -1 2 1 -1 -1 1 -1 -1 1 3 3 -1 2 -1 -1 -1
+8 7 -1 2 1 -1 -1 1 -1 -1 1 1 1 -1 2 -1 -1 -1
+"""
+#: Under the priority policy: job 1 first, then HIGH, MEDIUM, LOW, each by submission.
+MIXED_ORDER = ["1", "4", "6", "3", "7", "8", "2", "5"]
+
+
+def test_an_swf_of_per_job_priorities_starts_live_as_simulated(start_cluster, tmp_path):
+    """Priority is a project's in the cluster; an SWF's is each job's. `tweezer load` sets a
+    project's priority before each of its submissions (and says so), so the live run, its
+    recorded trace and `tweezer simulate` of the file all start the jobs in one order."""
+    cluster = start_cluster(qpus={"EMU_FREE": 1}, synthetic_devices=True, policy="priority")
+    data_dir = tmp_path / "cluster"
+    data_dir.mkdir()
+    info = {
+        "core_url": cluster.core_url,
+        "account_url": cluster.account_url,
+        "redis_url": cluster.settings.redis_url,
+        "namespace": cluster.settings.namespace,
+        "qpus": cluster.settings.qpus,
+        "policy": cluster.settings.policy,
+    }
+    (data_dir / "cluster.json").write_text(json.dumps(info))
+    swf = tmp_path / "mixed.swf"
+    swf.write_text(MIXED_SWF)
+    trace = tmp_path / "run.jsonl"
+    done = load(
+        data_dir,
+        "--swf",
+        str(swf),
+        "--device-type",
+        "EMU_FREE",
+        "--speedup",
+        "10",
+        "--out",
+        str(trace),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err
+    assert "submit batches of several priorities" in err  # said up front
+    _, records = read_records(trace)
+    assert [r.id for r in sorted(records, key=lambda r: r.start_s)] == MIXED_ORDER
+    assert {r.id: r.priority for r in records}["4"] == "HIGH"  # group 1's HIGH job, as sent
+    sim = tmp_path / "sim"
+    argv = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "simulate",
+        "--swf",
+        str(swf),
+        "--policy",
+        "priority",
+        "--qpus",
+        "EMU_FREE=1",
+        "--out",
+        str(sim),
+    ]
+    subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
+    with (sim / "batches.csv").open() as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda r: float(r["start_s"]))
+    assert [row["id"] for row in rows] == MIXED_ORDER
+
+
 def test_ctrl_c_stops_submitting_and_closes_open_batches(synthetic, tmp_path):
     cluster, data_dir = synthetic
     workload = tmp_path / "long.yaml"

@@ -272,8 +272,11 @@ def _own_session(session_id: str, header: bool = False) -> Session:
 
 def _audit_refusal(actor: str, reason: str) -> None:
     """An audit entry for a refused request that may be an attack: a bad credential, an
-    unmapped uid, someone else's session."""
+    unmapped uid, someone else's session. Counted against the client address's rate limit
+    first (429 past it), so nobody floods the audit log out of its retained entries."""
     svc = services()
+    address = request.remote_addr or "unknown"
+    svc.rate_limiter.check(hashlib.sha256(f"refused:{address}".encode()).hexdigest(), now_us())
     detail = {"reason": reason[:300], "path": request.path[:200], "from": request.remote_addr}
     pipe = svc.db.client.pipeline(transaction=True)
     svc.accounts.audit_log.record(pipe, Audit(actor, "pasqal_local.refused", detail), now_us())

@@ -509,3 +509,17 @@ def test_a_task_after_its_sessions_batch_ended_opens_another(onprem):
     assert all(listed[n]["status"] == "DONE" for n in (first, second))
     assert sum(json.loads(listed[second]["results"])["counter"].values()) == 5
     call("DELETE", f"/sessions/{session}")
+
+
+def test_refusals_from_one_address_cannot_flood_the_audit_log(start_cluster, host_munged):
+    """Each audited refusal counts against its address's rate limit: past it, 429 and no
+    entry (here 5 at once, 2 a second)."""
+    cluster = start_cluster(qpus={"EMU_FREE": 1}, rate_limit_per_s=2.0, rate_limit_burst=5)
+    url = f"{cluster.base_url}{PASQAL_LOCAL_PREFIX}/EMU_FREE/jobs"
+    codes = [
+        requests.get(url, headers={"x-munge-cred": "MUNGE:forged:"}, timeout=30).status_code
+        for _ in range(12)
+    ]
+    assert codes.count(401) <= 6 and codes.count(429) >= 6, codes
+    audit = AuditLog(cluster.client, cluster.settings.namespace)
+    assert len(audit.entries(action="pasqal_local.refused")) == codes.count(401)

@@ -85,31 +85,24 @@ class Sessions:
         return session
 
     def get(self, session_id: str) -> Session | None:
-        h = self.redis.hgetall(self.keys.session(session_id))
-        if not h:
-            return None
-        closed = h.get("closed_us")
-        return Session(
-            id=h["id"],
-            user_id=h["user_id"],
-            unix_uid=int(h["unix_uid"]),
-            project_id=h["project_id"],
-            device_type=h["device_type"],
-            slurm_job_id=h["slurm_job_id"],
-            created_us=int(h["created_us"]),
-            closed_us=None if closed is None else int(closed),
-            batch_id=h.get("batch_id"),
-        )
+        return _session(self.redis.hgetall(self.keys.session(session_id)))
+
+    def get_many(self, session_ids: list[str]) -> list[Session]:
+        """The sessions of `session_ids` that exist, in order, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for session_id in session_ids:
+            pipe.hgetall(self.keys.session(session_id))
+        return [s for h in pipe.execute() if (s := _session(h)) is not None]
 
     def of_slurm_job(self, slurm_job_id: str) -> list[Session]:
         """The sessions a Slurm job opened, oldest first."""
-        ids = self.redis.zrange(self.keys.slurm_job_sessions(slurm_job_id), 0, -1)
-        return [s for i in ids if (s := self.get(i)) is not None]
+        return self.get_many(self.redis.zrange(self.keys.slurm_job_sessions(slurm_job_id), 0, -1))
 
     def since(self, since_us: int, limit: int = 100_000) -> list[Session]:
         """Sessions opened at or after `since_us`, oldest first (at most `limit`)."""
-        ids = self.redis.zrangebyscore(self.keys.sessions(), since_us, "+inf", 0, limit)
-        return [s for i in ids if (s := self.get(i)) is not None]
+        return self.get_many(
+            self.redis.zrangebyscore(self.keys.sessions(), since_us, "+inf", 0, limit)
+        )
 
     def batches(self, session_id: str) -> list[str]:
         """Every batch the session's tasks ran in, oldest first."""
@@ -131,8 +124,7 @@ class Sessions:
 
     def held(self, limit: int = 100) -> list[Session]:
         """Sessions not released yet, newest first (at most `limit`)."""
-        ids = self.redis.zrevrange(self.keys.held_sessions(), 0, limit - 1)
-        return [s for i in ids if (s := self.get(i)) is not None]
+        return self.get_many(self.redis.zrevrange(self.keys.held_sessions(), 0, limit - 1))
 
     def next_job_number(self, user_id: str) -> int:
         """A new task number, noted among the user's (before its job is committed: a number
@@ -154,3 +146,21 @@ class Sessions:
         """The id of the open batch a session opens for its task `number`."""
         name = f"tweezer:{self.namespace}:session:{session_id}:{number}"
         return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+def _session(h: dict[str, str]) -> Session | None:
+    """A session from its hash (None: no such session)."""
+    if not h:
+        return None
+    closed = h.get("closed_us")
+    return Session(
+        id=h["id"],
+        user_id=h["user_id"],
+        unix_uid=int(h["unix_uid"]),
+        project_id=h["project_id"],
+        device_type=h["device_type"],
+        slurm_job_id=h["slurm_job_id"],
+        created_us=int(h["created_us"]),
+        closed_us=None if closed is None else int(closed),
+        batch_id=h.get("batch_id"),
+    )

@@ -75,6 +75,12 @@ class Session:
     planned: PlannedBatch
     batch_id: str | None = None
     error: str | None = None
+    #: Set once its submission was made (or will never be): the batch planned at the same
+    #: instant after it waits for it, so ties are submitted in the plan's order, which is
+    #: how the simulator breaks them (scheduling/simulator.py, `tie`).
+    sent: threading.Event = field(default_factory=threading.Event)
+    #: That batch's predecessor at the same instant, if any.
+    after: Session | None = None
 
 
 @dataclass
@@ -128,6 +134,10 @@ def run(
     signal.signal(signal.SIGTERM, interrupt)
     tally = Tally()
     sessions = [Session(p) for p in planned]
+    last_at: dict[float, Session] = {}
+    for session in sessions:
+        session.after = last_at.get(session.planned.submit_s)
+        last_at[session.planned.submit_s] = session
     sdks = {
         key: sdk_client(info["core_url"], info["account_url"], a[0], a[1])
         for key, a in accounts.items()
@@ -288,14 +298,10 @@ def _drive(
 ) -> None:
     """One planned batch, as its user's client would submit and follow it."""
     p = session.planned
-    if stop.wait(max(0.0, start + p.submit_s / speedup - time.monotonic())):
+    batch = _submit(session, sdk, settings, speedup, start, stop, tally, priorities)
+    if batch is None:
         return
-    sequence = sequence_for(p.device_type, p.rounds[0][0].atoms, p.rounds[0][0].pulse_ns, settings)
     try:
-        with priorities.submitting(p.project, p.priority):
-            batch = sdk.create_batch(
-                sequence, _jobs(p.rounds[0], speedup), open=p.open, device_type=p.device_type
-            )
         session.batch_id = batch.id
         tally.add(submitted=1)
         cancel_at = None
@@ -315,6 +321,39 @@ def _drive(
     except Exception as exc:  # a client error is this session's, not the run's
         session.error = f"{type(exc).__name__}: {exc}"
         tally.add(errors=1)
+
+
+def _submit(
+    session: Session,
+    sdk: Any,
+    settings: Settings,
+    speedup: float,
+    start: float,
+    stop: threading.Event,
+    tally: Tally,
+    priorities: Priorities,
+) -> Any:
+    """The planned batch created at its time, after the one planned at the same instant before
+    it (None: the run stopped, or the cluster refused it); `session.sent` is set either way."""
+    p = session.planned
+    try:
+        if stop.wait(max(0.0, start + p.submit_s / speedup - time.monotonic())):
+            return None
+        while session.after is not None and not session.after.sent.wait(0.05):
+            if stop.is_set():
+                return None
+        first = p.rounds[0]
+        sequence = sequence_for(p.device_type, first[0].atoms, first[0].pulse_ns, settings)
+        with priorities.submitting(p.project, p.priority):
+            return sdk.create_batch(
+                sequence, _jobs(first, speedup), open=p.open, device_type=p.device_type
+            )
+    except Exception as exc:  # a client error is this session's, not the run's
+        session.error = f"{type(exc).__name__}: {exc}"
+        tally.add(errors=1)
+        return None
+    finally:
+        session.sent.set()
 
 
 def _await_round(sdk: Any, batch_id: str, cancel_at: float | None, stop: threading.Event) -> bool:

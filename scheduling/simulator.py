@@ -38,6 +38,10 @@ class SimJob:
     think_s: float = 0.0
 
 
+#: What separates batches submitted at the same instant, in their order (the live clock's µs).
+TIE_S = 1e-6
+
+
 @dataclass(frozen=True)
 class SimBatch:
     id: str
@@ -52,6 +56,10 @@ class SimBatch:
     predicted_qpu_s: float | None = None
     #: The live batch it stands for (a forecast): what the policy sees of it.
     live: Waiting | None = field(default=None, compare=False, repr=False)
+    #: How many batches of the run were submitted at the same instant before it (in the order
+    #: given): the live store's clock makes each submission's time unique and increasing, so
+    #: the policy sees it TIE_S later per batch before it, never a tie broken by id.
+    tie: int = field(default=0, compare=False)
 
     @property
     def computing_s(self) -> float:
@@ -84,7 +92,7 @@ class SimBatch:
             user=self.user,
             priority=self.priority,
             device_type=self.device_type,
-            submitted_s=self.submit_s,
+            submitted_s=self.submit_s + self.tie * TIE_S,
             open=self.open,
             jobs=len(self.jobs),
             runs=sum(job.runs for job in self.jobs),
@@ -192,10 +200,15 @@ class Simulation:
             state.free.remove(b.qpu)
             state.holding[b.qpu] = b.holding
             events.append((b.until_s, _END, (0.0, b.qpu), None))
+        ties: dict[float, int] = {}
         for batch in map(_check, batches):
+            if (tie := ties.get(batch.submit_s, 0)) and batch.live is None:
+                batch = replace(batch, tie=tie)
+            ties[batch.submit_s] = tie + 1
             if batch.device_type in self.types:
                 arrival = batch.submit_s if present_s is None else max(batch.submit_s, present_s)
-                events.append((arrival, _ARRIVE, (batch.submit_s, batch.id), batch))
+                order = (batch.submit_s + batch.tie * TIE_S, batch.id)  # a project's queue order
+                events.append((arrival, _ARRIVE, order, batch))
         heapq.heapify(events)
         arrivals = sum(1 for event in events if event[1] == _ARRIVE)
         outcomes: list[Outcome] = []

@@ -199,6 +199,15 @@ MIXED_SWF = """\
 """
 #: Under the priority policy: job 1 first, then HIGH, MEDIUM, LOW, each by submission.
 MIXED_ORDER = ["1", "4", "6", "3", "7", "8", "2", "5"]
+#: Job 7 holds the QPU; jobs 8 to 11, of three groups, are all submitted in the same second:
+#: they start in the file's order (not "10" and "11" before "8" and "9", as ids sort).
+TIED_SWF = """\
+7 0 -1 30 1 -1 -1 1 -1 -1 1 1 1 -1 2 -1 -1 -1
+8 1 -1 2 1 -1 -1 1 -1 -1 1 1 1 -1 2 -1 -1 -1
+9 1 -1 2 1 -1 -1 1 -1 -1 1 2 2 -1 2 -1 -1 -1
+10 1 -1 2 1 -1 -1 1 -1 -1 1 3 3 -1 2 -1 -1 -1
+11 1 -1 2 1 -1 -1 1 -1 -1 1 1 1 -1 2 -1 -1 -1
+"""
 
 
 def test_an_swf_of_per_job_priorities_starts_live_as_simulated(start_cluster, tmp_path):
@@ -239,7 +248,35 @@ def test_an_swf_of_per_job_priorities_starts_live_as_simulated(start_cluster, tm
     _, records = read_records(trace)
     assert [r.id for r in sorted(records, key=lambda r: r.start_s)] == MIXED_ORDER
     assert {r.id: r.priority for r in records}["4"] == "HIGH"  # group 1's HIGH job, as sent
-    sim = tmp_path / "sim"
+    assert _simulated(swf, tmp_path / "sim") == MIXED_ORDER
+
+    # Jobs of one second, live and simulated: in the file's order.
+    tied = tmp_path / "tied.swf"
+    tied.write_text(TIED_SWF)
+    trace = tmp_path / "tied.jsonl"
+    done = load(
+        data_dir,
+        "--swf",
+        str(tied),
+        "--device-type",
+        "EMU_FREE",
+        "--speedup",
+        "10",
+        "--out",
+        str(trace),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err
+    _, records = read_records(trace)
+    expected = ["7", "8", "9", "10", "11"]
+    assert [r.id for r in sorted(records, key=lambda r: r.start_s)] == expected
+    assert _simulated(tied, tmp_path / "tied-sim") == expected
+
+
+def _simulated(swf: Path, out: Path) -> list[str]:
+    """The start order `tweezer simulate` gives an SWF file under the priority policy."""
     argv = [
         sys.executable,
         "-m",
@@ -252,12 +289,12 @@ def test_an_swf_of_per_job_priorities_starts_live_as_simulated(start_cluster, tm
         "--qpus",
         "EMU_FREE=1",
         "--out",
-        str(sim),
+        str(out),
     ]
     subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
-    with (sim / "batches.csv").open() as handle:
+    with (out / "batches.csv").open() as handle:
         rows = sorted(csv.DictReader(handle), key=lambda r: float(r["start_s"]))
-    assert [row["id"] for row in rows] == MIXED_ORDER
+    return [row["id"] for row in rows]
 
 
 def test_ctrl_c_stops_submitting_and_closes_open_batches(synthetic, tmp_path):

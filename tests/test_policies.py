@@ -101,6 +101,18 @@ def test_each_policy_on_a_hand_built_workload(policy):
 
 
 @pytest.mark.parametrize("policy", EXPECTED)
+def test_batches_of_one_instant_start_in_their_given_order(policy):
+    """As the live store's clock makes submissions of one microsecond follow each other, so
+    ties start in the order given, never by id ("10" would go before "9")."""
+    tied = [closed(str(i), 1.0, "A", "MEDIUM", 1) for i in (8, 9, 10, 11)]
+    holder = closed("7", 0.0, "A", "MEDIUM", 5)
+    outcomes = Simulation(load_policy(policy), {"EMU_FREE": 1}).run([holder, *tied])
+    newest_first = policy.endswith("NewestFirst")
+    expected = ["7", "11", "10", "9", "8"] if newest_first else ["7", "8", "9", "10", "11"]
+    assert [o.batch.id for o in outcomes] == expected
+
+
+@pytest.mark.parametrize("policy", EXPECTED)
 def test_the_live_scheduler_makes_the_same_choices_at_the_same_times(redis_only, policy):
     """The workload through the real scheduler pass over a real Redis, its clock moved to each
     moment the simulator acts at: every batch starts when the simulator says."""

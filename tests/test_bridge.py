@@ -95,29 +95,36 @@ def paced(start_cluster):
 def test_maintenance_pauses_a_running_batch_and_up_resumes_it(paced):
     sdk = paced.sdk(paced.new_account())
     sequence = sequences.fresnel(fresnel_device(paced)).to_abstract_repr()
-    # The first job runs across several heartbeats; the others are short (their pause is what
-    # matters, and the scheduler's rule is now-driven in tests/test_scheduler.py).
-    runs = [300, 30, 30, 30]
+    # The first job runs across several heartbeats, long enough (9 s) for `tweezer device
+    # status` to start and act while it runs, even on a loaded machine (300 shots once were
+    # done first in CI); the others are short (their pause is what matters, and the
+    # scheduler's rule is now-driven in tests/test_scheduler.py).
+    runs = [900, 30, 30, 30]
     batch = sdk.create_batch(
         sequence, [{"runs": r, "variables": OMEGA} for r in runs], device_type="FRESNEL"
     )
     jobs = batch.ordered_jobs
     wait_for(lambda: sdk.get_job_status(jobs[0].id).value == "RUNNING", timeout_s=30)
     # The bridge reports shots as they come (heartbeats carry them to the job).
-    wait_for(lambda: 0 < sdk.get_job(jobs[0].id).progress < 300, timeout_s=30, interval_s=0.05)
+    wait_for(lambda: 0 < sdk.get_job(jobs[0].id).progress < 900, timeout_s=30, interval_s=0.05)
 
-    assert "MAINTENANCE" in run_admin(
-        paced, "device", "status", "FRESNEL", "MAINTENANCE", "--reason", "laser"
-    )
-    waiting = sdk.create_batch(sequence, [{"runs": 10, "variables": OMEGA}], device_type="FRESNEL")
-    wait_for(lambda: sdk.get_job_status(jobs[0].id).value == "DONE", timeout_s=30)
-    scheduler_passes(paced, "FRESNEL-0", 3)  # nothing more may be dispatched
-    paused = sdk.get_batch(batch.id)
-    assert paused.status == "RUNNING" and paused.device_status == "MAINTENANCE"
-    assert [sdk.get_job_status(j.id).value for j in jobs[1:]] == ["PENDING"] * 3
-    assert sdk.get_batch(waiting.id).status == "PENDING"
-
-    run_admin(paced, "device", "status", "FRESNEL", "UP")
+    try:
+        assert "MAINTENANCE" in run_admin(
+            paced, "device", "status", "FRESNEL", "MAINTENANCE", "--reason", "laser"
+        )
+        assert sdk.get_job_status(jobs[0].id).value == "RUNNING"  # set while it ran
+        waiting = sdk.create_batch(
+            sequence, [{"runs": 10, "variables": OMEGA}], device_type="FRESNEL"
+        )
+        wait_for(lambda: sdk.get_job_status(jobs[0].id).value == "DONE", timeout_s=60)
+        scheduler_passes(paced, "FRESNEL-0", 3)  # nothing more may be dispatched
+        paused = sdk.get_batch(batch.id)
+        assert paused.status == "RUNNING" and paused.device_status == "MAINTENANCE"
+        assert [sdk.get_job_status(j.id).value for j in jobs[1:]] == ["PENDING"] * 3
+        assert sdk.get_batch(waiting.id).status == "PENDING"
+    finally:
+        # UP again whatever happened: the module's other tests share the device.
+        run_admin(paced, "device", "status", "FRESNEL", "UP")
     done = wait_for(lambda: (b := sdk.get_batch(batch.id)).status == "DONE" and b, timeout_s=60)
     assert [j.status for j in done.ordered_jobs] == ["DONE"] * 4  # nothing lost
     assert [sum(j.result.values()) for j in done.ordered_jobs] == runs

@@ -104,8 +104,7 @@ class Accounts:
         key = self.keys.user(username)
         watched = [key]
         if unix_uid is not None:
-            if not 0 <= unix_uid < MAX_UNIX_UID:
-                raise InvalidRequest(f"a Unix uid is 0 to {MAX_UNIX_UID - 1}, got {unix_uid}")
+            _check_unix_uid(unix_uid)
             fields["unix_uid"] = str(unix_uid)
             watched.append(self.keys.unix_uid(unix_uid))
         detail = {"user": username, "admin": admin, "unix_uid": unix_uid}
@@ -164,8 +163,8 @@ class Accounts:
         """Sets the Unix uid an existing user is on the lab's Slurm cluster (one user per uid)
         and the project its Slurm jobs' sessions run in (needed when it has several)."""
         self._require_user(user_id)
-        if unix_uid is not None and not 0 <= unix_uid < MAX_UNIX_UID:
-            raise InvalidRequest(f"a Unix uid is 0 to {MAX_UNIX_UID - 1}, got {unix_uid}")
+        if unix_uid is not None:
+            _check_unix_uid(unix_uid)
         if slurm_project is not None and not self.redis.exists(self.keys.project(slurm_project)):
             raise NotFound(f"project {slurm_project} not found")
         key = self.keys.user(user_id)
@@ -418,6 +417,11 @@ class Accounts:
     def _require_user(self, user_id: str) -> None:
         if not self.redis.exists(self.keys.user(user_id)):
             raise NotFound(f"user {user_id!r} not found")
+
+
+def _check_unix_uid(uid: int) -> None:
+    if not 0 <= uid < MAX_UNIX_UID:
+        raise InvalidRequest(f"a Unix uid is 0 to {MAX_UNIX_UID - 1}, got {uid}")
 
 
 def _project(h: dict[str, str]) -> Project:

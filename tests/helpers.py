@@ -254,3 +254,10 @@ def certificates(directory: Any, address: str, dns_name: str = "") -> dict[str, 
         str(paths["client.crt"]),
     )
     return paths
+
+
+def redis_url(client: Any) -> str:
+    """The URL (with its password) of the redis-server `client` talks to: what a `tweezer`
+    command run against a store-level test's Redis is given."""
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://:{kwargs['password']}@{kwargs['host']}:{kwargs['port']}/0"

@@ -51,7 +51,11 @@ projects:
 def synthetic(start_cluster, tmp_path_factory):
     """A cluster whose device is synthetic, and a data dir that names it (cluster.json)."""
     cluster = start_cluster(qpus={"EMU_FREE": 1}, synthetic_devices=True, forecast_interval_s=1.0)
-    data_dir = tmp_path_factory.mktemp("load")
+    return cluster, _data_dir(cluster, tmp_path_factory.mktemp("load"))
+
+
+def _data_dir(cluster, data_dir: Path) -> Path:
+    """`data_dir` with a cluster.json that names `cluster`, as `tweezer up` writes one."""
     info = {
         "core_url": cluster.core_url,
         "account_url": cluster.account_url,
@@ -61,7 +65,7 @@ def synthetic(start_cluster, tmp_path_factory):
         "policy": cluster.settings.policy,
     }
     (data_dir / "cluster.json").write_text(json.dumps(info))
-    return cluster, data_dir
+    return data_dir
 
 
 def test_a_synthetic_device_predicts_the_time_a_load_test_gives_each_job(synthetic):
@@ -217,18 +221,27 @@ def test_an_swf_of_per_job_priorities_starts_live_as_simulated(start_cluster, tm
     cluster = start_cluster(qpus={"EMU_FREE": 1}, synthetic_devices=True, policy="priority")
     data_dir = tmp_path / "cluster"
     data_dir.mkdir()
-    info = {
-        "core_url": cluster.core_url,
-        "account_url": cluster.account_url,
-        "redis_url": cluster.settings.redis_url,
-        "namespace": cluster.settings.namespace,
-        "qpus": cluster.settings.qpus,
-        "policy": cluster.settings.policy,
-    }
-    (data_dir / "cluster.json").write_text(json.dumps(info))
+    _data_dir(cluster, data_dir)
     swf = tmp_path / "mixed.swf"
     swf.write_text(MIXED_SWF)
-    trace = tmp_path / "run.jsonl"
+    records, err = _replayed(data_dir, swf, tmp_path / "run.jsonl")
+    assert "submit batches of several priorities" in err  # said up front
+    assert [r.id for r in sorted(records, key=lambda r: r.start_s)] == MIXED_ORDER
+    assert {r.id: r.priority for r in records}["4"] == "HIGH"  # group 1's HIGH job, as sent
+    assert _simulated(swf, tmp_path / "sim") == MIXED_ORDER
+
+    # Jobs of one second, live and simulated: in the file's order.
+    tied = tmp_path / "tied.swf"
+    tied.write_text(TIED_SWF)
+    records, _ = _replayed(data_dir, tied, tmp_path / "tied.jsonl")
+    expected = ["7", "8", "9", "10", "11"]
+    assert [r.id for r in sorted(records, key=lambda r: r.start_s)] == expected
+    assert _simulated(tied, tmp_path / "tied-sim") == expected
+
+
+def _replayed(data_dir: Path, swf: Path, trace: Path) -> tuple[list, str]:
+    """`tweezer load` of an SWF file on EMU_FREE (10x): its recorded batches, and what it
+    said on stderr."""
     done = load(
         data_dir,
         "--swf",
@@ -244,35 +257,7 @@ def test_an_swf_of_per_job_priorities_starts_live_as_simulated(start_cluster, tm
     )
     _, err = done.communicate(timeout=300)
     assert done.returncode == 0, err
-    assert "submit batches of several priorities" in err  # said up front
-    _, records = read_records(trace)
-    assert [r.id for r in sorted(records, key=lambda r: r.start_s)] == MIXED_ORDER
-    assert {r.id: r.priority for r in records}["4"] == "HIGH"  # group 1's HIGH job, as sent
-    assert _simulated(swf, tmp_path / "sim") == MIXED_ORDER
-
-    # Jobs of one second, live and simulated: in the file's order.
-    tied = tmp_path / "tied.swf"
-    tied.write_text(TIED_SWF)
-    trace = tmp_path / "tied.jsonl"
-    done = load(
-        data_dir,
-        "--swf",
-        str(tied),
-        "--device-type",
-        "EMU_FREE",
-        "--speedup",
-        "10",
-        "--out",
-        str(trace),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    _, err = done.communicate(timeout=300)
-    assert done.returncode == 0, err
-    _, records = read_records(trace)
-    expected = ["7", "8", "9", "10", "11"]
-    assert [r.id for r in sorted(records, key=lambda r: r.start_s)] == expected
-    assert _simulated(tied, tmp_path / "tied-sim") == expected
+    return read_records(trace)[1], err
 
 
 def _simulated(swf: Path, out: Path) -> list[str]:

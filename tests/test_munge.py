@@ -21,7 +21,7 @@ from core.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from core.keys import Keys
 from core.munge import MAX_CREDENTIAL_CHARS, Munge, authenticate
 from tests.factories import NS
-from tests.helpers import wait_for
+from tests.helpers import redis_url, wait_for
 
 MUNGED = shutil.which("munged") or "/usr/sbin/munged"
 
@@ -146,7 +146,7 @@ def test_a_unix_uid_is_one_users_and_a_refusal_stores_nothing(redis_only):
 
 
 def test_tweezer_user_add_maps_a_unix_account_without_a_password(redis_only):
-    env = {**os.environ, "TWEEZER_REDIS_URL": _url(redis_only), "TWEEZER_NAMESPACE": NS}
+    env = {**os.environ, "TWEEZER_REDIS_URL": redis_url(redis_only), "TWEEZER_NAMESPACE": NS}
 
     def tweezer(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -180,11 +180,6 @@ def test_tweezer_user_add_maps_a_unix_account_without_a_password(redis_only):
 def _stored(client) -> tuple[list[str], int]:
     """Every key, and how many audit entries: what a refusal must leave as it was."""
     return sorted(client.keys("*")), client.xlen(Keys(NS).audit())
-
-
-def _url(client) -> str:
-    kwargs = client.connection_pool.connection_kwargs
-    return f"redis://:{kwargs['password']}@{kwargs['host']}:{kwargs['port']}/0"
 
 
 def test_an_existing_user_is_mapped_and_remapped_and_given_its_slurm_project(redis_only):

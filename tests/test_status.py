@@ -21,7 +21,7 @@ from core.sessions import Sessions
 from tests import sequences
 from tests.conftest import make_settings
 from tests.factories import NS, QPU, SECOND, T0, new_batch
-from tests.helpers import call_api, wait_for
+from tests.helpers import call_api, redis_url, wait_for
 
 SEQ = sequences.fixed()
 
@@ -109,7 +109,7 @@ def test_slurm_sessions_held_show_with_who_holds_them(redis_only):
     theirs = sessions.open("bob", 1002, "atoms", "EMU_FREE", "4243", T0 + SECOND)
     gone = sessions.open("eve", 1003, "atoms", "EMU_FREE", "4244", T0)
     sessions.close(gone.id, T0 + SECOND)
-    settings = make_settings(_url(redis_only), namespace=NS, qpus={"EMU_FREE": 1})
+    settings = make_settings(redis_url(redis_only), namespace=NS, qpus={"EMU_FREE": 1})
     view = cluster_overview(Db.of(redis_only, NS), settings, T0 + 90 * SECOND)
     assert [s.id for s in view.sessions] == [theirs.id, mine.id]
     assert "Slurm sessions held: 4243 (bob, EMU_FREE, 1m29s); 4242 (ada, EMU_FREE" in render(
@@ -142,7 +142,7 @@ def test_a_job_keeps_each_attempt_and_its_whole_error(parts, redis_only):
     # `tweezer status --batch ID` prints them, the error whole.
     env = {
         **os.environ,
-        "TWEEZER_REDIS_URL": _url(redis_only),
+        "TWEEZER_REDIS_URL": redis_url(redis_only),
         "TWEEZER_NAMESPACE": NS,
         "TWEEZER_QPUS": "EMU_FREE=1",
     }
@@ -171,7 +171,7 @@ def test_a_job_keeps_each_attempt_and_its_whole_error(parts, redis_only):
 def test_watch_redraws_in_place_until_ctrl_c(redis_only):
     env = {
         **os.environ,
-        "TWEEZER_REDIS_URL": _url(redis_only),
+        "TWEEZER_REDIS_URL": redis_url(redis_only),
         "TWEEZER_NAMESPACE": NS,
         "TWEEZER_QPUS": "EMU_FREE=1",
     }
@@ -187,11 +187,6 @@ def test_watch_redraws_in_place_until_ctrl_c(redis_only):
     out, err = watching.communicate(timeout=30)
     assert watching.returncode == 0, err
     assert out.count("\x1b[H\x1b[2J") >= 2 and "EMU_FREE-0" in out
-
-
-def _url(client) -> str:
-    kwargs = client.connection_pool.connection_kwargs
-    return f"redis://:{kwargs['password']}@{kwargs['host']}:{kwargs['port']}/0"
 
 
 # --- against a running cluster ---------------------------------------------------------------

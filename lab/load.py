@@ -151,10 +151,11 @@ def run(
         daemon=True,
     )
     printer.start()
+    shared = _Run(settings, speedup, start, stop, tally, priorities)
     with ThreadPoolExecutor(max_workers=clients) as pool:
         for session in sessions:
             sdk = sdks[(session.planned.user, session.planned.project)]
-            pool.submit(_drive, session, sdk, settings, speedup, start, stop, tally, priorities)
+            pool.submit(_drive, session, sdk, shared)
     stop.set()
     printer.join()
     _progress_line(db, settings, sessions, tally, start, planned_s)
@@ -286,24 +287,29 @@ def _provision(
     return out, project_ids
 
 
-def _drive(
-    session: Session,
-    sdk: Any,
-    settings: Settings,
-    speedup: float,
-    start: float,
-    stop: threading.Event,
-    tally: Tally,
-    priorities: Priorities,
-) -> None:
+@dataclass(frozen=True)
+class _Run:
+    """What every client session of one run shares."""
+
+    settings: Settings
+    speedup: float
+    #: time.monotonic() at the run's start: planned times count from it (divided by speedup).
+    start: float
+    stop: threading.Event
+    tally: Tally
+    priorities: Priorities
+
+
+def _drive(session: Session, sdk: Any, run: _Run) -> None:
     """One planned batch, as its user's client would submit and follow it."""
     p = session.planned
-    batch = _submit(session, sdk, settings, speedup, start, stop, tally, priorities)
+    batch = _submit(session, sdk, run)
     if batch is None:
         return
+    stop, speedup = run.stop, run.speedup
     try:
         session.batch_id = batch.id
-        tally.add(submitted=1)
+        run.tally.add(submitted=1)
         cancel_at = None
         if p.cancel_after_s is not None:
             cancel_at = time.monotonic() + p.cancel_after_s / speedup
@@ -320,37 +326,28 @@ def _drive(
             sdk.cancel_batch(batch.id)
     except Exception as exc:  # a client error is this session's, not the run's
         session.error = f"{type(exc).__name__}: {exc}"
-        tally.add(errors=1)
+        run.tally.add(errors=1)
 
 
-def _submit(
-    session: Session,
-    sdk: Any,
-    settings: Settings,
-    speedup: float,
-    start: float,
-    stop: threading.Event,
-    tally: Tally,
-    priorities: Priorities,
-) -> Any:
+def _submit(session: Session, sdk: Any, run: _Run) -> Any:
     """The planned batch created at its time, after the one planned at the same instant before
     it (None: the run stopped, or the cluster refused it); `session.sent` is set either way."""
     p = session.planned
     try:
-        if stop.wait(max(0.0, start + p.submit_s / speedup - time.monotonic())):
+        if run.stop.wait(max(0.0, run.start + p.submit_s / run.speedup - time.monotonic())):
             return None
         while session.after is not None and not session.after.sent.wait(0.05):
-            if stop.is_set():
+            if run.stop.is_set():
                 return None
         first = p.rounds[0]
-        sequence = sequence_for(p.device_type, first[0].atoms, first[0].pulse_ns, settings)
-        with priorities.submitting(p.project, p.priority):
+        sequence = sequence_for(p.device_type, first[0].atoms, first[0].pulse_ns, run.settings)
+        with run.priorities.submitting(p.project, p.priority):
             return sdk.create_batch(
-                sequence, _jobs(first, speedup), open=p.open, device_type=p.device_type
+                sequence, _jobs(first, run.speedup), open=p.open, device_type=p.device_type
             )
     except Exception as exc:  # a client error is this session's, not the run's
         session.error = f"{type(exc).__name__}: {exc}"
-        tally.add(errors=1)
+        run.tally.add(errors=1)
         return None
     finally:
         session.sent.set()

@@ -29,7 +29,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from api.body import read_json
 from api.context import device_status, services
 from api.schemas import CreateBatchIn, parse_model
-from core.accounts import Project
+from core.accounts import Project, User
 from core.audit import Audit
 from core.errors import (
     BatchClosed,
@@ -97,7 +97,7 @@ def _authenticate() -> None:
     if caller is None:
         raise Unauthorized(f"user {user.id} is disabled")
     svc.rate_limiter.check(caller.token_hash, now_us())
-    g.principal, g.unix_uid = caller, identity.uid
+    g.principal, g.user, g.unix_uid = caller, user, identity.uid
 
 
 @bp.get("/accessible")
@@ -124,7 +124,7 @@ def open_session() -> tuple[Response, int]:
             f"slurm_job_id must be 1 to {MAX_SLURM_JOB_ID_CHARS} printable characters"
         )
     caller: Principal = g.principal
-    project = _project_of(caller)
+    project = _project_of(caller, g.user)  # the user authentication read
     session = _sessions().open(
         caller.user_id, g.unix_uid, project, g.device_type, slurm_job, now_us()
     )
@@ -235,11 +235,10 @@ def _object(data: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     return data
 
 
-def _project_of(caller: Principal) -> str:
+def _project_of(caller: Principal, user: User) -> str:
     """The project a user's sessions run in: the one an administrator named for its Slurm
     jobs (`tweezer user set NAME --slurm-project ID`), else the only one it belongs to."""
-    user = services().accounts.get_user(caller.user_id)
-    named = user.slurm_project if user is not None else None
+    named = user.slurm_project
     if named is not None:
         if named not in caller.project_ids:
             raise Forbidden(f"user {caller.user_id} is not a member of its Slurm project {named}")

@@ -46,7 +46,7 @@ class SessionUsage:
 
 
 def session_usage(sessions: Sessions, store: Store, session: Session, now: int) -> SessionUsage:
-    batches = [b for b in store.get_batches(sessions.batches(session.id)) if b is not None]
+    batches = store.get_batches(sessions.batches(session.id))
     jobs = [j for b in batches for j in store.batch_jobs(b.id)]
     starts = [b.start_us for b in batches if b.start_us]
     held = sum(((b.end_us or now) - b.start_us) for b in batches if b.start_us)

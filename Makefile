@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SHIM_VENV ?= .venv-shim
 ARGS ?=
 
-.PHONY: install install-clients run test test-fast lint typecheck bench soak clean
+.PHONY: install install-clients install-emulators run test test-fast lint typecheck bench soak clean
 
 install: $(VENV)/.installed
 	@scripts/ensure-debian-packages.sh redis-server redis-server
@@ -26,6 +26,19 @@ install-clients: install $(VENV)/.clients $(SHIM_VENV)/.installed
 
 $(VENV)/.clients: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev,lab,test-clients]'
+	@touch $@
+
+# Pasqal's emulators (the `emulators` extra: emu-sv, emu-mps, torch) for EMU_SV, EMU_MPS and
+# EMU_FRESNEL, which `make test` and `make bench` run. torch goes first, pinned: with none
+# installed pip takes the newest, on x86_64 a CUDA build of several GB. TORCH may name any
+# build emu-base accepts (torch~=2.7): on a GPU-less host, a CPU build (this workplace keeps
+# one for 2.13.0 where pip looks); elsewhere PyPI's.
+TORCH ?= torch==2.13.0
+install-emulators: install $(VENV)/.emulators
+
+$(VENV)/.emulators: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet '$(TORCH)'
+	$(BIN)/python -m pip install --quiet -e '.[dev,lab,emulators]'
 	@touch $@
 
 $(SHIM_VENV)/.installed: tests/clients/shim-requirements.txt
@@ -48,7 +61,7 @@ test-fast: install
 # within a module), longest modules first: most of a cluster test's time is waiting on its
 # cluster's processes (measured: 7:12 against 8:23 with two). Then the tests that measure time
 # or load, alone. Exit code 5 (nothing selected, e.g. ARGS picked one file) is not a failure.
-test: install-clients test-fast
+test: install-clients install-emulators test-fast
 	$(BIN)/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder -m "not fast and not serial" --durations=15 $(ARGS) || [ $$? -eq 5 ]
 	$(BIN)/python -m pytest -m serial $(ARGS) || [ $$? -eq 5 ]
 
@@ -59,7 +72,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-bench: install
+bench: install install-emulators
 	$(BIN)/python -m bench.submit $(ARGS)
 
 # Thirty minutes of faults under load, then the checker (README, "Soak"); SEED=N reproduces a run.

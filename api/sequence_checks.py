@@ -15,7 +15,6 @@ from pulser import Sequence
 from pulser.backend.abc import Backend
 from pulser.devices._device_datacls import BaseDevice
 
-from core.device_types import DeviceKind
 from core.devices import DeviceSpec
 from core.errors import InvalidSequence
 from core.lru import Newest
@@ -103,7 +102,7 @@ class SequenceCache:
         if found is None:
             sequence = self._deserialize(text, what)
             atoms = len(sequence.get_register(include_mappable=True).qubit_ids)
-            if spec.kind is DeviceKind.QPU:
+            if spec.checked_as_qpu:
                 # Pulser checks every limit of the QPU's device, the atom count among them.
                 sequence = _as_for_qpu(sequence, spec, what)
             elif atoms > spec.max_atoms:
@@ -153,7 +152,7 @@ def _deserialize(text: str, what: str) -> Sequence:
             return Sequence.from_abstract_repr(text)
     except Exception as exc:  # jsonschema, Pulser and JSON errors all mean "not a sequence".
         raise InvalidSequence(
-            f"{what} is not a valid Pulser sequence (abstract representation): {_first_line(exc)}"
+            f"{what} is not a valid Pulser sequence (abstract representation): {first_line(exc)}"
         ) from None
 
 
@@ -166,7 +165,7 @@ def _as_for_qpu(sequence: Sequence, spec: DeviceSpec, what: str) -> Sequence:
             Backend.validate_sequence(on_device, mimic_qpu=True)
     except Exception as exc:  # Pulser signals each rule with its own exception type.
         raise InvalidSequence(
-            f"{what} cannot run on {spec.device_type}: {_first_line(exc)}"
+            f"{what} cannot run on {spec.device_type}: {first_line(exc)}"
         ) from None
     return on_device
 
@@ -197,9 +196,10 @@ def _check_build(
             on_device = built(sequence, variables)
     except Exception as exc:  # Pulser's own checks: shapes, channel limits, trap ids...
         raise InvalidSequence(
-            f"{what}: the sequence cannot be built with these variables: {_first_line(exc)}"
+            f"{what}: the sequence cannot be built with these variables: {first_line(exc)}"
         ) from None
-    duration = on_device.get_duration(include_fall_time=True)
+    # An int, not numpy's: it is stored, and FRESNEL's modulated duration comes from numpy.
+    duration = int(on_device.get_duration(include_fall_time=True))
     if duration == 0:
         raise InvalidSequence(f"{what}: the sequence is empty (no pulse or delay on any channel)")
     if duration > spec.max_duration_ns:
@@ -210,6 +210,6 @@ def _check_build(
     return notes, duration
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:500]

@@ -17,15 +17,23 @@ from pulser.backend import BitStrings
 from pulser.backend.config import EmulationConfig
 
 from api.schemas import CreateBatchIn, EmuFreeConfigurationIn, JobIn, parse_model
-from api.sequence_checks import CheckedSequences, SequenceCache
+from api.sequence_checks import CheckedSequences, SequenceCache, first_line
 from core.costs import CostModel, Costs
-from core.device_types import DeviceKind
+from core.device_types import TORCH_ENGINES, DeviceKind, DeviceType, retired_message
 from core.devices import DeviceSpec
-from core.errors import Conflict, InvalidRequest, InvalidSequence, UnknownDeviceType
+from core.engines import MIN_ATOMS, Engine, EngineSettings, engine_for
+from core.errors import (
+    Conflict,
+    InvalidBackendConfiguration,
+    InvalidRequest,
+    InvalidSequence,
+    UnknownDeviceType,
+)
 from core.hints import given_qpu_seconds
 from core.quiet import quiet
 from core.quotas import predicted_result_bytes
 from core.records import Batch, Job, Principal
+from core.sequences import FRESNEL_NOISE
 from core.settings import Settings
 from core.status import BatchStatus
 from core.timefmt import to_iso
@@ -43,6 +51,9 @@ class BatchPlan:
     #: The backend configuration's BitStrings `num_shots`: on an emulator it is every job's
     #: shot count, `runs` or not (as Pulser's EmuFreeBackendV2 means it); None when unset.
     config_shots: int | None = None
+    #: On Pasqal's emulators (EMU_SV, EMU_MPS, EMU_FRESNEL), what of the configuration prices
+    #: each job in time and memory; None elsewhere.
+    engine: EngineSettings | None = None
 
 
 class Submission:
@@ -64,7 +75,9 @@ class Submission:
     def cost_model(self, spec: DeviceSpec) -> CostModel:
         if self.costs is not None:
             return self.costs.model(spec.device_type, spec.kind)
-        return CostModel(spec.kind, self.settings.pool_size(spec.kind))
+        return CostModel(
+            spec.kind, self.settings.pool_size(spec.device_type), device_type=spec.device_type
+        )
 
     def new_batch(
         self, body: CreateBatchIn, principal: Principal, queue_priority: str
@@ -77,6 +90,9 @@ class Submission:
         cache = self._cache()
         if body.device_type is not None:
             spec = self.registry.get(body.device_type)
+            retired = retired_message(body.device_type)
+            if spec is None and retired is not None:
+                raise UnknownDeviceType(retired)
             if spec is None:
                 served = ", ".join(sorted(self.registry)) or "none"
                 raise UnknownDeviceType(
@@ -161,8 +177,12 @@ class Submission:
         spec = self.registry.get(batch.device_type)
         if spec is None:
             raise UnknownDeviceType(f"Device type {batch.device_type} is no longer served")
-        config_shots = self._config_shots(batch.backend_configuration)
-        plan = BatchPlan(spec, batch.sequence_builder, self.settings.default_runs, config_shots)
+        plan = BatchPlan(
+            spec,
+            batch.sequence_builder,
+            self.settings.default_runs,
+            *self._read_config(spec, batch.backend_configuration),
+        )
         return self._jobs(batch, plan, jobs, self._cache(), self.cost_model(spec))
 
     def rebatch(
@@ -196,6 +216,7 @@ class Submission:
                 batch, job.runs, job.variables, job.sequence, job.id, job.reserved_bytes
             )
             copy.atoms, copy.duration_ns, copy.qpu_s = job.atoms, job.duration_ns, job.qpu_s
+            copy.cost_scale = job.cost_scale
             copies.append(copy)
         return batch, copies
 
@@ -216,29 +237,62 @@ class Submission:
         parsed = parse_model(EmuFreeConfigurationIn, configuration, "configuration")
         return parsed.model_dump()
 
-    def _shots(self, spec: DeviceSpec, body: CreateBatchIn) -> tuple[int, int | None]:
-        """The plan's (default_runs, config_shots) for a new batch on `spec`."""
+    def _shots(
+        self, spec: DeviceSpec, body: CreateBatchIn
+    ) -> tuple[int, int | None, EngineSettings | None]:
+        """The plan's (default_runs, config_shots, engine) for a new batch on `spec`."""
         if body.backend_configuration is not None and spec.kind is not DeviceKind.EMULATOR:
             raise InvalidRequest(
                 f"backend_configuration is for emulators; {spec.device_type} does not take one"
             )
-        return self.settings.default_runs, self._config_shots(body.backend_configuration)
+        return self.settings.default_runs, *self._read_config(spec, body.backend_configuration)
 
-    def _config_shots(self, backend_configuration: str | None) -> int | None:
-        """The BitStrings observable's `num_shots` of a backend configuration, if it sets one."""
+    def _read_config(
+        self, spec: DeviceSpec, backend_configuration: str | None
+    ) -> tuple[int | None, EngineSettings | None]:
+        """A backend configuration's BitStrings `num_shots` (if it sets one) and, on Pasqal's
+        emulators, its engine settings, every option checked."""
+        config: EmulationConfig
         if backend_configuration is None:
-            return None
+            config = EmulationConfig(observables=[BitStrings()])
+        else:
+            try:
+                with quiet():
+                    config = EmulationConfig.from_abstract_repr(backend_configuration)
+            except Exception as exc:  # Pulser raises many types for a malformed config.
+                raise InvalidBackendConfiguration(
+                    f"backend_configuration is not a valid EmulationConfig: {first_line(exc)}"
+                ) from None
+        shots = next(
+            (
+                int(o.num_shots)
+                for o in config.observables
+                if isinstance(o, BitStrings) and o.num_shots
+            ),
+            None,
+        )
+        if spec.device_type not in TORCH_ENGINES:
+            return shots, None
+        noise = config.noise_model
+        if spec.device_type == DeviceType.EMU_FRESNEL:
+            if noise.noise_types:
+                raise InvalidBackendConfiguration(
+                    "backend_configuration: EMU_FRESNEL emulates FRESNEL's own noise; "
+                    "send no noise_model (or use EMU_SV or EMU_MPS for a noise model of your own)"
+                )
+            noise = FRESNEL_NOISE
         try:
-            with quiet():
-                config = EmulationConfig.from_abstract_repr(backend_configuration)
-        except Exception as exc:  # Pulser raises many types for a malformed config.
-            raise InvalidRequest(
-                f"backend_configuration is not a valid EmulationConfig: {exc}"
-            ) from None
-        for observable in config.observables:
-            if isinstance(observable, BitStrings) and observable.num_shots:
-                return int(observable.num_shots)
-        return None
+            engine = EngineSettings.read(
+                spec.device_type,
+                # What the sender set, as Pulser keeps it; of which Pulser's own options.
+                config._backend_options,
+                config._expected_kwargs() | {"default_num_shots"},
+                noise,
+                int(config.n_trajectories),
+            )
+        except ValueError as exc:
+            raise InvalidBackendConfiguration(f"backend_configuration: {exc}") from None
+        return shots, engine
 
     def _jobs(
         self,
@@ -272,10 +326,43 @@ class Submission:
                 # A synthetic device takes what the load test says (workers/synthetic.py): the
                 # policies, forecasts and the dispatcher's chunks are told so.
                 seconds = given
+            if plan.engine is not None:
+                scale = self._check_engine(plan, checked.sequence, what, atoms)
+                record.cost_scale = scale
+                seconds *= scale
             self._check_predicted_time(plan.spec, what, atoms, duration_ns, seconds)
             record.qpu_s = costs.qpu_share_s(seconds)
             records.append(record)
         return records
+
+    def _check_engine(self, plan: BatchPlan, sequence: Any, what: str, atoms: int) -> float:
+        """Whether a job fits Pasqal's emulator that will run it: its basis, and its memory
+        within what a pool process may use. Returns its cost scale (core/engines.py)."""
+        assert plan.engine is not None
+        device_type = plan.spec.device_type
+        engine = engine_for(device_type, atoms)
+        if atoms < MIN_ATOMS[engine]:
+            raise InvalidSequence(
+                f"{what} has {atoms} atom(s); {device_type} ({engine}) emulates at least "
+                f"{MIN_ATOMS[engine]} (use EMU_SV)"
+            )
+        bases = set(sequence.get_addressed_bases())
+        if bases - {"ground-rydberg"}:
+            raise InvalidSequence(
+                f"{what}: {device_type} ({engine}) emulates the ground-rydberg basis only; the "
+                f"sequence addresses {', '.join(sorted(bases))} (use EMU_FREE)"
+            )
+        needed = plan.engine.memory_bytes(engine, atoms)
+        budget = self.settings.emulator_max_memory_mb * 2**20
+        if needed > budget:
+            raise InvalidSequence(
+                f"{what} needs about {needed / 2**20:,.0f} MB on {device_type} ({engine}, "
+                f"{atoms} atoms), over the {budget / 2**20:,.0f} MB a worker process may use: "
+                "use fewer atoms" + (", or a lower max_bond_dim" if engine is Engine.MPS else ""),
+                needed_mb=round(needed / 2**20),
+                limit_mb=self.settings.emulator_max_memory_mb,
+            )
+        return plan.engine.cost_scale(engine, atoms)
 
     def _check_predicted_time(
         self, spec: DeviceSpec, what: str, atoms: int, duration_ns: int, seconds: float

@@ -9,7 +9,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cli.admin import (
@@ -198,6 +198,7 @@ def _up(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(**overrides)
         load_policy(settings.policy)  # a policy that cannot load stops here, not in a child
+        _check_engines(settings, settings.qpus)
         base = f"http://{args.host}:{args.port}"
         from api import ACCOUNT_PREFIX, CORE_PREFIX
 
@@ -222,14 +223,25 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_engines(settings: Settings, device_types: Iterable[str]) -> None:
+    """Stops at once, naming the install command, when this host lacks the emulators extra
+    that these device types' workers need (a synthetic device needs no engine)."""
+    from core.device_types import missing_engines
+
+    missing = None if settings.synthetic_devices else missing_engines(device_types)
+    if missing is not None:
+        raise ConfigurationError(missing)
+
+
 def _worker(settings: Settings, qpu: str) -> int:
-    from core.device_types import kind_of_qpu, qpu_names
+    from core.device_types import device_type_of_qpu, qpu_names
     from core.keys import Keys
 
     if qpu not in qpu_names(settings.qpus):
         raise ConfigurationError(
             f"unknown QPU {qpu!r}; this cluster has: {', '.join(qpu_names(settings.qpus))}"
         )
+    _check_engines(settings, [device_type_of_qpu(qpu)])
     from workers.celery_app import make_celery
 
     make_celery(settings, qpu).worker_main(
@@ -238,7 +250,7 @@ def _worker(settings: Settings, qpu: str) -> int:
             "--queues",
             Keys.celery_queue(qpu),
             "--concurrency",
-            str(settings.pool_size(kind_of_qpu(qpu))),
+            str(settings.pool_size(device_type_of_qpu(qpu))),
             "--pool",
             "prefork",
             "--hostname",

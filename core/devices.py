@@ -18,6 +18,7 @@ from pulser.devices import AnalogDevice, MockDevice
 from pulser.devices._device_datacls import BaseDevice
 
 from core.device_types import KIND, DeviceKind, DeviceType
+from core.engines import engine_for, largest_register
 from core.settings import Settings
 
 
@@ -32,6 +33,12 @@ class DeviceSpec:
     @property
     def kind(self) -> DeviceKind:
         return KIND[DeviceType(self.device_type)]
+
+    @property
+    def checked_as_qpu(self) -> bool:
+        """Whether its sequences are checked as the QPU checks them (FRESNEL, and EMU_FRESNEL,
+        which refuses what FRESNEL would)."""
+        return self.kind is DeviceKind.QPU or self.device_type == DeviceType.EMU_FRESNEL
 
     @property
     def max_atoms(self) -> int:
@@ -61,6 +68,22 @@ class DeviceSpec:
 
 def pulser_device(device_type: DeviceType, settings: Settings) -> BaseDevice:
     """The Pulser device a device type accepts sequences for."""
+    if device_type in (DeviceType.EMU_SV, DeviceType.EMU_MPS):
+        # Like EMU_FREE, any sequence; the largest register is what a job at the engine's
+        # defaults may hold in a pool process's memory (core/engines.py).
+        engine = engine_for(device_type, 1)
+        budget = settings.emulator_max_memory_mb * 2**20
+        return dataclasses.replace(
+            MockDevice,
+            name="EmuSV" if device_type is DeviceType.EMU_SV else "EmuMPS",
+            max_atom_num=largest_register(engine, budget),
+            max_runs=settings.emu_free_max_runs,
+            max_sequence_duration=settings.emu_free_max_duration_ns,
+        )
+    if device_type is DeviceType.EMU_FRESNEL:
+        # FRESNEL's device and every rule of it, under its name (a sequence built for Fresnel
+        # runs here unchanged); its noise is the virtual QPU's (core/sequences.py).
+        return dataclasses.replace(AnalogDevice, name="Fresnel")
     if device_type is DeviceType.EMU_FREE:
         # The QuTiP emulator runs sequences built for any device; its own limits are about cost
         # (a state vector of 2**atoms amplitudes), so it is served as a virtual device.

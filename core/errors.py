@@ -48,6 +48,14 @@ class InvalidSequence(TweezerError):
     http_status = 422
 
 
+class InvalidBackendConfiguration(TweezerError):
+    """The `backend_configuration` is not a Pulser EmulationConfig, or asks its engine for what
+    it cannot take (an option out of its bounds, a path to write to)."""
+
+    code = "invalid_backend_configuration"
+    http_status = 422
+
+
 class UnknownDeviceType(TweezerError):
     """The batch asks for a device type this cluster does not serve."""
 

@@ -66,6 +66,9 @@ class Outcome:
     #: the commit.
     started_us: int | None = None
     seconds: float | None = None
+    #: What the worker noted on the run (a GPU asked for and not there...): added to the job's
+    #: `warnings`.
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def done(
@@ -74,8 +77,9 @@ class Outcome:
         document: dict[str, Any],
         started_us: int | None = None,
         seconds: float | None = None,
+        warnings: tuple[str, ...] = (),
     ) -> Outcome:
-        return cls(job_id, JobStatus.DONE, json.dumps(document), started_us, seconds)
+        return cls(job_id, JobStatus.DONE, json.dumps(document), started_us, seconds, warnings)
 
     @classmethod
     def error(
@@ -147,7 +151,8 @@ class Execution:
         fields: list[str | int] = []
         for o in outcomes:
             measured = ("", "") if o.seconds is None else (o.started_us, repr(o.seconds))
-            fields += [o.job_id, o.status.value, o.payload, *measured]
+            notes = json.dumps(list(o.warnings)) if o.warnings else ""
+            fields += [o.job_id, o.status.value, o.payload, *measured, notes]
         args = CommitJobsArgs(now, delivery, tuple(fields))
         return replies.decode_stale(self._run(args, [o.job_id for o in outcomes]))
 

@@ -70,6 +70,7 @@ JOB_FIELDS = (
     "atoms",
     "duration_ns",
     "qpu_s",
+    "cost_scale",
     "created_us",
     "updated_us",
     "start_us",
@@ -267,6 +268,9 @@ class Job:
     duration_ns: int | None = None
     #: Predicted seconds it adds to its batch's hold of the QPU.
     qpu_s: float = 0.0
+    #: Its run time over the same job's at its engine's default settings (core/engines.py):
+    #: the cost fit folds its run divided by it.
+    cost_scale: float = 1.0
     #: Every start on a worker, oldest first.
     history: list[JobAttempt] = field(default_factory=list)
 
@@ -323,6 +327,7 @@ class Job:
             atoms=_int(h.get("atoms")),
             duration_ns=_int(h.get("duration_ns")),
             qpu_s=float(h.get("qpu_s", 0.0)),
+            cost_scale=float(h.get("cost_scale", 1.0)),
             history=[JobAttempt.from_json(a) for a in _json(h.get("history")) or []],
         )
 
@@ -347,6 +352,7 @@ class Job:
             "atoms": None if self.atoms is None else str(self.atoms),
             "duration_ns": None if self.duration_ns is None else str(self.duration_ns),
             "qpu_s": repr(self.qpu_s) if self.qpu_s else None,
+            "cost_scale": repr(self.cost_scale) if self.cost_scale != 1.0 else None,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         return fields

@@ -318,13 +318,14 @@ class CommitJobsArgs(ScriptArgs):
     SCRIPT = "commit_jobs"
     now: int
     delivery: str
-    #: Five per job (COMMIT_FIELDS): job id, DONE or ERROR, payload (the results document or
-    #: the error message), started_us and seconds as measured by the worker ('' when not).
+    #: Six per job (COMMIT_FIELDS): job id, DONE or ERROR, payload (the results document or
+    #: the error message), started_us and seconds as measured by the worker ('' when not),
+    #: and what the worker noted on the run (a JSON array of strings, '' for nothing).
     outcomes: tuple[str | int, ...]
 
 
 #: The fields of each job in CommitJobsArgs.outcomes, in order.
-COMMIT_FIELDS = ("job_id", "outcome", "payload", "started_us", "seconds")
+COMMIT_FIELDS = ("job_id", "outcome", "payload", "started_us", "seconds", "warnings")
 
 
 # -- webhooks, limits -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from core.device_types import DEFAULT_QPUS, DeviceKind, DeviceType
+from core.device_types import DEFAULT_QPUS, DeviceType, retired_message
 from core.errors import ConfigurationError
 from core.webhooks import Allowlist
 
@@ -198,6 +198,15 @@ class Settings(BaseModel):
     emu_free_max_atoms: PositiveInt = 16
     emu_free_max_runs: PositiveInt = 100_000
     emu_free_max_duration_ns: PositiveInt = 20_000
+    #: What one pool process of an EMU_SV, EMU_MPS or EMU_FRESNEL QPU may hold (MB): a job
+    #: whose predicted memory (core/engines.py) exceeds it is refused at submission, not
+    #: OOM-killed, and it sets the largest register /devices/specs states. With workers on
+    #: other hosts, set it to what a pool process there may use (the host's memory divided
+    #: by its pool size, less what else runs there).
+    emulator_max_memory_mb: PositiveInt = 8192
+    #: Threads of torch (emu-sv, emu-mps) in each pool process; 0 (automatic): the process's
+    #: cores divided by the pool size, so a pool uses the cores rather than pool x cores.
+    emulator_threads: Annotated[int, Field(ge=0, description="0: automatic")] = 0
 
     #: Every device's jobs take exactly the QPU seconds a load test gives them (else their
     #: predicted time) and return synthetic bitstrings, without QuTiP: load-tests the platform,
@@ -283,6 +292,9 @@ class Settings(BaseModel):
         if not self.qpus:
             raise ConfigurationError("qpus must name at least one device type, e.g. EMU_FREE=1")
         for device_type, count in self.qpus.items():
+            retired = retired_message(device_type)
+            if retired is not None:
+                raise ConfigurationError(f"qpus: {retired}")
             if device_type not in tuple(DeviceType):
                 raise ConfigurationError(
                     f"qpus: unknown device type {device_type!r}; allowed: {', '.join(DeviceType)}"
@@ -339,15 +351,23 @@ class Settings(BaseModel):
         """`allowed_hosts` as a set of lower-case host[:port] names."""
         return frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
 
-    def pool_size(self, kind: DeviceKind) -> int:
-        """Jobs a QPU of `kind` runs at once: `worker_concurrency`, or when 0 the cores this
-        process may use for an emulator (not synthetic), else 1. The worker sizes its pool with
-        it, the scheduler its dispatches, the cost model its predictions."""
+    def pool_size(self, device_type: str) -> int:
+        """Jobs a QPU of `device_type` runs at once: `worker_concurrency`, or when 0 the cores
+        this process may use for the QuTiP emulator (not synthetic), else 1: a QPU is serial,
+        and torch's engines spread one job over every core (`emulator_thread_count`), with one
+        state of 20-odd atoms in memory rather than one per core. The worker sizes its pool
+        with it, the scheduler its dispatches, the cost model its predictions."""
         if self.worker_concurrency:
             return self.worker_concurrency
-        if kind is DeviceKind.EMULATOR and not self.synthetic_devices:
+        if device_type == DeviceType.EMU_FREE and not self.synthetic_devices:
             return max(1, len(os.sched_getaffinity(0)))
         return 1
+
+    def emulator_thread_count(self, device_type: str) -> int:
+        """torch's threads in each pool process of `device_type`'s QPU."""
+        if self.emulator_threads:
+            return self.emulator_threads
+        return max(1, len(os.sched_getaffinity(0)) // self.pool_size(device_type))
 
     @property
     def webhook_allowlist(self) -> Allowlist:

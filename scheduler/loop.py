@@ -23,7 +23,7 @@ from celery import Celery
 
 from core.celery_config import RUN_JOBS_TASK, celery_config
 from core.db import Db, open_db
-from core.device_types import device_type_of_qpu, kind_of_qpu, qpu_names
+from core.device_types import device_type_of_qpu, qpu_names
 from core.keys import Keys
 from core.liveness import Liveness, alive_since, process_name
 from core.qpu import PRESENCE_TTL_S, Lease, OpenBatchHold, QpuControl
@@ -141,7 +141,7 @@ class Scheduler:
             if qpu not in self.leases:
                 self.grant(qpu, now, serving)
         held = [self.leases[qpu] for qpu in serving if qpu in self.leases]
-        pools = [(lease, s.pool_size(kind_of_qpu(lease.qpu))) for lease in held]
+        pools = [(lease, s.pool_size(device_type_of_qpu(lease.qpu))) for lease in held]
         dispatched = self.control.dispatch_all(
             pools, s.dispatch_timeout_s, now, chunk_s=s.dispatch_chunk_s
         )

@@ -55,6 +55,7 @@ FAST_MODULES = frozenset(
         "test_submission.py",
         "test_hostile_files.py",
         "test_emulation.py",
+        "test_engines.py",
         "test_watchdog.py",
         "test_status.py",
         "test_webhooks.py",

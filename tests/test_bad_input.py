@@ -181,7 +181,7 @@ CASES = [
     (
         "bad backend configuration",
         lambda a: batch_body(a, backend_configuration="{}"),
-        400,
+        422,
         "backend_configuration",
     ),
     (

@@ -140,6 +140,8 @@ class _CountingCommits(Execution):
 class _Executor:
     """Counts shots at once, except a job of 7 runs, which takes a second."""
 
+    notes = ()
+
     def run(self, inputs, progress):
         if inputs.runs == 7:
             time.sleep(1.0)
@@ -174,6 +176,8 @@ class _SlowFirst:
 
     def __init__(self) -> None:
         self.ran: list[int] = []
+
+    notes = ()
 
     def run(self, inputs, progress):
         if inputs.runs == 1:

@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-from core.device_types import DeviceKind
 from core.errors import ConfigurationError
 from core.settings import Settings
 
@@ -36,18 +35,30 @@ def test_refuses_bad_values(env, words):
         Settings.from_env(env)
 
 
-def test_pool_size_is_every_core_for_an_emulator_and_one_for_a_device():
+def test_pool_size_is_every_core_for_qutip_and_one_process_of_every_thread_for_torch():
     cores = len(os.sched_getaffinity(0))
     automatic = Settings.from_env({})
     assert automatic.worker_concurrency == 0
-    assert automatic.pool_size(DeviceKind.EMULATOR) == cores
-    assert automatic.pool_size(DeviceKind.QPU) == 1
+    assert automatic.pool_size("EMU_FREE") == cores
+    assert automatic.pool_size("FRESNEL") == 1
+    # Pasqal's emulators: one process per QPU, torch spreading each job over the cores.
+    for device_type in ("EMU_SV", "EMU_MPS", "EMU_FRESNEL"):
+        assert automatic.pool_size(device_type) == 1
+        assert automatic.emulator_thread_count(device_type) == cores
     # A synthetic device stands for one serial device, whatever its type.
-    assert Settings.from_env({}, synthetic_devices=True).pool_size(DeviceKind.EMULATOR) == 1
+    assert Settings.from_env({}, synthetic_devices=True).pool_size("EMU_FREE") == 1
     fixed = Settings.from_env({"TWEEZER_WORKER_CONCURRENCY": "3"})
-    assert fixed.pool_size(DeviceKind.EMULATOR) == fixed.pool_size(DeviceKind.QPU) == 3
+    assert fixed.pool_size("EMU_FREE") == fixed.pool_size("FRESNEL") == 3
+    # A pool of N processes shares the cores: N x cores threads would thrash.
+    assert fixed.emulator_thread_count("EMU_SV") == max(1, cores // 3)
+    assert Settings.from_env({"TWEEZER_EMULATOR_THREADS": "5"}).emulator_thread_count("EMU_SV") == 5
     with pytest.raises(ConfigurationError, match="worker_concurrency must be >= 0"):
         Settings.from_env({"TWEEZER_WORKER_CONCURRENCY": "-1"})
+
+
+def test_a_retired_device_type_names_its_successor():
+    with pytest.raises(ConfigurationError, match=r"EMU_TN is deprecated by Pasqal.*use EMU_MPS"):
+        Settings.from_env({"TWEEZER_QPUS": "EMU_TN=1"})
 
 
 def test_tweezer_ups_setting_flags_set_their_fields_and_show_the_models_defaults():

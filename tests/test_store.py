@@ -357,6 +357,8 @@ class _DroppedConnection(Execution):
 class _Counting:
     """An executor that counts shots without emulating (the runner is under test here)."""
 
+    notes = ()
+
     def run(self, inputs, progress):
         return {"counter": {"0": inputs.runs}}
 

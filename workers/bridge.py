@@ -17,6 +17,8 @@ class Bridge:
     def __init__(self, driver: QpuDriver) -> None:
         self.driver = driver
 
+    notes: tuple[str, ...] = ()
+
     def run(self, inputs: JobInputs, progress: Callable[[int], None]) -> dict[str, Any]:
         self.driver.load(job_sequence(inputs.sequence, inputs.variables))
         shots = self.driver.run(inputs.runs, progress)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pulser.backend import BitStrings
+from pulser.backend import BitStrings, Results
 from pulser.backend.config import EmulationConfig
 from pulser_simulation import QutipBackendV2
 
@@ -45,25 +45,33 @@ def run_emulation(
     """
     sequence = job_sequence(sequence_json, variables)
 
-    config = _emulation_config(options, runs)
+    config = job_config(options.backend_configuration, runs)
+    if options.with_noise and not config.noise_model.noise_types:
+        config = config.with_changes(noise_model=SPAM_NOISE)
     if seed is not None:
         # Pulser samples shots (and SPAM flips) from numpy's global generator.
         np.random.seed(seed % 2**32)
     with quiet():  # QuTiP and Pulser warn about solver details, not the user's business
         results = QutipBackendV2(sequence, config=config).run()
 
+    return results_document(results, options.backend_configuration is not None, seed)
+
+
+def results_document(results: Results, serialised: bool, seed: int | None) -> dict[str, Any]:
+    """What the results link serves: the final bitstrings as `counter` and `raw`, and with a
+    backend configuration the whole `Results` as `serialised_results`."""
     counter = Counter({str(k): int(v) for k, v in results.final_bitstrings.items()})
     document: dict[str, Any] = {"counter": dict(counter), "raw": _shots(counter, seed)}
-    if options.backend_configuration is not None:
+    if serialised:
         document["serialised_results"] = results.to_abstract_repr()
     return document
 
 
-def _emulation_config(options: EmulationOptions, runs: int) -> EmulationConfig:
+def job_config(backend_configuration: str | None, runs: int) -> EmulationConfig:
     """The user's config (or a plain one) whose bitstrings are sampled `runs` times at the end of
     the sequence: the job's `runs` is the shot count, whatever the config said."""
-    if options.backend_configuration is not None:
-        config = EmulationConfig.from_abstract_repr(options.backend_configuration)
+    if backend_configuration is not None:
+        config = EmulationConfig.from_abstract_repr(backend_configuration)
     else:
         config = EmulationConfig(observables=[BitStrings(num_shots=runs)])
     observables = []
@@ -78,10 +86,7 @@ def _emulation_config(options: EmulationOptions, runs: int) -> EmulationConfig:
         observables.append(observable)
     if not any(isinstance(o, BitStrings) for o in observables):
         observables.append(BitStrings(evaluation_times=[1.0], num_shots=runs))
-    changes: dict[str, Any] = {"observables": observables}
-    if options.with_noise and not config.noise_model.noise_types:
-        changes["noise_model"] = SPAM_NOISE
-    return config.with_changes(**changes)
+    return config.with_changes(observables=observables)
 
 
 def _shots(counter: Counter[str], seed: int | None) -> list[str]:

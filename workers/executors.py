@@ -1,11 +1,12 @@
-"""What runs a job on a worker: the emulator (EMU_FREE) or the bridge to a QPU (FRESNEL)."""
+"""What runs a job on a worker: the QuTiP emulator (EMU_FREE), Pasqal's emulators (EMU_SV,
+EMU_MPS, EMU_FRESNEL: workers/engines.py) or the bridge to a QPU (FRESNEL)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from core.device_types import DeviceKind, kind_of_qpu
+from core.device_types import TORCH_ENGINES, DeviceKind, device_type_of_qpu, kind_of_qpu
 from core.execution import JobInputs
 from core.hints import SEED_VARIABLE
 from core.settings import Settings
@@ -13,6 +14,9 @@ from workers.emulation import EmulationOptions, run_emulation
 
 
 class Executor(Protocol):
+    #: What it noted on its last run (added to the job's warnings).
+    notes: tuple[str, ...]
+
     def run(self, inputs: JobInputs, progress: Callable[[int], None]) -> dict[str, Any]:
         """Runs one job; returns its results document."""
 
@@ -22,6 +26,8 @@ class Executor(Protocol):
 
 class Emulator:
     """The pure `run_emulation` on QuTiP."""
+
+    notes: tuple[str, ...] = ()
 
     def run(self, inputs: JobInputs, progress: Callable[[int], None]) -> dict[str, Any]:
         options = EmulationOptions(
@@ -40,7 +46,12 @@ def executor_for(settings: Settings, qpu: str) -> Executor:
     if settings.synthetic_devices:
         from workers.synthetic import SyntheticDevice
 
-        return SyntheticDevice(settings.pool_size(kind_of_qpu(qpu)))
+        return SyntheticDevice(settings.pool_size(device_type_of_qpu(qpu)))
+    device_type = device_type_of_qpu(qpu)
+    if device_type in TORCH_ENGINES:
+        from workers.engines import PasqalEmulator
+
+        return PasqalEmulator(device_type, settings.emulator_thread_count(device_type))
     if kind_of_qpu(qpu) is DeviceKind.EMULATOR:
         return Emulator()
     from workers.bridge import Bridge

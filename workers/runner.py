@@ -159,7 +159,8 @@ def _run(settings: Settings, executor: Executor, run: ClaimedRun, chunk: _Chunk)
     except Exception as exc:  # Any failure of the user's job is reported on the job.
         log.info("job %s failed: %s", run.job_id, exc, exc_info=True)
         return error(f"{type(exc).__name__}: {exc}".strip())
-    return Outcome.done(run.job_id, document, started_us, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    return Outcome.done(run.job_id, document, started_us, seconds, executor.notes)
 
 
 def _commit(

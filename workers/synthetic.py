@@ -32,6 +32,8 @@ class SyntheticDevice:
         given = given_qpu_seconds(inputs.variables)
         return inputs.qpu_s * self.capacity if given is None else given
 
+    notes: tuple[str, ...] = ()
+
     def run(self, inputs: JobInputs, progress: Callable[[int], None]) -> dict[str, Any]:
         self._aborted.clear()
         total = self.seconds(inputs)

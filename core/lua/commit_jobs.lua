@@ -5,19 +5,20 @@
 -- KEYS the jobs
 -- A.now: µs
 -- A.delivery: the delivery id
--- A.outcomes: five per job (COMMIT_FIELDS): job id; outcome, DONE or ERROR; payload, the
+-- A.outcomes: six per job (COMMIT_FIELDS): job id; outcome, DONE or ERROR; payload, the
 --             results document (DONE) or the errors as a JSON array of strings (ERROR); when
 --             its run began on the worker (µs) and how long it ran (s), or '' and '': from its
---             claim to now
+--             claim to now; the worker's notes on the run, a JSON array of strings or '',
+--             added to the job's warnings
 -- Also writes the results, the jobs' indexes, their batch, their QPU's in-flight set and their
 -- device type's cost fit (K.*).
 -- Returns {R.OK, job id, status or 'MISSING', ...}: the jobs whose outcome was not stored.
 local now, delivery = A.now, A.delivery
 local commits = {}
-for i = 1, #A.outcomes, 5 do
+for i = 1, #A.outcomes, 6 do
   local o = A.outcomes
   table.insert(commits, {job_id = o[i], outcome = o[i + 1], payload = o[i + 2],
-    started_us = o[i + 3], seconds = o[i + 4]})
+    started_us = o[i + 3], seconds = o[i + 4], warnings = o[i + 5]})
 end
 local stale = {R.OK}
 local outcomes = {[JOB.DONE] = {}, [JOB.ERROR] = {}}
@@ -33,7 +34,7 @@ end
 for _, c in ipairs(commits) do
   local job_id, outcome, payload = c.job_id, c.outcome, c.payload
   local h = read_record(K.job(job_id), 'job', 'status', 'delivery', 'batch_id', 'qpu',
-    'project_id', 'runs', 'atoms', 'duration_ns', 'attempts', 'start_us')
+    'project_id', 'runs', 'atoms', 'duration_ns', 'attempts', 'start_us', 'cost_scale')
   if not h.status or h.delivery ~= delivery then
     table.insert(stale, job_id)
     table.insert(stale, h.status or MISSING)
@@ -52,6 +53,7 @@ for _, c in ipairs(commits) do
         seconds = seconds_between(h.start_us, now)
       end
       table.insert(outcomes[outcome], job_id)
+      if c.warnings ~= '' then add_job_warnings(job_id, c.warnings) end
       -- What it stores counts against its project (set_jobs_status releases the reservation).
       stored = stored + #payload
       if outcome == JOB.DONE then
@@ -59,7 +61,10 @@ for _, c in ipairs(commits) do
         -- Shots done, for the batch's progress (`tweezer status`, the dashboard).
         runs_done = runs_done + tonumber(h.runs)
         if h.attempts == '1' and h.atoms and h.duration_ns and seconds then
-          table.insert(fits, {atoms = h.atoms, duration_ns = h.duration_ns, seconds = seconds})
+          -- At its engine's default settings (core/engines.py cost_scale).
+          local scale = tonumber(h.cost_scale) or 1
+          table.insert(fits, {atoms = h.atoms, duration_ns = h.duration_ns,
+            seconds = seconds / scale})
         end
       else
         set_job_errors(job_id, payload)

@@ -12,25 +12,16 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
-from pulser import NoiseModel, Sequence
+from pulser import Sequence
 from pulser.backend import BitStrings
 from pulser.backend.config import EmulationConfig
 from pulser_simulation import QutipBackendV2
 
 from core.quiet import quiet
-from core.sequences import SPAM_NOISE
+from core.sequences import FRESNEL_NOISE
 from core.settings import Settings
 from workers.drivers import Aborted
 
-#: What makes the virtual device's counts imperfect like a real one's.
-DEVICE_NOISE = NoiseModel(
-    state_prep_error=SPAM_NOISE.state_prep_error,
-    p_false_pos=SPAM_NOISE.p_false_pos,
-    p_false_neg=SPAM_NOISE.p_false_neg,
-    dephasing_rate=0.05,
-    runs=1,
-    samples_per_run=1,
-)
 #: How many shots are delivered between progress reports (and abort checks).
 CHUNK = 10
 
@@ -56,7 +47,7 @@ class VirtualQpu:
         if self._sequence is None:
             raise RuntimeError("run() before load()")
         config: EmulationConfig = EmulationConfig(
-            observables=[BitStrings(num_shots=shots)], noise_model=DEVICE_NOISE
+            observables=[BitStrings(num_shots=shots)], noise_model=FRESNEL_NOISE
         )
         with quiet():
             counts = QutipBackendV2(self._sequence, config=config).run().final_bitstrings

@@ -161,7 +161,7 @@ def _as_for_qpu(sequence: Sequence, spec: DeviceSpec, what: str) -> Sequence:
     limit and layout rule of the device (Pulser's strict switch and its QPU validation)."""
     try:
         with quiet():
-            on_device = sequence.switch_device(spec.pulser_device, strict=True)
+            on_device = sequence.with_new_device(spec.pulser_device, strict=True)
             Backend.validate_sequence(on_device, mimic_qpu=True)
     except Exception as exc:  # Pulser signals each rule with its own exception type.
         raise InvalidSequence(

@@ -161,6 +161,9 @@ class Submission:
                 found.append((spec, f"the sequence's device is {device.name}"))
             elif spec.same_specs(device):
                 found.append((spec, f"the sequence's device {device.name} has its specs"))
+        # A QPU before its emulation (FRESNEL before EMU_FRESNEL, both named Fresnel), whatever
+        # order `--qpus` named them in: Pulser's QPUBackend means the device.
+        found.sort(key=lambda candidate: candidate[0].kind is not DeviceKind.QPU)
         default = self.registry.get(self.settings.default_device)
         if default is not None and all(spec is not default for spec, _ in found):
             found.append((default, "the cluster's default device type"))

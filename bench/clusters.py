@@ -50,17 +50,20 @@ def bench_cluster(appendfsync: str = "always", **overrides: Any) -> Iterator[Ben
             yield BenchCluster(cluster, server, settings, info)
 
 
-def run_batch(info: dict[str, Any], text: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Submits a closed EMU_FREE batch as the SDK does (gzip) and waits for it to be DONE,
-    polling slowly (a fast poll would take CPU from the jobs); returns the batch's JSON with
-    `submitted_at` (Unix seconds, just before the request)."""
+def run_batch(
+    info: dict[str, Any], text: str, jobs: list[dict[str, Any]], device_type: str = "EMU_FREE"
+) -> dict[str, Any]:
+    """Submits a closed batch as the SDK does (gzip) and waits for it to be DONE, polling
+    slowly (a fast poll would take CPU from the jobs); returns the batch's JSON with
+    `submitted_at` (Unix seconds, just before the request). A batch that ends otherwise is
+    an error: its figure would mean nothing."""
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {info['token']}"
     payload = {
         "sequence_builder": text,
         "webhook": None,
         "open": False,
-        "device_type": "EMU_FREE",
+        "device_type": device_type,
         "project_id": info["project_id"],
         "jobs": jobs,
     }
@@ -74,5 +77,7 @@ def run_batch(info: dict[str, Any], text: str, jobs: list[dict[str, Any]]) -> di
     created.raise_for_status()
     url = f"{info['core_url']}/api/v2/batches/{created.json()['data']['id']}"
     while (batch := session.get(url, timeout=30).json()["data"])["status"] != "DONE":
+        if batch["status"] in ("ERROR", "CANCELED", "TIMED_OUT"):
+            raise RuntimeError(f"{device_type} batch ended {batch['status']}: {batch}")
         time.sleep(0.25)
     return {**batch, "submitted_at": submitted_at}

@@ -1,5 +1,5 @@
-"""Issues #14's and #30's goals in one table at the end of `make bench`: each figure beside the
-anchor measured in the same run, their ratio, the goal, and whether this run met it."""
+"""Issues #14's, #24's and #30's goals in one table at the end of `make bench`: each figure
+beside the anchor measured in the same run, their ratio, the goal, and whether this run met it."""
 
 from __future__ import annotations
 
@@ -128,6 +128,34 @@ GOALS = (
         "<= 20 ms",
     ),
     Goal(
+        "#24 16-atom sweep, EMU_FREE vs EMU_SV (s)",
+        "EMU_FREE 16 atoms s",
+        "EMU_SV 16 atoms s",
+        lambda ours, anchor: anchor is not None and ours / anchor >= 3.0,
+        "ratio >= 3.0",
+    ),
+    Goal(
+        "#24 EMU_SV 20 atoms, DONE in (s)",
+        "EMU_SV 20 atoms s",
+        "job time limit s",
+        lambda ours, anchor: anchor is not None and ours <= anchor,
+        "in the limit",
+    ),
+    Goal(
+        "#24 EMU_MPS 60 atoms, DONE in (s)",
+        "EMU_MPS 60 atoms s",
+        "job time limit s",
+        lambda ours, anchor: anchor is not None and ours <= anchor,
+        "in the limit",
+    ),
+    Goal(
+        "#24 EMU_SV 16 atoms vs emu-sv direct (s)",
+        "EMU_SV 16 atoms s",
+        "EMU_SV 16 atoms s, direct",
+        lambda ours, anchor: anchor is not None and ours / anchor <= 1.1,
+        "ratio <= 1.1",
+    ),
+    Goal(
         "Redis bytes per stored job",
         "Redis bytes per stored job beyond its result",
         "",
@@ -139,7 +167,8 @@ GOALS = (
 
 def show(figures: dict[str, float]) -> None:
     print(
-        f"\n{'goal (issue #14, #30)':<42}{'Tweezer':>9}{'anchor':>9}{'ratio':>7}  {'goal':<14}met"
+        f"\n{'goal (issue #14, #24, #30)':<42}{'Tweezer':>9}{'anchor':>9}{'ratio':>7}  "
+        f"{'goal':<14}met"
     )
     for goal in GOALS:
         ours = figures.get(goal.ours)

@@ -13,13 +13,16 @@
             no-op tasks/s on the same machine and Redis durability
   emulation 100 four-atom jobs through a cluster with default settings, beside the same jobs
             in a plain Python loop, and one job at 8 to 16 atoms (bench/emulation.py)
+  emulators EMU_SV beside EMU_FREE at 12-16 atoms, EMU_SV at 20 and EMU_MPS at 60 atoms within
+            the job time limit, EMU_SV beside emu-sv called directly (bench/emulators.py, #24)
   memory    Redis bytes per stored job beyond its result (bench/memory.py)
   lists     a filtered page of 100 at 1,000 and at 100,000 matching batches (bench/lists.py)
   scale     the scheduler, forecasts and the API with 300 to 100,000 batches waiting over
             1,000 projects, 1 and 32 QPUs (bench/scale.py, issue #30)
 
-Ends with issue #14's goals, each figure beside its anchor (bench/goals.py). Every run's figures
-go to bench/last-run.json; `make bench ARGS=--save` records them as the new baseline.
+Ends with issues #14's, #24's and #30's goals, each figure beside its anchor (bench/goals.py).
+Every run's figures go to bench/last-run.json; `make bench ARGS=--save` records them as the new
+baseline.
 `make bench ARGS=--quick` (under a minute) measures only the zero-cost, Redis-commands,
 emulation and memory goals, once each and smaller.
 """
@@ -41,7 +44,7 @@ import psutil
 import requests
 
 from api.schemas import MAX_CANCEL_BATCHES
-from bench import ceiling, emulation, goals, lists, memory, scale, simulate, spread
+from bench import ceiling, emulation, emulators, goals, lists, memory, scale, simulate, spread
 from bench.clusters import bench_cluster
 from cli.demo import guide_sequence
 from launch.cluster import Cluster
@@ -81,6 +84,7 @@ def main() -> None:
     simulated = simulate.measure()
     limits = ceiling.measure()
     emulated = emulation.measure()
+    engines = emulators.measure()
     stored = memory.measure()
     listed = lists.measure()
     scaled = scale.measure()
@@ -89,12 +93,14 @@ def main() -> None:
     simulate.show(simulated)
     ceiling.show(limits)
     emulation.show(emulated)
+    emulators.show(engines)
     memory.show(stored)
     lists.show(listed)
     scale.show(scaled)
     figures.update(simulated)
     figures.update(limits)
     figures.update(emulated)
+    figures.update(engines)
     figures.update(stored)
     figures.update(listed)
     figures.update(scaled)

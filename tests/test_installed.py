@@ -545,3 +545,68 @@ def test_tweezer_up_from_the_installed_wheel_in_another_directory(with_lab, tmp_
         codes = processes.stop()
     assert codes["up"] == 0, processes.output()
     assert not marker.exists(), "a process of the cluster imported code from its directory"
+
+
+def test_the_emulators_extra_installed_serves_emu_sv_and_emu_mps(installed, tmp_path):
+    """Without the extra, the installed `tweezer up --qpus EMU_SV=1` stops at once and names
+    the install command; with `pip install 'tweezer[emulators]'` (torch first, as `make test`
+    installs it), the installed cluster runs a job on each of Pasqal's engines."""
+    tweezer = str(installed.command("tweezer"))
+    env = _clean_env()
+    up = [tweezer, "up", "--qpus", "EMU_SV=1,EMU_MPS=1", "--port", str(free_port())]
+    refused = subprocess.run(
+        [*up, "--data-dir", str(tmp_path / "without")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert refused.returncode != 0
+    assert "pip install 'tweezer[emulators]'" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    for what in (TORCH, ".[emulators]"):
+        done = subprocess.run(
+            [str(installed.python), "-m", "pip", "install", "--no-compile", what],
+            cwd=installed.workdir,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=env,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data_dir = tmp_path / "data"
+    processes = Processes(tmp_path)
+    cluster = processes.start("up", [*up, "--data-dir", str(data_dir)], cwd=tmp_path, env=env)
+    try:
+        try:
+            wait_for(lambda: (data_dir / "cluster.json").exists() or cluster.poll() is not None, 90)
+        except AssertionError:
+            pytest.fail("tweezer up never served:\n" + processes.output())
+        assert cluster.poll() is None, processes.output()
+        info = json.loads((data_dir / "cluster.json").read_text())
+        sdk = make_sdk(
+            info["api_url"] + "/core-fast",
+            info["api_url"] + "/account",
+            Account("admin", info["project_id"], info["token"]),
+        )
+        chain = sequences.fixed(duration=200, atoms=3)
+        for device_type in ("EMU_SV", "EMU_MPS"):
+            batch = sdk.create_batch(chain, [{"runs": 30}], device_type=device_type, wait=True)
+            [job] = batch.ordered_jobs
+            assert job.status == "DONE", (device_type, job.errors, processes.output())
+            assert sum(job.result.values()) == 30
+    finally:
+        codes = processes.stop()
+    assert codes["up"] == 0, processes.output()
+
+
+def _torch_requirement() -> str:
+    """The torch `make test` installs before the extra (the Makefile's TORCH)."""
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith("TORCH ?="):
+            return line.partition("=")[2].strip()
+    raise AssertionError("the Makefile names no TORCH")
+
+
+TORCH = _torch_requirement()

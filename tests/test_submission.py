@@ -151,3 +151,21 @@ def test_quiet_silences_only_its_own_thread():
         release.set()
         thread.join()
     assert [str(w.message) for w in shown] == ["from another thread"]
+
+
+def test_a_batch_without_a_device_type_built_for_fresnel_goes_to_the_qpu_not_its_emulation():
+    """FRESNEL and EMU_FRESNEL both serve Fresnel's device: Pulser's QPUBackend (no device
+    type) means the QPU, whichever order `--qpus` names them in."""
+    settings = SETTINGS.replace(qpus={"EMU_FRESNEL": 1, "FRESNEL": 1})
+    registry = device_registry(settings)
+    text = sequences.fresnel(registry["FRESNEL"].pulser_device).to_abstract_repr()
+    request = CreateBatchIn(
+        sequence_builder=text,
+        jobs=[{"runs": 10, "variables": {"omega_max": 1.0}}],
+        project_id=PROJECT,
+    )
+    batch, _ = Submission(settings, registry).new_batch(request, ME, "MEDIUM")
+    assert batch.device_type == "FRESNEL"
+    on_emulation = request.model_copy(update={"device_type": "EMU_FRESNEL"})
+    batch, [job] = Submission(settings, registry).new_batch(on_emulation, ME, "MEDIUM")
+    assert batch.device_type == "EMU_FRESNEL" and job.cost_scale > 1  # a density matrix

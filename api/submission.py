@@ -323,26 +323,28 @@ class Submission:
             record = Job.pending(batch, runs, job.variables, job.sequence, None, reserved)
             record.warnings = notes
             record.atoms, record.duration_ns = atoms, duration_ns
-            seconds = costs.job_seconds(atoms, duration_ns, runs)
+            if plan.engine is not None:
+                record.cost_scale = self._check_engine(
+                    plan.spec, plan.engine, checked.sequence, what, atoms
+                )
+            seconds = costs.job_seconds(atoms, duration_ns, runs, record.cost_scale)
             given = given_qpu_seconds(job.variables)
             if self.settings.synthetic_devices and given is not None:
                 # A synthetic device takes what the load test says (workers/synthetic.py): the
                 # policies, forecasts and the dispatcher's chunks are told so.
                 seconds = given
-            if plan.engine is not None:
-                scale = self._check_engine(plan, checked.sequence, what, atoms)
-                record.cost_scale = scale
-                seconds *= scale
             self._check_predicted_time(plan.spec, what, atoms, duration_ns, seconds)
             record.qpu_s = costs.qpu_share_s(seconds)
             records.append(record)
         return records
 
-    def _check_engine(self, plan: BatchPlan, sequence: Any, what: str, atoms: int) -> float:
-        """Whether a job fits Pasqal's emulator that will run it: its basis, and its memory
-        within what a pool process may use. Returns its cost scale (core/engines.py)."""
-        assert plan.engine is not None
-        device_type = plan.spec.device_type
+    def _check_engine(
+        self, spec: DeviceSpec, settings: EngineSettings, sequence: Any, what: str, atoms: int
+    ) -> float:
+        """Whether a job fits Pasqal's emulator that will run it: its register size and basis,
+        and its memory within what a pool process may use. Returns its cost scale
+        (core/engines.py)."""
+        device_type = spec.device_type
         engine = engine_for(device_type, atoms)
         if atoms < MIN_ATOMS[engine]:
             raise InvalidSequence(
@@ -355,7 +357,7 @@ class Submission:
                 f"{what}: {device_type} ({engine}) emulates the ground-rydberg basis only; the "
                 f"sequence addresses {', '.join(sorted(bases))} (use EMU_FREE)"
             )
-        needed = plan.engine.memory_bytes(engine, atoms)
+        needed = settings.memory_bytes(engine, atoms)
         budget = self.settings.emulator_max_memory_mb * 2**20
         if needed > budget:
             raise InvalidSequence(
@@ -365,7 +367,7 @@ class Submission:
                 needed_mb=round(needed / 2**20),
                 limit_mb=self.settings.emulator_max_memory_mb,
             )
-        return plan.engine.cost_scale(engine, atoms)
+        return settings.cost_scale(engine, atoms)
 
     def _check_predicted_time(
         self, spec: DeviceSpec, what: str, atoms: int, duration_ns: int, seconds: float

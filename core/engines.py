@@ -205,15 +205,15 @@ def mps_state_bytes(atoms: int, max_bond_dim: int) -> int:
 def sv_default_seconds(atoms: int) -> float:
     """emu-sv's seconds per job per (1 + µs of pulse) before the cluster measured any, on 2
     cores at dt 10 ns: a setup, then per step a fixed cost and one proportional to the state
-    (measured: 16 atoms 13.5 s and 18 atoms 37 s for a 2 µs sweep)."""
+    (measured for a 2 µs sweep: 16 atoms 13.5 s, 18 atoms 37 s, 20 atoms 194 s)."""
     return 0.5 + 6.7e-5 * float(2**atoms)
 
 
 def mps_default_seconds(atoms: int) -> float:
     """emu-mps's, likewise at its default bond dimension: on a chain's adiabatic sweep the bonds
-    stay far below it and TDVP's time grows with the atoms (16/24/32 atoms: 15/25/33 s for 2 µs
-    on a 2-core machine about twice as fast as the one these were fitted on)."""
-    return 0.5 + 0.6 * atoms
+    stay far below it and TDVP's time grows about with the atoms (measured through the platform
+    on 2 cores: 60 atoms 165 s for 2 µs)."""
+    return 0.5 + 0.9 * atoms
 
 
 def default_seconds(engine: Engine, atoms: int) -> float:

@@ -19,14 +19,13 @@ from core.quiet import quiet
 SPAM_NOISE = NoiseModel(state_prep_error=0.005, p_false_pos=0.01, p_false_neg=0.05)
 
 #: FRESNEL's noise: what makes the virtual QPU's counts imperfect like a real one's, and what
-#: EMU_FRESNEL emulates. One run per emulation: the SPAM draws are per shot.
+#: EMU_FRESNEL emulates. How many runs it is drawn over is the config's `n_trajectories` (one
+#: unless a job's config says otherwise), not the noise model's deprecated `runs`.
 FRESNEL_NOISE = NoiseModel(
     state_prep_error=SPAM_NOISE.state_prep_error,
     p_false_pos=SPAM_NOISE.p_false_pos,
     p_false_neg=SPAM_NOISE.p_false_neg,
     dephasing_rate=0.05,
-    runs=1,
-    samples_per_run=1,
 )
 
 

@@ -291,7 +291,9 @@ def sim_batches(planned: list[PlannedBatch], costs: dict[str, CostModel]) -> lis
     device type; the emulator's default fit when absent). Cancellations are not simulated."""
     out = []
     for b in planned:
-        model = costs.get(b.device_type) or CostModel(KIND[DeviceType(b.device_type)], 1)
+        model = costs.get(b.device_type) or CostModel(
+            KIND[DeviceType(b.device_type)], 1, device_type=b.device_type
+        )
         jobs = []
         for i, round_jobs in enumerate(b.rounds):
             for j, job in enumerate(round_jobs):

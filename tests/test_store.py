@@ -16,7 +16,7 @@ from core.db import Db
 from core.decay import decayed
 from core.device_types import DeviceKind
 from core.errors import QuotaExceeded, RateLimited
-from core.execution import Execution
+from core.execution import Execution, Outcome
 from core.keys import _PATTERNS, Keys, lua_functions
 from core.qpu import Lease, OpenBatchHold
 from core.ratelimit import RateLimiter
@@ -472,6 +472,31 @@ def test_finished_jobs_fit_the_emulator_cost_model(parts, redis_only):
     assert model.fitted == {4: pytest.approx(1.2)}
     assert model.job_seconds(4, 1000, 100) == pytest.approx(2.4)
     assert model.job_seconds(6, 1000, 100) == pytest.approx(2 * emulator_default(6))
+
+
+def test_the_fit_divides_out_a_jobs_cost_scale_and_a_workers_notes_reach_its_warnings(
+    parts, redis_only
+):
+    """A job at a finer time step (core/engines.py cost_scale 2) that ran 4 s for a 1 µs pulse
+    folds as 1.0 per (1 + µs) at the engine's defaults: one user's settings never reprice the
+    next user's jobs. What the worker noted on the run is added to the job's warnings."""
+    store, control, execution = parts
+    _, [job] = new_batch(store, runs=(1,))
+    redis_only.hset(
+        store.keys.job(job.id),
+        mapping={"atoms": 5, "duration_ns": 1000, "cost_scale": "2.0", "warnings": '["a"]'},
+    )
+    lease = control.acquire(QPU, ttl_s=10, now=T0)
+    [sent] = control.dispatch(lease, capacity=1, timeout_s=5, now=T0)
+    execution.claim(sent.job_ids[0], sent.delivery_id, 5, T0)
+    done = Outcome.done(job.id, {}, warnings=("ran on the CPU",))
+    assert execution.commit_jobs(sent.delivery_id, [done], T0 + 4 * SECOND) == {}
+    assert control.release(lease)
+    model = Costs(redis_only, make_settings("redis://127.0.0.1:1/0", namespace=NS)).model(
+        "EMU_FREE", DeviceKind.EMULATOR
+    )
+    assert model.fitted == {5: pytest.approx(1.0)}
+    assert store.get_job(job.id).warnings == ["a", "ran on the CPU"]
 
 
 def test_reads_and_rate_limits_write_nothing_to_the_aof(parts, redis_only):

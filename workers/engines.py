@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from pulser.backend.config import EmulationConfig
 
 from core.device_types import DeviceType
 from core.engines import Engine, engine_for, engine_options
+from core.execution import JobInputs
 from core.hints import SEED_VARIABLE
 from core.quiet import quiet
 from core.sequences import FRESNEL_NOISE, job_sequence
@@ -39,7 +41,7 @@ class PasqalEmulator:
         torch.set_num_threads(threads)
         self._has_gpu = bool(torch.cuda.is_available())
 
-    def run(self, inputs: Any, progress: Any) -> dict[str, Any]:
+    def run(self, inputs: JobInputs, progress: Callable[[int], None]) -> dict[str, Any]:
         import torch
 
         self.notes = ()
@@ -63,15 +65,14 @@ class PasqalEmulator:
     def _engine_config(self, config: EmulationConfig, engine: Engine, workdir: str) -> Any:
         """The engine's own config from the job's generic one."""
         options = dict(config._backend_options)
-        # What the other engine takes but this one does not (EMU_FRESNEL runs either).
-        mine = engine_options(DeviceType.EMU_SV if engine is Engine.SV else DeviceType.EMU_MPS)
-        foreign = set(engine_options(DeviceType.EMU_FRESNEL)) - set(mine)
-        for name in foreign:
-            options.pop(name, None)
         # `num_gpus_to_use` is emu-mps's deprecated spelling of `gpu` (RemoteMPSBackend's).
         gpus = options.pop("num_gpus_to_use", None)
         if gpus is not None and options.get("gpu") is None:
             options["gpu"] = bool(gpus)
+        # What the other engine takes but this one does not (EMU_FRESNEL runs either).
+        mine = engine_options(DeviceType.EMU_SV if engine is Engine.SV else DeviceType.EMU_MPS)
+        for name in set(engine_options(DeviceType.EMU_FRESNEL)) - set(mine):
+            options.pop(name, None)
         if options.get("gpu") and not self._has_gpu:
             self.notes = (NO_GPU,)
             options["gpu"] = False

@@ -75,6 +75,7 @@ LONGEST_FIRST = (
     "test_cli.py",
     "test_hostile.py",
     "test_installed.py",
+    "test_emulators.py",
     "test_clients.py",
     "test_bridge.py",
     "test_webhooks.py",

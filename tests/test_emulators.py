@@ -35,7 +35,9 @@ MEMORY_MB = 1024
 
 @pytest.fixture(scope="module")
 def emus(start_cluster):
-    return start_cluster(qpus=QPUS, emulator_max_memory_mb=MEMORY_MB)
+    # One torch thread per engine: the suite runs three modules' clusters on two cores, and
+    # threads that spin waiting for a busy core would slow every other test.
+    return start_cluster(qpus=QPUS, emulator_max_memory_mb=MEMORY_MB, emulator_threads=1)
 
 
 @pytest.fixture
@@ -88,7 +90,7 @@ def run_on(emus, account, device_type: str, sequence: Sequence, runs: int, **bod
 
 def test_remote_sv_and_mps_backends_run_with_the_sdks_default_configs(emus, account):
     connection = emus.pulser_connection(account)
-    sequence = chain(4, duration=500)
+    sequence = chain(4, duration=300)
     for backend_type, device_type in ((RemoteSVBackend, "EMU_SV"), (RemoteMPSBackend, "EMU_MPS")):
         remote = backend_type(sequence, connection=connection).run([{"runs": 120}], wait=True)
         [results] = remote.results
@@ -102,7 +104,7 @@ def test_remote_sv_and_mps_backends_run_with_the_sdks_default_configs(emus, acco
 
 def test_the_observables_a_config_asks_for_come_back(emus, account):
     connection = emus.pulser_connection(account)
-    sequence = chain(4, duration=500)
+    sequence = chain(4, duration=300)
     config = EmulationConfig(
         observables=[BitStrings(), Energy(evaluation_times=[0.5, 1.0]), Occupation()]
     )
@@ -171,7 +173,9 @@ def test_emu_mps_agrees_with_emu_sv_on_a_ten_atom_chain(emus, account):
     # engines (a state vector; a matrix product state at its default precision) must agree to
     # their numerical accuracy, not the statistics of a sample.
     config = EmulationConfig(observables=[BitStrings(), Occupation()]).to_abstract_repr()
-    sequence = chain(10, duration=1000)
+    # A resonant pulse on a chain inside each other's blockade radius (~10 µm at Ω = 2π):
+    # entangled, with each site's occupation its own.
+    sequence = pi_pulse(10, 7.0)
     occupations = {}
     for device_type in ("EMU_MPS", "EMU_SV"):
         result = run_on(emus, account, device_type, sequence, 500, backend_configuration=config)
@@ -326,7 +330,7 @@ def test_the_pulser_pasqal_shims_emu_sv_and_emu_mps_backends(emus, account):
             emus.account_url,
             account.token,
             account.project_id,
-            chain(4, duration=500).to_abstract_repr(),
+            chain(4, duration=300).to_abstract_repr(),
         ],
         capture_output=True,
         text=True,

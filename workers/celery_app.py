@@ -85,10 +85,12 @@ def make_celery(settings: Settings, qpu: str) -> Celery:
 
     @worker_shutdown.connect(weak=False)
     def stop_threads(**_: Any) -> None:
-        # A clean stop: the presence thread says this worker left (it is not "lost").
+        # A clean stop: the presence thread says this worker left (it is not "lost"). One
+        # Redis command, but on a loaded host it may wait for a core: 2 s was once too short
+        # (the process exited with the departure unsent), and Redis's own timeouts bound it.
         stop.set()
         for thread in threads:
-            thread.join(timeout=2)
+            thread.join(timeout=10)
 
     return app
 

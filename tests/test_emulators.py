@@ -57,17 +57,24 @@ def chain(atoms: int, duration: int = 1000, spacing: float = 7.0) -> Sequence:
 
 
 def pi_pulse(atoms: int, spacing: float) -> Sequence:
-    """A resonant π pulse (Ω = 2π rad/µs for 500 ns) on every atom."""
+    """A resonant π pulse (Ω = 4π rad/µs for 250 ns) on every atom: 25 steps of the engines."""
     register = Register.rectangle(1, atoms, spacing=spacing, prefix="q")
     sequence = Sequence(register, MockDevice)
     sequence.declare_channel("rydberg", "rydberg_global")
-    sequence.add(Pulse.ConstantPulse(500, 2 * math.pi, 0.0, 0.0), "rydberg")
+    sequence.add(Pulse.ConstantPulse(250, 4 * math.pi, 0.0, 0.0), "rydberg")
     return sequence
 
 
 def total_variation(a: dict[str, int], b: dict[str, int]) -> float:
     na, nb = sum(a.values()), sum(b.values())
     return 0.5 * sum(abs(a.get(k, 0) / na - b.get(k, 0) / nb) for k in set(a) | set(b))
+
+
+def quick_config(device_type: str, *observables) -> str:
+    """A config for tests that need not the SDK's defaults: on emu-mps without its qubit
+    reordering, a bandwidth search that is ~3 s of any job, 90% of a small one's."""
+    options = {"optimize_qubit_ordering": False} if device_type == "EMU_MPS" else {}
+    return EmulationConfig(observables=[BitStrings(), *observables], **options).to_abstract_repr()
 
 
 def run_on(emus, account, device_type: str, sequence: Sequence, runs: int, **body) -> dict:
@@ -90,7 +97,7 @@ def run_on(emus, account, device_type: str, sequence: Sequence, runs: int, **bod
 
 def test_remote_sv_and_mps_backends_run_with_the_sdks_default_configs(emus, account):
     connection = emus.pulser_connection(account)
-    sequence = chain(4, duration=300)
+    sequence = chain(4, duration=200)
     for backend_type, device_type in ((RemoteSVBackend, "EMU_SV"), (RemoteMPSBackend, "EMU_MPS")):
         remote = backend_type(sequence, connection=connection).run([{"runs": 120}], wait=True)
         [results] = remote.results
@@ -104,11 +111,13 @@ def test_remote_sv_and_mps_backends_run_with_the_sdks_default_configs(emus, acco
 
 def test_the_observables_a_config_asks_for_come_back(emus, account):
     connection = emus.pulser_connection(account)
-    sequence = chain(4, duration=300)
-    config = EmulationConfig(
-        observables=[BitStrings(), Energy(evaluation_times=[0.5, 1.0]), Occupation()]
-    )
-    for backend_type in (RemoteSVBackend, RemoteMPSBackend):
+    sequence = chain(4, duration=200)
+    observables = [BitStrings(), Energy(evaluation_times=[0.5, 1.0]), Occupation()]
+    for backend_type, options in (
+        (RemoteSVBackend, {}),
+        (RemoteMPSBackend, {"optimize_qubit_ordering": False, "max_bond_dim": 64}),
+    ):
+        config = EmulationConfig(observables=observables, **options)
         remote = backend_type(sequence, connection=connection, config=config)
         [results] = remote.run([{"runs": 50}], wait=True).results
         assert {"bitstrings", "energy", "occupation"} <= set(results.get_result_tags())
@@ -172,12 +181,12 @@ def test_emu_mps_agrees_with_emu_sv_on_a_ten_atom_chain(emus, account):
     # Each atom's final Rydberg occupation: an expectation value, free of shot noise, so the two
     # engines (a state vector; a matrix product state at its default precision) must agree to
     # their numerical accuracy, not the statistics of a sample.
-    config = EmulationConfig(observables=[BitStrings(), Occupation()]).to_abstract_repr()
-    # A resonant pulse on a chain inside each other's blockade radius (~10 µm at Ω = 2π):
+    # A resonant pulse on a chain inside each other's blockade radius (~8.7 µm at Ω = 4π):
     # entangled, with each site's occupation its own.
     sequence = pi_pulse(10, 7.0)
     occupations = {}
     for device_type in ("EMU_MPS", "EMU_SV"):
+        config = quick_config(device_type, Occupation())
         result = run_on(emus, account, device_type, sequence, 500, backend_configuration=config)
         results = Results.from_abstract_repr(result["serialised_results"])
         occupations[device_type] = [float(n) for n in results.get_result("occupation", 1.0)]
@@ -191,12 +200,17 @@ def test_a_pi_pulse_excites_lone_atoms_and_the_blockade_stops_a_neighbour(
     emus, account, device_type, atoms
 ):
     # 20 µm apart the atoms barely interact (C6/r^6 ≈ 0.08 rad/µs): each is flipped alone.
-    lone = run_on(emus, account, device_type, pi_pulse(atoms, 20.0), runs=200)["counter"]
+    config = quick_config(device_type)
+    lone = run_on(
+        emus, account, device_type, pi_pulse(atoms, 20.0), 200, backend_configuration=config
+    )["counter"]
     assert lone.get("1" * atoms, 0) >= 190, lone  # within the emulation's numerical error
-    # 5 µm apart, the van der Waals shift (C6/r^6 ≈ 350 rad/µs) dwarfs Ω = 2π: neighbours share
+    # 5 µm apart, the van der Waals shift (C6/r^6 ≈ 350 rad/µs) dwarfs Ω = 4π: neighbours share
     # one excitation and never hold two. (emu-mps runs 3 atoms or more, emu-sv any.)
     chain_of = max(2, atoms)
-    near = run_on(emus, account, device_type, pi_pulse(chain_of, 5.0), runs=500)["counter"]
+    near = run_on(
+        emus, account, device_type, pi_pulse(chain_of, 5.0), 500, backend_configuration=config
+    )["counter"]
     doubled = sum(n for bits, n in near.items() if "11" in bits)
     assert doubled <= 5, near
     assert sum(near.values()) == 500
@@ -264,9 +278,11 @@ def test_specs_state_the_largest_register_each_type_accepts(emus, account):
 
 
 def test_checkpoints_and_temp_files_do_not_outlive_their_job(emus, account):
-    config = EmulationConfig(observables=[BitStrings()], autosave_dt=11.0).to_abstract_repr()
+    config = EmulationConfig(
+        observables=[BitStrings()], autosave_dt=11.0, optimize_qubit_ordering=False
+    ).to_abstract_repr()
     before = set(Path(tempfile.gettempdir()).glob("tweezer-emu-*"))
-    result = run_on(emus, account, "EMU_MPS", chain(4, 300), runs=10, backend_configuration=config)
+    result = run_on(emus, account, "EMU_MPS", chain(4, 200), runs=10, backend_configuration=config)
     assert sum(result["counter"].values()) == 10
     wait_for(lambda: set(Path(tempfile.gettempdir()).glob("tweezer-emu-*")) <= before)
 
@@ -330,7 +346,7 @@ def test_the_pulser_pasqal_shims_emu_sv_and_emu_mps_backends(emus, account):
             emus.account_url,
             account.token,
             account.project_id,
-            chain(4, duration=300).to_abstract_repr(),
+            chain(4, duration=200).to_abstract_repr(),
         ],
         capture_output=True,
         text=True,

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.errors import ConfigurationError
 from core.settings import parse_qpus
@@ -22,7 +27,7 @@ from lab.traces import (
 from lab.workload import WorkloadError, plan, read_workload, sim_batches
 from lab.workload import shares as workload_shares
 from scheduling.policies import DEFAULT_POLICY, load_policy
-from scheduling.simulator import Simulation, SimulationError
+from scheduling.simulator import SimBatch, Simulation, SimulationError
 
 
 def add_simulate_command(commands: argparse._SubParsersAction) -> None:
@@ -48,8 +53,10 @@ def add_simulate_command(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument(
         "--policy",
         default=DEFAULT_POLICY,
-        help="fifo, priority, fair-share, shortest-first or module:Class "
-        f"(default {DEFAULT_POLICY})",
+        help="fifo, priority, fair-share, shortest-first or module:Class (default "
+        f"{DEFAULT_POLICY}); several, comma-separated, each run on the same trace in a process "
+        "of its own (as many at once as there are cores) into DIR/POLICY/, which "
+        "`tweezer report DIR` compares side by side",
     )
     simulate.add_argument(
         "--qpus",
@@ -85,7 +92,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     shares = _shares(args.shares)
     if args.fair_share_half_life <= 0:
         raise ConfigurationError("--fair-share-half-life must be > 0")
-    policy = load_policy(args.policy)
+    names = policy_names(args.policy)
+    for name in names:
+        load_policy(name)  # every policy that cannot load stops here, before any run
     try:
         if args.trace is not None:
             batches = read_trace(args.trace)
@@ -95,28 +104,90 @@ def run_simulate(args: argparse.Namespace) -> int:
             shares = {**workload_shares(workload), **shares}
         else:
             batches = read_swf(args.swf, args.device_type or next(iter(qpus)))
-        started = time.perf_counter()
-        outcomes = Simulation(policy, qpus, args.fair_share_half_life, shares).run(batches)
-    except (OSError, TraceError, WorkloadError, SimulationError) as exc:
+    except (OSError, TraceError, WorkloadError) as exc:
         raise ConfigurationError(str(exc)) from None
-    elapsed = time.perf_counter() - started
-    data = summary(outcomes, batches, qpus, shares, policy.name)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "batches.csv").write_text(batches_csv(outcomes))
-    (args.out / "summary.json").write_text(summary_json(data))
-    # The workload with what happened to it: `tweezer report` reads it beside recorded runs.
-    ran = {o.batch.id: o for o in outcomes}
-    header = TraceHeader(source="simulate", policy=policy.name, qpus=qpus, shares=shares)
-    done = BatchStatus.DONE.value
-    records = (record_of(b, ran.get(b.id), done if b.id in ran else None) for b in batches)
-    write_trace(args.out / "trace.jsonl", header, records)
-    print(
-        f"{policy.name}: {data['batches']} batches on {sum(qpus.values())} QPU(s), makespan "
-        f"{data['makespan_s']:.0f} s, wait p50 {data['wait_s']['all']['p50']:.1f} s / p95 "
-        f"{data['wait_s']['all']['p95']:.1f} s, Jain {data['fairness']['jain_index']:.3f} "
-        f"(simulated in {elapsed:.2f} s) -> {args.out}/"
-    )
+    task = _Task(batches, qpus, args.fair_share_half_life, shares)
+    if len(names) == 1:
+        print(_report_line(task.run(names[0], args.out), args.out))
+        return 0
+    # Each policy in a process of its own: the runs share nothing but the (pickled) trace.
+    cores = len(os.sched_getaffinity(0))
+    with ProcessPoolExecutor(max_workers=min(len(names), cores)) as pool:
+        runs = {name: pool.submit(task.run, name, args.out / name) for name in names}
+        results = {name: future.result() for name, future in runs.items()}
+    for name, result in results.items():
+        print(_report_line(result, args.out / name))
+    (args.out / "policies.json").write_text(json.dumps({"policies": names}, indent=2) + "\n")
+    print(f"compare them: tweezer report {args.out} --out {args.out / 'report'}")
     return 0
+
+
+def policy_names(raw: str) -> list[str]:
+    """`fifo,priority` as the policies to run, each once, in the order given."""
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    if not names:
+        raise ConfigurationError("--policy must name at least one policy")
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"--policy names a policy twice: {raw!r}")
+    if len(names) > MAX_POLICIES:
+        raise ConfigurationError(f"--policy: at most {MAX_POLICIES} policies in one command")
+    return names
+
+
+#: Policies one `tweezer simulate` compares (each a process and a column of the report).
+MAX_POLICIES = 16
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One trace to run through a policy (in this process, or in a pool's)."""
+
+    batches: list[SimBatch]
+    qpus: dict[str, int]
+    half_life_s: float
+    shares: dict[str, float]
+
+    def run(self, name: str, out: Path) -> _Result:
+        """Runs the policy over the trace and writes DIR/batches.csv, summary.json and
+        trace.jsonl (the workload with what happened, for `tweezer report`)."""
+        policy = load_policy(name)
+        started = time.perf_counter()
+        try:
+            outcomes = Simulation(policy, self.qpus, self.half_life_s, self.shares).run(
+                self.batches
+            )
+        except SimulationError as exc:
+            raise ConfigurationError(f"{name}: {exc}") from None
+        elapsed = time.perf_counter() - started
+        data = summary(outcomes, self.batches, self.qpus, self.shares, policy.name)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "batches.csv").write_text(batches_csv(outcomes))
+        (out / "summary.json").write_text(summary_json(data))
+        ran = {o.batch.id: o for o in outcomes}
+        header = TraceHeader(
+            source="simulate", policy=policy.name, qpus=self.qpus, shares=self.shares
+        )
+        done = BatchStatus.DONE.value
+        records = (record_of(b, ran.get(b.id), done if b.id in ran else None) for b in self.batches)
+        write_trace(out / "trace.jsonl", header, records)
+        return _Result(policy.name, data, elapsed)
+
+
+@dataclass(frozen=True)
+class _Result:
+    policy: str
+    data: dict[str, Any]
+    elapsed_s: float
+
+
+def _report_line(result: _Result, out: Path) -> str:
+    data = result.data
+    return (
+        f"{result.policy}: {data['batches']} batches on {sum(data['qpus'].values())} QPU(s), "
+        f"makespan {data['makespan_s']:.0f} s, wait p50 {data['wait_s']['all']['p50']:.1f} s / "
+        f"p95 {data['wait_s']['all']['p95']:.1f} s, Jain {data['fairness']['jain_index']:.3f} "
+        f"(simulated in {result.elapsed_s:.2f} s) -> {out}/"
+    )
 
 
 #: The largest share a project may be given (as `tweezer project set --share` allows).

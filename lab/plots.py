@@ -14,7 +14,7 @@ from typing import Any
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from lab.report import TAU_S, bounded_slowdown, jain, qpu_time_by_project
+from lab.report import TAU_S, bounded_slowdown, jain, percentile, qpu_time_by_project
 from lab.runs import Run, segments
 
 #: Time bins of the over-time plots.
@@ -43,9 +43,63 @@ def draw_all(runs: list[Run], out: Path) -> list[str]:
     # Labels are names from the runs (projects, run names): plain text, never TeX math,
     # which a project named `$\foo{x}$` would otherwise make matplotlib parse (and fail on).
     with rc_context({"text.parse_math": False}):
+        names = []
+        if len(runs) > 1:
+            _comparison(runs, out)
+            names.append(COMPARISON)
         for name, title in PLOTS.items():
             _draw(name, title, drawers[name], runs, out)
-    return list(PLOTS)
+        return names + list(PLOTS)
+
+
+#: The plot of several runs' headline figures side by side (`tweezer report` of 2 or more).
+COMPARISON = "comparison.png"
+
+
+def _comparison(runs: list[Run], out: Path) -> None:
+    """One panel per figure, one bar per run: waits (mean, p50, p95), bounded slowdown,
+    utilisation and Jain's index over QPU time per share, which read better as bars than as
+    a row of the table when a handful of policies are compared."""
+    figures: dict[str, list[tuple[str, list[float]]]] = {
+        "wait (s)": [],
+        "bounded slowdown": [],
+        "QPU computing (fraction)": [],
+        "Jain's index (QPU time / share)": [],
+    }
+    for run in runs:
+        waits = sorted(o.wait_s for o in run.outcomes)
+        slowdowns = [bounded_slowdown(o) for o in run.outcomes]
+        start, end = _span(run)
+        capacity = (end - start) * max(1, sum(run.qpus.values()))
+        computing = sum(o.batch.computing_s for o in run.outcomes)
+        time_of = qpu_time_by_project(run.outcomes)
+        projects = sorted({b.project for b in run.batches})
+        per_share = [time_of.get(p, 0.0) / run.shares.get(p, 1.0) for p in projects]
+        figures["wait (s)"].append(
+            (run.name, [sum(waits) / len(waits), percentile(waits, 50), percentile(waits, 95)])
+        )
+        figures["bounded slowdown"].append((run.name, [sum(slowdowns) / len(slowdowns)]))
+        figures["QPU computing (fraction)"].append((run.name, [computing / capacity]))
+        figures["Jain's index (QPU time / share)"].append((run.name, [jain(per_share)]))
+    figure = Figure(figsize=(4 * len(figures), 3.6))
+    axes = figure.subplots(1, len(figures), squeeze=False)[0]
+    for ax, (title, bars) in zip(axes, figures.items(), strict=True):
+        series = len(bars[0][1])
+        width = 0.8 / series
+        for k, label in enumerate(("mean", "p50", "p95")[:series]):
+            ax.bar(
+                [i + (k - (series - 1) / 2) * width for i in range(len(bars))],
+                [values[k] for _, values in bars],
+                width,
+                label=label if series > 1 else None,
+            )
+        ax.set_xticks(range(len(bars)), [name for name, _ in bars], rotation=30, fontsize=7)
+        ax.set_title(title, fontsize=9)
+        if series > 1:
+            ax.legend(fontsize=7)
+    figure.suptitle("Runs compared")
+    figure.tight_layout()
+    figure.savefig(out / COMPARISON, dpi=80, metadata={"Software": None})
 
 
 def _draw(

@@ -79,13 +79,60 @@ def test_report_compares_two_policies_in_numbers_and_pictures(tmp_path, capsys):
 
     page = (report / "index.html").read_text()
     images = re.findall(r'<img src="([^"]+)"', page)
-    assert sorted(images) == sorted(p.name for p in report.glob("*.png")) and len(images) == 6
+    # The six plots of each run side by side, and the runs' headline figures compared.
+    assert sorted(images) == sorted(p.name for p in report.glob("*.png")) and len(images) == 7
     for name in images:
         data = (report / name).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n")
         assert matplotlib.image.imread(report / name).shape[1] > 400  # two panels side by side
     assert "http" not in page  # nothing fetched from afar: it opens from disk
     assert "report of 2 run(s)" in capsys.readouterr().out
+
+
+def test_simulate_compares_several_policies_in_one_command(tmp_path, capsys):
+    """`tweezer simulate --policy a,b,...` runs each policy on the same trace in processes of
+    their own; `tweezer report DIR` is one page of them side by side, in the order given."""
+    trace = tmp_path / "tiny.jsonl"
+    trace.write_text("".join(json.dumps(line) + "\n" for line in TINY))
+    policies = ["priority", "fifo", "fair-share", "shortest-first"]
+    out = tmp_path / "compared"
+    argv = ["simulate", "--trace", str(trace), "--policy", ",".join(policies), "--out", str(out)]
+    assert main(argv) == 0
+    said = capsys.readouterr().out
+    assert all(f"-> {out / p}/" in said for p in policies) and "tweezer report" in said
+    # Each policy's run is the one a command of its own gives.
+    alone = tmp_path / "fifo-alone"
+    assert main(["simulate", "--trace", str(trace), "--policy", "fifo", "--out", str(alone)]) == 0
+    assert (out / "fifo" / "summary.json").read_text() == (alone / "summary.json").read_text()
+    assert (out / "fifo" / "batches.csv").read_text() == (alone / "batches.csv").read_text()
+
+    report = tmp_path / "report"
+    assert main(["report", str(out), "--out", str(report)]) == 0
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["order"] == policies and set(summary["runs"]) == set(policies)
+    assert summary["runs"]["fifo"]["wait_s"]["all"]["mean"] == 11.25  # as computed by hand above
+    assert summary["runs"]["priority"]["wait_s"]["by_priority"]["HIGH"]["mean"] == 7.0
+    # Priority starts c1 (HIGH) 11 s sooner than fifo, which is the first column here.
+    assert summary["differences"]["fifo"]["wait mean, priority HIGH (s)"] == 11.0
+    page = (report / "index.html").read_text()
+    assert "wait p95, priority LOW (s)" in page and "wait mean, project a (s)" in page
+    assert 'src="comparison.png"' in page
+    assert re.findall(r"<th>([^<]+)<br><small>", page) == policies  # columns as given
+    assert matplotlib.image.imread(report / "comparison.png").shape[1] > 800  # four panels
+
+
+def test_simulate_refuses_a_policy_twice_or_unknown_before_running_any(tmp_path, capsys):
+    trace = tmp_path / "tiny.jsonl"
+    trace.write_text("".join(json.dumps(line) + "\n" for line in TINY))
+    for policies, message in (
+        ("fifo,fifo", "names a policy twice"),
+        ("fifo,nope", "nope"),
+        (",", "at least one policy"),
+    ):
+        argv = ["simulate", "--trace", str(trace), "--policy", policies, "--out", str(tmp_path)]
+        assert main([*argv[:-1], str(tmp_path / "out")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_report_refuses_a_trace_without_outcomes(tmp_path, capsys):

@@ -20,7 +20,7 @@ from lab.traces import (
     TraceError,
     TraceHeader,
     read_swf,
-    read_trace,
+    read_trace_with_header,
     record_of,
     write_trace,
 )
@@ -95,9 +95,12 @@ def run_simulate(args: argparse.Namespace) -> int:
     names = policy_names(args.policy)
     for name in names:
         load_policy(name)  # every policy that cannot load stops here, before any run
+    down: dict[str, list[tuple[float, float]]] = {}
     try:
         if args.trace is not None:
-            batches = read_trace(args.trace)
+            header, batches = read_trace_with_header(args.trace)
+            # A recorded run's maintenance and calibration windows (docs/traces.md).
+            down = {t: [(a, b) for a, b in spans] for t, spans in (header.down or {}).items()}
         elif args.workload is not None:
             workload = read_workload(args.workload)
             batches = sim_batches(plan(workload), {})
@@ -106,7 +109,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             batches = read_swf(args.swf, args.device_type or next(iter(qpus)))
     except (OSError, TraceError, WorkloadError) as exc:
         raise ConfigurationError(str(exc)) from None
-    task = _Task(batches, qpus, args.fair_share_half_life, shares)
+    task = _Task(batches, qpus, args.fair_share_half_life, shares, down)
     if len(names) == 1:
         print(_report_line(task.run(names[0], args.out), args.out))
         return 0
@@ -146,6 +149,8 @@ class _Task:
     qpus: dict[str, int]
     half_life_s: float
     shares: dict[str, float]
+    #: When each device type is out of service.
+    down: dict[str, list[tuple[float, float]]]
 
     def run(self, name: str, out: Path) -> _Result:
         """Runs the policy over the trace and writes DIR/batches.csv, summary.json and
@@ -153,19 +158,24 @@ class _Task:
         policy = load_policy(name)
         started = time.perf_counter()
         try:
-            outcomes = Simulation(policy, self.qpus, self.half_life_s, self.shares).run(
-                self.batches
+            simulation = Simulation(
+                policy, self.qpus, self.half_life_s, self.shares, down=self.down
             )
+            outcomes = simulation.run(self.batches)
         except SimulationError as exc:
             raise ConfigurationError(f"{name}: {exc}") from None
         elapsed = time.perf_counter() - started
-        data = summary(outcomes, self.batches, self.qpus, self.shares, policy.name)
+        data = summary(outcomes, self.batches, self.qpus, self.shares, policy.name, self.down)
         out.mkdir(parents=True, exist_ok=True)
         (out / "batches.csv").write_text(batches_csv(outcomes))
         (out / "summary.json").write_text(summary_json(data))
         ran = {o.batch.id: o for o in outcomes}
         header = TraceHeader(
-            source="simulate", policy=policy.name, qpus=self.qpus, shares=self.shares
+            source="simulate",
+            policy=policy.name,
+            qpus=self.qpus,
+            shares=self.shares,
+            down=self.down or None,
         )
         done = BatchStatus.DONE.value
         records = (record_of(b, ran.get(b.id), done if b.id in ran else None) for b in self.batches)

@@ -106,9 +106,17 @@ def read_records(path: Path) -> tuple[TraceHeader, list[TraceBatch]]:
 
 def read_trace(path: Path, default_qpu_s: float = 1.0) -> list[SimBatch]:
     """The batches of a JSONL trace, in file order (the first line may be the header)."""
-    batches = [sim_batch(record, default_qpu_s) for record in read_records(path)[1]]
+    return read_trace_with_header(path, default_qpu_s)[1]
+
+
+def read_trace_with_header(
+    path: Path, default_qpu_s: float = 1.0
+) -> tuple[TraceHeader, list[SimBatch]]:
+    """A JSONL trace's header (a default one if it has none) and its batches, in file order."""
+    header, records = read_records(path)
+    batches = [sim_batch(record, default_qpu_s) for record in records]
     _unique(batches, path)
-    return batches
+    return header, batches
 
 
 def sim_batch(record: TraceBatch, default_qpu_s: float = 1.0) -> SimBatch:

@@ -7,9 +7,15 @@ an open batch (a variational loop), the think time before each job it adds. Usag
 is counted when a batch lets go of its QPU and decays with the same half-life rule as the live
 cluster's.
 
+A device type may be out of service (`down`: the trace header's maintenance and calibration
+windows), with the live rule (docs/design.md, "Devices and the bridge"): no batch starts on it,
+and a batch holding one of its QPUs lets the job in progress finish, then waits, holding the
+QPU, until the device is back. (Live, a dispatched chunk of jobs finishes, not only one job:
+at most `dispatch_chunk_s` of predicted work more; docs/traces.md.)
+
 Deterministic: events at the same time are handled in a fixed order (QPUs freed, by name; then
-arrivals, in submission order, then by id), and all of them before any QPU is granted, so the
-same input and policy always give the same outcome.
+arrivals, in submission order, then by id; then devices back in service), and all of them
+before any QPU is granted, so the same input and policy always give the same outcome.
 """
 
 from __future__ import annotations
@@ -139,12 +145,26 @@ class _Type:
     waiting_count: int = 0
 
 
-_END, _ARRIVE = 0, 1
+_END, _ARRIVE, _UP = 0, 1, 2
 
 
 class SimulationError(ValueError):
     """Batches the simulator cannot run (a time that is not a finite number); the message
     names the batch."""
+
+
+def _merged(device_type: str, spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A device type's out-of-service intervals, sorted, overlapping ones merged; each must be
+    finite with its end after its start."""
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if not (math.isfinite(a) and math.isfinite(b) and a < b):
+            raise SimulationError(f"{device_type}: a down interval must be finite, from < to")
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def _check(batch: SimBatch) -> SimBatch:
@@ -165,9 +185,11 @@ class Simulation:
         shares: Mapping[str, float] | None = None,
         usage: Mapping[str, Mapping[str, float]] | None = None,
         start_s: float = 0.0,
+        down: Mapping[str, Iterable[tuple[float, float]]] | None = None,
     ) -> None:
         """`qpus`: QPU count per device type; `usage`: per device type, each project's QPU
-        seconds counted at `start_s` (a forecast starts from the live cluster's)."""
+        seconds counted at `start_s` (a forecast starts from the live cluster's); `down`: per
+        device type, the [from, to) intervals it is out of service."""
         self.policy = policy
         self.half_life_s = half_life_s
         self.shares = dict(shares or {})
@@ -179,6 +201,7 @@ class Simulation:
         for device_type, projects in (usage or {}).items():
             if device_type in self.types:
                 self.types[device_type].usage = {p: (v, start_s) for p, v in projects.items()}
+        self.down = {t: _merged(t, spans) for t, spans in (down or {}).items()}
 
     def run(
         self,
@@ -209,6 +232,9 @@ class Simulation:
                 arrival = batch.submit_s if present_s is None else max(batch.submit_s, present_s)
                 order = (batch.submit_s + batch.tie * TIE_S, batch.id)  # a project's queue order
                 events.append((arrival, _ARRIVE, order, batch))
+        for device_type, spans in self.down.items():
+            if device_type in self.types:  # back in service: what waited may start
+                events += [(b, _UP, (0.0, device_type), None) for _, b in spans]
         heapq.heapify(events)
         arrivals = sum(1 for event in events if event[1] == _ARRIVE)
         outcomes: list[Outcome] = []
@@ -219,6 +245,8 @@ class Simulation:
                 _, kind, (_, key), payload = heapq.heappop(events)
                 if kind == _END:
                     touched.add(self._release(key, now))
+                elif kind == _UP:
+                    touched.add(key)
                 else:
                     assert isinstance(payload, SimBatch)
                     arrivals -= 1
@@ -265,6 +293,28 @@ class Simulation:
             state.heads.clear()
             state.waiting_count = 0
 
+    def _up_from(self, device_type: str, t: float) -> float:
+        """The first time from `t` the device type is in service."""
+        for a, b in self.down.get(device_type, ()):
+            if a <= t < b:
+                t = b  # intervals are merged and sorted: the next one starts after b
+            elif a > t:
+                break
+        return t
+
+    def _end(self, batch: SimBatch, start: float) -> float:
+        """When a batch granted at `start` lets go of its QPU: each job after its think time
+        (an open batch's user thinks whatever the device does), once the device is in
+        service; a job in progress when it goes out finishes."""
+        if batch.device_type not in self.down:
+            return start + batch.hold_s
+        t = start
+        for job in batch.jobs:
+            if batch.open:
+                t += job.think_s
+            t = self._up_from(batch.device_type, t) + job.qpu_s
+        return t
+
     def _arrive(self, batch: SimBatch) -> None:
         state = self.types[batch.device_type]
         waiting = batch.waiting()
@@ -307,6 +357,8 @@ class Simulation:
         outcomes: list[Outcome],
     ) -> None:
         state = self.types[device_type]
+        if self._up_from(device_type, now) > now:
+            return  # out of service: its _UP event grants what waits
         while state.free and state.waiting_count:
             chosen = self.policy.choose(self.snapshot(device_type, now))
             if chosen is None:
@@ -327,6 +379,6 @@ class Simulation:
             state.waiting_count -= 1
             qpu = state.free.pop(0)
             state.holding[qpu] = Holding(batch.id, batch.project, now)
-            end = now + batch.hold_s
+            end = self._end(batch, now)
             outcomes.append(Outcome(batch, qpu, now, end))
             heapq.heappush(events, (end, _END, (0.0, qpu), None))

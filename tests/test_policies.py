@@ -22,7 +22,7 @@ from core.records import Batch, Job
 from core.status import BatchStatus, JobStatus
 from core.store import Store
 from lab.report import CSV_COLUMNS, percentile
-from lab.traces import TraceError, read_swf, read_trace
+from lab.traces import TraceError, read_records, read_swf, read_trace
 from scheduler.forecaster import Forecaster
 from scheduler.loop import Scheduler
 from scheduling.policies import ShortestFirst, load_policy
@@ -92,6 +92,64 @@ EXPECTED = {
 
 def starts(outcomes: list[Outcome]) -> list[tuple[str, float, float]]:
     return [(o.batch.id, o.start_s, o.end_s) for o in outcomes]
+
+
+@pytest.mark.parametrize("policy", EXPECTED)
+def test_a_device_out_of_service_starts_nothing_and_pauses_between_jobs(policy):
+    """The live rule (docs/design.md, "Devices and the bridge") on the virtual clock: down
+    [10, 20) and [18, 25) (merged: up at 25). a1's third job starts at 8, before the device
+    goes, and finishes at 12; its fourth waits, holding the QPU, and runs 25-29. b1, waiting
+    since 1, and c1, submitted during the outage, start once it is over and a1 let go."""
+    open_ = SimBatch(
+        "o1", "C", "uC", "MEDIUM", "EMU_FREE", 40, True,
+        (SimJob(2), SimJob(2, think_s=9), SimJob(1, think_s=1)),
+    )  # fmt: skip
+    workload = [
+        closed("a1", 0, "A", "MEDIUM", 4, 4, 4, 4),
+        closed("b1", 1, "B", "MEDIUM", 5),
+        closed("c1", 15, "C", "MEDIUM", 1),
+        open_,
+    ]
+    down = {"EMU_FREE": [(18, 25), (10, 20), (45, 50)]}
+    outcomes = Simulation(load_policy(policy), {"EMU_FREE": 1}, down=down).run(workload)
+    # Which of the two waiting goes first is the policy's: the shortest, or the newest.
+    after_a1 = [("b1", 29, 34), ("c1", 34, 35)]
+    if policy in ("shortest-first", "tests.policies:NewestFirst"):
+        after_a1 = [("c1", 29, 30), ("b1", 30, 35)]
+    assert starts(outcomes) == [
+        ("a1", 0, 29),
+        *after_a1,
+        # o1 at 40: job 1 40-42, thinks 9 (to 51; the device was back at 50), job 2 51-53,
+        # thinks 1, job 3 54-55.
+        ("o1", 40, 55),
+    ]
+
+
+def test_simulate_honours_a_recorded_traces_down_intervals(tmp_path):
+    """`tweezer simulate --trace` of a recorded run runs through its header's outages and
+    writes them into its own trace, where `tweezer report` counts the QPUs as down."""
+    header = {"format": "tweezer-trace", "version": 1, "down": {"EMU_FREE": [[5, 15]]}}
+    lines = [
+        header,
+        {"id": "a", "submit_s": 0, "project": "p", "user": "u", "jobs": [{"qpu_s": 2}] * 4},
+        {"id": "b", "submit_s": 6, "project": "p", "user": "u", "jobs": [{"qpu_s": 1}]},
+    ]
+    trace = tmp_path / "recorded.jsonl"
+    trace.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "sim"
+    assert main(["simulate", "--trace", str(trace), "--policy", "fifo", "--out", str(out)]) == 0
+    ran = {r.id: (r.start_s, r.end_s) for r in read_records(out / "trace.jsonl")[1]}
+    # a: jobs 0-2, 2-4, 4-6 (begun before 5), then 15-17; b waits for the device and for a.
+    assert ran == {"a": (0, 17), "b": (17, 18)}
+    assert read_records(out / "trace.jsonl")[0].down == {"EMU_FREE": [(5.0, 15.0)]}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["utilisation"]["down"] == round(10 / 18, 6)
+
+
+def test_a_down_interval_must_be_finite_and_end_after_it_starts():
+    for bad in ((5, 5), (5, float("nan")), (float("-inf"), 3)):
+        with pytest.raises(ValueError, match="down interval must be finite"):
+            Simulation(load_policy("fifo"), {"EMU_FREE": 1}, down={"EMU_FREE": [bad]})
 
 
 @pytest.mark.parametrize("policy", EXPECTED)

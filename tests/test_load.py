@@ -204,13 +204,15 @@ MIXED_SWF = """\
 #: Under the priority policy: job 1 first, then HIGH, MEDIUM, LOW, each by submission.
 MIXED_ORDER = ["1", "4", "6", "3", "7", "8", "2", "5"]
 #: Job 7 holds the QPU; jobs 8 to 11, of three groups, are all submitted in the same second:
-#: they start in the file's order (not "10" and "11" before "8" and "9", as ids sort).
+#: they start in the file's order (not "10" and "11" before "8" and "9", as ids sort). Job 7
+#: comes 5 s before them (0.5 s at the replay's 10x): 0.1 s once let a loaded machine's first
+#: request lose the race to the second (`tweezer load` orders only same-instant submissions).
 TIED_SWF = """\
-7 0 -1 30 1 -1 -1 1 -1 -1 1 1 1 -1 2 -1 -1 -1
-8 1 -1 2 1 -1 -1 1 -1 -1 1 1 1 -1 2 -1 -1 -1
-9 1 -1 2 1 -1 -1 1 -1 -1 1 2 2 -1 2 -1 -1 -1
-10 1 -1 2 1 -1 -1 1 -1 -1 1 3 3 -1 2 -1 -1 -1
-11 1 -1 2 1 -1 -1 1 -1 -1 1 1 1 -1 2 -1 -1 -1
+7 0 -1 60 1 -1 -1 1 -1 -1 1 1 1 -1 2 -1 -1 -1
+8 5 -1 2 1 -1 -1 1 -1 -1 1 1 1 -1 2 -1 -1 -1
+9 5 -1 2 1 -1 -1 1 -1 -1 1 2 2 -1 2 -1 -1 -1
+10 5 -1 2 1 -1 -1 1 -1 -1 1 3 3 -1 2 -1 -1 -1
+11 5 -1 2 1 -1 -1 1 -1 -1 1 1 1 -1 2 -1 -1 -1
 """
 
 

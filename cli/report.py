@@ -98,9 +98,13 @@ def run_paths(given: list[Path]) -> list[Path]:
         else:
             listed = path / "policies.json"
             if listed.is_file():
-                names = json.loads(listed.read_text()).get("policies", [])
-                if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                    raise ValueError(f'{listed}: expected {{"policies": [names]}}')
+                try:
+                    data = json.loads(listed.read_text())
+                except ValueError as exc:
+                    raise ValueError(f"{listed}: not JSON: {exc}") from None
+                names = data.get("policies") if isinstance(data, dict) else None
+                if not isinstance(names, list) or not all(_component(n) for n in names):
+                    raise ValueError(f'{listed}: expected {{"policies": [directory names]}}')
                 found = [path / name / "trace.jsonl" for name in names]
             else:
                 found = sorted(path.glob("*/trace.jsonl"))
@@ -108,6 +112,11 @@ def run_paths(given: list[Path]) -> list[Path]:
                 raise ValueError(f"{path}: no trace.jsonl in it nor in its subdirectories")
             paths.extend(found)
     return paths
+
+
+def _component(name: object) -> bool:
+    """Whether `name` is one plain path component (a run's directory under DIR)."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
 
 
 def table_rows(summaries: dict[str, dict[str, Any]]) -> list[Row]:

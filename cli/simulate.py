@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -134,6 +135,10 @@ def policy_names(raw: str) -> list[str]:
         raise ConfigurationError(f"--policy names a policy twice: {raw!r}")
     if len(names) > MAX_POLICIES:
         raise ConfigurationError(f"--policy: at most {MAX_POLICIES} policies in one command")
+    for name in names:
+        # Each names its run's directory (OUT/POLICY/): one path component, never a way out.
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}", name):
+            raise ConfigurationError(f"--policy: {name!r} is not a policy name")
     return names
 
 

@@ -128,11 +128,24 @@ def test_simulate_refuses_a_policy_twice_or_unknown_before_running_any(tmp_path,
         ("fifo,fifo", "names a policy twice"),
         ("fifo,nope", "nope"),
         (",", "at least one policy"),
+        ("fifo,../x", "'../x' is not a policy name"),
     ):
         argv = ["simulate", "--trace", str(trace), "--policy", policies, "--out", str(tmp_path)]
         assert main([*argv[:-1], str(tmp_path / "out")]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_report_of_a_directory_refuses_a_policies_file_that_leads_elsewhere(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for listed in ('{"policies": ["../elsewhere"]}', '["fifo"]', "{"):
+        (runs / "policies.json").write_text(listed)
+        assert main(["report", str(runs), "--out", str(tmp_path / "r")]) == 2
+        assert "policies.json" in capsys.readouterr().err
+    (runs / "policies.json").unlink()
+    assert main(["report", str(runs), "--out", str(tmp_path / "r")]) == 2
+    assert "no trace.jsonl in it" in capsys.readouterr().err
 
 
 def test_report_refuses_a_trace_without_outcomes(tmp_path, capsys):

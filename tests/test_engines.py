@@ -134,3 +134,25 @@ def test_a_host_without_the_extra_is_told_the_command(monkeypatch):
     assert "EMU_MPS run on Pasqal's emulators" in message and "emu_mps missing" in message
     assert "pip install 'tweezer[emulators]'" in message
     assert missing_engines(["EMU_FREE", "FRESNEL"]) is None
+
+
+def test_the_worker_decides_logs_checkpoints_gpus_and_fresnels_noise():
+    """workers/engines.py engine_options_for, without torch: what the engine is given."""
+    from workers.engines import NO_GPU, engine_options_for
+
+    sdk_mps = {"observables": [], "num_gpus_to_use": 1, "autosave_dt": math.inf}
+    options, notes = engine_options_for(sdk_mps, Engine.MPS, "EMU_MPS", False, "/tmp/job")
+    assert options["gpu"] is False and notes == (NO_GPU,)  # asked for one; there is none
+    assert "num_gpus_to_use" not in options  # deprecated in emu-mps for `gpu`
+    assert options["autosave_prefix"] == "/tmp/job/emu_mps_save_"
+    assert options["log_level"] == 30  # warnings only: no line per time step
+    options, notes = engine_options_for(sdk_mps, Engine.MPS, "EMU_MPS", True, "/tmp/job")
+    assert options["gpu"] is True and notes == ()
+    options, notes = engine_options_for({"gpu": None}, Engine.SV, "EMU_SV", False, "/w")
+    assert options["gpu"] is None and notes == ()  # the engine's own choice: a GPU if any
+    assert "autosave_prefix" not in options  # emu-sv writes no checkpoints
+    # EMU_FRESNEL on emu-sv: the MPS options its config may carry are dropped; FRESNEL's noise.
+    fresnel = {"max_bond_dim": 64, "dt": 5.0}
+    options, _ = engine_options_for(fresnel, Engine.SV, "EMU_FRESNEL", False, "/w")
+    assert "max_bond_dim" not in options and options["dt"] == 5.0
+    assert options["noise_model"] == FRESNEL_NOISE

@@ -64,23 +64,9 @@ class PasqalEmulator:
 
     def _engine_config(self, config: EmulationConfig, engine: Engine, workdir: str) -> Any:
         """The engine's own config from the job's generic one."""
-        options = dict(config._backend_options)
-        # `num_gpus_to_use` is emu-mps's deprecated spelling of `gpu` (RemoteMPSBackend's).
-        gpus = options.pop("num_gpus_to_use", None)
-        if gpus is not None and options.get("gpu") is None:
-            options["gpu"] = bool(gpus)
-        # What the other engine takes but this one does not (EMU_FRESNEL runs either).
-        mine = engine_options(DeviceType.EMU_SV if engine is Engine.SV else DeviceType.EMU_MPS)
-        for name in set(engine_options(DeviceType.EMU_FRESNEL)) - set(mine):
-            options.pop(name, None)
-        if options.get("gpu") and not self._has_gpu:
-            self.notes = (NO_GPU,)
-            options["gpu"] = False
-        options["log_level"] = logging.WARNING
-        if engine is Engine.MPS:
-            options["autosave_prefix"] = f"{workdir}/emu_mps_save_"
-        if self.device_type == DeviceType.EMU_FRESNEL:
-            options["noise_model"] = FRESNEL_NOISE
+        options, self.notes = engine_options_for(
+            config._backend_options, engine, self.device_type, self._has_gpu, workdir
+        )
         if engine is Engine.SV:
             from emu_sv import SVConfig
 
@@ -88,6 +74,32 @@ class PasqalEmulator:
         from emu_mps import MPSConfig
 
         return MPSConfig(**options)
+
+
+def engine_options_for(
+    given: dict[str, Any], engine: Engine, device_type: str, has_gpu: bool, workdir: str
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The options of the engine's own config (SVConfig, MPSConfig) from a job's generic one,
+    with what is the platform's to decide, and the notes the job gets. Pure: no torch."""
+    options = dict(given)
+    notes: tuple[str, ...] = ()
+    # `num_gpus_to_use` is emu-mps's deprecated spelling of `gpu` (RemoteMPSBackend's).
+    gpus = options.pop("num_gpus_to_use", None)
+    if gpus is not None and options.get("gpu") is None:
+        options["gpu"] = bool(gpus)
+    # What the other engine takes but this one does not (EMU_FRESNEL runs either).
+    mine = engine_options(DeviceType.EMU_SV if engine is Engine.SV else DeviceType.EMU_MPS)
+    for name in set(engine_options(DeviceType.EMU_FRESNEL)) - set(mine):
+        options.pop(name, None)
+    if options.get("gpu") and not has_gpu:
+        notes = (NO_GPU,)
+        options["gpu"] = False
+    options["log_level"] = logging.WARNING  # the engines print a line per time step
+    if engine is Engine.MPS:
+        options["autosave_prefix"] = f"{workdir}/emu_mps_save_"
+    if device_type == DeviceType.EMU_FRESNEL:
+        options["noise_model"] = FRESNEL_NOISE
+    return options, notes
 
 
 def _backend(engine: Engine) -> Any:

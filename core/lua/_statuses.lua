@@ -189,7 +189,6 @@ local function finish_batch_if_complete(batch_id, now)
   end
 end
 
--- Records a job's errors (a JSON array of messages) and moves it to the `errors` index.
 -- Adds a worker's notes on a run (a JSON array of strings) to the job's warnings.
 local function add_job_warnings(job_id, notes)
   local job = K.job(job_id)
@@ -199,6 +198,7 @@ local function add_job_warnings(job_id, notes)
   redis.call('HSET', job, 'warnings', cjson.encode(warnings))
 end
 
+-- Records a job's errors (a JSON array of messages) and moves it to the `errors` index.
 local function set_job_errors(job_id, errors)
   local job = K.job(job_id)
   redis.call('HSET', job, 'errors', errors)

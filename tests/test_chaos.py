@@ -272,7 +272,7 @@ def test_a_short_soak_of_every_fault_kind_loses_nothing(tmp_path):
     # the cores the rest of the suite leaves. Alone: 544 jobs in 61 batches under 33 faults;
     # beside the suite in CI as few as 149 jobs in 21 batches, and 31 jobs once the emulator
     # tests (torch) shared the cores too. The invariants above are the test.
-    assert report["jobs"] >= 20 and report["batches"] >= 6, report
+    assert report["jobs"] >= 20 and report["batches"] >= 3, report
     # Only the refusals a client may meet: closing or cancelling a batch that already ended.
     assert all(k.startswith("409 ") for k in report["refused_requests"]), report
     told = [Ack.from_json(line) for line in (out / "acks.jsonl").read_text().splitlines()]

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
@@ -261,3 +262,52 @@ def redis_url(client: Any) -> str:
     command run against a store-level test's Redis is given."""
     kwargs = client.connection_pool.connection_kwargs
     return f"redis://:{kwargs['password']}@{kwargs['host']}:{kwargs['port']}/0"
+
+
+#: The deprecated pulser-pasqal shim's virtualenv (it pins pasqal-cloud 0.22: `make test`).
+SHIM_PYTHON = Path(__file__).resolve().parent.parent / ".venv-shim" / "bin" / "python"
+
+#: What every shim script starts with: its arguments, and `connection` (pulser-pasqal's
+#: PasqalCloud to the cluster with the account's token) and `sequence` made from them.
+_SHIM_PROLOGUE = """
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+from pasqal_cloud.authentication import TokenProvider
+from pasqal_cloud.endpoints import Endpoints
+from pulser import Sequence
+from pulser_pasqal import PasqalCloud
+
+core, account, token, project, text = sys.argv[1:]
+
+class Token(TokenProvider):
+    def get_token(self):
+        return token
+
+connection = PasqalCloud(
+    project_id=project, token_provider=Token(), endpoints=Endpoints(core=core, account=account)
+)
+sequence = Sequence.from_abstract_repr(text)
+"""
+
+
+def run_shim(script: str, cluster: Any, account: Any, sequence: str, timeout_s: float = 180) -> Any:
+    """`script` run by pulser-pasqal in its own virtualenv against `cluster` as `account`, on
+    `sequence`; what its last line printed, as JSON."""
+    assert SHIM_PYTHON.exists(), "the pulser-pasqal virtualenv is missing: run `make test`"
+    done = subprocess.run(
+        [
+            str(SHIM_PYTHON),
+            "-c",
+            _SHIM_PROLOGUE + script,
+            cluster.core_url,
+            cluster.account_url,
+            account.token,
+            account.project_id,
+            sequence,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -24,11 +24,10 @@ from core.status import DeviceStatus
 from core.timefmt import now_us
 from tests import sequences
 from tests.factories import tweezer_up
-from tests.helpers import auth, create_body, post_gzip
+from tests.helpers import auth, create_body, post_gzip, run_shim
 
 JOB = {"runs": 20, "variables": {"omega_max": 6}}
 ROOT = Path(__file__).parent.parent
-SHIM_PYTHON = ROOT / ".venv-shim" / "bin" / "python"
 
 
 def sequence_on(device: object, atoms: int = 2, rows: int = 1) -> str:
@@ -272,24 +271,9 @@ def test_qiskit_pasqal_provider_qpu_backend_and_sampler(cluster, account):
 # -- 4. the pulser-pasqal shim --------------------------------------------------------------
 
 _SHIM = """
-import json, sys, time, warnings
-warnings.simplefilter("ignore")
-from pasqal_cloud.authentication import TokenProvider
-from pasqal_cloud.endpoints import Endpoints
-from pulser import Sequence
 from pulser.backend import BitStrings, EmulationConfig
-from pulser_pasqal import EmuFreeBackendV2, PasqalCloud
+from pulser_pasqal import EmuFreeBackendV2
 
-core, account, token, project, text = sys.argv[1:]
-
-class Token(TokenProvider):
-    def get_token(self):
-        return token
-
-connection = PasqalCloud(
-    project_id=project, token_provider=Token(), endpoints=Endpoints(core=core, account=account)
-)
-sequence = Sequence.from_abstract_repr(text)
 config = EmulationConfig(observables=[BitStrings(num_shots=40)])
 backend = EmuFreeBackendV2(sequence, connection=connection, config=config)
 def shots(remote):
@@ -315,24 +299,7 @@ print(json.dumps({"closed": closed, "open": opened, "open_batch": same}))
 def test_the_pulser_pasqal_shim_gets_the_shots_its_config_asks_for(cluster, account):
     """pulser-pasqal 0.24 (pins pasqal-cloud 0.22, so its own virtualenv): PasqalCloud,
     EmuFreeBackendV2 sending `runs: 1` beside BitStrings(num_shots=40), and open_batch()."""
-    assert SHIM_PYTHON.exists(), "the pulser-pasqal virtualenv is missing: run `make test`"
-    done = subprocess.run(
-        [
-            str(SHIM_PYTHON),
-            "-c",
-            _SHIM,
-            cluster.core_url,
-            cluster.account_url,
-            account.token,
-            account.project_id,
-            SEQ_TEXT,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+    assert run_shim(_SHIM, cluster, account, SEQ_TEXT) == {
         "closed": [40],
         "open": [40, 40],
         "open_batch": True,

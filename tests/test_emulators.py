@@ -25,7 +25,7 @@ from pulser.waveforms import InterpolatedWaveform
 
 from launch.redis_server import free_port
 from tests import sequences
-from tests.helpers import call_api, create_body, record_keys, wait_for
+from tests.helpers import call_api, create_body, record_keys, run_shim, wait_for
 from workers.engines import NO_GPU
 
 QPUS = {"EMU_FREE": 1, "EMU_SV": 1, "EMU_MPS": 1, "EMU_FRESNEL": 1}
@@ -309,23 +309,8 @@ def test_serialised_results_hold_the_configs_shots(emus, account):
 # -- the pulser-pasqal shim (pasqal-cloud 0.22, its own virtualenv) ----------------------------
 
 _SHIM = """
-import json, sys, warnings
-warnings.simplefilter("ignore")
-from pasqal_cloud.authentication import TokenProvider
-from pasqal_cloud.endpoints import Endpoints
-from pulser import Sequence
-from pulser_pasqal import EmuMPSBackend, EmuSVBackend, PasqalCloud
+from pulser_pasqal import EmuMPSBackend, EmuSVBackend
 
-core, account, token, project, text = sys.argv[1:]
-
-class Token(TokenProvider):
-    def get_token(self):
-        return token
-
-connection = PasqalCloud(
-    project_id=project, token_provider=Token(), endpoints=Endpoints(core=core, account=account)
-)
-sequence = Sequence.from_abstract_repr(text)
 shots = {}
 for backend_type in (EmuSVBackend, EmuMPSBackend):
     remote = backend_type(sequence, connection=connection).run([{"runs": 60}], wait=True)
@@ -335,25 +320,7 @@ print(json.dumps(shots))
 
 
 def test_the_pulser_pasqal_shims_emu_sv_and_emu_mps_backends(emus, account):
-    shim = Path(__file__).resolve().parent.parent / ".venv-shim" / "bin" / "python"
-    assert shim.exists(), "the pulser-pasqal virtualenv is missing: run `make test`"
-    done = subprocess.run(
-        [
-            str(shim),
-            "-c",
-            _SHIM,
-            emus.core_url,
-            emus.account_url,
-            account.token,
-            account.project_id,
-            chain(4, duration=200).to_abstract_repr(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    shots = json.loads(done.stdout.strip().splitlines()[-1])
+    shots = run_shim(_SHIM, emus, account, chain(4, duration=200).to_abstract_repr(), 300)
     assert shots == {"EmuSVBackend": [60], "EmuMPSBackend": [60]}
 
 
